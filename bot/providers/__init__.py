@@ -1,0 +1,52 @@
+"""The outside services behind small interfaces: real SDK implementations and sandboxes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.config import Settings
+from bot.providers.email import EmailSender, SandboxEmail, SendGridEmail
+from bot.providers.payments import PaymentGateway, SandboxGateway, StripeGateway
+from bot.providers.sms import SandboxSms, SmsSender, TwilioSms
+
+
+@dataclass
+class Providers:
+    sms: SmsSender
+    email: EmailSender
+    payments: PaymentGateway
+
+    async def close(self) -> None:
+        for provider in (self.sms, self.email, self.payments):
+            await provider.close()
+
+
+def build_providers(settings: Settings) -> Providers:
+    """Real providers where credentials are complete; a sandbox (no network) otherwise."""
+    if settings.twilio_configured:
+        sms: SmsSender = TwilioSms(
+            account_sid=settings.twilio_account_sid or "",
+            auth_token=settings.twilio_auth_token or "",
+            from_number=settings.twilio_from_number,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            api_base=settings.twilio_api_base,
+        )
+    else:
+        sms = SandboxSms(settings.outbox_dir / "sms.jsonl")
+    if settings.sendgrid_configured:
+        email: EmailSender = SendGridEmail(
+            api_key=settings.sendgrid_api_key or "",
+            from_email=settings.sendgrid_from_email,
+            from_name=settings.brand,
+            host=settings.sendgrid_host,
+        )
+    else:
+        email = SandboxEmail(settings.outbox_dir / "email", from_email=settings.sendgrid_from_email,
+                             from_name=settings.brand)
+    if settings.stripe_configured:
+        payments: PaymentGateway = StripeGateway(
+            settings.stripe_secret_key or "", api_base=settings.stripe_api_base
+        )
+    else:
+        payments = SandboxGateway()
+    return Providers(sms=sms, email=email, payments=payments)

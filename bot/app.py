@@ -1,0 +1,94 @@
+"""The application factory: one root app, one sub-app per surface, resources in cleanup_ctx."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from bot import api, appkeys
+from bot.clock import Clock, SystemClock
+from bot.config import Settings
+from bot.conversation import ConversationEngine
+from bot.coordination import Coordinator, connect_redis
+from bot.db import Database
+from bot.notifications import Notifier
+from bot.payments import PaymentService
+from bot.providers import Providers, build_providers
+from portal_fallback import routes as portal
+from webhooks import twilio as twilio_webhooks
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings, providers: Providers | None = None, clock: Clock | None = None
+) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024)
+    app[appkeys.SETTINGS] = settings
+    app[appkeys.CLOCK] = clock or SystemClock()
+    app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.append(_providers_ctx(providers))
+    app.cleanup_ctx.append(_engine_ctx)
+    app.add_subapp("/webhooks/", twilio_webhooks.create_app())
+    app.add_subapp("/api/v1/", api.create_app())
+    portal.add_routes(app)
+    app.router.add_get("/healthz", _health)
+    return app
+
+
+async def _health(request: web.Request) -> web.Response:
+    await request.app[appkeys.DATABASE].ping()
+    await request.app[appkeys.COORDINATOR].ping()
+    return web.json_response({"status": "ok"})
+
+
+async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
+    database = Database(app[appkeys.SETTINGS].database_url)
+    if app[appkeys.SETTINGS].migrate_on_start:
+        await database.migrate()
+    app[appkeys.DATABASE] = database
+    yield
+    await database.close()
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    redis = connect_redis(app[appkeys.SETTINGS].redis_url)
+    app[appkeys.COORDINATOR] = Coordinator(redis)
+    yield
+    await redis.aclose()
+
+
+def _providers_ctx(given: Providers | None):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        providers = given or build_providers(app[appkeys.SETTINGS])
+        app[appkeys.PROVIDERS] = providers
+        yield
+        if given is None:  # whoever built them closes them
+            await providers.close()
+
+    return ctx
+
+
+async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[appkeys.ENGINE] = build_engine(
+        app[appkeys.SETTINGS], app[appkeys.DATABASE], app[appkeys.COORDINATOR],
+        app[appkeys.PROVIDERS], app[appkeys.CLOCK],
+    )
+    yield
+
+
+def build_engine(
+    settings: Settings, database: Database, coordinator: Coordinator, providers: Providers,
+    clock: Clock,
+) -> ConversationEngine:
+    return ConversationEngine(
+        settings=settings,
+        db=database,
+        coordinator=coordinator,
+        payments=PaymentService(providers.payments, clock),
+        notifier=Notifier(sms=providers.sms, email=providers.email, brand=settings.brand),
+        clock=clock,
+    )

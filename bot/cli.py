@@ -1,0 +1,184 @@
+"""The `paybot` command: demo, serve, worker, chat, import-accounts, send-links."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.config import ConfigError, Settings
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings.from_env(os.environ)
+    except ConfigError as exc:
+        sys.exit(f"paybot: configuration error: {exc}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="paybot", description="Pay what you owe by text.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="seed demo accounts, start localstripe and the server")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--once", action="store_true", help="show the walkthrough, then exit")
+
+    serve = sub.add_parser("serve", help="run the web server (webhooks, API, links)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+
+    sub.add_parser("worker", help="charge scheduled payments when they are due")
+
+    chat = sub.add_parser("chat", help="a conversation in the terminal, as a phone number")
+    chat.add_argument("--phone", required=True, help="the customer's number, e.g. +15555550101")
+
+    imp = sub.add_parser("import-accounts", help="upsert accounts from a CSV file")
+    imp.add_argument("file", type=Path)
+
+    links = sub.add_parser("send-links", help="text each selected account its personalized link")
+    links.add_argument("--account", action="append", dest="accounts", help="an account_id (repeat)")
+    links.add_argument("--creditor", help="only this creditor's accounts")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    handler = {
+        "demo": _demo, "serve": _serve, "worker": _worker, "chat": _chat,
+        "import-accounts": _import, "send-links": _send_links,
+    }[args.command]
+    try:
+        code = handler(settings, args)
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code or 0)
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.demo import run_demo
+
+    logging.getLogger().setLevel(logging.WARNING)
+    asyncio.run(run_demo(settings, host=args.host, port=args.port, once=args.once,
+                         interactive=sys.stdin.isatty() and not args.once))
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import create_app
+
+    if settings.secret_key == Settings.secret_key:
+        logging.warning("SECRET_KEY is not set: using a development key (never in production)")
+    web.run_app(create_app(settings), host=args.host, port=args.port, access_log=None)
+    return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    print("paybot worker: scheduled payments are stored as scheduled; charging them at their date "
+          "arrives with the payment-plans work (issue 4).", file=sys.stderr)
+    return 2
+
+
+async def _with_engine(settings: Settings, body):  # type: ignore[no-untyped-def]
+    """Open the same resources the web app opens, for a command that runs without HTTP."""
+    from bot import appkeys
+    from bot.app import create_app
+
+    app = create_app(settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        return await body(app[appkeys.ENGINE], app)
+    finally:
+        await runner.cleanup()
+
+
+def _chat(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.demo import chat_loop
+    from bot.phones import InvalidPhone, normalize_phone
+
+    try:
+        phone = normalize_phone(args.phone)
+    except InvalidPhone as exc:
+        print(f"paybot chat: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger().setLevel(logging.WARNING)
+    print(f"Chatting as {phone}. Ctrl-D to stop.")
+    asyncio.run(_with_engine(settings, lambda engine, _app: chat_loop(engine, phone)))
+    return 0
+
+
+def _import(settings: Settings, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from bot.accounts import InvalidAccount, import_csv
+    from bot.clock import SystemClock
+    from bot.db import Database
+
+    if not args.file.is_file():
+        print(f"paybot import-accounts: no such file: {args.file}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        database = Database(settings.database_url)
+        try:
+            await database.migrate()
+            with tqdm(unit=" rows", desc="importing", file=sys.stderr,
+                      disable=not sys.stderr.isatty()) as bar:
+                report = await import_csv(database.session, args.file, secret_key=settings.secret_key,
+                                          clock=SystemClock(), progress=bar.update)
+        except InvalidAccount as exc:
+            print(f"paybot import-accounts: {args.file}: {exc}", file=sys.stderr)
+            return 2
+        except UnicodeDecodeError:
+            print(f"paybot import-accounts: {args.file} is not UTF-8 text", file=sys.stderr)
+            return 2
+        finally:
+            await database.close()
+        for line, reason in report.errors:
+            print(f"{args.file}:{line}: {reason}", file=sys.stderr)
+        print(report.summary)
+        return 1 if report.errors else 0
+
+    return asyncio.run(run())
+
+
+def _send_links(settings: Settings, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from bot.campaigns import send_links
+    from bot.clock import SystemClock
+    from bot.coordination import Coordinator  # noqa: F401  (same resources as the server)
+    from bot.db import Database
+    from bot.providers import build_providers
+
+    async def run() -> int:
+        database = Database(settings.database_url)
+        providers = build_providers(settings)
+        try:
+            await database.migrate()
+            with tqdm(unit=" accounts", desc="sending", file=sys.stderr,
+                      disable=not sys.stderr.isatty()) as bar:
+                report = await send_links(
+                    settings=settings, database=database, sms=providers.sms, clock=SystemClock(),
+                    account_refs=args.accounts, creditor=args.creditor, progress=bar.update,
+                    on_total=lambda n: setattr(bar, "total", n),
+                )
+        finally:
+            await providers.close()
+            await database.close()
+        for account_ref, reason in report.failed:
+            print(f"{account_ref}: {reason}", file=sys.stderr)
+        print(report.summary)
+        return 1 if report.failed else 0
+
+    return asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

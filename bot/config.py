@@ -1,0 +1,159 @@
+"""Configuration: read once from the environment by the CLI, passed down explicitly.
+
+Nothing here is read at import time; `Settings.from_env` takes the mapping to read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("var")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """Per creditor (or portfolio) switches of the payment journey."""
+
+    contact_review: bool = True
+    virtual_collection: bool = True
+    allow_skip_offer: bool = True
+    schedule_payment: bool = True
+    min_payment_cents: int = 2500
+    furthest_schedule_days: int = 90
+    methods_enabled: tuple[str, ...] = ("card", "us_bank_account")
+    quiet_hours_start: int = 21  # no proactive message from 9 p.m. ...
+    quiet_hours_end: int = 8  # ... to 8 a.m., customer's local time
+    session_timeout_minutes: int = 30
+    terms_version: str = "2026-11"
+    max_invalid_replies: int = 3
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, object] | None) -> FlowSettings:
+        if not data:
+            return cls()
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "methods_enabled" in values:
+            values["methods_enabled"] = tuple(values["methods_enabled"])  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]
+
+    def to_mapping(self) -> dict[str, object]:
+        data = dataclasses.asdict(self)
+        data["methods_enabled"] = list(self.methods_enabled)
+        return data
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = f"sqlite:///{DEFAULT_DATA_DIR / 'paybot.sqlite3'}"
+    redis_url: str | None = None  # None: an in-process Redis (fakeredis)
+    public_base_url: str = "http://127.0.0.1:8080"
+    secret_key: str = "insecure-development-key"
+    data_dir: Path = DEFAULT_DATA_DIR
+    api_key: str | None = None
+    brand: str = "PayBot"
+    support_contact: str = "support@paybot.example"
+    migrate_on_start: bool = True
+
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base: str | None = None
+
+    stripe_secret_key: str | None = None
+    stripe_publishable_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None
+    stripe_js_url: str = "https://js.stripe.com/v3/"
+
+    sendgrid_api_key: str | None = None
+    sendgrid_from_email: str = "receipts@paybot.example"
+    sendgrid_host: str | None = None
+
+    link_lifetime_hours: int = 72
+    verification_lock_minutes: int = 30
+    flow: FlowSettings = field(default_factory=FlowSettings)
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def twilio_configured(self) -> bool:
+        return bool(
+            self.twilio_account_sid
+            and self.twilio_auth_token
+            and (self.twilio_from_number or self.twilio_messaging_service_sid)
+        )
+
+    @property
+    def stripe_configured(self) -> bool:
+        return bool(self.stripe_secret_key)
+
+    @property
+    def sendgrid_configured(self) -> bool:
+        return bool(self.sendgrid_api_key)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value if value not in (None, "") else None
+
+        data_dir = Path(get("PAYBOT_DATA_DIR") or DEFAULT_DATA_DIR)
+        values: dict[str, object] = {
+            "data_dir": data_dir,
+            "database_url": get("DATABASE_URL") or f"sqlite:///{data_dir / 'paybot.sqlite3'}",
+            "redis_url": get("REDIS_URL"),
+            "public_base_url": (get("PUBLIC_BASE_URL") or cls.public_base_url).rstrip("/"),
+            "secret_key": get("SECRET_KEY") or cls.secret_key,
+            "api_key": get("PAYBOT_API_KEY"),
+            "brand": get("PAYBOT_BRAND") or cls.brand,
+            "support_contact": get("PAYBOT_SUPPORT_CONTACT") or cls.support_contact,
+            "migrate_on_start": _bool(get("PAYBOT_MIGRATE_ON_START"), True),
+            "twilio_account_sid": get("TWILIO_ACCOUNT_SID"),
+            "twilio_auth_token": get("TWILIO_AUTH_TOKEN"),
+            "twilio_from_number": get("TWILIO_FROM_NUMBER"),
+            "twilio_messaging_service_sid": get("TWILIO_MESSAGING_SERVICE_SID"),
+            "twilio_api_base": get("TWILIO_API_BASE"),
+            "stripe_secret_key": get("STRIPE_SECRET_KEY"),
+            "stripe_publishable_key": get("STRIPE_PUBLISHABLE_KEY"),
+            "stripe_webhook_secret": get("STRIPE_WEBHOOK_SECRET"),
+            "stripe_api_base": get("STRIPE_API_BASE"),
+            "stripe_js_url": get("STRIPE_JS_URL") or cls.stripe_js_url,
+            "sendgrid_api_key": get("SENDGRID_API_KEY"),
+            "sendgrid_from_email": get("SENDGRID_FROM_EMAIL") or cls.sendgrid_from_email,
+            "sendgrid_host": get("SENDGRID_HOST"),
+        }
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not (
+            self.database_url.startswith("sqlite:///")
+            or self.database_url.startswith("postgresql://")
+            or self.database_url.startswith("postgres://")
+        ):
+            raise ConfigError("DATABASE_URL must be sqlite:///PATH or postgresql://...")
+        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://")):
+            raise ConfigError("REDIS_URL must be redis://... (or unset for in-process Redis)")
+        if not self.public_base_url.startswith(("http://", "https://")):
+            raise ConfigError("PUBLIC_BASE_URL must start with http:// or https://")
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,603 @@
+"""The conversation engine: one inbound message in, the replies out, the ledger written between.
+
+Order of work for each message (the guarantees of DESIGN.md):
+1. the inbound message is stored (its MessageSid is unique: a retry is answered from the ledger);
+2. the conversation's Redis lock is taken, so one message of a conversation runs at a time;
+3. keywords (STOP, HELP, AGENT, ...) are handled in any state, then the flow reads the reply;
+4. side effects the flow asked for run through the services (ledger, processor);
+5. the state is checkpointed, the replies rendered and stored, all in one commit;
+6. the texts are returned for the channel to send; emails go out after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import ledger
+from bot.config import FlowSettings, Settings
+from bot.coordination import Coordinator
+from bot.db import Database
+from bot.models import Account, Conversation, Message, Payment, VerificationAttempt
+from bot.notifications import Notifier
+from bot.parsing import Meaning, classify_keyword, parse_reply
+from bot.payments import PaymentOutcome, PaymentRefused, PaymentRequest, PaymentService
+from bot.rendering import SmsRenderer
+from bot.security import code_digest, constant_time_equal, mask_email, new_one_time_code
+from states import payment as payment_flow
+from states import verification as verification_flow
+from states.payment import AccountView, MethodView, OfferView, PaymentFlow
+from states.replies import Effect, Reply
+from states.verification import VerificationFlow
+
+log = logging.getLogger(__name__)
+
+PAY_WORDS = {"pay", "pay now", "make a payment", "i want to pay", "payment", "pagar", "pago"}
+CODE_LIFETIME = timedelta(minutes=10)
+VERIFICATION_TRIES = 3
+
+
+@dataclass(frozen=True)
+class Inbound:
+    phone: str  # E.164
+    body: str
+    sid: str | None = None  # the provider's id; the terminal chat makes one up
+    channel: str = "sms"
+
+
+@dataclass
+class Turn:
+    """What one message produced, before it is rendered."""
+
+    replies: list[Reply] = field(default_factory=list)
+    emails: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ConversationEngine:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        coordinator: Coordinator,
+        payments: PaymentService,
+        notifier: Notifier,
+        clock: Any,
+        renderer: SmsRenderer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.coordinator = coordinator
+        self.payments = payments
+        self.notifier = notifier
+        self.clock = clock
+        self.renderer = renderer or SmsRenderer()
+        # One machine per flow for the process; each message adds its model and removes it.
+        self.payment_machine = payment_flow.build_machine()
+        self.verification_machine = verification_flow.build_machine()
+
+    # ------------------------------------------------------------------ entry point
+
+    async def receive(self, inbound: Inbound) -> list[str]:
+        sid = inbound.sid or f"local-{uuid.uuid4().hex}"
+        body = inbound.body[:1600]
+        async with self.db.session() as session:
+            message, _created = await ledger.store_inbound(
+                session, phone=inbound.phone, body=body, sid=sid, channel=inbound.channel,
+                at=self.clock.now(),
+            )
+        async with self.coordinator.conversation_lock(inbound.phone):
+            async with self.db.session() as session:
+                message = await session.get(Message, message.id)
+                assert message is not None
+                if message.processed_at is not None:
+                    # The same MessageSid again: answered once, processed once.
+                    return await ledger.reply_texts(session, message.id)
+                turn, texts = await self._process(session, message, inbound.channel)
+        for email in turn.emails:
+            await self.notifier.send_email(**email)
+        for event in turn.events:
+            await self._publish(event)
+        return texts
+
+    async def _publish(self, event: dict[str, Any]) -> None:
+        try:
+            await self.coordinator.publish(event)
+        except Exception:  # the live feed is a convenience; the ledger has everything
+            log.warning("agent feed unavailable", exc_info=True)
+
+    # ------------------------------------------------------------------ one message
+
+    async def _process(
+        self, session: AsyncSession, message: Message, channel: str
+    ) -> tuple[Turn, list[str]]:
+        now = self.clock.now()
+        conversation = await ledger.conversation_for(session, message.phone, at=now)
+        message.conversation_id = conversation.id
+        turn = Turn()
+        account = await self._account_of(session, conversation)
+        await self._handle(session, conversation, account, message, turn, now)
+        conversation.last_inbound_at = now
+        conversation.updated_at = now
+        message.processed_at = now
+        account = await self._account_of(session, conversation)
+        texts = await self._render(session, conversation, account, turn.replies, now)
+        for text in texts:
+            session.add(
+                Message(
+                    conversation_id=conversation.id, direction="outbound", channel=channel,
+                    phone=message.phone, body=text, in_reply_to_id=message.id, created_at=now,
+                    status="replied",
+                )
+            )
+        turn.events.append(
+            {"type": "message", "phone": message.phone, "conversation_id": conversation.id,
+             "inbound": message.body, "replies": texts, "state": conversation.state,
+             "handled_by": conversation.handled_by, "at": now.isoformat()}
+        )
+        await session.commit()
+        return turn, texts
+
+    async def _account_of(self, session: AsyncSession, conv: Conversation) -> Account | None:
+        if conv.account_id is None:
+            account = await ledger.account_by_phone(session, conv.phone)
+            if account is None:
+                return None
+            # The number is on file for the account: that is who we texted.
+            conv.account_id = account.id
+            conv.flow, conv.state, conv.context = "payment", "idle", {}
+            return account
+        return await session.get(Account, conv.account_id)
+
+    async def _handle(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        account: Account | None,
+        message: Message,
+        turn: Turn,
+        now: datetime,
+    ) -> None:
+        keyword = classify_keyword(message.body)
+        kind = keyword.kind if keyword else None
+        opted_out = await ledger.is_opted_out(session, conv.phone)
+
+        if kind == "opt_out":
+            if not opted_out:  # confirmed once, at once, with nothing else in it
+                await ledger.set_opt_out(session, conv.phone, opted_out=True,
+                                         keyword=message.body, channel="sms", at=now)
+                turn.replies.append(Reply("opt_out_confirmed"))
+            if conv.flow == "payment":  # whatever was half done is not picked up months later
+                conv.state, conv.context = "idle", {}
+            return
+        if opted_out:
+            if kind == "opt_in":
+                await ledger.set_opt_out(session, conv.phone, opted_out=False,
+                                         keyword=message.body, channel="sms", at=now)
+                turn.replies.append(Reply("opt_in_confirmed"))
+            return  # nothing else is ever sent to an opted-out number
+        if kind == "help":
+            turn.replies.append(Reply("help"))
+            return
+        if conv.handled_by == "agent":
+            return  # a person has it; the message is stored and on the agents' feed
+        if kind in {"agent", "ask_agent"}:
+            await self._hand_to_agent(session, conv, turn, now, reason=kind, text=message.body)
+            return
+        if kind == "opt_in":
+            turn.replies.append(Reply("opt_in_confirmed"))
+            return
+        if account is None:
+            await self._verify(session, conv, message, keyword, turn, now)
+            return
+        await self._converse(session, conv, account, message, keyword, turn, now)
+
+    async def _hand_to_agent(
+        self, session: AsyncSession, conv: Conversation, turn: Turn, now: datetime, *,
+        reason: str, text: str,
+    ) -> None:
+        conv.handled_by = "agent"
+        await ledger.audit(session, "handed_to_agent", at=now, account_id=conv.account_id,
+                           phone=conv.phone, reason=reason)
+        turn.replies.append(
+            Reply({"agent": "agent_requested", "ask_agent": "agent_review"}.get(reason, "too_many_tries"))
+        )
+        turn.events.append({"type": "needs_agent", "phone": conv.phone, "reason": reason,
+                            "text": text, "at": now.isoformat()})
+
+    # ------------------------------------------------------------------ known account
+
+    async def _converse(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        account: Account,
+        message: Message,
+        keyword: Meaning | None,
+        turn: Turn,
+        now: datetime,
+    ) -> None:
+        settings = await self._flow_settings(session, account)
+        if conv.flow != "payment":
+            conv.flow, conv.state, conv.context = "payment", "idle", {}
+        idle_for = now - conv.last_inbound_at if conv.last_inbound_at else timedelta(0)
+        if conv.state != "idle" and idle_for > timedelta(minutes=settings.session_timeout_minutes):
+            conv.state, conv.context = "idle", {}
+            turn.replies.append(Reply("timed_out"))
+            if keyword is None and _reads_as_pay(message.body):
+                pass  # fall through: PAY after a timeout starts right away
+            elif keyword is None:
+                view = await self._account_view(session, account, now)
+                turn.replies.append(PaymentFlow(view, settings, state="idle").prompt())
+                return
+
+        view = await self._account_view(session, account, now)
+        flow = PaymentFlow(account=view, settings=settings, context=dict(conv.context or {}))
+        self.payment_machine.add_model(flow, initial=conv.state)
+        try:
+            await self._step(session, conv, account, flow, message, keyword, turn, now)
+        finally:
+            self.payment_machine.remove_model(flow)
+
+    async def _step(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        account: Account,
+        flow: PaymentFlow,
+        message: Message,
+        keyword: Meaning | None,
+        turn: Turn,
+        now: datetime,
+    ) -> None:
+        kind = keyword.kind if keyword else None
+        if kind == "balance":
+            pending = await session.scalar(
+                select(func.coalesce(func.sum(Payment.amount_cents), 0)).where(
+                    Payment.account_id == account.id,
+                    Payment.status.in_(("processing", "pending")),
+                )
+            )
+            turn.replies.append(Reply("balance", {"balance_cents": account.balance_cents,
+                                                  "description": account.description,
+                                                  "pending_cents": int(pending or 0)}))
+            if flow.state != "idle":
+                turn.replies.append(flow.prompt())
+        elif kind == "link":
+            turn.replies.append(Reply("link", {"link_hours": self.settings.link_lifetime_hours},
+                                      needs_link=True))
+        elif kind == "menu":
+            flow.restart()
+            flow.context = {}
+            turn.replies.append(flow.prompt())
+        else:
+            meaning = self._read(flow, message.body)
+            if flow.answer(meaning):
+                flow.context["invalid_count"] = 0
+            else:
+                misses = int(flow.context.get("invalid_count", 0)) + 1
+                flow.context["invalid_count"] = misses
+                if misses >= flow.settings.max_invalid_replies:
+                    flow.context["invalid_count"] = 0
+                    await self._hand_to_agent(session, conv, turn, now, reason="confused",
+                                              text=message.body)
+                else:
+                    turn.replies.append(Reply("did_not_understand", {"reason": meaning.reason}))
+                    turn.replies.append(flow.prompt())
+            turn.replies[:0] = flow.replies
+            flow.replies.clear()
+            if flow.state != "idle":
+                flow.context.setdefault("checkout_id", uuid.uuid4().hex)
+            for effect in list(flow.effects):
+                await self._perform(session, conv, account, flow, effect, turn, now)
+            flow.effects.clear()
+            turn.replies.extend(flow.replies)
+        conv.state = flow.state
+        conv.context = dict(flow.context)
+
+    def _read(self, flow: PaymentFlow, text: str) -> Meaning:
+        step = payment_flow.READS[flow.state]
+        today = flow.account.today
+        if step == "idle":
+            if _reads_as_pay(text):
+                return Meaning("pay")
+            step = "confirm"
+        menu_size, skip = 3, None
+        if flow.state == "offers":
+            skip = flow.skip_option()
+            menu_size = len(flow.account.offers) + (1 if skip else 0)
+        elif flow.state in {"method", "awaiting_method"}:
+            menu_size = len(flow.account.methods) + 1
+        return parse_reply(text, step, today=today, horizon=flow.horizon(), menu_size=menu_size,
+                           skip_option=skip)
+
+    async def _perform(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        account: Account,
+        flow: PaymentFlow,
+        effect: Effect,
+        turn: Turn,
+        now: datetime,
+    ) -> None:
+        if effect.name == "update_email":
+            if conv.context.get("verified_by") == "knowledge":
+                return  # a knowledge answer is a look-up, not proof: it cannot change contacts
+            account.email = str(effect.args["email"])
+            account.updated_at = now
+            await ledger.audit(session, "email_changed", at=now, account_id=account.id,
+                               phone=conv.phone, channel="sms")
+        elif effect.name == "await_new_method":
+            await ledger.audit(session, "method_handoff", at=now, account_id=account.id)
+        elif effect.name == "submit_payment":
+            await self._submit(session, conv, account, flow, effect.args, turn, now)
+
+    async def _submit(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        account: Account,
+        flow: PaymentFlow,
+        args: dict[str, Any],
+        turn: Turn,
+        now: datetime,
+    ) -> None:
+        offer: OfferView | None = args.get("offer")
+        pay_on: date | None = args.get("pay_on")
+        request = PaymentRequest(
+            idempotency_key=f"sms:{conv.id}:{args['checkout_id']}",
+            amount_cents=int(args["amount_cents"]),
+            method_id=int(args["method_id"]),
+            pay_on=pay_on,
+            offer_id=offer.id if offer else None,
+            offer_kind=offer.kind if offer else None,
+            installment_count=offer.installment_count if offer else 1,
+            frequency=offer.frequency if offer else None,
+            plan_total_cents=offer.total_cents if offer else None,
+            channel="sms",
+            agreement_text=self.notifier.agreement_text(
+                account=account, amount_cents=int(args["amount_cents"]), pay_on=pay_on,
+                method_label=args.get("method_label") or "", offer=offer,
+                terms_version=flow.settings.terms_version,
+            ),
+            terms_version=flow.settings.terms_version,
+        )
+        # The conversation checkpoint goes first: a crash from here on never asks again.
+        conv.state, conv.context = flow.state, dict(flow.context)
+        try:
+            outcome = await self.payments.submit(session, account, request, today=flow.account.today)
+        except PaymentRefused as refused:
+            flow.replies.append(Reply("payment_refused", {"reason": str(refused)}))
+            flow.context = {}
+            return
+        await session.refresh(account)
+        flow.context = {}
+        turn.replies.append(_outcome_reply(outcome, mask_email(account.email)))
+        if outcome.status == "declined":
+            flow.context = {k: v for k, v in args.items() if k in {"amount_cents", "offer_id",
+                                                                   "offer_kind", "pay_on"}}
+            if flow.context.get("pay_on"):
+                flow.context["pay_on"] = str(flow.context["pay_on"])
+            flow.charge_failed()
+        elif account.email and outcome.status in {"paid", "scheduled", "pending"}:
+            turn.emails.append(self.notifier.receipt(account, outcome))
+
+    # ------------------------------------------------------------------ unknown numbers
+
+    async def _verify(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        message: Message,
+        keyword: Meaning | None,
+        turn: Turn,
+        now: datetime,
+    ) -> None:
+        lock_window = timedelta(minutes=self.settings.verification_lock_minutes)
+        context = dict(conv.context or {})
+        candidate_id = context.get("candidate_account_id")
+        failures = await ledger.recent_verification_failures(
+            session, phone=conv.phone, account_id=candidate_id, since=now - lock_window
+        )
+        flow = VerificationFlow(context=context, tries_left=VERIFICATION_TRIES - failures)
+        conv.flow = "verification"
+        self.verification_machine.add_model(flow, initial=conv.state if conv.state in
+                                            verification_flow.STATES else "new")
+        try:
+            if flow.state == "locked" and failures < VERIFICATION_TRIES:
+                flow.ask_account()
+            elif flow.state == "locked" or (failures >= VERIFICATION_TRIES and flow.state != "new"):
+                if flow.state != "locked":
+                    flow.to_locked_state = None  # keep the machine's own transitions only
+                turn.replies.append(Reply("verification_locked",
+                                          {"lock_minutes": self.settings.verification_lock_minutes}))
+            elif flow.state == "new" or keyword is not None:
+                if flow.state == "new":
+                    flow.ask_account()
+                else:
+                    turn.replies.append(flow.prompt())
+            elif flow.state == "awaiting_account":
+                await self._account_id_given(session, conv, flow, message, turn, now)
+            else:
+                await self._answer_given(session, conv, flow, message, turn, now)
+            turn.replies[:0] = flow.replies
+            flow.replies.clear()
+            if conv.account_id is None:
+                conv.state, conv.context = flow.state, flow.context
+        finally:
+            self.verification_machine.remove_model(flow)
+        if "verification_locked" in {r.template for r in turn.replies}:
+            turn.replies = [
+                Reply(r.template, {"lock_minutes": self.settings.verification_lock_minutes})
+                if r.template == "verification_locked" else r
+                for r in turn.replies
+            ]
+
+    async def _account_id_given(
+        self, session: AsyncSession, conv: Conversation, flow: VerificationFlow, message: Message,
+        turn: Turn, now: datetime,
+    ) -> None:
+        meaning = parse_reply(message.body, "account_id", today=now.date())
+        if meaning.kind != "text":
+            turn.replies.append(Reply("did_not_understand", {"reason": None}))
+            turn.replies.append(flow.prompt())
+            return
+        account = await ledger.account_by_ref(session, str(meaning.value))
+        code = new_one_time_code()
+        flow.context = {"candidate_account_id": account.id if account else None,
+                        "code_expires": (now + CODE_LIFETIME).isoformat()}
+        flow.has_contact_on_file = account is None or bool(account.phone or account.email)
+        if account is not None:
+            failures = await ledger.recent_verification_failures(
+                session, phone=conv.phone, account_id=account.id,
+                since=now - timedelta(minutes=self.settings.verification_lock_minutes),
+            )
+            flow.tries_left = VERIFICATION_TRIES - failures
+            if flow.tries_left <= 0:
+                flow.to_locked()
+                return
+            if flow.has_contact_on_file:
+                flow.context["code_sha"] = code_digest(self.settings.secret_key, conv.phone, code)
+                await self.notifier.send_code(account, code, brand=await self._brand(session, account))
+        # An unknown account id gets the same answer as a real one.
+        flow.account_given()
+
+    async def _answer_given(
+        self, session: AsyncSession, conv: Conversation, flow: VerificationFlow, message: Message,
+        turn: Turn, now: datetime,
+    ) -> None:
+        meaning = parse_reply(message.body, "code", today=now.date())
+        account_id = flow.context.get("candidate_account_id")
+        account = await session.get(Account, account_id) if account_id else None
+        ok = False
+        if meaning.kind == "text" and account is not None:
+            answer = str(meaning.value)
+            if flow.state == "awaiting_code" and "|" not in answer:
+                expires = datetime.fromisoformat(flow.context.get("code_expires", now.isoformat()))
+                expected = flow.context.get("code_sha", "")
+                ok = now < expires and constant_time_equal(
+                    code_digest(self.settings.secret_key, conv.phone, answer), expected
+                )
+            elif flow.state == "awaiting_knowledge" and "|" in answer:
+                last4, dob = answer.split("|", 1)
+                ok = bool(account.ssn_last4 and account.dob) and constant_time_equal(
+                    last4, account.ssn_last4 or ""
+                ) and dob == (account.dob.isoformat() if account.dob else "")
+        session.add(VerificationAttempt(phone=conv.phone, account_id=account_id, succeeded=ok,
+                                        attempted_at=now))
+        if not ok:
+            flow.tries_left -= 1
+            await ledger.audit(session, "verification_failed", at=now, phone=conv.phone,
+                               account_id=account_id)
+            if flow.tries_left > 0:
+                turn.replies.append(Reply("verification_failed", {"tries_left": flow.tries_left}))
+            flow.answer_wrong()
+            return
+        assert account is not None
+        verified_by = "code" if flow.state == "awaiting_code" else "knowledge"
+        await ledger.audit(session, "verified", at=now, phone=conv.phone, account_id=account.id,
+                           by=verified_by)
+        conv.account_id = account.id
+        conv.flow, conv.state, conv.context = "payment", "idle", {"verified_by": verified_by}
+        view = await self._account_view(session, account, now)
+        settings = await self._flow_settings(session, account)
+        turn.replies.append(Reply("verified", {"first_name": account.first_name}))
+        turn.replies.append(PaymentFlow(view, settings, state="idle").prompt())
+
+    # ------------------------------------------------------------------ rendering
+
+    async def _render(
+        self, session: AsyncSession, conv: Conversation, account: Account | None,
+        replies: list[Reply], now: datetime,
+    ) -> list[str]:
+        if not replies:
+            return []
+        base: dict[str, Any] = {
+            "brand": self.settings.brand,
+            "support_contact": self.settings.support_contact,
+            "first_name": account.first_name if account else "",
+            "disclosure": "",
+        }
+        if account is not None:
+            base["brand"] = await self._brand(session, account)
+            if any(r.needs_link for r in replies):
+                token = await ledger.create_link(
+                    session, account_id=account.id, at=now,
+                    lifetime=timedelta(hours=self.settings.link_lifetime_hours),
+                    resume_state=conv.state,
+                )
+                base["link_url"] = f"{self.settings.public_base_url}/p/{token}"
+        return self.renderer.render_all(replies, base)
+
+    async def _brand(self, session: AsyncSession, account: Account) -> str:
+        creditor = await ledger.creditor_of(session, account)
+        return creditor.name if creditor else self.settings.brand
+
+    async def _flow_settings(self, session: AsyncSession, account: Account) -> FlowSettings:
+        creditor = await ledger.creditor_of(session, account)
+        if creditor is None or not creditor.settings:
+            return self.settings.flow
+        return FlowSettings.from_mapping({**self.settings.flow.to_mapping(), **creditor.settings})
+
+    async def _account_view(self, session: AsyncSession, account: Account, now: datetime) -> AccountView:
+        offers = await ledger.open_offers(session, account.id, at=now)
+        methods = await ledger.payment_methods(session, account.id)
+        zone = ZoneInfo(account.timezone or "America/New_York")
+        settings = await self._flow_settings(session, account)
+        return AccountView(
+            first_name=account.first_name,
+            description=account.description or "your account",
+            balance_cents=account.balance_cents,
+            masked_email=mask_email(account.email),
+            offers=tuple(
+                OfferView(
+                    id=o.id, kind=o.kind, total_cents=o.total_cents,
+                    installment_count=o.installment_count,
+                    installment_cents=-(-o.total_cents // o.installment_count),
+                    frequency=o.frequency,
+                    expires_on=o.expires_at.astimezone(zone).date() if o.expires_at else None,
+                    savings_cents=max(0, account.balance_cents - o.total_cents),
+                )
+                for o in offers
+                if o.total_cents <= account.balance_cents
+            ),
+            methods=tuple(
+                MethodView(id=m.id, kind=m.kind, brand=m.brand, last4=m.last4)
+                for m in methods
+                if m.kind in settings.methods_enabled
+            ),
+            today=now.astimezone(zone).date(),
+            terms_url=f"{self.settings.public_base_url}/t/{settings.terms_version}",
+        )
+
+
+def _reads_as_pay(text: str) -> bool:
+    return " ".join(text.lower().replace("!", " ").replace(".", " ").split()) in PAY_WORDS
+
+
+def _outcome_reply(outcome: PaymentOutcome, masked_email: str | None) -> Reply:
+    context = {
+        "amount_cents": outcome.amount_cents,
+        "method_label": outcome.method_label,
+        "reference": outcome.reference,
+        "masked_email": masked_email,
+        "pay_on": outcome.pay_on,
+        "installments": outcome.installments,
+        "failure_message": outcome.failure_message,
+    }
+    template = {
+        "paid": "payment_paid",
+        "scheduled": "payment_scheduled",
+        "pending": "payment_pending",
+        "declined": "payment_declined",
+    }.get(outcome.status, "payment_unconfirmed")
+    return Reply(template, context)

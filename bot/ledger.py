@@ -1,0 +1,223 @@
+"""Reads and writes of the SQL ledger. Callers own the session and decide when to commit."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.models import (
+    Account,
+    AuditEvent,
+    Conversation,
+    Creditor,
+    Link,
+    Message,
+    Offer,
+    OptOut,
+    PaymentMethod,
+    VerificationAttempt,
+)
+from bot.security import new_link_token, token_digest
+
+
+async def audit(
+    session: AsyncSession,
+    kind: str,
+    *,
+    at: datetime,
+    actor: str = "bot",
+    account_id: int | None = None,
+    phone: str | None = None,
+    **detail: Any,
+) -> None:
+    session.add(
+        AuditEvent(at=at, actor=actor, kind=kind, account_id=account_id, phone=phone, detail=detail)
+    )
+
+
+# --- messages ---
+
+
+async def store_inbound(
+    session: AsyncSession, *, phone: str, body: str, sid: str, channel: str, at: datetime
+) -> tuple[Message, bool]:
+    """Store an inbound message before anything else; (message, False) when the sid was seen."""
+    message = Message(
+        direction="inbound", channel=channel, provider_sid=sid, phone=phone, body=body, created_at=at
+    )
+    session.add(message)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        existing = await session.scalar(select(Message).where(Message.provider_sid == sid))
+        if existing is None:
+            raise
+        return existing, False
+    return message, True
+
+
+async def reply_texts(session: AsyncSession, inbound_id: int) -> list[str]:
+    rows = await session.scalars(
+        select(Message.body)
+        .where(Message.in_reply_to_id == inbound_id, Message.direction == "outbound")
+        .order_by(Message.id)
+    )
+    return list(rows)
+
+
+async def record_status(
+    session: AsyncSession, *, sid: str, status: str, error_code: str | None
+) -> bool:
+    result = await session.execute(
+        update(Message)
+        .where(Message.provider_sid == sid, Message.direction == "outbound")
+        .values(status=status, error_code=error_code)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- conversations ---
+
+
+async def conversation_for(session: AsyncSession, phone: str, *, at: datetime) -> Conversation:
+    conversation = await session.scalar(select(Conversation).where(Conversation.phone == phone))
+    if conversation is not None:
+        return conversation
+    conversation = Conversation(phone=phone, context={}, created_at=at, updated_at=at)
+    session.add(conversation)
+    try:
+        await session.flush()
+    except IntegrityError:  # created meanwhile by another process
+        await session.rollback()
+        conversation = await session.scalar(select(Conversation).where(Conversation.phone == phone))
+        assert conversation is not None
+    return conversation
+
+
+# --- accounts ---
+
+
+async def account_by_phone(session: AsyncSession, phone: str) -> Account | None:
+    # Several accounts may share a number: the one with the most owed is the one we text about.
+    return await session.scalar(
+        select(Account)
+        .where(Account.phone == phone)
+        .order_by(Account.balance_cents.desc(), Account.id)
+        .limit(1)
+    )
+
+
+async def account_by_ref(session: AsyncSession, account_ref: str) -> Account | None:
+    return await session.scalar(
+        select(Account).where(func.lower(Account.account_ref) == account_ref.strip().lower())
+    )
+
+
+async def creditor_of(session: AsyncSession, account: Account) -> Creditor | None:
+    if account.creditor_code is None:
+        return None
+    return await session.get(Creditor, account.creditor_code)
+
+
+async def open_offers(session: AsyncSession, account_id: int, *, at: datetime) -> list[Offer]:
+    rows = await session.scalars(
+        select(Offer)
+        .where(Offer.account_id == account_id, Offer.status == "open")
+        .where((Offer.expires_at.is_(None)) | (Offer.expires_at > at))
+        .order_by(Offer.id)
+    )
+    return list(rows)
+
+
+async def payment_methods(session: AsyncSession, account_id: int) -> list[PaymentMethod]:
+    rows = await session.scalars(
+        select(PaymentMethod)
+        .where(PaymentMethod.account_id == account_id)
+        .order_by(PaymentMethod.is_default.desc(), PaymentMethod.id)
+    )
+    return list(rows)
+
+
+# --- consent ---
+
+
+async def is_opted_out(session: AsyncSession, phone: str) -> bool:
+    row = await session.get(OptOut, phone)
+    return bool(row and row.opted_out)
+
+
+async def set_opt_out(
+    session: AsyncSession, phone: str, *, opted_out: bool, keyword: str, channel: str, at: datetime
+) -> None:
+    row = await session.get(OptOut, phone)
+    if row is None:
+        session.add(
+            OptOut(phone=phone, opted_out=opted_out, keyword=keyword[:160], channel=channel,
+                   updated_at=at)
+        )
+    else:
+        row.opted_out, row.keyword, row.channel, row.updated_at = opted_out, keyword[:160], channel, at
+    await audit(session, "opt_out" if opted_out else "opt_in", at=at, phone=phone,
+                keyword=keyword[:160], channel=channel)
+
+
+# --- links ---
+
+
+async def create_link(
+    session: AsyncSession,
+    *,
+    account_id: int,
+    at: datetime,
+    lifetime: timedelta,
+    purpose: str = "payment",
+    resume_state: str | None = None,
+) -> str:
+    """Mint a personalized link token; only its hash is stored, so the raw token is returned once."""
+    token = new_link_token()
+    session.add(
+        Link(
+            token_sha256=token_digest(token),
+            account_id=account_id,
+            purpose=purpose,
+            resume_state=resume_state,
+            expires_at=at + lifetime,
+            created_at=at,
+        )
+    )
+    return token
+
+
+async def link_for_token(session: AsyncSession, token: str) -> Link | None:
+    return await session.scalar(select(Link).where(Link.token_sha256 == token_digest(token)))
+
+
+# --- verification ---
+
+
+async def recent_verification_failures(
+    session: AsyncSession, *, phone: str, account_id: int | None, since: datetime
+) -> int:
+    """Failures for this number or this account since `since`, whichever is higher."""
+    by_phone = await session.scalar(
+        select(func.count()).where(
+            VerificationAttempt.phone == phone,
+            VerificationAttempt.succeeded.is_(False),
+            VerificationAttempt.attempted_at >= since,
+        )
+    )
+    by_account = 0
+    if account_id is not None:
+        by_account = await session.scalar(
+            select(func.count()).where(
+                VerificationAttempt.account_id == account_id,
+                VerificationAttempt.succeeded.is_(False),
+                VerificationAttempt.attempted_at >= since,
+            )
+        ) or 0
+    return max(by_phone or 0, by_account)

@@ -1,0 +1,266 @@
+"""The ledger: one schema for SQLite and PostgreSQL (migrations in bot/migrations)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC in, aware UTC out, whatever the backend keeps (SQLite keeps naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger; use aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class Creditor(Base):
+    __tablename__ = "creditors"
+
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    # Reg F: the first message says it is from a debt collector; wording set per creditor.
+    disclosure: Mapped[str] = mapped_column(Text, default="")
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_ref: Mapped[str] = mapped_column(String(64), unique=True)
+    creditor_code: Mapped[str | None] = mapped_column(ForeignKey("creditors.code"))
+    description: Mapped[str] = mapped_column(String(120), default="")
+    first_name: Mapped[str] = mapped_column(String(80))
+    last_name: Mapped[str] = mapped_column(String(80))
+    phone: Mapped[str | None] = mapped_column(String(20), index=True)
+    email: Mapped[str | None] = mapped_column(String(254))
+    balance_cents: Mapped[int] = mapped_column(BigInteger)
+    ssn_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    ssn_last4: Mapped[str | None] = mapped_column(String(4))
+    dob: Mapped[date | None] = mapped_column(Date)
+    zip_code: Mapped[str | None] = mapped_column(String(10))
+    timezone: Mapped[str] = mapped_column(String(64), default="America/New_York")
+    processor_customer_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    creditor: Mapped[Creditor | None] = relationship(lazy="raise")
+
+
+class Offer(Base):
+    __tablename__ = "offers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # settlement | plan
+    total_cents: Mapped[int] = mapped_column(BigInteger)
+    installment_count: Mapped[int] = mapped_column(Integer, default=1)
+    frequency: Mapped[str | None] = mapped_column(String(20))  # weekly | biweekly | monthly
+    expires_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    created_at: Mapped[datetime]
+
+
+class PaymentMethod(Base):
+    __tablename__ = "payment_methods"
+    __table_args__ = (UniqueConstraint("account_id", "processor_ref"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    processor_ref: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20))  # card | us_bank_account
+    brand: Mapped[str] = mapped_column(String(30))
+    last4: Mapped[str] = mapped_column(String(4))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
+class Plan(Base):
+    __tablename__ = "plans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
+    total_cents: Mapped[int] = mapped_column(BigInteger)
+    installment_count: Mapped[int] = mapped_column(Integer)
+    frequency: Mapped[str] = mapped_column(String(20))
+    method_id: Mapped[int | None] = mapped_column(ForeignKey("payment_methods.id"))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    created_at: Mapped[datetime]
+
+
+class Payment(Base):
+    """One charge, now or scheduled. The idempotency key is the double-charge guard."""
+
+    __tablename__ = "payments"
+    __table_args__ = (Index("ix_payments_due", "status", "scheduled_for"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(16), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    method_id: Mapped[int | None] = mapped_column(ForeignKey("payment_methods.id"))
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id"))
+    installment_number: Mapped[int | None] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    scheduled_for: Mapped[date]
+    # scheduled -> processing -> paid | pending | declined ; pending -> paid | declined ; canceled
+    status: Mapped[str] = mapped_column(String(20))
+    processor_id: Mapped[str | None] = mapped_column(String(64))
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(10), default="sms")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    method: Mapped[PaymentMethod | None] = relationship(lazy="raise")
+
+
+class Agreement(Base):
+    """Kept as signed: rows are only ever inserted."""
+
+    __tablename__ = "agreements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id"))
+    terms_version: Mapped[str] = mapped_column(String(20))
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    signer_name: Mapped[str] = mapped_column(String(160))
+    signature_kind: Mapped[str] = mapped_column(String(20))  # sms_reply | typed | drawn
+    signature_data: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(String(10))
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+    signed_at: Mapped[datetime]
+
+
+class Conversation(Base):
+    """The checkpoint of one phone number's conversation: flow state survives the loss of Redis."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), unique=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    flow: Mapped[str] = mapped_column(String(20), default="verification")
+    state: Mapped[str] = mapped_column(String(40), default="new")
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    handled_by: Mapped[str] = mapped_column(String(10), default="bot")  # bot | agent
+    last_inbound_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Message(Base):
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"), index=True)
+    direction: Mapped[str] = mapped_column(String(10))  # inbound | outbound
+    channel: Mapped[str] = mapped_column(String(10), default="sms")
+    provider_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    phone: Mapped[str] = mapped_column(String(20))
+    body: Mapped[str] = mapped_column(Text)
+    in_reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
+    processed_at: Mapped[datetime | None]
+    status: Mapped[str | None] = mapped_column(String(20))
+    error_code: Mapped[str | None] = mapped_column(String(10))
+    created_at: Mapped[datetime]
+
+
+class Link(Base):
+    __tablename__ = "links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(20), default="payment")
+    resume_state: Mapped[str | None] = mapped_column(String(40))
+    amount_cents: Mapped[int | None] = mapped_column(BigInteger)
+    allow_amount_change: Mapped[bool] = mapped_column(Boolean, default=True)
+    fee_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    due_on: Mapped[date | None] = mapped_column(Date)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class OptOut(Base):
+    """Current consent of one number; the history is in audit_events."""
+
+    __tablename__ = "opt_outs"
+
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)
+    opted_out: Mapped[bool] = mapped_column(Boolean)
+    keyword: Mapped[str | None] = mapped_column(String(160))
+    channel: Mapped[str] = mapped_column(String(20), default="sms")
+    updated_at: Mapped[datetime]
+
+
+class VerificationAttempt(Base):
+    __tablename__ = "verification_attempts"
+    __table_args__ = (Index("ix_verification_phone_at", "phone", "attempted_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+    attempted_at: Mapped[datetime]
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(40), index=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    phone: Mapped[str | None] = mapped_column(String(20))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,269 @@
+"""Taking a payment: the ledger row first (with its unique idempotency key), then the processor.
+
+Whatever is retried (a duplicate webhook, a second YES, two processes) finds the same row by its
+key and never charges again; a crash between charge and write-back leaves the row `processing`
+and a later retry sends the same idempotency key, which the processor replays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import ledger
+from bot.clock import Clock
+from bot.models import Account, Agreement, Offer, Payment, PaymentMethod, Plan
+from bot.providers.payments import GatewayUnavailable, PaymentGateway
+from bot.security import new_payment_reference
+
+FREQUENCY_STEP = {
+    "weekly": relativedelta(weeks=1),
+    "biweekly": relativedelta(weeks=2),
+    "monthly": relativedelta(months=1),
+}
+
+# What every status is called wherever a person reads it (SMS, API, portal, email).
+STATUS_LABELS = {
+    "scheduled": "Scheduled",
+    "processing": "Processing",
+    "pending": "Pending",
+    "paid": "Paid",
+    "declined": "Declined",
+    "canceled": "Canceled",
+}
+
+
+class PaymentRefused(Exception):
+    """A domain error the customer can act on (e.g. the method no longer exists)."""
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    idempotency_key: str
+    amount_cents: int
+    method_id: int
+    pay_on: date | None  # None: now
+    offer_id: int | None
+    offer_kind: str | None
+    installment_count: int
+    frequency: str | None
+    plan_total_cents: int | None
+    channel: str
+    agreement_text: str
+    terms_version: str
+    ip_address: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentOutcome:
+    reference: str
+    status: str
+    amount_cents: int
+    method_label: str
+    pay_on: date | None
+    failure_message: str | None = None
+    installments: int = 1
+
+
+def installment_schedule(
+    *, total_cents: int, count: int, installment_cents: int, frequency: str, start: date
+) -> list[tuple[date, int]]:
+    """Dates and amounts that add up to the total to the cent (the last one takes the rest)."""
+    step = FREQUENCY_STEP[frequency]
+    amounts = [installment_cents] * (count - 1) + [total_cents - installment_cents * (count - 1)]
+    return [(start + step * i, amount) for i, amount in enumerate(amounts)]
+
+
+class PaymentService:
+    def __init__(self, gateway: PaymentGateway, clock: Clock) -> None:
+        self.gateway = gateway
+        self.clock = clock
+
+    async def submit(
+        self, session: AsyncSession, account: Account, request: PaymentRequest, *, today: date
+    ) -> PaymentOutcome:
+        method = await session.get(PaymentMethod, request.method_id)
+        if method is None or method.account_id != account.id:
+            raise PaymentRefused("That payment method is no longer on file.")
+        payment = await self._record(session, account, method, request, today=today)
+        if payment.status == "processing" and payment.processor_id is None:
+            await self._charge(session, account, method, payment)
+        count = request.installment_count if request.offer_kind == "plan" else 1
+        return PaymentOutcome(
+            reference=payment.reference,
+            status=payment.status,
+            amount_cents=payment.amount_cents,
+            method_label=f"{method.brand} ending {method.last4}",
+            pay_on=payment.scheduled_for if payment.status == "scheduled" else None,
+            failure_message=_failure_text(payment.failure_code),
+            installments=count,
+        )
+
+    async def _record(
+        self,
+        session: AsyncSession,
+        account: Account,
+        method: PaymentMethod,
+        request: PaymentRequest,
+        *,
+        today: date,
+    ) -> Payment:
+        existing = await _payment_by_key(session, request.idempotency_key)
+        if existing is not None:
+            return existing
+        now = self.clock.now()
+        start = request.pay_on or today
+        status_for = lambda day: "scheduled" if day > today else "processing"  # noqa: E731
+        plan_id = None
+        schedule = [(start, request.amount_cents)]
+        if request.offer_kind == "plan" and request.installment_count > 1:
+            plan = Plan(
+                account_id=account.id,
+                offer_id=request.offer_id,
+                total_cents=request.plan_total_cents or request.amount_cents,
+                installment_count=request.installment_count,
+                frequency=request.frequency or "monthly",
+                method_id=method.id,
+                created_at=now,
+            )
+            session.add(plan)
+            await session.flush()
+            plan_id = plan.id
+            schedule = installment_schedule(
+                total_cents=plan.total_cents,
+                count=plan.installment_count,
+                installment_cents=request.amount_cents,
+                frequency=plan.frequency,
+                start=start,
+            )
+        payments = [
+            Payment(
+                reference=new_payment_reference(),
+                # The first installment carries the request's key: a retry finds it.
+                idempotency_key=request.idempotency_key if n == 1 else f"{request.idempotency_key}#{n}",
+                account_id=account.id,
+                method_id=method.id,
+                offer_id=request.offer_id,
+                plan_id=plan_id,
+                installment_number=n if plan_id else None,
+                amount_cents=amount,
+                scheduled_for=day,
+                status=status_for(day),
+                channel=request.channel,
+                created_at=now,
+                updated_at=now,
+            )
+            for n, (day, amount) in enumerate(schedule, start=1)
+        ]
+        session.add_all(payments)
+        await session.flush()
+        session.add(
+            Agreement(
+                account_id=account.id,
+                payment_id=None if plan_id else payments[0].id,
+                plan_id=plan_id,
+                terms_version=request.terms_version,
+                text_sha256=hashlib.sha256(request.agreement_text.encode()).hexdigest(),
+                text=request.agreement_text,
+                signer_name=f"{account.first_name} {account.last_name}",
+                signature_kind="sms_reply" if request.channel == "sms" else "click",
+                channel=request.channel,
+                ip_address=request.ip_address,
+                user_agent=request.user_agent,
+                signed_at=now,
+            )
+        )
+        await ledger.audit(
+            session, "payment_authorized", at=now, account_id=account.id,
+            reference=payments[0].reference, amount_cents=request.amount_cents,
+            installments=len(payments), channel=request.channel,
+        )
+        try:
+            await session.commit()
+        except IntegrityError:
+            # The same request won a race elsewhere: theirs is the one.
+            await session.rollback()
+            existing = await _payment_by_key(session, request.idempotency_key)
+            if existing is None:
+                raise
+            return existing
+        return payments[0]
+
+    async def _charge(
+        self, session: AsyncSession, account: Account, method: PaymentMethod, payment: Payment
+    ) -> None:
+        if not account.processor_customer_id:
+            raise PaymentRefused("That payment method is no longer on file.")
+        try:
+            result = await self.gateway.charge(
+                customer_id=account.processor_customer_id,
+                method_ref=method.processor_ref,
+                amount_cents=payment.amount_cents,
+                idempotency_key=payment.idempotency_key,
+                metadata={"paybot_reference": payment.reference, "account_ref": account.account_ref},
+            )
+        except GatewayUnavailable:
+            payment.failure_code = "processor_unavailable"
+            payment.updated_at = self.clock.now()
+            await session.commit()
+            return
+        await apply_charge_result(
+            session, payment, status=result.status, processor_id=result.processor_id,
+            failure_code=result.failure_code, at=self.clock.now(),
+        )
+        await session.commit()
+
+
+async def apply_charge_result(
+    session: AsyncSession,
+    payment: Payment,
+    *,
+    status: str,
+    processor_id: str | None,
+    failure_code: str | None,
+    at: datetime,
+) -> None:
+    """Write a processor's answer back; the balance moves only when money really arrived."""
+    if payment.status == "paid":
+        return  # a late or repeated event never undoes or repeats a completed payment
+    new_status = {"requires_action": "declined"}.get(status, status)
+    payment.status = new_status
+    payment.processor_id = processor_id or payment.processor_id
+    payment.failure_code = failure_code if new_status == "declined" else None
+    payment.updated_at = at
+    if new_status == "paid":
+        account = await session.get(Account, payment.account_id)
+        assert account is not None
+        settles = False
+        if payment.offer_id is not None and payment.plan_id is None:
+            offer = await session.get(Offer, payment.offer_id)
+            settles = offer is not None and offer.kind == "settlement"
+        account.balance_cents = 0 if settles else max(0, account.balance_cents - payment.amount_cents)
+        account.updated_at = at
+        await ledger.audit(
+            session, "settled" if settles else "payment_paid", at=at, account_id=account.id,
+            reference=payment.reference, amount_cents=payment.amount_cents,
+        )
+
+
+async def _payment_by_key(session: AsyncSession, key: str) -> Payment | None:
+    return await session.scalar(select(Payment).where(Payment.idempotency_key == key))
+
+
+def _failure_text(code: str | None) -> str | None:
+    if code is None:
+        return None
+    if code == "processor_unavailable":
+        return "We could not reach the payment processor."
+    if code in {"insufficient_funds"}:
+        return "The bank reported insufficient funds."
+    if code in {"expired_card"}:
+        return "The card has expired."
+    return "The payment was declined."

@@ -1,0 +1,360 @@
+"""Outbound email: one small interface, a SendGrid implementation and a sandbox.
+
+``SendGridEmail`` is a thin layer over the official ``sendgrid`` SDK, which is
+synchronous: each send runs in a worker thread (``asyncio.to_thread``).
+``SandboxEmail`` needs no network: it writes each message as a ``.eml`` file
+(text, HTML and attachments, readable by any mail program) into an outbox folder.
+Errors come out as ``EmailError``; no message carries the API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+
+class EmailError(Exception):
+    """Sending an email failed. ``status`` is the HTTP status when the provider answered."""
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str  # "application/pdf", "text/calendar", ...
+    data: bytes
+
+
+@dataclass(frozen=True)
+class SentEmail:
+    message_id: str  # SendGrid's X-Message-Id (prefix of the events' sg_message_id)
+    to: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class SandboxEmailMessage(SentEmail):
+    """What ``SandboxEmail`` keeps in its outbox: the ``SentEmail`` plus its content."""
+
+    text: str = ""
+    html: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    path: Path | None = None  # the .eml file, when the sandbox has an outbox folder
+
+
+@runtime_checkable
+class EmailSender(Protocol):
+    async def send(
+        self,
+        *,
+        to: str,
+        subject: str,
+        text: str,
+        html: str,
+        attachments: tuple[Attachment, ...] = (),
+    ) -> SentEmail: ...
+
+    async def close(self) -> None: ...
+
+
+_HEADER_UNSAFE = re.compile(r"[\r\n]")
+
+
+def _check(to: str, subject: str, text: str, html: str) -> None:
+    if not to or "@" not in to or _HEADER_UNSAFE.search(to):
+        raise EmailError(f"invalid recipient address {to!r}")
+    try:
+        Address(addr_spec=to)
+    except (ValueError, IndexError, HeaderParseError):
+        raise EmailError(f"invalid recipient address {to!r}") from None
+    if _HEADER_UNSAFE.search(subject):
+        raise EmailError("the subject must be one line")
+    if not subject.strip():
+        raise EmailError("the subject is empty")
+    if not text and not html:
+        raise EmailError("the message has no text and no HTML")
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+    return slug[:limit].rstrip("-") or "message"
+
+
+class SandboxEmail:
+    """An email sender that sends nothing.
+
+    Each message is kept in ``outbox`` (``SandboxEmailMessage``: message_id, to, subject,
+    text, html, attachments, path) and, when ``outbox_dir`` is given, written there as
+    ``NNNN-subject-slug.eml`` (multipart/alternative text + HTML, inside
+    multipart/mixed when there are attachments). Numbering continues after the files
+    already in the folder, so a restarted demo overwrites nothing.
+    """
+
+    def __init__(
+        self,
+        outbox_dir: str | Path | None = None,
+        *,
+        from_email: str = "paybot@example.com",
+        from_name: str | None = "PayBot",
+        domain: str = "paybot.sandbox",
+    ):
+        self.outbox_dir = Path(outbox_dir) if outbox_dir is not None else None
+        self.from_email = from_email
+        self.from_name = from_name
+        self.domain = domain
+        self.outbox: list[SandboxEmailMessage] = []
+        self._counter = self._highest_existing()
+
+    def _highest_existing(self) -> int:
+        if self.outbox_dir is None or not self.outbox_dir.is_dir():
+            return 0
+        numbers = [
+            int(m.group(1))
+            for p in self.outbox_dir.glob("*.eml")
+            if (m := re.match(r"(\d+)-", p.name))
+        ]
+        return max(numbers, default=0)
+
+    def clear(self) -> None:
+        """Forget the in-memory outbox (files are kept)."""
+        self.outbox.clear()
+
+    def build_message(
+        self,
+        *,
+        message_id: str,
+        to: str,
+        subject: str,
+        text: str,
+        html: str,
+        attachments: tuple[Attachment, ...] = (),
+    ) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"] = (
+            formataddr((self.from_name, self.from_email)) if self.from_name else (self.from_email)
+        )
+        msg["To"] = to
+        msg["Subject"] = subject
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        msg["Message-ID"] = f"<{message_id}@{self.domain}>"
+        if text:
+            msg.set_content(text)
+            if html:
+                msg.add_alternative(html, subtype="html")
+        else:
+            msg.set_content(html, subtype="html")
+        for att in attachments:
+            maintype, _, subtype = att.content_type.partition("/")
+            if not subtype:
+                maintype, subtype = "application", "octet-stream"
+            msg.add_attachment(att.data, maintype=maintype, subtype=subtype, filename=att.filename)
+        return msg
+
+    async def send(
+        self,
+        *,
+        to: str,
+        subject: str,
+        text: str,
+        html: str,
+        attachments: tuple[Attachment, ...] = (),
+    ) -> SentEmail:
+        _check(to, subject, text, html)
+        self._counter += 1
+        number = self._counter
+        message_id = f"sandbox{number:04d}"
+        attachments = tuple(attachments)
+        msg = self.build_message(
+            message_id=message_id,
+            to=to,
+            subject=subject,
+            text=text,
+            html=html,
+            attachments=attachments,
+        )
+        path = None
+        if self.outbox_dir is not None:
+            path = self.outbox_dir / f"{number:04d}-{_slug(subject)}.eml"
+            await asyncio.to_thread(self._write, path, msg.as_bytes())
+        self.outbox.append(
+            SandboxEmailMessage(
+                message_id=message_id,
+                to=to,
+                subject=subject,
+                text=text,
+                html=html,
+                attachments=attachments,
+                path=path,
+            )
+        )
+        return SentEmail(message_id=message_id, to=to, subject=subject)
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".eml.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+
+    async def close(self) -> None:
+        return None
+
+
+class SendGridEmail:
+    """Sends email through SendGrid's v3 Mail Send API with the official SDK.
+
+    ``host`` replaces ``https://api.sendgrid.com`` (tests point it at a local fake).
+    ``timeout`` bounds each HTTP call (seconds). The SDK call runs in a worker thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        from_email: str,
+        from_name: str | None = None,
+        reply_to: str | None = None,
+        host: str | None = None,
+        timeout: float = 15.0,
+    ):
+        if not api_key:
+            raise ValueError("SendGridEmail needs an API key")
+        if not from_email:
+            raise ValueError("SendGridEmail needs a from address")
+        from sendgrid import SendGridAPIClient
+
+        self.from_email = from_email
+        self.from_name = from_name
+        self.reply_to = reply_to
+        self.host = host
+        self.timeout = timeout
+        self._api_key = api_key
+        kwargs: dict[str, Any] = {"api_key": api_key}
+        if host:
+            kwargs["host"] = host.rstrip("/")
+        self._client = SendGridAPIClient(**kwargs)
+        self._client.client.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"<SendGridEmail from={self.from_email} host={self.host or 'default'}>"
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    def build_mail(
+        self,
+        *,
+        to: str,
+        subject: str,
+        text: str,
+        html: str,
+        attachments: tuple[Attachment, ...] = (),
+    ) -> Any:
+        """The SDK's ``Mail`` object for one message (its ``.get()`` is the JSON body)."""
+        from sendgrid.helpers.mail import (
+            Attachment as SgAttachment,
+        )
+        from sendgrid.helpers.mail import (
+            Disposition,
+            FileContent,
+            FileName,
+            FileType,
+            From,
+            Mail,
+            ReplyTo,
+            To,
+        )
+
+        mail = Mail(
+            from_email=From(self.from_email, self.from_name),
+            to_emails=To(to),
+            subject=subject,
+            plain_text_content=text or None,
+            html_content=html or None,
+        )
+        if self.reply_to:
+            mail.reply_to = ReplyTo(self.reply_to)
+        # Mail.add_attachment inserts at the front: add in reverse to keep our order.
+        for att in reversed(attachments):
+            mail.add_attachment(
+                SgAttachment(
+                    FileContent(base64.b64encode(att.data).decode("ascii")),
+                    FileName(att.filename),
+                    FileType(att.content_type),
+                    Disposition("attachment"),
+                )
+            )
+        return mail
+
+    async def send(
+        self,
+        *,
+        to: str,
+        subject: str,
+        text: str,
+        html: str,
+        attachments: tuple[Attachment, ...] = (),
+    ) -> SentEmail:
+        _check(to, subject, text, html)
+        try:
+            mail = self.build_mail(
+                to=to, subject=subject, text=text, html=html, attachments=tuple(attachments)
+            )
+            response = await asyncio.to_thread(self._client.send, mail)
+        except EmailError:
+            raise
+        except Exception as exc:  # the SDK raises python_http_client / urllib / its own errors
+            raise self._error(exc) from None
+        status = getattr(response, "status_code", None)
+        if status is None or not 200 <= int(status) < 300:
+            raise EmailError(f"SendGrid answered HTTP {status}", status=status)
+        headers = getattr(response, "headers", None)
+        message_id = (headers.get("X-Message-Id") if headers is not None else None) or ""
+        return SentEmail(message_id=message_id, to=to, subject=subject)
+
+    def _error(self, exc: Exception) -> EmailError:
+        from python_http_client.exceptions import HTTPError
+
+        if isinstance(exc, HTTPError):
+            status = getattr(exc, "status_code", None)
+            detail = _sendgrid_error_text(getattr(exc, "body", b""))
+            text = f"SendGrid refused the message (HTTP {status})"
+            if detail:
+                text += f": {self._scrub(detail)}"
+            return EmailError(text, status=status)
+        if isinstance(exc, TimeoutError):
+            return EmailError(f"SendGrid did not answer within {self.timeout:g} s")
+        if isinstance(exc, OSError):  # urllib.error.URLError, connection refused, DNS...
+            return EmailError(f"could not reach SendGrid: {type(exc).__name__}")
+        # SendGridException (e.g. an API key pasted into the content), ValueError, ...
+        return EmailError(f"SendGrid call failed: {self._scrub(str(exc))[:200]}")
+
+    async def close(self) -> None:
+        return None  # the SDK opens a connection per request: nothing to close
+
+
+def _sendgrid_error_text(body: bytes | str | None) -> str:
+    """Join the ``errors[].message`` of a SendGrid error body (at most 300 characters)."""
+    if not body:
+        return ""
+    try:
+        raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+        payload = json.loads(raw)
+        messages = [
+            str(e.get("message", "")) for e in payload.get("errors", []) if isinstance(e, dict)
+        ]
+        return "; ".join(m for m in messages if m)[:300]
+    except (ValueError, AttributeError):
+        return ""

@@ -1,0 +1,227 @@
+"""Shared fixtures. The suite runs on the embedded defaults (SQLite + in-process Redis) or, with
+PAYBOT_TEST_BACKEND=services, on the real PostgreSQL and Redis named by TEST_DATABASE_URL and
+TEST_REDIS_URL; in that mode an unreachable service fails the run, it never skips."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import text
+from twilio.request_validator import RequestValidator
+
+from bot.app import create_app
+from bot.clock import FrozenClock
+from bot.config import Settings
+from bot.db import Database
+from bot.models import Base
+from bot.providers import Providers
+from bot.providers.email import SandboxEmail
+from bot.providers.payments import PaymentGateway, SandboxGateway
+from bot.providers.sms import SandboxSms
+
+pytest_plugins = ["tests.fixtures_fakes", "tests.fixtures_stripe"]
+
+BACKEND = os.environ.get("PAYBOT_TEST_BACKEND", "embedded")
+PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+AUTH_TOKEN = "test-twilio-auth-token"
+PUBLIC_BASE_URL = "https://paybot.test"
+API_KEY = "test-api-key"
+# Wednesday 2026-11-25, 10:00 in New York: the corpus's reference time.
+START = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if BACKEND == "services":
+        return f"paybot backend: services (PostgreSQL {PG_URL.split('@')[-1]}, Redis {REDIS_URL})"
+    return "paybot backend: embedded (SQLite file + in-process Redis)"
+
+
+@pytest.fixture(autouse=True)
+def _no_internet(no_external_network: Any) -> Any:
+    """Every test fails on a real network call: only loopback peers are allowed."""
+    return no_external_network
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Migrate once; each test gets a copy of the file."""
+    path = tmp_path_factory.mktemp("schema") / "template.sqlite3"
+
+    async def migrate() -> None:
+        database = Database(f"sqlite:///{path}")
+        await database.migrate()
+        await database.close()
+
+    asyncio.run(migrate())
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres() -> str:
+    async def reset() -> None:
+        database = Database(PG_URL)
+        try:
+            async with database.engine.begin() as conn:
+                await conn.execute(text("DROP SCHEMA public CASCADE"))
+                await conn.execute(text("CREATE SCHEMA public"))
+            await database.migrate()
+        finally:
+            await database.close()
+
+    try:
+        asyncio.run(reset())
+    except OSError as exc:
+        pytest.fail(f"PostgreSQL at {PG_URL} cannot be reached: {exc}", pytrace=False)
+    return PG_URL
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if BACKEND == "services":
+        url = request.getfixturevalue("migrated_postgres")
+        tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+
+        async def truncate() -> None:
+            database = Database(url)
+            async with database.engine.begin() as conn:
+                await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            await database.close()
+
+        asyncio.run(truncate())
+        yield url
+    else:
+        path = tmp_path / "paybot.sqlite3"
+        shutil.copy(request.getfixturevalue("migrated_sqlite"), path)
+        yield f"sqlite:///{path}"
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str | None]:
+    if BACKEND != "services":
+        yield None
+        return
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.flushdb()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"Redis at {REDIS_URL} cannot be reached: {exc}", pytrace=False)
+    finally:
+        client.close()
+    yield REDIS_URL
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(START)
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str | None, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        public_base_url=PUBLIC_BASE_URL,
+        secret_key="test-secret-key",
+        data_dir=tmp_path / "var",
+        api_key=API_KEY,
+        twilio_auth_token=AUTH_TOKEN,
+        migrate_on_start=False,
+    )
+
+
+@pytest.fixture
+def gateway() -> PaymentGateway:
+    """The sandbox by default; tests that need the real SDK use `stripe_gateway` (localstripe)."""
+    return SandboxGateway()
+
+
+@pytest.fixture
+async def providers(settings: Settings, gateway: PaymentGateway) -> AsyncIterator[Providers]:
+    providers = Providers(
+        sms=SandboxSms(),
+        email=SandboxEmail(settings.outbox_dir / "email"),
+        payments=gateway,
+    )
+    yield providers
+    await providers.close()
+
+
+@dataclass
+class SmsPhone:
+    """A customer's phone talking to PayBot through the real, signed Twilio webhook."""
+
+    client: TestClient
+    number: str
+    sent: list[str] = field(default_factory=list)
+    _counter: int = 0
+
+    async def send(self, body: str, *, sid: str | None = None) -> list[str]:
+        response = await self.post(body, sid=sid)
+        assert response[0] == 200, response
+        return response[1]
+
+    async def post(self, body: str, *, sid: str | None = None,
+                   token: str = AUTH_TOKEN) -> tuple[int, list[str]]:
+        self._counter += 1
+        params = {
+            "MessageSid": sid or f"SM{self.number[-4:]}{self._counter:028d}",
+            "AccountSid": "AC" + "0" * 32,
+            "From": self.number,
+            "To": "+15005550006",
+            "Body": body,
+            "NumMedia": "0",
+        }
+        response = await signed_post(self.client, "/webhooks/twilio/sms", params, token=token)
+        text_body = await response.text()
+        if response.status != 200:
+            return response.status, [text_body]
+        self.sent.append(body)
+        return 200, twiml_messages(text_body)
+
+
+async def signed_post(client: TestClient, path: str, params: dict[str, str], *,
+                      token: str = AUTH_TOKEN) -> Any:
+    signature = RequestValidator(token).compute_signature(PUBLIC_BASE_URL + path, params)
+    return await client.post(
+        path, data=urlencode(params),
+        headers={"X-Twilio-Signature": signature,
+                 "Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+
+def twiml_messages(xml: str) -> list[str]:
+    root = ET.fromstring(xml)
+    assert root.tag == "Response"
+    return [m.text or "" for m in root.findall("Message")]
+
+
+@pytest.fixture
+async def app(settings: Settings, providers: Providers, clock: FrozenClock):  # type: ignore[no-untyped-def]
+    return create_app(settings, providers, clock)
+
+
+@pytest.fixture
+async def client(app, aiohttp_client) -> TestClient:  # type: ignore[no-untyped-def]
+    return await aiohttp_client(app)
+
+
+@pytest.fixture
+def phone(client: TestClient):  # type: ignore[no-untyped-def]
+    def make(number: str = "+15555550100") -> SmsPhone:
+        return SmsPhone(client=client, number=number)
+
+    return make

@@ -1,0 +1,91 @@
+"""Twilio's webhooks: inbound SMS answered as TwiML, delivery status recorded.
+
+Signatures are checked with the SDK's RequestValidator against PUBLIC_BASE_URL + path (+ query):
+behind a proxy the request's own URL is not what Twilio signed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from bot import appkeys, ledger
+from bot.conversation import Inbound
+from bot.phones import InvalidPhone, normalize_phone
+
+log = logging.getLogger(__name__)
+
+FORM = web.RequestKey("twilio_form", dict)
+OPTED_OUT_ERROR = "21610"
+
+
+def create_app() -> web.Application:
+    app = web.Application(middlewares=[verify_signature])
+    app.router.add_post("/twilio/sms", inbound_sms)
+    app.router.add_post("/twilio/status", message_status)
+    return app
+
+
+@web.middleware
+async def verify_signature(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    settings = request.config_dict[appkeys.SETTINGS]
+    form = {key: value for key, value in (await request.post()).items() if isinstance(value, str)}
+    if settings.twilio_auth_token:
+        signature = request.headers.get("X-Twilio-Signature", "")
+        url = settings.public_base_url + request.path_qs
+        if not RequestValidator(settings.twilio_auth_token).validate(url, form, signature):
+            log.warning("refused a Twilio webhook with a bad signature (%s)", request.path)
+            return web.Response(status=403, text="invalid signature")
+    request[FORM] = form
+    return await handler(request)
+
+
+def twiml(texts: list[str]) -> web.Response:
+    response = MessagingResponse()
+    for text in texts:
+        response.message(text)
+    return web.Response(text=str(response), content_type="application/xml")
+
+
+async def inbound_sms(request: web.Request) -> web.Response:
+    form: dict[str, str] = request[FORM]
+    sid, sender = form.get("MessageSid", ""), form.get("From", "")
+    if not sid or not sender:
+        return web.Response(status=400, text="MessageSid and From are required")
+    try:
+        phone = normalize_phone(sender)
+    except InvalidPhone:
+        return twiml([])  # short codes and alphanumeric senders: nothing to answer
+    engine = request.config_dict[appkeys.ENGINE]
+    try:
+        texts = await engine.receive(Inbound(phone=phone, body=form.get("Body", ""), sid=sid))
+    except Exception:
+        # The message is stored; Twilio's retry (same MessageSid) will process it again.
+        log.exception("inbound SMS %s could not be processed", sid)
+        texts = ["Sorry, something went wrong on our side. Please try again in a few minutes."]
+    return twiml(texts)
+
+
+async def message_status(request: web.Request) -> web.Response:
+    form: dict[str, str] = request[FORM]
+    sid, status = form.get("MessageSid", ""), form.get("MessageStatus", "")
+    if not sid or not status:
+        return web.Response(status=400, text="MessageSid and MessageStatus are required")
+    error_code = form.get("ErrorCode") or None
+    database = request.config_dict[appkeys.DATABASE]
+    clock = request.config_dict[appkeys.CLOCK]
+    async with database.session() as session:
+        await ledger.record_status(session, sid=sid, status=status[:20], error_code=error_code)
+        if error_code == OPTED_OUT_ERROR and form.get("To"):
+            try:
+                phone = normalize_phone(form["To"])
+            except InvalidPhone:
+                phone = None
+            if phone:
+                await ledger.set_opt_out(session, phone, opted_out=True, keyword="carrier 21610",
+                                         channel="carrier", at=clock.now())
+        await session.commit()
+    return web.Response(status=204)
