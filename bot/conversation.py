@@ -88,7 +88,7 @@ class ConversationEngine:
 
     async def receive(self, inbound: Inbound) -> list[str]:
         sid = inbound.sid or f"local-{uuid.uuid4().hex}"
-        body = inbound.body[:1600]
+        body = _printable(inbound.body)[:1600]
         async with self.db.session() as session:
             message, _created = await ledger.store_inbound(
                 session, phone=inbound.phone, body=body, sid=sid, channel=inbound.channel,
@@ -402,29 +402,22 @@ class ConversationEngine:
         turn: Turn,
         now: datetime,
     ) -> None:
-        lock_window = timedelta(minutes=self.settings.verification_lock_minutes)
         context = dict(conv.context or {})
-        candidate_id = context.get("candidate_account_id")
-        failures = await ledger.recent_verification_failures(
-            session, phone=conv.phone, account_id=candidate_id, since=now - lock_window
-        )
+        failures = await self._failures(session, conv.phone, context.get("candidate_account_id"), now)
         flow = VerificationFlow(context=context, tries_left=VERIFICATION_TRIES - failures)
         conv.flow = "verification"
-        self.verification_machine.add_model(flow, initial=conv.state if conv.state in
-                                            verification_flow.STATES else "new")
+        initial = conv.state if conv.state in verification_flow.STATES else "new"
+        self.verification_machine.add_model(flow, initial=initial)
         try:
-            if flow.state == "locked" and failures < VERIFICATION_TRIES:
-                flow.ask_account()
-            elif flow.state == "locked" or (failures >= VERIFICATION_TRIES and flow.state != "new"):
-                if flow.state != "locked":
-                    flow.to_locked_state = None  # keep the machine's own transitions only
-                turn.replies.append(Reply("verification_locked",
-                                          {"lock_minutes": self.settings.verification_lock_minutes}))
-            elif flow.state == "new" or keyword is not None:
-                if flow.state == "new":
-                    flow.ask_account()
-                else:
+            if flow.state == "locked":
+                if flow.out_of_tries():
                     turn.replies.append(flow.prompt())
+                else:  # the lock window has passed
+                    flow.ask_account()
+            elif flow.state == "new":
+                flow.ask_account()
+            elif keyword is not None:
+                turn.replies.append(flow.prompt())
             elif flow.state == "awaiting_account":
                 await self._account_id_given(session, conv, flow, message, turn, now)
             else:
@@ -435,12 +428,19 @@ class ConversationEngine:
                 conv.state, conv.context = flow.state, flow.context
         finally:
             self.verification_machine.remove_model(flow)
-        if "verification_locked" in {r.template for r in turn.replies}:
-            turn.replies = [
-                Reply(r.template, {"lock_minutes": self.settings.verification_lock_minutes})
-                if r.template == "verification_locked" else r
-                for r in turn.replies
-            ]
+        minutes = self.settings.verification_lock_minutes
+        turn.replies = [
+            Reply(r.template, {"lock_minutes": minutes}) if r.template == "verification_locked" else r
+            for r in turn.replies
+        ]
+
+    async def _failures(
+        self, session: AsyncSession, phone: str, account_id: int | None, now: datetime
+    ) -> int:
+        since = now - timedelta(minutes=self.settings.verification_lock_minutes)
+        return await ledger.recent_verification_failures(
+            session, phone=phone, account_id=account_id, since=since
+        )
 
     async def _account_id_given(
         self, session: AsyncSession, conv: Conversation, flow: VerificationFlow, message: Message,
@@ -457,15 +457,9 @@ class ConversationEngine:
                         "code_expires": (now + CODE_LIFETIME).isoformat()}
         flow.has_contact_on_file = account is None or bool(account.phone or account.email)
         if account is not None:
-            failures = await ledger.recent_verification_failures(
-                session, phone=conv.phone, account_id=account.id,
-                since=now - timedelta(minutes=self.settings.verification_lock_minutes),
-            )
-            flow.tries_left = VERIFICATION_TRIES - failures
-            if flow.tries_left <= 0:
-                flow.to_locked()
-                return
-            if flow.has_contact_on_file:
+            # An account under attack from other numbers gets no code, and says nothing of it.
+            locked = await self._failures(session, conv.phone, account.id, now) >= VERIFICATION_TRIES
+            if flow.has_contact_on_file and not locked:
                 flow.context["code_sha"] = code_digest(self.settings.secret_key, conv.phone, code)
                 await self.notifier.send_code(account, code, brand=await self._brand(session, account))
         # An unknown account id gets the same answer as a real one.
@@ -479,7 +473,8 @@ class ConversationEngine:
         account_id = flow.context.get("candidate_account_id")
         account = await session.get(Account, account_id) if account_id else None
         ok = False
-        if meaning.kind == "text" and account is not None:
+        locked = await self._failures(session, conv.phone, account_id, now) >= VERIFICATION_TRIES
+        if meaning.kind == "text" and account is not None and not locked:
             answer = str(meaning.value)
             if flow.state == "awaiting_code" and "|" not in answer:
                 expires = datetime.fromisoformat(flow.context.get("code_expires", now.isoformat()))
@@ -580,6 +575,14 @@ class ConversationEngine:
         )
 
 
+_CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10, 13))
+
+
+def _printable(text: str) -> str:
+    """Control characters (NUL above all, which PostgreSQL text refuses) are not kept."""
+    return text.translate(_CONTROL).encode("utf-8", "replace").decode("utf-8")
+
+
 def _reads_as_pay(text: str) -> bool:
     return " ".join(text.lower().replace("!", " ").replace(".", " ").split()) in PAY_WORDS
 
@@ -594,6 +597,8 @@ def _outcome_reply(outcome: PaymentOutcome, masked_email: str | None) -> Reply:
         "installments": outcome.installments,
         "failure_message": outcome.failure_message,
     }
+    if outcome.status == "processing" and outcome.failure_message is None:
+        return Reply("payment_processing", context)  # another request of the same payment has it
     template = {
         "paid": "payment_paid",
         "scheduled": "payment_scheduled",

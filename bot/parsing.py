@@ -26,14 +26,23 @@ Choices worth knowing (each is pinned by tests/test_parsing.py):
   next" is one week after "next friday"; "last friday" is in the past (refused).
 * A date equal to ``today`` reads as ``now`` ("today", "11/25" on 11/25, "this wednesday"
   on a Wednesday).
-* M/D without a year: this year if it is today or later; if it was less than
+* M/D without a year: this year if it is today or later; if it was at most
   ``PAST_GRACE_DAYS`` days ago it is a past date (refused, the customer most likely
   mistyped); otherwise next year ("1/5" in November is next January).
 * Day-of-month phrases ("the 15th", "on the 1st", a bare "15" in the date step): the
   next such day on or after today, skipping months too short for it.
-* "no" (and "not now", "go back"...) is ``no`` in every step where it is not data
-  (confirm, agree, contact, amount, date, menu, any), so the engine can go back: the
-  design makes NO or MENU the way back in a flow.
+* "no" is ``no`` in every step where it is not data, so the engine can go back (the
+  design makes NO or MENU the way back in a flow). In confirm, agree, contact and any,
+  "not now", "wait", "later" are ``no`` too; in amount, date and menu only a plain no or
+  "go back" is (there "not now" re-prompts: the step wants a date or an amount).
+* Number words go through text2num ("fifty", "twenty-five dollars", "one hundred");
+  amounts are read with ``Decimal`` and returned as int cents. Several different numbers
+  are ``ambiguous``; dates, ordinals and clock times in an amount reply are ignored
+  ("50 on the 15th" is $50.00).
+* An account ID needs a digit (so "hello" or "nope" never burns a verification try), and
+  an SSN-shaped reply (123-45-6789) is refused with ``looks_like_ssn``.
+* dateparser is only a fallback for periods ("in a fortnight"); the usual forms are read
+  by the rules below, which are faster and stricter (dateparser reads "1" as a date).
 * "pay" counts as yes ("Reply PAY to pay by text").
 """
 
@@ -48,6 +57,8 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+
+from text_to_num import alpha2digit
 
 __all__ = [
     "KINDS",
@@ -68,6 +79,7 @@ REASONS = frozenset(
     {
         "empty", "not_understood", "not_positive", "too_many_decimals", "ambiguous",
         "too_large", "past_date", "beyond_horizon", "bad_email", "no_such_option", "too_long",
+        "looks_like_ssn",
     }
 )
 STEPS = (
@@ -138,7 +150,10 @@ def _words(text: str) -> list[str]:
     t = _URL.sub(" ", t)
     t = _EMAILISH.sub(" ", t)  # "stop@example.com" is an address, not STOP
     t = _NON_WORD.sub(" ", _fold(t))
-    return [_LONG_RUN.sub(r"\1", w) for w in t.split()]
+    words = [_LONG_RUN.sub(r"\1", w) for w in t.split()]
+    if len(words) > 1 and all(len(w) == 1 and w.isalpha() for w in words):
+        words = ["".join(words)]  # "S T O P" -> "stop"
+    return words
 
 
 def _phrases(*items: str) -> frozenset[tuple[str, ...]]:
@@ -236,7 +251,7 @@ _OPT_OUT_PHRASES = re.compile(
     r"contacte|contacten|molesten|moleste|textee|texteen)|"
     r"no mas (?:mensajes|mensaje|textos|texto|msjs|sms)|"
     r"(?:ya )?no quiero (?:mas |recibir )?(?:mensajes|textos)|"
-    r"dej(?:en|e|a) de (?:mandar|enviar|escribir|contactar|molestar|textear)|"
+    r"dej(?:en|e|a) de (?:mandar|enviar|escribir|contactar|molestar|textear)\w*|"
     r"dar(?:me)? de baja"
     r")\b"
 )
@@ -325,11 +340,9 @@ def classify_keyword(text: str) -> Meaning | None:
     # 1. Opt-out: a clear phrase, or an opt-out word with nothing but politeness around it.
     if _OPT_OUT_PHRASES.search(joined):
         return Meaning("opt_out")
-    core = [t for t in tokens if t not in _OPT_OUT_FILLERS]
-    if len(core) == 1 and core[0] in _OPT_OUT_WORDS:
-        if core[0] not in _WEAK_OPT_OUT_WORDS or all(
-            t in _POLITE for t in tokens if t != core[0]
-        ):
+    core = {t for t in tokens if t not in _OPT_OUT_FILLERS}  # "STOP STOP" is one STOP
+    if len(core) == 1 and (word := next(iter(core))) in _OPT_OUT_WORDS:
+        if word not in _WEAK_OPT_OUT_WORDS or all(t in _POLITE for t in tokens if t != word):
             return Meaning("opt_out")
     if whole in {("opt", "out"), ("stop", "all")}:
         return Meaning("opt_out")
@@ -429,9 +442,17 @@ def _yes_no(tokens: list[str]) -> Meaning:
     return _decide(_match(tokens, _YES_NO, _YN_FILLERS)) or _invalid("not_understood")
 
 
+_BACK = _table(
+    no=(
+        "n", "no", "nop", "nope", "nah", "naw", "no thanks", "no thank you", "back", "go back",
+        "never mind", "nevermind", "nvm", "no way", "negative", "cambiar", "change it",
+    )
+)
+
+
 def _only_no(tokens: list[str]) -> bool:
-    """The reply is a plain no/back ("no", "nope", "not now", "go back")."""
-    labels = _match(tokens, _YES_NO, _YN_FILLERS)
+    """The reply is a plain no or "go back" (not "later": the date step wants a date then)."""
+    labels = _match(tokens, _BACK, _YN_FILLERS)
     return bool(labels) and set(labels) == {"no"}
 
 
@@ -526,8 +547,6 @@ _THOUSANDS_SUFFIX = re.compile(r"k(?![a-z])", re.IGNORECASE)
 
 def _alpha2digit(text: str, lang: str = "en") -> str:
     try:
-        from text_to_num import alpha2digit
-
         return alpha2digit(text, lang, threshold=0)
     except Exception:  # a number-word library must never turn a reply into a 500
         return text
@@ -584,14 +603,13 @@ def _parse_amount(text: str) -> Meaning:
     if len(set(values)) > 1:
         return _invalid("ambiguous")
     value = values[0]
-    if value != value.quantize(Decimal("0.01")):
-        return _invalid("too_many_decimals")
     if value <= 0:
         return _invalid("not_positive")
-    cents = int(value * 100)
-    if cents > MAX_CENTS:
+    if value * 100 > MAX_CENTS:  # checked first: quantize() fails on huge numbers
         return _invalid("too_large")
-    return Meaning("amount", cents)
+    if value != value.quantize(Decimal("0.01")):
+        return _invalid("too_many_decimals")
+    return Meaning("amount", int(value * 100))
 
 
 # --------------------------------------------------------------------------------------
@@ -914,6 +932,7 @@ _ORDINALS = {
     "first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
     "fifth": 5, "5th": 5, "sixth": 6, "6th": 6, "seventh": 7, "7th": 7, "eighth": 8, "8th": 8,
     "ninth": 9, "9th": 9, "tenth": 10, "10th": 10,
+    "last": -1, "ultimo": -1, "ultima": -1,
     "primero": 1, "primera": 1, "primer": 1, "segundo": 2, "segunda": 2, "tercero": 3,
     "tercera": 3, "tercer": 3, "cuarto": 4, "cuarta": 4, "quinto": 5, "quinta": 5,
 }
@@ -927,7 +946,7 @@ _MENU_FILLERS = frozenset(
         "take", "want", "wanna", "choose", "pick", "go", "with", "please", "pls", "plz", "thanks",
         "thank", "you", "lets", "do", "id", "like", "select", "reply", "a", "an", "for", "me",
         "is", "it", "its", "that", "ok", "okay", "yes", "y", "sure", "would", "to", "opcion",
-        "numero", "el", "la", "quiero", "de", "one",
+        "numero", "el", "la", "quiero", "de", "one", "or", "and", "o",
     }
 )
 _SKIP_TABLE = _table(
@@ -955,7 +974,7 @@ def _parse_menu(text: str, menu_size: int, skip_option: int | None) -> Meaning:
         elif tok.isdigit():
             values.add(10_000)  # some long number: not an option
         elif tok in _ORDINALS:
-            values.add(_ORDINALS[tok])
+            values.add(menu_size if _ORDINALS[tok] == -1 else _ORDINALS[tok])
         elif tok in _CARDINALS and not (tok in {"one", "una", "uno"} and has_ordinal):
             values.add(_CARDINALS[tok])
     if "skip" in labels:
@@ -975,18 +994,21 @@ def _parse_menu(text: str, menu_size: int, skip_option: int | None) -> Meaning:
 # --------------------------------------------------------------------------------------
 
 _ACCOUNT_PREFIX = re.compile(
-    r"^(?:(?:my|the|it\s*is|its|it's)\s+)?(?:account|acct|acc|a/c|cuenta)"
-    r"(?:\s*(?:id|number|num|no\.?|#|numero))?\s*(?:is|es|:|=|#)?\s*"
-    r"|^(?:it\s*is|its|it's|id|id\s*is)\s*:?\s*",
+    r"^(?:(?:my|the|it\s*is|its|it's)\s+)?(?:account|acct|a/c|cuenta)\b"
+    r"(?:\s*(?:id|number|num|no\.?|#|numero)\b)?\s*(?:(?:is|es)\b|[:=#])?\s*"
+    r"|^(?:it\s*is|its|it's|id|id\s*is)(?:\s+|\s*:\s*)",
     re.IGNORECASE,
 )
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
+_SSN_SHAPE = re.compile(r"[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}")
 
 
 def _parse_account_id(text: str) -> Meaning:
     s = _nfkc(text).strip()
     s = _ACCOUNT_PREFIX.sub("", s).strip()
     s = s.strip(" \t\r\n.,;:!?\"'()[]").lstrip("#").strip()
+    if _SSN_SHAPE.fullmatch(s):
+        return _invalid("looks_like_ssn")  # never look an account up by (or echo) an SSN
     if 3 <= len(s) <= 40 and _ACCOUNT_ID.fullmatch(s) and any(c.isdigit() for c in s):
         return Meaning("text", s)
     return _invalid("not_understood")

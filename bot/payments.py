@@ -92,8 +92,10 @@ class PaymentService:
         method = await session.get(PaymentMethod, request.method_id)
         if method is None or method.account_id != account.id:
             raise PaymentRefused("That payment method is no longer on file.")
-        payment = await self._record(session, account, method, request, today=today)
-        if payment.status == "processing" and payment.processor_id is None:
+        payment, created = await self._record(session, account, method, request, today=today)
+        # Only the request that wrote the row charges: any other (a retry, a race) reads it. A row
+        # left `processing` by a crash is retried by the worker with the same idempotency key.
+        if created and payment.status == "processing":
             await self._charge(session, account, method, payment)
         count = request.installment_count if request.offer_kind == "plan" else 1
         return PaymentOutcome(
@@ -114,10 +116,10 @@ class PaymentService:
         request: PaymentRequest,
         *,
         today: date,
-    ) -> Payment:
+    ) -> tuple[Payment, bool]:
         existing = await _payment_by_key(session, request.idempotency_key)
         if existing is not None:
-            return existing
+            return existing, False
         now = self.clock.now()
         start = request.pay_on or today
         status_for = lambda day: "scheduled" if day > today else "processing"  # noqa: E731
@@ -193,8 +195,8 @@ class PaymentService:
             existing = await _payment_by_key(session, request.idempotency_key)
             if existing is None:
                 raise
-            return existing
-        return payments[0]
+            return existing, False
+        return payments[0], True
 
     async def _charge(
         self, session: AsyncSession, account: Account, method: PaymentMethod, payment: Payment

@@ -35,8 +35,8 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "account_given", "source": "awaiting_account", "dest": "awaiting_code"},
     {"trigger": "answer_wrong", "source": ["awaiting_code", "awaiting_knowledge"], "dest": "locked",
      "conditions": "out_of_tries"},
-    {"trigger": "answer_wrong", "source": "awaiting_code", "dest": "awaiting_code"},
-    {"trigger": "answer_wrong", "source": "awaiting_knowledge", "dest": "awaiting_knowledge"},
+    # An internal transition (dest None): the engine says how many tries are left, no re-prompt.
+    {"trigger": "answer_wrong", "source": ["awaiting_code", "awaiting_knowledge"], "dest": None},
     {"trigger": "restart", "source": STATES, "dest": "new"},
 ]
 

@@ -1,0 +1,109 @@
+"""Every SMS template, rendered with realistic (and long) data: GSM-7 only, two segments at most."""
+
+from __future__ import annotations
+
+from datetime import date
+from importlib import resources
+
+import pytest
+
+from bot.gsm7 import is_gsm7, segment_count
+from bot.rendering import SmsRenderer
+from states.payment import MethodView, OfferView
+from states.replies import Reply
+
+BASE = {
+    "brand": "Northwind Recovery Services of America",
+    "support_contact": "support@northwind-recovery.example or 1-800-555-0199",
+    "first_name": "Maximiliana-Josefina",
+    "disclosure": "This is a communication from a debt collector.",
+    "link_url": "https://pay.northwind-recovery.example/p/AbCdEfGhIjKlMnOpQrStUvWx",
+}
+OFFERS = [
+    OfferView(1, "settlement", 1_234_567_89, 1, 1_234_567_89, None, date(2026, 12, 31), 98_765_43),
+    OfferView(2, "plan", 9_999_999_99, 12, 833_333_34, "biweekly", None, 0),
+    OfferView(3, "plan", 9_999_999_99, 24, 416_666_67, "monthly", None, 0),
+]
+METHODS = [
+    MethodView(1, "card", "American Express", "0005"),
+    MethodView(2, "card", "Mastercard", "4444"),
+    MethodView(3, "us_bank_account", "Bank", "6789"),
+]
+BIG = 9_999_999_99
+SUMMARY = {"amount_cents": BIG, "method_label": "American Express ending 0005",
+           "pay_on": date(2027, 2, 23), "offer": OFFERS[1]}
+OUTCOME = {"amount_cents": BIG, "method_label": "American Express ending 0005",
+           "reference": "P-ZZZZZ", "masked_email": "m***@northwind-recovery.example",
+           "pay_on": date(2027, 2, 23), "installments": 24,
+           "failure_message": "The bank reported insufficient funds."}
+
+CONTEXTS: dict[str, list[dict]] = {
+    "greeting": [{"balance_cents": BIG, "description": "Acme Platinum Rewards Card ending 4821"}],
+    "idle_menu": [{"balance_cents": BIG, "description": "Acme Platinum Rewards Card ending 4821"}],
+    "nothing_owed": [{}],
+    "contact_review": [{"masked_email": "m***@northwind-recovery.example"}, {"masked_email": None}],
+    "ask_email": [{}],
+    "email_updated": [{"email": "maximiliana.josefina.lopez-garcia@northwind-recovery.example"}],
+    "offers": [{"offers": OFFERS, "skip_option": 4}, {"offers": OFFERS[:2], "skip_option": None}],
+    "ask_amount": [{"min_cents": 2500, "max_cents": BIG}],
+    "amount_too_high": [{"max_cents": BIG}],
+    "amount_too_low": [{"min_cents": 2500}],
+    "choose_method": [{"methods": METHODS}, {"methods": METHODS[:1]}],
+    "add_method": [{}],
+    "awaiting_method": [{"methods": METHODS}, {"methods": []}],
+    "ask_date": [{"horizon": date(2027, 2, 23)}],
+    "confirm": [SUMMARY, {**SUMMARY, "offer": OFFERS[0], "pay_on": None},
+                {**SUMMARY, "offer": None}],
+    "agreement": [{**SUMMARY, "terms_url": "https://pay.northwind-recovery.example/t/2026-11"}],
+    "agreement_declined": [{}],
+    "payment_paid": [OUTCOME],
+    "payment_scheduled": [OUTCOME],
+    "payment_pending": [OUTCOME],
+    "payment_declined": [OUTCOME],
+    "payment_unconfirmed": [OUTCOME],
+    "payment_processing": [OUTCOME],
+    "payment_refused": [{"reason": "That payment method is no longer on file."}],
+    "opt_out_confirmed": [{}],
+    "opt_in_confirmed": [{}],
+    "help": [{}],
+    "agent_requested": [{}],
+    "agent_review": [{}],
+    "too_many_tries": [{}],
+    "balance": [{"balance_cents": BIG, "description": "Acme Platinum Rewards Card ending 4821",
+                 "pending_cents": BIG}],
+    "link": [{"link_hours": 72}],
+    "did_not_understand": [{"reason": r} for r in (
+        None, "past_date", "beyond_horizon", "ambiguous", "too_many_decimals", "not_positive",
+        "too_large", "bad_email", "no_such_option", "not_understood")],
+    "timed_out": [{}],
+    "ask_account_id": [{}],
+    "ask_code": [{"tries_left": 3}],
+    "ask_knowledge": [{"tries_left": 3}],
+    "verification_failed": [{"tries_left": 2}, {"tries_left": 1}],
+    "verification_locked": [{"lock_minutes": 30}],
+    "verified": [{}],
+    "verification_code": [{"code": "123456"}],
+}
+# The first message of a campaign may run longer, for the debt-collector disclosure.
+LONGER_ALLOWED = {"greeting"}
+
+
+def template_names() -> set[str]:
+    folder = resources.files("bot") / "templates" / "sms"
+    return {p.name.removesuffix(".txt") for p in folder.iterdir() if p.name.endswith(".txt")}
+
+
+def test_every_template_is_covered() -> None:
+    assert template_names() == set(CONTEXTS)
+
+
+@pytest.mark.parametrize("name", sorted(CONTEXTS))
+def test_template_is_gsm7_and_short(name: str) -> None:
+    renderer = SmsRenderer()
+    for context in CONTEXTS[name]:
+        text = renderer.render(Reply(name, context), BASE)
+        assert text.strip(), name
+        assert "  " not in text, text
+        assert is_gsm7(text), text
+        limit = 3 if name in LONGER_ALLOWED else 2
+        assert segment_count(text) <= limit, (len(text), text)

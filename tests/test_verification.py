@@ -1,0 +1,114 @@
+"""An unknown number proves who it is before anything about an account is shown."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from tests.seed import add_account
+
+STRANGER = "+15555559999"
+
+
+def code_sent_to(providers, number: str) -> str:  # type: ignore[no-untyped-def]
+    texts = [m.body for m in providers.sms.outbox if m.to == number]
+    assert texts, f"no code was texted to {number}"
+    return re.search(r"code is (\d{6})", texts[-1]).group(1)  # type: ignore[union-attr]
+
+
+async def test_code_to_the_phone_on_file_unlocks_the_account(app, phone, providers):
+    await add_account(app)
+    stranger = phone(STRANGER)
+    (ask,) = await stranger.send("balance")
+    assert "reply with your account ID" in ask
+    assert "1,250" not in ask
+    (sent,) = await stranger.send("ACC-1001")
+    assert sent.startswith("If that account ID is on file, we have sent a code")
+    code = code_sent_to(providers, "+15555550100")
+    replies = await stranger.send(code)
+    text = "\n".join(replies)
+    assert "Thanks Maria, you are verified." in text
+    assert "Your balance on Acme Card ending 4821 is $1,250.00" in text
+    (contact,) = await stranger.send("pay")
+    assert contact.startswith("We have your email as m***@example.com")
+
+
+async def test_unknown_account_gets_the_same_answer_and_reveals_nothing(app, phone, providers):
+    await add_account(app)
+    stranger = phone(STRANGER)
+    await stranger.send("hello")
+    (sent,) = await stranger.send("NOPE-404")
+    assert sent.startswith("If that account ID is on file, we have sent a code")
+    assert providers.sms.outbox == []
+    (wrong,) = await stranger.send("123456")
+    assert wrong == "That did not match. 2 tries left."
+
+
+async def test_three_failures_lock_the_number_and_the_account(app, phone, providers, clock):
+    await add_account(app)
+    stranger = phone(STRANGER)
+    await stranger.send("hello")
+    await stranger.send("ACC-1001")
+    assert await stranger.send("000000") == ["That did not match. 2 tries left."]
+    assert await stranger.send("000001") == ["That did not match. 1 try left."]
+    (locked,) = await stranger.send("000002")
+    assert locked.startswith("For your security, verification is locked for 30 minutes.")
+    # Even the right code does nothing now.
+    (still,) = await stranger.send(code_sent_to(providers, "+15555550100"))
+    assert still.startswith("For your security, verification is locked")
+    # Another number trying the same account gets the usual answer but no code, and no way in.
+    texted = len(providers.sms.outbox)
+    other = phone("+15555558888")
+    await other.send("hello")
+    (other_answer,) = await other.send("ACC-1001")
+    assert other_answer.startswith("If that account ID is on file, we have sent a code")
+    assert len(providers.sms.outbox) == texted
+    (refused,) = await other.send(code_sent_to(providers, "+15555550100"))
+    assert refused.startswith("For your security, verification is locked")
+    # After the lock window, the number may try again.
+    clock.advance(timedelta(minutes=31))
+    (again,) = await stranger.send("hello")
+    assert "reply with your account ID" in again
+
+
+async def test_knowledge_answers_when_there_is_no_contact_on_file(app, phone):
+    await add_account(app, phone=None, email="maria@example.com", ssn="123-45-6789",
+                      dob="1985-04-12")
+    # An account whose only contact is email gets its code by email; remove both to fall back.
+    from sqlalchemy import update
+
+    from bot import appkeys
+    from bot.models import Account
+
+    async with app[appkeys.DATABASE].session() as session:
+        await session.execute(update(Account).values(email=None))
+        await session.commit()
+    stranger = phone(STRANGER)
+    await stranger.send("hi")
+    (ask,) = await stranger.send("ACC-1001")
+    assert ask.startswith("For your security, reply with the last 4 digits of your SSN")
+    (wrong,) = await stranger.send("6789 01/01/1990")
+    assert wrong == "That did not match. 2 tries left."
+    replies = await stranger.send("6789 04/12/1985")
+    assert "you are verified" in "\n".join(replies)
+
+
+async def test_code_by_email_when_the_account_has_no_phone(app, phone, providers):
+    await add_account(app, phone=None, email="maria@example.com")
+    stranger = phone(STRANGER)
+    await stranger.send("hi")
+    await stranger.send("acc-1001")
+    (email,) = providers.email.outbox
+    assert email.to == "maria@example.com"
+    code = re.search(r"code is (\d{6})", email.text).group(1)  # type: ignore[union-attr]
+    assert "you are verified" in "\n".join(await stranger.send(code))
+
+
+async def test_an_expired_code_does_not_work(app, phone, providers, clock):
+    await add_account(app)
+    stranger = phone(STRANGER)
+    await stranger.send("hi")
+    await stranger.send("ACC-1001")
+    clock.advance(timedelta(minutes=11))
+    (reply,) = await stranger.send(code_sent_to(providers, "+15555550100"))
+    assert reply == "That did not match. 2 tries left."
