@@ -81,8 +81,19 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "declined", "source": "agreement", "dest": "idle"},
     # A declined charge goes back to the method step with everything else kept.
     {"trigger": "charge_failed", "source": "idle", "dest": "method"},
+    # NO goes back one step (CANCEL is an opt-out, so it cannot mean "back").
+    {"trigger": "back", "source": "offers", "dest": "contact_review", "conditions": "wants_contact_review"},
+    {"trigger": "back", "source": "offers", "dest": "idle"},
+    {"trigger": "back", "source": "amount", "dest": "offers", "conditions": "has_offers"},
+    {"trigger": "back", "source": "amount", "dest": "contact_review", "conditions": "wants_contact_review"},
+    {"trigger": "back", "source": "amount", "dest": "idle"},
+    {"trigger": "back", "source": ["method", "awaiting_method"], "dest": "offers",
+     "conditions": "offer_was_chosen"},
+    {"trigger": "back", "source": ["method", "awaiting_method"], "dest": "amount"},
+    {"trigger": "back", "source": "schedule", "dest": "method"},
     {"trigger": "restart", "source": STATES, "dest": "idle"},
 ]
+GOES_BACK_ON_NO = {"offers", "amount", "method", "awaiting_method", "schedule"}
 
 
 @dataclass(frozen=True)
@@ -144,6 +155,9 @@ class PaymentFlow:
     def skip_allowed(self) -> bool:
         return self.settings.allow_skip_offer
 
+    def offer_was_chosen(self) -> bool:
+        return self.context.get("offer_id") is not None
+
     def may_schedule(self) -> bool:
         return self.settings.schedule_payment and self.chosen_offer_kind() != "settlement"
 
@@ -188,6 +202,11 @@ class PaymentFlow:
     # --- reading the customer's answer for the current step ---
     def answer(self, meaning: Meaning) -> bool:
         """Apply one reply. False when it did not fit this step (the caller counts those)."""
+        if meaning.kind == "no" and self.state in GOES_BACK_ON_NO:
+            self.back()
+            if self.state == "idle":
+                self.replies.append(self.prompt())
+            return True
         handler = getattr(self, f"_answer_{self.state}")
         return bool(handler(meaning))
 

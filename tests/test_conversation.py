@@ -333,3 +333,18 @@ async def test_replies_are_gsm7_and_at_most_two_segments(app, phone):
     for reply in replies:
         assert is_gsm7(reply), reply
         assert segment_count(reply) <= 2, reply
+
+
+async def test_no_goes_back_one_step(app, phone):
+    await add_account(app, offers=True)
+    maria = phone()
+    for text in ["pay", "ok", "3"]:
+        await maria.send(text)
+    (offers,) = await maria.send("no")
+    assert offers.startswith("Offers for you:")
+    (method,) = await maria.send("1")
+    assert method.startswith("Pay with Visa ending 4242?")
+    (offers_again,) = await maria.send("no")
+    assert offers_again.startswith("Offers for you:")
+    (contact,) = await maria.send("no")
+    assert contact.startswith("We have your email as m***@example.com")
