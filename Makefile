@@ -34,6 +34,7 @@ services:
 
 diagrams: setup
 	$(PY) -m states.diagram > docs/flows.md
+	$(PY) -m states.diagram --readme
 
 bench: setup services
 	$(PY) -m bench.sms_load --backend services

@@ -7,11 +7,13 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import ledger
@@ -22,12 +24,38 @@ from bot.security import ssn_digest
 
 REQUIRED = ("account_id", "first_name", "last_name", "phone", "email", "balance")
 OPTIONAL = ("ssn", "dob", "zip", "timezone", "creditor", "description")
+FIELDS = REQUIRED + OPTIONAL
+DEFAULT_TIMEZONE = "America/New_York"
+MAX_BALANCE_CENTS = 100_000_000_00
+
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Control characters (line breaks, NUL...) and lone surrogates: no name or address has them,
+# PostgreSQL refuses NUL and no driver can encode a lone surrogate.
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# Dollars as operators write them: 1250, 1250.5, 1,250.00, $1,250.00 (no exponent, no decimal comma).
+_DOLLARS = re.compile(r"^\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{1,2})?$")
+# Nine digits the way an SSN is written: never echoed back, whatever column it sits in.
+_SSN_LIKE = re.compile(r"(?<!\d)\d{3}[\s.-]?\d{2}[\s.-]?\d{4}(?!\d)")
+# US time zones as operators name them; the abbreviations map to the zone that observes DST
+# (zoneinfo's own "EST" is UTC-5 all year, which would put 9 p.m. EDT at 8 p.m.).
+_ZONE_ALIASES = {
+    **dict.fromkeys(("eastern", "et", "est", "edt"), "America/New_York"),
+    **dict.fromkeys(("central", "ct", "cst", "cdt"), "America/Chicago"),
+    **dict.fromkeys(("mountain", "mt", "mst", "mdt"), "America/Denver"),
+    "arizona": "America/Phoenix",
+    **dict.fromkeys(("pacific", "pt", "pst", "pdt"), "America/Los_Angeles"),
+    **dict.fromkeys(("alaska", "akst", "akdt"), "America/Anchorage"),
+    **dict.fromkeys(("hawaii", "hst"), "Pacific/Honolulu"),
+}
 
 
 class InvalidAccount(ValueError):
-    pass
+    """One record is not a valid account; the message says why and never shows an SSN."""
+
+
+class ImportFileError(ValueError):
+    """The file as a whole cannot be imported (encoding, empty, header); nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +74,14 @@ class AccountInput:
     description: str | None = None
 
 
+def _show(value: str, limit: int = 40) -> str:
+    """A value quoted for an error message: SSN-like digits hidden, long values cut."""
+    shown = _SSN_LIKE.sub("***-**-****", value)
+    if len(shown) > limit:
+        shown = shown[:limit] + "..."
+    return repr(shown)
+
+
 def parse_account(row: Mapping[str, Any]) -> AccountInput:
     """Validate one record (a CSV row or an API body); raise InvalidAccount with the reason."""
 
@@ -53,14 +89,19 @@ def parse_account(row: Mapping[str, Any]) -> AccountInput:
         value = row.get(name)
         if value is None:
             return None
-        value = str(value).strip()
+        if not isinstance(value, str):
+            raise InvalidAccount(f"{name} must be text (a JSON string)")
+        value = value.strip()
+        if _FORBIDDEN.search(value):
+            raise InvalidAccount(f"{name} contains a line break or a control character")
         if len(value) > limit:
             raise InvalidAccount(f"{name} is longer than {limit} characters")
         return value or None
 
     account_ref = text("account_id", 64)
     if not account_ref or not _ACCOUNT_ID.match(account_ref):
-        raise InvalidAccount("account_id is missing or has characters other than letters, digits, . _ -")
+        raise InvalidAccount(
+            "account_id is missing or has characters other than letters, digits, . _ -")
     first, last = text("first_name", 80), text("last_name", 80)
     if not first or not last:
         raise InvalidAccount("first_name and last_name are required")
@@ -69,25 +110,15 @@ def parse_account(row: Mapping[str, Any]) -> AccountInput:
         try:
             phone = normalize_phone(raw_phone)
         except InvalidPhone as exc:
-            raise InvalidAccount(f"phone {raw_phone!r} is not a phone number") from exc
+            raise InvalidAccount(f"phone {_show(raw_phone)} is not a phone number") from exc
     if raw_email := text("email", 254):
         if not _EMAIL.match(raw_email):
-            raise InvalidAccount(f"email {raw_email!r} is not an email address")
+            raise InvalidAccount(f"email {_show(raw_email)} is not an email address")
         email = raw_email.lower()
-    raw_balance = row.get("balance")
-    if raw_balance is None or str(raw_balance).strip() == "":
-        raise InvalidAccount("balance is required (dollars, e.g. 1250.00)")
-    try:
-        balance = dollars_to_cents(str(raw_balance))
-    except InvalidAmount as exc:
-        raise InvalidAccount(f"balance {raw_balance!r} is not an amount in dollars") from exc
-    if balance < 0:
-        raise InvalidAccount("balance cannot be negative")
-    if balance > 100_000_000_00:
-        raise InvalidAccount("balance is implausibly large")
+    balance = _parse_balance(row.get("balance"))
     ssn = None
     if raw_ssn := text("ssn", 20):
-        digits = re.sub(r"[\s-]", "", raw_ssn)
+        digits = re.sub(r"[\s.-]", "", raw_ssn)
         if not re.fullmatch(r"\d{9}", digits):
             raise InvalidAccount("ssn must have 9 digits")  # the value itself is never echoed
         ssn = digits
@@ -95,16 +126,12 @@ def parse_account(row: Mapping[str, Any]) -> AccountInput:
     if raw_dob := text("dob", 20):
         dob = _parse_date(raw_dob)
         if dob is None or dob.year < 1900 or dob > date.today():
-            raise InvalidAccount(f"dob {raw_dob!r} is not a date (YYYY-MM-DD or MM/DD/YYYY)")
-    zone = text("timezone", 64)
-    if zone:
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise InvalidAccount(f"timezone {zone!r} is not a time zone such as America/Chicago") from exc
+            raise InvalidAccount(
+                f"dob {_show(raw_dob)} is not a date of birth (YYYY-MM-DD or MM/DD/YYYY)")
+    zone = _parse_timezone(text("timezone", 64))
     zip_code = text("zip", 10)
     if zip_code and not re.fullmatch(r"\d{5}(-\d{4})?", zip_code):
-        raise InvalidAccount(f"zip {zip_code!r} is not a ZIP code")
+        raise InvalidAccount(f"zip {_show(zip_code)} is not a ZIP code")
     if not phone and not email:
         raise InvalidAccount("a phone or an email is required")
     return AccountInput(
@@ -112,6 +139,36 @@ def parse_account(row: Mapping[str, Any]) -> AccountInput:
         balance_cents=balance, ssn=ssn, dob=dob, zip_code=zip_code, timezone=zone,
         creditor=text("creditor", 40), description=text("description", 120),
     )
+
+
+def _parse_balance(raw: Any) -> int:
+    """Dollars as text ("1,250.00") or, from JSON, a number; integer cents out, never a float."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        raise InvalidAccount("balance is required (dollars, e.g. 1250.00)")
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float | Decimal):
+        raise InvalidAccount('balance must be an amount in dollars, e.g. "1250.00"')
+    if isinstance(raw, float | Decimal):
+        number = Decimal(repr(raw)) if isinstance(raw, float) else raw
+        # (bounds first: formatting 1E+999999999 would write a billion digits)
+        if not number.is_finite() or number.adjusted() > 12 or number.as_tuple().exponent < -12:
+            raise InvalidAccount("balance is not an amount in dollars")
+        value = format(number, "f")
+    else:
+        value = str(raw).strip()
+    if len(value) > 30:
+        raise InvalidAccount("balance is not an amount in dollars")
+    if value.startswith("-") or value.startswith("$-"):
+        raise InvalidAccount("balance cannot be negative")
+    if not _DOLLARS.match(value):
+        raise InvalidAccount(
+            f"balance {_show(value)} is not an amount in dollars (e.g. 1250.00, at most 2 decimals)")
+    try:
+        cents = dollars_to_cents(value)
+    except (InvalidAmount, ArithmeticError) as exc:
+        raise InvalidAccount(f"balance {_show(value)} is not an amount in dollars") from exc
+    if cents > MAX_BALANCE_CENTS:
+        raise InvalidAccount("balance is implausibly large")
+    return cents
 
 
 def _parse_date(value: str) -> date | None:
@@ -123,73 +180,176 @@ def _parse_date(value: str) -> date | None:
     return None
 
 
+def _parse_timezone(zone: str | None) -> str | None:
+    if not zone:
+        return None
+    zone = _ZONE_ALIASES.get(zone.lower(), zone)
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise InvalidAccount(
+            f"timezone {_show(zone)} is not a time zone such as America/Chicago") from exc
+    return zone
+
+
+async def find_account(session: AsyncSession, account_ref: str) -> Account | None:
+    """By account_id: an exact match first, else one that differs only in case."""
+    account = await session.scalar(select(Account).where(Account.account_ref == account_ref))
+    if account is None:
+        account = await session.scalar(
+            select(Account).where(func.lower(Account.account_ref) == account_ref.lower())
+            .order_by(Account.id).limit(1))
+    return account
+
+
 async def upsert_account(
     session: AsyncSession, data: AccountInput, *, secret_key: str, at: datetime, actor: str
 ) -> tuple[Account, bool]:
     """Insert or update by account_id; returns (account, created). The caller commits."""
-    account = await session.scalar(select(Account).where(Account.account_ref == data.account_ref))
-    created = account is None
-    if data.creditor:
-        code = data.creditor[:40]
-        if await session.get(Creditor, code) is None:
-            session.add(Creditor(code=code, name=data.creditor, disclosure="", settings={}))
-    if account is None:
-        account = Account(account_ref=data.account_ref, created_at=at, balance_cents=0,
-                          first_name=data.first_name, last_name=data.last_name)
-        session.add(account)
-    account.first_name, account.last_name = data.first_name, data.last_name
-    account.phone, account.email = data.phone, data.email
-    account.balance_cents = data.balance_cents
-    if data.ssn:
-        account.ssn_hash, account.ssn_last4 = ssn_digest(secret_key, data.ssn), data.ssn[-4:]
-    if data.dob:
-        account.dob = data.dob
-    if data.zip_code:
-        account.zip_code = data.zip_code
-    account.timezone = data.timezone or account.timezone or "America/New_York"
-    if data.creditor:
-        account.creditor_code = data.creditor[:40]
-    if data.description:
-        account.description = data.description
-    account.updated_at = at
-    await session.flush()
-    await ledger.audit(session, "account_created" if created else "account_updated", at=at,
-                       actor=actor, account_id=account.id)
+    account, created, changed = await _upsert(
+        session, data, await find_account(session, data.account_ref), secret_key=secret_key, at=at)
+    if changed:
+        await session.flush()
+        await ledger.audit(session, "account_created" if created else "account_updated", at=at,
+                           actor=actor, account_id=account.id)
     return account, created
+
+
+async def _upsert(
+    session: AsyncSession, data: AccountInput, account: Account | None, *, secret_key: str,
+    at: datetime, known_creditors: set[str] | None = None,
+) -> tuple[Account, bool, bool]:
+    """(account, created, changed); the caller flushes and audits. A record that changes
+    nothing touches nothing (not even updated_at)."""
+    if data.creditor:
+        code = data.creditor
+        if known_creditors is None or code not in known_creditors:
+            if await session.get(Creditor, code) is None:
+                session.add(Creditor(code=code, name=data.creditor, disclosure="", settings={}))
+                await session.flush()
+            if known_creditors is not None:
+                known_creditors.add(code)
+    created = account is None
+    if account is None:
+        account = Account(account_ref=data.account_ref, created_at=at, updated_at=at,
+                          balance_cents=data.balance_cents, first_name=data.first_name,
+                          last_name=data.last_name, description="", timezone=DEFAULT_TIMEZONE)
+        session.add(account)
+    changes: dict[str, Any] = {
+        "first_name": data.first_name, "last_name": data.last_name,
+        "phone": data.phone, "email": data.email, "balance_cents": data.balance_cents,
+    }
+    if data.ssn:
+        changes["ssn_hash"] = ssn_digest(secret_key, data.ssn)
+        changes["ssn_last4"] = data.ssn[-4:]
+    if data.dob:
+        changes["dob"] = data.dob
+    if data.zip_code:
+        changes["zip_code"] = data.zip_code
+    if data.timezone:
+        changes["timezone"] = data.timezone
+    if data.creditor:
+        changes["creditor_code"] = data.creditor
+    if data.description:
+        changes["description"] = data.description
+    changed = created
+    for name, value in changes.items():
+        if getattr(account, name) != value:
+            setattr(account, name, value)
+            changed = True
+    if changed:
+        account.updated_at = at
+    return account, created, changed
 
 
 @dataclass
 class ImportReport:
     created: int = 0
     updated: int = 0
+    unchanged: int = 0  # among `updated`: rows that matched the ledger already
     errors: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def summary(self) -> str:
-        return (f"{self.created} created, {self.updated} updated, "
-                f"{len(self.errors)} rejected")
+        text = f"{self.created} created, {self.updated} updated, {len(self.errors)} rejected"
+        if self.unchanged:
+            text += f" ({self.unchanged} of the updated were already up to date)"
+        return text
+
+
+def _normal_header(name: str) -> str:
+    return re.sub(r"[\s-]+", "_", name.strip().lower())
+
+
+def scan_file(path: Path) -> int:
+    """Check the file is UTF-8 text before anything is written; return its number of lines."""
+    with path.open("rb") as handle:
+        start = handle.read(4)
+    if start.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ImportFileError(f"{path}: the file is UTF-16 text; save it as CSV UTF-8")
+    lines = 0
+    escaped = re.compile("[\udc80-\udcff]")
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        for lines, line in enumerate(handle, start=1):  # noqa: B007 (the count is the result)
+            if escaped.search(line):
+                raise ImportFileError(
+                    f"{path}:{lines}: the file is not UTF-8 text (Excel: save as \"CSV UTF-8\")")
+    if lines == 0:
+        raise ImportFileError(f"{path}: the file is empty; it needs a header row with "
+                              f"{', '.join(REQUIRED)}")
+    return lines
 
 
 def read_csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
-    """The header and the rows with their line numbers (line 1 is the header)."""
+    """The header and the rows, each with the file line it starts on (line 1 is the header).
+
+    A row that cannot be used whole comes as ``{"__error__": reason}``. Call ``scan_file``
+    first: this reads the file as UTF-8 and stops at the first byte that is not.
+    """
     handle = path.open(newline="", encoding="utf-8-sig")
-    reader = csv.DictReader(handle)
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    reader = csv.reader(handle)
+    header: list[str] = []
+    try:
+        for raw_header in reader:
+            if any(cell.strip() for cell in raw_header):
+                header = [_normal_header(cell) for cell in raw_header]
+                break
+    except csv.Error as exc:
+        handle.close()
+        raise ImportFileError(f"{path}:{reader.line_num}: the header row is not CSV: {exc}") from exc
+    if not header:
+        handle.close()
+        raise ImportFileError(f"{path}: no header row; it needs {', '.join(REQUIRED)}")
     missing = [name for name in REQUIRED if name not in header]
     if missing:
         handle.close()
-        raise InvalidAccount(f"the header lacks: {', '.join(missing)}")
-    reader.fieldnames = header
+        raise ImportFileError(
+            f"{path}: the header lacks {', '.join(missing)} (it needs {', '.join(REQUIRED)}; "
+            f"optional: {', '.join(OPTIONAL)})")
+    repeated = sorted({name for name in header if name and header.count(name) > 1})
+    if repeated:
+        handle.close()
+        raise ImportFileError(f"{path}: the header names {', '.join(repeated)} more than once")
+    width = len(header)
 
     def rows() -> Iterator[tuple[int, dict[str, str]]]:
         with handle:
-            for row in reader:
-                if None in row:
-                    yield reader.line_num, {"__error__": "more fields than the header has"}
+            while True:
+                line = reader.line_num + 1  # where the next record starts
+                try:
+                    values = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    yield line, {"__error__": f"not readable as CSV: {exc}"}
                     continue
-                if not any((v or "").strip() for v in row.values()):
+                if not any(value.strip() for value in values):
+                    continue  # a blank line
+                if len(values) > width and any(v.strip() for v in values[width:]):
+                    yield line, {"__error__": f"{len(values)} fields, but the header has {width}"}
                     continue
-                yield reader.line_num, row
+                yield line, {name: value for name, value in zip(header, values, strict=False)
+                             if name in FIELDS}
 
     return header, rows()
 
@@ -201,27 +361,82 @@ async def import_csv(
     secret_key: str,
     clock: Any,
     progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
     batch_size: int = 500,
 ) -> ImportReport:
-    """Upsert every good row, report every bad one by line; re-running changes nothing new."""
+    """Upsert every good row, report every bad one by line; re-running changes nothing new.
+
+    ``on_total`` is told the number of data lines first, then ``progress`` how many lines were
+    done, batch by batch. Raises ImportFileError, before writing anything, for a file that
+    cannot be read as a whole.
+    """
+    lines = scan_file(path)
     _, rows = read_csv_rows(path)
+    if on_total:
+        on_total(max(lines - 1, 0))
     report = ImportReport()
     seen: dict[str, int] = {}
     batch: list[tuple[int, AccountInput]] = []
+    creditors: set[str] = set()
+    done = 1  # lines accounted for (the header)
 
-    async def flush() -> None:
-        async with sessions() as session:
-            for _line, data in batch:
-                _, created = await upsert_account(session, data, secret_key=secret_key,
-                                                  at=clock.now(), actor="import")
-                report.created += created
-                report.updated += not created
-            await session.commit()
-        if progress:
-            progress(len(batch))
+    async def write(session: AsyncSession, records: list[tuple[int, AccountInput]]) -> None:
+        refs = {data.account_ref.lower() for _, data in records}
+        existing: dict[str, Account] = {}
+        found = await session.scalars(
+            select(Account).where(func.lower(Account.account_ref).in_(refs)).order_by(Account.id))
+        for account in found:
+            existing.setdefault(account.account_ref.lower(), account)
+            if account.account_ref in {data.account_ref for _, data in records}:
+                existing[account.account_ref.lower()] = account  # an exact match wins
+        written: list[tuple[Account, bool]] = []
+        at = clock.now()
+        for _, data in records:
+            account, created, changed = await _upsert(
+                session, data, existing.get(data.account_ref.lower()), secret_key=secret_key,
+                at=at, known_creditors=creditors)
+            report.created += created
+            report.updated += not created
+            report.unchanged += not changed
+            if changed:
+                written.append((account, created))
+        await session.flush()  # one round of INSERT/UPDATE for the batch: the ids for the audit
+        for account, created in written:
+            await ledger.audit(session, "account_created" if created else "account_updated",
+                               at=at, actor="import", account_id=account.id)
+
+    async def flush(upto: int) -> None:
+        nonlocal done
+        if not batch:
+            if progress and upto > done:
+                progress(upto - done)
+            done = upto
+            return
+        before = (report.created, report.updated, report.unchanged)
+        try:
+            async with sessions() as session:
+                await write(session, batch)
+                await session.commit()
+        except SQLAlchemyError:
+            # One row the database refused: redo the batch row by row to find and report it.
+            report.created, report.updated, report.unchanged = before
+            creditors.clear()
+            for line, data in batch:
+                try:
+                    async with sessions() as session:
+                        await write(session, [(line, data)])
+                        await session.commit()
+                except SQLAlchemyError as exc:
+                    report.errors.append((line, f"the database refused the row "
+                                                f"({type(exc.orig or exc).__name__})"))
         batch.clear()
+        if progress:
+            progress(upto - done)
+        done = upto
 
+    last = 1
     for line, row in rows:
+        last = line
         if "__error__" in row:
             report.errors.append((line, row["__error__"]))
             continue
@@ -230,13 +445,15 @@ async def import_csv(
         except InvalidAccount as exc:
             report.errors.append((line, str(exc)))
             continue
-        if data.account_ref in seen:
-            report.errors.append((line, f"account_id {data.account_ref} repeats line {seen[data.account_ref]}"))
+        key = data.account_ref.lower()
+        if key in seen:
+            report.errors.append(
+                (line, f"account_id {data.account_ref} repeats the one on line {seen[key]}"))
             continue
-        seen[data.account_ref] = line
+        seen[key] = line
         batch.append((line, data))
         if len(batch) >= batch_size:
-            await flush()
-    if batch:
-        await flush()
+            await flush(line)
+    await flush(max(lines, last))
+    report.errors.sort()
     return report

@@ -74,14 +74,20 @@ def _providers_ctx(given: Providers | None):  # type: ignore[no-untyped-def]
 
 async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.ENGINE] = build_engine(
-        app[appkeys.SETTINGS], app[appkeys.DATABASE], app[appkeys.COORDINATOR],
-        app[appkeys.PROVIDERS], app[appkeys.CLOCK],
+        app[appkeys.SETTINGS],
+        app[appkeys.DATABASE],
+        app[appkeys.COORDINATOR],
+        app[appkeys.PROVIDERS],
+        app[appkeys.CLOCK],
     )
     yield
 
 
 def build_engine(
-    settings: Settings, database: Database, coordinator: Coordinator, providers: Providers,
+    settings: Settings,
+    database: Database,
+    coordinator: Coordinator,
+    providers: Providers,
     clock: Clock,
 ) -> ConversationEngine:
     return ConversationEngine(

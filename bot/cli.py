@@ -117,27 +117,38 @@ def _chat(settings: Settings, args: argparse.Namespace) -> int:
 def _import(settings: Settings, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from bot.accounts import InvalidAccount, import_csv
+    from bot.accounts import ImportFileError, import_csv
     from bot.clock import SystemClock
     from bot.db import Database
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    name = "paybot import-accounts"
     if not args.file.is_file():
-        print(f"paybot import-accounts: no such file: {args.file}", file=sys.stderr)
+        print(f"{name}: no such file: {args.file}", file=sys.stderr)
         return 2
+    if settings.secret_key == Settings.secret_key:
+        print(f"{name}: warning: SECRET_KEY is not set; SSNs are hashed with the development key "
+              "and will not match once a real key is set", file=sys.stderr)
 
     async def run() -> int:
         database = Database(settings.database_url)
         try:
             await database.migrate()
-            with tqdm(unit=" rows", desc="importing", file=sys.stderr,
+            with tqdm(unit=" lines", desc="importing", file=sys.stderr, dynamic_ncols=True,
                       disable=not sys.stderr.isatty()) as bar:
-                report = await import_csv(database.session, args.file, secret_key=settings.secret_key,
-                                          clock=SystemClock(), progress=bar.update)
-        except InvalidAccount as exc:
-            print(f"paybot import-accounts: {args.file}: {exc}", file=sys.stderr)
+                report = await import_csv(
+                    database.session, args.file, secret_key=settings.secret_key,
+                    clock=SystemClock(), progress=bar.update,
+                    on_total=lambda n: (setattr(bar, "total", n), bar.refresh()),
+                )
+        except ImportFileError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
             return 2
-        except UnicodeDecodeError:
-            print(f"paybot import-accounts: {args.file} is not UTF-8 text", file=sys.stderr)
+        except UnicodeDecodeError:  # the file changed under us after the UTF-8 check
+            print(f"{name}: {args.file} is not UTF-8 text", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(f"{name}: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
             return 2
         finally:
             await database.close()

@@ -91,7 +91,11 @@ class ConversationEngine:
         body = _printable(inbound.body)[:1600]
         async with self.db.session() as session:
             message, _created = await ledger.store_inbound(
-                session, phone=inbound.phone, body=body, sid=sid, channel=inbound.channel,
+                session,
+                phone=inbound.phone,
+                body=body,
+                sid=sid,
+                channel=inbound.channel,
                 at=self.clock.now(),
             )
         async with self.coordinator.conversation_lock(inbound.phone):
@@ -133,15 +137,27 @@ class ConversationEngine:
         for text in texts:
             session.add(
                 Message(
-                    conversation_id=conversation.id, direction="outbound", channel=channel,
-                    phone=message.phone, body=text, in_reply_to_id=message.id, created_at=now,
+                    conversation_id=conversation.id,
+                    direction="outbound",
+                    channel=channel,
+                    phone=message.phone,
+                    body=text,
+                    in_reply_to_id=message.id,
+                    created_at=now,
                     status="replied",
                 )
             )
         turn.events.append(
-            {"type": "message", "phone": message.phone, "conversation_id": conversation.id,
-             "inbound": message.body, "replies": texts, "state": conversation.state,
-             "handled_by": conversation.handled_by, "at": now.isoformat()}
+            {
+                "type": "message",
+                "phone": message.phone,
+                "conversation_id": conversation.id,
+                "inbound": message.body,
+                "replies": texts,
+                "state": conversation.state,
+                "handled_by": conversation.handled_by,
+                "at": now.isoformat(),
+            }
         )
         await session.commit()
         return turn, texts
@@ -172,16 +188,23 @@ class ConversationEngine:
 
         if kind == "opt_out":
             if not opted_out:  # confirmed once, at once, with nothing else in it
-                await ledger.set_opt_out(session, conv.phone, opted_out=True,
-                                         keyword=message.body, channel="sms", at=now)
+                await ledger.set_opt_out(
+                    session, conv.phone, opted_out=True, keyword=message.body, channel="sms", at=now
+                )
                 turn.replies.append(Reply("opt_out_confirmed"))
             if conv.flow == "payment":  # whatever was half done is not picked up months later
                 conv.state, conv.context = "idle", {}
             return
         if opted_out:
             if kind == "opt_in":
-                await ledger.set_opt_out(session, conv.phone, opted_out=False,
-                                         keyword=message.body, channel="sms", at=now)
+                await ledger.set_opt_out(
+                    session,
+                    conv.phone,
+                    opted_out=False,
+                    keyword=message.body,
+                    channel="sms",
+                    at=now,
+                )
                 turn.replies.append(Reply("opt_in_confirmed"))
             return  # nothing else is ever sent to an opted-out number
         if kind == "help":
@@ -201,17 +224,40 @@ class ConversationEngine:
         await self._converse(session, conv, account, message, keyword, turn, now)
 
     async def _hand_to_agent(
-        self, session: AsyncSession, conv: Conversation, turn: Turn, now: datetime, *,
-        reason: str, text: str,
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        turn: Turn,
+        now: datetime,
+        *,
+        reason: str,
+        text: str,
     ) -> None:
         conv.handled_by = "agent"
-        await ledger.audit(session, "handed_to_agent", at=now, account_id=conv.account_id,
-                           phone=conv.phone, reason=reason)
-        turn.replies.append(
-            Reply({"agent": "agent_requested", "ask_agent": "agent_review"}.get(reason, "too_many_tries"))
+        await ledger.audit(
+            session,
+            "handed_to_agent",
+            at=now,
+            account_id=conv.account_id,
+            phone=conv.phone,
+            reason=reason,
         )
-        turn.events.append({"type": "needs_agent", "phone": conv.phone, "reason": reason,
-                            "text": text, "at": now.isoformat()})
+        turn.replies.append(
+            Reply(
+                {"agent": "agent_requested", "ask_agent": "agent_review"}.get(
+                    reason, "too_many_tries"
+                )
+            )
+        )
+        turn.events.append(
+            {
+                "type": "needs_agent",
+                "phone": conv.phone,
+                "reason": reason,
+                "text": text,
+                "at": now.isoformat(),
+            }
+        )
 
     # ------------------------------------------------------------------ known account
 
@@ -266,19 +312,28 @@ class ConversationEngine:
                     Payment.status.in_(("processing", "pending")),
                 )
             )
-            turn.replies.append(Reply("balance", {"balance_cents": account.balance_cents,
-                                                  "description": account.description,
-                                                  "pending_cents": int(pending or 0)}))
+            turn.replies.append(
+                Reply(
+                    "balance",
+                    {
+                        "balance_cents": account.balance_cents,
+                        "description": account.description,
+                        "pending_cents": int(pending or 0),
+                    },
+                )
+            )
             if flow.state != "idle":
                 turn.replies.append(flow.prompt())
         elif kind == "link":
-            turn.replies.append(Reply("link", {"link_hours": self.settings.link_lifetime_hours},
-                                      needs_link=True))
+            turn.replies.append(
+                Reply("link", {"link_hours": self.settings.link_lifetime_hours}, needs_link=True)
+            )
         elif kind == "menu":
             flow.restart()
             flow.context = {}
             turn.replies.append(flow.prompt())
         else:
+            before = len(turn.replies)
             meaning = self._read(flow, message.body)
             if flow.answer(meaning):
                 flow.context["invalid_count"] = 0
@@ -287,12 +342,14 @@ class ConversationEngine:
                 flow.context["invalid_count"] = misses
                 if misses >= flow.settings.max_invalid_replies:
                     flow.context["invalid_count"] = 0
-                    await self._hand_to_agent(session, conv, turn, now, reason="confused",
-                                              text=message.body)
+                    await self._hand_to_agent(
+                        session, conv, turn, now, reason="confused", text=message.body
+                    )
                 else:
                     turn.replies.append(Reply("did_not_understand", {"reason": meaning.reason}))
                     turn.replies.append(flow.prompt())
-            turn.replies[:0] = flow.replies
+            # What the flow said on entering a step comes before any "did not understand".
+            turn.replies[before:before] = flow.replies
             flow.replies.clear()
             if flow.state != "idle":
                 flow.context.setdefault("checkout_id", uuid.uuid4().hex)
@@ -316,8 +373,9 @@ class ConversationEngine:
             menu_size = len(flow.account.offers) + (1 if skip else 0)
         elif flow.state in {"method", "awaiting_method"}:
             menu_size = len(flow.account.methods) + 1
-        return parse_reply(text, step, today=today, horizon=flow.horizon(), menu_size=menu_size,
-                           skip_option=skip)
+        return parse_reply(
+            text, step, today=today, horizon=flow.horizon(), menu_size=menu_size, skip_option=skip
+        )
 
     async def _perform(
         self,
@@ -334,8 +392,14 @@ class ConversationEngine:
                 return  # a knowledge answer is a look-up, not proof: it cannot change contacts
             account.email = str(effect.args["email"])
             account.updated_at = now
-            await ledger.audit(session, "email_changed", at=now, account_id=account.id,
-                               phone=conv.phone, channel="sms")
+            await ledger.audit(
+                session,
+                "email_changed",
+                at=now,
+                account_id=account.id,
+                phone=conv.phone,
+                channel="sms",
+            )
         elif effect.name == "await_new_method":
             await ledger.audit(session, "method_handoff", at=now, account_id=account.id)
         elif effect.name == "submit_payment":
@@ -365,8 +429,11 @@ class ConversationEngine:
             plan_total_cents=offer.total_cents if offer else None,
             channel="sms",
             agreement_text=self.notifier.agreement_text(
-                account=account, amount_cents=int(args["amount_cents"]), pay_on=pay_on,
-                method_label=args.get("method_label") or "", offer=offer,
+                account=account,
+                amount_cents=int(args["amount_cents"]),
+                pay_on=pay_on,
+                method_label=args.get("method_label") or "",
+                offer=offer,
                 terms_version=flow.settings.terms_version,
             ),
             terms_version=flow.settings.terms_version,
@@ -374,7 +441,9 @@ class ConversationEngine:
         # The conversation checkpoint goes first: a crash from here on never asks again.
         conv.state, conv.context = flow.state, dict(flow.context)
         try:
-            outcome = await self.payments.submit(session, account, request, today=flow.account.today)
+            outcome = await self.payments.submit(
+                session, account, request, today=flow.account.today
+            )
         except PaymentRefused as refused:
             flow.replies.append(Reply("payment_refused", {"reason": str(refused)}))
             flow.context = {}
@@ -383,8 +452,11 @@ class ConversationEngine:
         flow.context = {}
         turn.replies.append(_outcome_reply(outcome, mask_email(account.email)))
         if outcome.status == "declined":
-            flow.context = {k: v for k, v in args.items() if k in {"amount_cents", "offer_id",
-                                                                   "offer_kind", "pay_on"}}
+            flow.context = {
+                k: v
+                for k, v in args.items()
+                if k in {"amount_cents", "offer_id", "offer_kind", "pay_on"}
+            }
             if flow.context.get("pay_on"):
                 flow.context["pay_on"] = str(flow.context["pay_on"])
             flow.charge_failed()
@@ -403,7 +475,9 @@ class ConversationEngine:
         now: datetime,
     ) -> None:
         context = dict(conv.context or {})
-        failures = await self._failures(session, conv.phone, context.get("candidate_account_id"), now)
+        failures = await self._failures(
+            session, conv.phone, context.get("candidate_account_id"), now
+        )
         flow = VerificationFlow(context=context, tries_left=VERIFICATION_TRIES - failures)
         conv.flow = "verification"
         initial = conv.state if conv.state in verification_flow.STATES else "new"
@@ -430,7 +504,9 @@ class ConversationEngine:
             self.verification_machine.remove_model(flow)
         minutes = self.settings.verification_lock_minutes
         turn.replies = [
-            Reply(r.template, {"lock_minutes": minutes}) if r.template == "verification_locked" else r
+            Reply(r.template, {"lock_minutes": minutes})
+            if r.template == "verification_locked"
+            else r
             for r in turn.replies
         ]
 
@@ -443,8 +519,13 @@ class ConversationEngine:
         )
 
     async def _account_id_given(
-        self, session: AsyncSession, conv: Conversation, flow: VerificationFlow, message: Message,
-        turn: Turn, now: datetime,
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        flow: VerificationFlow,
+        message: Message,
+        turn: Turn,
+        now: datetime,
     ) -> None:
         meaning = parse_reply(message.body, "account_id", today=now.date())
         if meaning.kind != "text":
@@ -453,21 +534,32 @@ class ConversationEngine:
             return
         account = await ledger.account_by_ref(session, str(meaning.value))
         code = new_one_time_code()
-        flow.context = {"candidate_account_id": account.id if account else None,
-                        "code_expires": (now + CODE_LIFETIME).isoformat()}
+        flow.context = {
+            "candidate_account_id": account.id if account else None,
+            "code_expires": (now + CODE_LIFETIME).isoformat(),
+        }
         flow.has_contact_on_file = account is None or bool(account.phone or account.email)
         if account is not None:
             # An account under attack from other numbers gets no code, and says nothing of it.
-            locked = await self._failures(session, conv.phone, account.id, now) >= VERIFICATION_TRIES
+            locked = (
+                await self._failures(session, conv.phone, account.id, now) >= VERIFICATION_TRIES
+            )
             if flow.has_contact_on_file and not locked:
                 flow.context["code_sha"] = code_digest(self.settings.secret_key, conv.phone, code)
-                await self.notifier.send_code(account, code, brand=await self._brand(session, account))
+                await self.notifier.send_code(
+                    account, code, brand=await self._brand(session, account)
+                )
         # An unknown account id gets the same answer as a real one.
         flow.account_given()
 
     async def _answer_given(
-        self, session: AsyncSession, conv: Conversation, flow: VerificationFlow, message: Message,
-        turn: Turn, now: datetime,
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        flow: VerificationFlow,
+        message: Message,
+        turn: Turn,
+        now: datetime,
     ) -> None:
         meaning = parse_reply(message.body, "code", today=now.date())
         account_id = flow.context.get("candidate_account_id")
@@ -484,23 +576,30 @@ class ConversationEngine:
                 )
             elif flow.state == "awaiting_knowledge" and "|" in answer:
                 last4, dob = answer.split("|", 1)
-                ok = bool(account.ssn_last4 and account.dob) and constant_time_equal(
-                    last4, account.ssn_last4 or ""
-                ) and dob == (account.dob.isoformat() if account.dob else "")
-        session.add(VerificationAttempt(phone=conv.phone, account_id=account_id, succeeded=ok,
-                                        attempted_at=now))
+                ok = (
+                    bool(account.ssn_last4 and account.dob)
+                    and constant_time_equal(last4, account.ssn_last4 or "")
+                    and dob == (account.dob.isoformat() if account.dob else "")
+                )
+        session.add(
+            VerificationAttempt(
+                phone=conv.phone, account_id=account_id, succeeded=ok, attempted_at=now
+            )
+        )
         if not ok:
             flow.tries_left -= 1
-            await ledger.audit(session, "verification_failed", at=now, phone=conv.phone,
-                               account_id=account_id)
+            await ledger.audit(
+                session, "verification_failed", at=now, phone=conv.phone, account_id=account_id
+            )
             if flow.tries_left > 0:
                 turn.replies.append(Reply("verification_failed", {"tries_left": flow.tries_left}))
             flow.answer_wrong()
             return
         assert account is not None
         verified_by = "code" if flow.state == "awaiting_code" else "knowledge"
-        await ledger.audit(session, "verified", at=now, phone=conv.phone, account_id=account.id,
-                           by=verified_by)
+        await ledger.audit(
+            session, "verified", at=now, phone=conv.phone, account_id=account.id, by=verified_by
+        )
         conv.account_id = account.id
         conv.flow, conv.state, conv.context = "payment", "idle", {"verified_by": verified_by}
         view = await self._account_view(session, account, now)
@@ -511,8 +610,12 @@ class ConversationEngine:
     # ------------------------------------------------------------------ rendering
 
     async def _render(
-        self, session: AsyncSession, conv: Conversation, account: Account | None,
-        replies: list[Reply], now: datetime,
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        account: Account | None,
+        replies: list[Reply],
+        now: datetime,
     ) -> list[str]:
         if not replies:
             return []
@@ -526,7 +629,9 @@ class ConversationEngine:
             base["brand"] = await self._brand(session, account)
             if any(r.needs_link for r in replies):
                 token = await ledger.create_link(
-                    session, account_id=account.id, at=now,
+                    session,
+                    account_id=account.id,
+                    at=now,
                     lifetime=timedelta(hours=self.settings.link_lifetime_hours),
                     resume_state=conv.state,
                 )
@@ -543,7 +648,9 @@ class ConversationEngine:
             return self.settings.flow
         return FlowSettings.from_mapping({**self.settings.flow.to_mapping(), **creditor.settings})
 
-    async def _account_view(self, session: AsyncSession, account: Account, now: datetime) -> AccountView:
+    async def _account_view(
+        self, session: AsyncSession, account: Account, now: datetime
+    ) -> AccountView:
         offers = await ledger.open_offers(session, account.id, at=now)
         methods = await ledger.payment_methods(session, account.id)
         zone = ZoneInfo(account.timezone or "America/New_York")
@@ -555,7 +662,9 @@ class ConversationEngine:
             masked_email=mask_email(account.email),
             offers=tuple(
                 OfferView(
-                    id=o.id, kind=o.kind, total_cents=o.total_cents,
+                    id=o.id,
+                    kind=o.kind,
+                    total_cents=o.total_cents,
                     installment_count=o.installment_count,
                     installment_cents=-(-o.total_cents // o.installment_count),
                     frequency=o.frequency,

@@ -26,21 +26,54 @@ DEMO_CREDITOR = {
 }
 DEMO_ACCOUNTS = [
     # (record, test payment method or None, offers)
-    ({"account_id": "DEMO-1001", "first_name": "Maria", "last_name": "Lopez",
-      "phone": "+15555550100", "email": "maria@example.com", "balance": "1250.00",
-      "ssn": "123-45-6789", "dob": "1985-04-12", "zip": "10001", "timezone": "America/New_York",
-      "creditor": "northwind", "description": "Acme Card ending 4821"},
-     "pm_card_visa", True),
-    ({"account_id": "DEMO-1002", "first_name": "James", "last_name": "Chen",
-      "phone": "+15555550101", "email": "james@example.com", "balance": "340.00",
-      "timezone": "America/Chicago", "creditor": "northwind",
-      "description": "Lakeside Medical bill 2231"},
-     None, False),
-    ({"account_id": "DEMO-1003", "first_name": "Ana", "last_name": "Silva",
-      "phone": "+15555550102", "email": "ana@example.com", "balance": "500.00",
-      "timezone": "America/Los_Angeles", "creditor": "northwind",
-      "description": "City Power account 7781"},
-     "pm_card_chargeCustomerFail", False),
+    (
+        {
+            "account_id": "DEMO-1001",
+            "first_name": "Maria",
+            "last_name": "Lopez",
+            "phone": "+15555550100",
+            "email": "maria@example.com",
+            "balance": "1250.00",
+            "ssn": "123-45-6789",
+            "dob": "1985-04-12",
+            "zip": "10001",
+            "timezone": "America/New_York",
+            "creditor": "northwind",
+            "description": "Acme Card ending 4821",
+        },
+        "pm_card_visa",
+        True,
+    ),
+    (
+        {
+            "account_id": "DEMO-1002",
+            "first_name": "James",
+            "last_name": "Chen",
+            "phone": "+15555550101",
+            "email": "james@example.com",
+            "balance": "340.00",
+            "timezone": "America/Chicago",
+            "creditor": "northwind",
+            "description": "Lakeside Medical bill 2231",
+        },
+        None,
+        False,
+    ),
+    (
+        {
+            "account_id": "DEMO-1003",
+            "first_name": "Ana",
+            "last_name": "Silva",
+            "phone": "+15555550102",
+            "email": "ana@example.com",
+            "balance": "500.00",
+            "timezone": "America/Los_Angeles",
+            "creditor": "northwind",
+            "description": "City Power account 7781",
+        },
+        "pm_card_chargeCustomerFail",
+        False,
+    ),
 ]
 WALKTHROUGH = ["pay", "ok", "3", "$50", "1", "now", "yes", "agree", "balance"]
 
@@ -56,21 +89,33 @@ async def seed(app: web.Application) -> None:
             session.add(Creditor(**DEMO_CREDITOR, settings={}))
             await session.flush()
         for record, method_ref, with_offers in DEMO_ACCOUNTS:
-            account, _ = await upsert_account(session, parse_account(record),
-                                              secret_key=settings.secret_key, at=now, actor="demo")
+            account, _ = await upsert_account(
+                session, parse_account(record), secret_key=settings.secret_key, at=now, actor="demo"
+            )
             account.processor_customer_id = await gateway.ensure_customer(
-                account_ref=account.account_ref, name=f"{account.first_name} {account.last_name}",
-                email=account.email, existing_id=account.processor_customer_id,
+                account_ref=account.account_ref,
+                name=f"{account.first_name} {account.last_name}",
+                email=account.email,
+                existing_id=account.processor_customer_id,
             )
             await session.execute(
                 PaymentMethod.__table__.delete().where(PaymentMethod.account_id == account.id)
             )
             if method_ref:
-                saved = await gateway.save_method(customer_id=account.processor_customer_id,
-                                                  method_ref=method_ref)
-                session.add(PaymentMethod(account_id=account.id, processor_ref=saved.processor_ref,
-                                          kind=saved.kind, brand=saved.brand, last4=saved.last4,
-                                          is_default=True, created_at=now))
+                saved = await gateway.save_method(
+                    customer_id=account.processor_customer_id, method_ref=method_ref
+                )
+                session.add(
+                    PaymentMethod(
+                        account_id=account.id,
+                        processor_ref=saved.processor_ref,
+                        kind=saved.kind,
+                        brand=saved.brand,
+                        last4=saved.last4,
+                        is_default=True,
+                        created_at=now,
+                    )
+                )
             existing = await session.scalars(select(Offer).where(Offer.account_id == account.id))
             for offer in existing:
                 offer.status = "replaced"
@@ -78,17 +123,34 @@ async def seed(app: web.Application) -> None:
                 expires = datetime(now.year, 12, 31, 23, 59, tzinfo=UTC)
                 if expires <= now:
                     expires = now + timedelta(days=30)
-                session.add(Offer(account_id=account.id, kind="settlement", total_cents=80000,
-                                  expires_at=expires, created_at=now))
-                session.add(Offer(account_id=account.id, kind="plan", total_cents=125000,
-                                  installment_count=6, frequency="monthly", created_at=now))
+                session.add(
+                    Offer(
+                        account_id=account.id,
+                        kind="settlement",
+                        total_cents=80000,
+                        expires_at=expires,
+                        created_at=now,
+                    )
+                )
+                session.add(
+                    Offer(
+                        account_id=account.id,
+                        kind="plan",
+                        total_cents=125000,
+                        installment_count=6,
+                        frequency="monthly",
+                        created_at=now,
+                    )
+                )
         await session.commit()
 
 
 async def walkthrough(engine: ConversationEngine, phone: str, out=sys.stdout) -> None:  # type: ignore[no-untyped-def]
     for n, text in enumerate(WALKTHROUGH, start=1):
         print(f"  Maria:  {text}", file=out)
-        for reply in await engine.receive(Inbound(phone=phone, body=text, sid=f"demo-{_stamp()}-{n}")):
+        for reply in await engine.receive(
+            Inbound(phone=phone, body=text, sid=f"demo-{_stamp()}-{n}")
+        ):
             print("  PayBot: " + reply.replace("\n", "\n          "), file=out)
 
 
@@ -96,7 +158,9 @@ def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
 
 
-async def run_demo(settings: Settings, *, host: str, port: int, once: bool, interactive: bool) -> None:
+async def run_demo(
+    settings: Settings, *, host: str, port: int, once: bool, interactive: bool
+) -> None:
     from bot.localstripe import LocalStripe
 
     server = None
@@ -105,15 +169,18 @@ async def run_demo(settings: Settings, *, host: str, port: int, once: bool, inte
             try:
                 server = await asyncio.to_thread(LocalStripe.start)
                 settings = settings.replace(
-                    stripe_secret_key="sk_test_paybot_demo", stripe_api_base=server.url,
+                    stripe_secret_key="sk_test_paybot_demo",
+                    stripe_api_base=server.url,
                     stripe_js_url=server.js_url,
                 )
                 print(f"localstripe (a local Stripe) at {server.url}")
             except Exception as exc:  # the demo still runs on the sandbox gateway
                 print(f"localstripe did not start ({exc}); using the sandbox gateway")
-        settings = settings.replace(public_base_url=settings.public_base_url
-                                    if settings.public_base_url != Settings.public_base_url
-                                    else f"http://{host}:{port}")
+        settings = settings.replace(
+            public_base_url=settings.public_base_url
+            if settings.public_base_url != Settings.public_base_url
+            else f"http://{host}:{port}"
+        )
         providers: Providers = build_providers(settings)
         app = create_app(settings, providers)
         app.on_startup.append(seed)
@@ -124,24 +191,32 @@ async def run_demo(settings: Settings, *, host: str, port: int, once: bool, inte
         try:
             engine = app[appkeys.ENGINE]
             print(f"\nPayBot is running at {settings.public_base_url}")
-            print("Demo accounts: DEMO-1001 Maria (+15555550100, saved Visa 4242, offers), "
-                  "DEMO-1002 James (+15555550101, no saved card), "
-                  "DEMO-1003 Ana (+15555550102, a card that declines).")
+            print(
+                "Demo accounts: DEMO-1001 Maria (+15555550100, saved Visa 4242, offers), "
+                "DEMO-1002 James (+15555550101, no saved card), "
+                "DEMO-1003 Ana (+15555550102, a card that declines)."
+            )
             print("\nA conversation by text, through the real engine:\n")
             await walkthrough(engine, "+15555550100")
             print(f"\nTexts sent by the sandbox: {settings.outbox_dir / 'sms.jsonl'}")
             print(f"Emails (receipts): {settings.outbox_dir / 'email'}")
             if settings.api_key:
-                print(f"Account via the API: curl -H 'Authorization: Bearer $PAYBOT_API_KEY' "
-                      f"{settings.public_base_url}/api/v1/accounts/DEMO-1001")
+                print(
+                    f"Account via the API: curl -H 'Authorization: Bearer $PAYBOT_API_KEY' "
+                    f"{settings.public_base_url}/api/v1/accounts/DEMO-1001"
+                )
             if once:
                 return
             if interactive:
-                print("\nYour turn: chat as +15555550101 (James). Try PAY, BALANCE, HELP, AGENT, "
-                      "STOP. Ctrl-D to stop.")
+                print(
+                    "\nYour turn: chat as +15555550101 (James). Try PAY, BALANCE, HELP, AGENT, "
+                    "STOP. Ctrl-D to stop."
+                )
                 await chat_loop(engine, "+15555550101")
             else:
-                print("\nServing until Ctrl-C. In another terminal: paybot chat --phone +15555550101")
+                print(
+                    "\nServing until Ctrl-C. In another terminal: paybot chat --phone +15555550101"
+                )
                 await asyncio.Event().wait()
         finally:
             await runner.cleanup()
@@ -160,8 +235,9 @@ async def chat_loop(engine: ConversationEngine, phone: str) -> None:
         if not line.strip():
             continue
         n += 1
-        for reply in await engine.receive(Inbound(phone=phone, body=line, sid=f"chat-{_stamp()}-{n}",
-                                                  channel="chat")):
+        for reply in await engine.receive(
+            Inbound(phone=phone, body=line, sid=f"chat-{_stamp()}-{n}", channel="chat")
+        ):
             print("PayBot: " + reply.replace("\n", "\n        "), flush=True)
 
 

@@ -47,7 +47,12 @@ async def store_inbound(
 ) -> tuple[Message, bool]:
     """Store an inbound message before anything else; (message, False) when the sid was seen."""
     message = Message(
-        direction="inbound", channel=channel, provider_sid=sid, phone=phone, body=body, created_at=at
+        direction="inbound",
+        channel=channel,
+        provider_sid=sid,
+        phone=phone,
+        body=body,
+        created_at=at,
     )
     session.add(message)
     try:
@@ -157,13 +162,29 @@ async def set_opt_out(
     row = await session.get(OptOut, phone)
     if row is None:
         session.add(
-            OptOut(phone=phone, opted_out=opted_out, keyword=keyword[:160], channel=channel,
-                   updated_at=at)
+            OptOut(
+                phone=phone,
+                opted_out=opted_out,
+                keyword=keyword[:160],
+                channel=channel,
+                updated_at=at,
+            )
         )
     else:
-        row.opted_out, row.keyword, row.channel, row.updated_at = opted_out, keyword[:160], channel, at
-    await audit(session, "opt_out" if opted_out else "opt_in", at=at, phone=phone,
-                keyword=keyword[:160], channel=channel)
+        row.opted_out, row.keyword, row.channel, row.updated_at = (
+            opted_out,
+            keyword[:160],
+            channel,
+            at,
+        )
+    await audit(
+        session,
+        "opt_out" if opted_out else "opt_in",
+        at=at,
+        phone=phone,
+        keyword=keyword[:160],
+        channel=channel,
+    )
 
 
 # --- links ---
@@ -178,7 +199,7 @@ async def create_link(
     purpose: str = "payment",
     resume_state: str | None = None,
 ) -> str:
-    """Mint a personalized link token; only its hash is stored, so the raw token is returned once."""
+    """Mint a personalized link token. Only its hash is stored: the raw token is returned once."""
     token = new_link_token()
     session.add(
         Link(
@@ -213,11 +234,14 @@ async def recent_verification_failures(
     )
     by_account = 0
     if account_id is not None:
-        by_account = await session.scalar(
-            select(func.count()).where(
-                VerificationAttempt.account_id == account_id,
-                VerificationAttempt.succeeded.is_(False),
-                VerificationAttempt.attempted_at >= since,
+        by_account = (
+            await session.scalar(
+                select(func.count()).where(
+                    VerificationAttempt.account_id == account_id,
+                    VerificationAttempt.succeeded.is_(False),
+                    VerificationAttempt.attempted_at >= since,
+                )
             )
-        ) or 0
+            or 0
+        )
     return max(by_phone or 0, by_account)

@@ -18,26 +18,46 @@ log = logging.getLogger(__name__)
 
 
 class Notifier:
-    def __init__(self, *, sms: SmsSender, email: EmailSender, brand: str,
-                 env: Environment | None = None) -> None:
+    def __init__(
+        self, *, sms: SmsSender, email: EmailSender, brand: str, env: Environment | None = None
+    ) -> None:
         self.sms = sms
         self.email = email
         self.brand = brand
         self.env = env or build_environment()
 
     def agreement_text(
-        self, *, account: Account, amount_cents: int, pay_on: date | None, method_label: str,
-        offer: Any, terms_version: str,
+        self,
+        *,
+        account: Account,
+        amount_cents: int,
+        pay_on: date | None,
+        method_label: str,
+        offer: Any,
+        terms_version: str,
     ) -> str:
         """The exact text the customer authorizes; its hash is kept with the agreement."""
-        return self.env.get_template("legal/payment_authorization.txt").render(
-            account=account, amount_cents=amount_cents, pay_on=pay_on, method_label=method_label,
-            offer=offer, terms_version=terms_version, brand=self.brand,
-        ).strip()
+        return (
+            self.env.get_template("legal/payment_authorization.txt")
+            .render(
+                account=account,
+                amount_cents=amount_cents,
+                pay_on=pay_on,
+                method_label=method_label,
+                offer=offer,
+                terms_version=terms_version,
+                brand=self.brand,
+            )
+            .strip()
+        )
 
     def receipt(self, account: Account, outcome: PaymentOutcome) -> dict[str, Any]:
-        context = {"account": account, "outcome": outcome, "brand": self.brand,
-                   "status_label": STATUS_LABELS.get(outcome.status, outcome.status)}
+        context = {
+            "account": account,
+            "outcome": outcome,
+            "brand": self.brand,
+            "status_label": STATUS_LABELS.get(outcome.status, outcome.status),
+        }
         return {
             "to": account.email,
             "subject": f"Your payment receipt {outcome.reference}",
@@ -63,6 +83,8 @@ class Notifier:
                 log.warning("verification code SMS not sent; trying email")
         if account.email:
             await self.send_email(
-                to=account.email, subject=f"{brand}: your verification code", text=body,
+                to=account.email,
+                subject=f"{brand}: your verification code",
+                text=body,
                 html=f"<p>{body}</p>",
             )

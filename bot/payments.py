@@ -149,7 +149,9 @@ class PaymentService:
             Payment(
                 reference=new_payment_reference(),
                 # The first installment carries the request's key: a retry finds it.
-                idempotency_key=request.idempotency_key if n == 1 else f"{request.idempotency_key}#{n}",
+                idempotency_key=request.idempotency_key
+                if n == 1
+                else f"{request.idempotency_key}#{n}",
                 account_id=account.id,
                 method_id=method.id,
                 offer_id=request.offer_id,
@@ -183,9 +185,14 @@ class PaymentService:
             )
         )
         await ledger.audit(
-            session, "payment_authorized", at=now, account_id=account.id,
-            reference=payments[0].reference, amount_cents=request.amount_cents,
-            installments=len(payments), channel=request.channel,
+            session,
+            "payment_authorized",
+            at=now,
+            account_id=account.id,
+            reference=payments[0].reference,
+            amount_cents=request.amount_cents,
+            installments=len(payments),
+            channel=request.channel,
         )
         try:
             await session.commit()
@@ -209,7 +216,10 @@ class PaymentService:
                 method_ref=method.processor_ref,
                 amount_cents=payment.amount_cents,
                 idempotency_key=payment.idempotency_key,
-                metadata={"paybot_reference": payment.reference, "account_ref": account.account_ref},
+                metadata={
+                    "paybot_reference": payment.reference,
+                    "account_ref": account.account_ref,
+                },
             )
         except GatewayUnavailable:
             payment.failure_code = "processor_unavailable"
@@ -217,8 +227,12 @@ class PaymentService:
             await session.commit()
             return
         await apply_charge_result(
-            session, payment, status=result.status, processor_id=result.processor_id,
-            failure_code=result.failure_code, at=self.clock.now(),
+            session,
+            payment,
+            status=result.status,
+            processor_id=result.processor_id,
+            failure_code=result.failure_code,
+            at=self.clock.now(),
         )
         await session.commit()
 
@@ -247,11 +261,17 @@ async def apply_charge_result(
         if payment.offer_id is not None and payment.plan_id is None:
             offer = await session.get(Offer, payment.offer_id)
             settles = offer is not None and offer.kind == "settlement"
-        account.balance_cents = 0 if settles else max(0, account.balance_cents - payment.amount_cents)
+        account.balance_cents = (
+            0 if settles else max(0, account.balance_cents - payment.amount_cents)
+        )
         account.updated_at = at
         await ledger.audit(
-            session, "settled" if settles else "payment_paid", at=at, account_id=account.id,
-            reference=payment.reference, amount_cents=payment.amount_cents,
+            session,
+            "settled" if settles else "payment_paid",
+            at=at,
+            account_id=account.id,
+            reference=payment.reference,
+            amount_cents=payment.amount_cents,
         )
 
 

@@ -29,7 +29,9 @@ def add_routes(app: web.Application) -> None:
 
 def page(request: web.Request, template: str, status: int = 200, **context: object) -> web.Response:
     html = request.config_dict[PAGES].get_template(template).render(**context)
-    return web.Response(text=html, status=status, content_type="text/html", headers=SECURITY_HEADERS)
+    return web.Response(
+        text=html, status=status, content_type="text/html", headers=SECURITY_HEADERS
+    )
 
 
 async def open_link(request: web.Request) -> web.Response:
@@ -46,12 +48,19 @@ async def open_link(request: web.Request) -> web.Response:
             return page(request, "link_expired.html", 410)
         account = await session.get(Account, link.account_id)
         assert account is not None
-        return page(request, "link.html", first_name=account.first_name,
-                    description=account.description, balance=account.balance_cents,
-                    masked_email=mask_email(account.email), brand=settings.brand)
+        return page(
+            request,
+            "link.html",
+            first_name=account.first_name,
+            description=account.description,
+            balance=account.balance_cents,
+            masked_email=mask_email(account.email),
+            brand=settings.brand,
+        )
 
 
 async def terms(request: web.Request) -> web.Response:
     version = request.match_info["version"]
-    return page(request, "terms.html", version=version,
-                brand=request.config_dict[appkeys.SETTINGS].brand)
+    return page(
+        request, "terms.html", version=version, brand=request.config_dict[appkeys.SETTINGS].brand
+    )

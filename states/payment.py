@@ -59,18 +59,37 @@ READS = {
 # First matching transition wins: the conditions read the settings and the account.
 TRANSITIONS: list[dict[str, Any]] = [
     # Starting a payment: the optional steps are skipped when their setting is off.
-    {"trigger": "start", "source": "idle", "dest": "contact_review", "conditions": "wants_contact_review"},
+    {
+        "trigger": "start",
+        "source": "idle",
+        "dest": "contact_review",
+        "conditions": "wants_contact_review",
+    },
     {"trigger": "start", "source": "idle", "dest": "offers", "conditions": "has_offers"},
     {"trigger": "start", "source": "idle", "dest": "amount"},
-    {"trigger": "contact_done", "source": "contact_review", "dest": "offers", "conditions": "has_offers"},
+    {
+        "trigger": "contact_done",
+        "source": "contact_review",
+        "dest": "offers",
+        "conditions": "has_offers",
+    },
     {"trigger": "contact_done", "source": "contact_review", "dest": "amount"},
     # An offer fixes the amount (settlement) or the installment (plan); skipping asks for one.
     {"trigger": "offer_chosen", "source": "offers", "dest": "method"},
-    {"trigger": "offer_skipped", "source": "offers", "dest": "amount", "conditions": "skip_allowed"},
+    {
+        "trigger": "offer_skipped",
+        "source": "offers",
+        "dest": "amount",
+        "conditions": "skip_allowed",
+    },
     {"trigger": "amount_chosen", "source": "amount", "dest": "method"},
     {"trigger": "new_method_requested", "source": "method", "dest": "awaiting_method"},
-    {"trigger": "method_chosen", "source": ["method", "awaiting_method"], "dest": "schedule",
-     "conditions": "may_schedule"},
+    {
+        "trigger": "method_chosen",
+        "source": ["method", "awaiting_method"],
+        "dest": "schedule",
+        "conditions": "may_schedule",
+    },
     {"trigger": "method_chosen", "source": ["method", "awaiting_method"], "dest": "confirm"},
     {"trigger": "date_chosen", "source": "schedule", "dest": "confirm"},
     {"trigger": "confirmed", "source": "confirm", "dest": "agreement"},
@@ -82,13 +101,27 @@ TRANSITIONS: list[dict[str, Any]] = [
     # A declined charge goes back to the method step with everything else kept.
     {"trigger": "charge_failed", "source": "idle", "dest": "method"},
     # NO goes back one step (CANCEL is an opt-out, so it cannot mean "back").
-    {"trigger": "back", "source": "offers", "dest": "contact_review", "conditions": "wants_contact_review"},
+    {
+        "trigger": "back",
+        "source": "offers",
+        "dest": "contact_review",
+        "conditions": "wants_contact_review",
+    },
     {"trigger": "back", "source": "offers", "dest": "idle"},
     {"trigger": "back", "source": "amount", "dest": "offers", "conditions": "has_offers"},
-    {"trigger": "back", "source": "amount", "dest": "contact_review", "conditions": "wants_contact_review"},
+    {
+        "trigger": "back",
+        "source": "amount",
+        "dest": "contact_review",
+        "conditions": "wants_contact_review",
+    },
     {"trigger": "back", "source": "amount", "dest": "idle"},
-    {"trigger": "back", "source": ["method", "awaiting_method"], "dest": "offers",
-     "conditions": "offer_was_chosen"},
+    {
+        "trigger": "back",
+        "source": ["method", "awaiting_method"],
+        "dest": "offers",
+        "conditions": "offer_was_chosen",
+    },
     {"trigger": "back", "source": ["method", "awaiting_method"], "dest": "amount"},
     {"trigger": "back", "source": "schedule", "dest": "method"},
     {"trigger": "restart", "source": STATES, "dest": "idle"},
@@ -180,7 +213,9 @@ class PaymentFlow:
         if self.state == "offers":
             return Reply("offers", {"offers": list(a.offers), "skip_option": self.skip_option()})
         if self.state == "amount":
-            return Reply("ask_amount", {"min_cents": self.min_amount(), "max_cents": a.balance_cents})
+            return Reply(
+                "ask_amount", {"min_cents": self.min_amount(), "max_cents": a.balance_cents}
+            )
         if self.state == "method":
             if not a.methods:
                 return Reply("add_method", {}, needs_link=True)

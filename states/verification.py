@@ -1,7 +1,7 @@
-r"""Proving who is texting from a number we do not know, before anything about an account is shown.
+r"""Proving who texts from a number we do not know, before anything about an account is shown.
 
-    new --any--> awaiting_account --account id--> awaiting_code       (code sent to phone/email on file)
-                                               \-> awaiting_knowledge (no contact on file: last 4 SSN + DOB)
+    new --any--> awaiting_account --account id--> awaiting_code  (code to the phone/email on file)
+                                               \-> awaiting_knowledge  (no contact: SSN last 4 + DOB)
     awaiting_code / awaiting_knowledge --wrong answer--> (same state), or locked after the last try
     locked --lock expired--> awaiting_account
 
@@ -30,11 +30,19 @@ READS = {
 
 TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "ask_account", "source": ["new", "locked"], "dest": "awaiting_account"},
-    {"trigger": "account_given", "source": "awaiting_account", "dest": "awaiting_knowledge",
-     "conditions": "knowledge_only"},
+    {
+        "trigger": "account_given",
+        "source": "awaiting_account",
+        "dest": "awaiting_knowledge",
+        "conditions": "knowledge_only",
+    },
     {"trigger": "account_given", "source": "awaiting_account", "dest": "awaiting_code"},
-    {"trigger": "answer_wrong", "source": ["awaiting_code", "awaiting_knowledge"], "dest": "locked",
-     "conditions": "out_of_tries"},
+    {
+        "trigger": "answer_wrong",
+        "source": ["awaiting_code", "awaiting_knowledge"],
+        "dest": "locked",
+        "conditions": "out_of_tries",
+    },
     # An internal transition (dest None): the engine says how many tries are left, no re-prompt.
     {"trigger": "answer_wrong", "source": ["awaiting_code", "awaiting_knowledge"], "dest": None},
     {"trigger": "restart", "source": STATES, "dest": "new"},

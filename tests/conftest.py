@@ -174,8 +174,9 @@ class SmsPhone:
         assert response[0] == 200, response
         return response[1]
 
-    async def post(self, body: str, *, sid: str | None = None,
-                   token: str = AUTH_TOKEN) -> tuple[int, list[str]]:
+    async def post(
+        self, body: str, *, sid: str | None = None, token: str = AUTH_TOKEN
+    ) -> tuple[int, list[str]]:
         self._counter += 1
         params = {
             "MessageSid": sid or f"SM{self.number[-4:]}{self._counter:028d}",
@@ -193,13 +194,17 @@ class SmsPhone:
         return 200, twiml_messages(text_body)
 
 
-async def signed_post(client: TestClient, path: str, params: dict[str, str], *,
-                      token: str = AUTH_TOKEN) -> Any:
+async def signed_post(
+    client: TestClient, path: str, params: dict[str, str], *, token: str = AUTH_TOKEN
+) -> Any:
     signature = RequestValidator(token).compute_signature(PUBLIC_BASE_URL + path, params)
     return await client.post(
-        path, data=urlencode(params),
-        headers={"X-Twilio-Signature": signature,
-                 "Content-Type": "application/x-www-form-urlencoded"},
+        path,
+        data=urlencode(params),
+        headers={
+            "X-Twilio-Signature": signature,
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
     )
 
 

@@ -10,12 +10,24 @@ from pathlib import Path
 from bot.localstripe import free_port
 
 
-def run_paybot(*args: str, data_dir: Path, stdin: str = "", timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("STRIPE_", "TWILIO_", "SENDGRID_", "DATABASE_URL", "REDIS_URL"))}
+def run_paybot(
+    *args: str, data_dir: Path, stdin: str = "", timeout: float = 120
+) -> subprocess.CompletedProcess:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("STRIPE_", "TWILIO_", "SENDGRID_", "DATABASE_URL", "REDIS_URL"))
+    }
     env["PAYBOT_DATA_DIR"] = str(data_dir)
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], input=stdin, text=True,
-                          capture_output=True, env=env, timeout=timeout, cwd=data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        input=stdin,
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=timeout,
+        cwd=data_dir,
+    )
 
 
 def test_demo_walks_through_a_payment_and_writes_the_receipt(tmp_path: Path) -> None:
@@ -32,8 +44,9 @@ def test_demo_walks_through_a_payment_and_writes_the_receipt(tmp_path: Path) -> 
 
 def test_chat_talks_to_the_same_engine(tmp_path: Path) -> None:
     # An unknown number, as a person at a terminal would be: asked for the account ID.
-    result = run_paybot("chat", "--phone", "555-555-0142", data_dir=tmp_path, stdin="help\nbalance\n")
+    result = run_paybot(
+        "chat", "--phone", "555-555-0142", data_dir=tmp_path, stdin="help\nbalance\n"
+    )
     assert result.returncode == 0, result.stderr
     assert "Msg & data rates may apply" in result.stdout
     assert "reply with your account ID" in result.stdout
-

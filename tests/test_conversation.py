@@ -14,8 +14,9 @@ from tests.seed import add_account
 
 
 async def account_json(client, ref: str = "ACC-1001") -> dict:  # type: ignore[no-untyped-def]
-    response = await client.get(f"/api/v1/accounts/{ref}",
-                                headers={"Authorization": f"Bearer {API_KEY}"})
+    response = await client.get(
+        f"/api/v1/accounts/{ref}", headers={"Authorization": f"Bearer {API_KEY}"}
+    )
     assert response.status == 200
     return await response.json()
 
@@ -79,7 +80,8 @@ async def test_scheduled_payment_is_stored_not_charged(app, client, phone, provi
     for text in ["pay", "ok", "$50", "1"]:
         await maria.send(text)
     assert await maria.send("dec 15") == [
-        "Confirm: $50.00 from Visa ending 4242 on Dec 15, 2026. Reply YES to confirm or NO to change."
+        "Confirm: $50.00 from Visa ending 4242 on Dec 15, 2026. "
+        "Reply YES to confirm or NO to change."
     ]
     await maria.send("yes")
     (done,) = await maria.send("agree")
@@ -124,15 +126,27 @@ async def test_plan_offer_schedules_every_installment(app, client, phone):
     assert "scheduled for Dec 1, 2026, the first of 6 payments" in done
     payments = (await account_json(client))["payments"]
     assert [p["scheduled_for"] for p in payments] == [
-        "2026-12-01", "2027-01-01", "2027-02-01", "2027-03-01", "2027-04-01", "2027-05-01"
+        "2026-12-01",
+        "2027-01-01",
+        "2027-02-01",
+        "2027-03-01",
+        "2027-04-01",
+        "2027-05-01",
     ]
     assert sum(p["amount_cents"] for p in payments) == 125000
     assert {p["status"] for p in payments} == {"Scheduled"}
 
 
 async def test_settings_switch_steps_off(app, phone):
-    await add_account(app, offers=True, creditor_settings={
-        "contact_review": False, "virtual_collection": False, "schedule_payment": False})
+    await add_account(
+        app,
+        offers=True,
+        creditor_settings={
+            "contact_review": False,
+            "virtual_collection": False,
+            "schedule_payment": False,
+        },
+    )
     maria = phone()
     assert await maria.send("pay") == [
         "How much would you like to pay? Reply an amount from $25.00 to $1,250.00, or FULL."
@@ -262,8 +276,10 @@ async def test_agent_takes_over_and_hands_back(app, client, phone):
     assert reply.startswith("Thanks. A member of our team will text you back")
     assert await maria.send("pay") == []  # the bot is quiet while a person has it
     assert await count(app, Message, Message.body == "pay") == 1  # but the message is stored
-    response = await client.post("/api/v1/conversations/+15555550100/handback",
-                                 headers={"Authorization": f"Bearer {API_KEY}"})
+    response = await client.post(
+        "/api/v1/conversations/+15555550100/handback",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
     assert response.status == 200
     (reply,) = await maria.send("pay")
     assert reply.startswith("We have your email")
@@ -326,8 +342,23 @@ async def test_replies_are_gsm7_and_at_most_two_segments(app, phone):
     await add_account(app, offers=True, methods=("pm_card_visa", "pm_card_mastercard"))
     maria = phone()
     replies = []
-    for text in ["hi", "balance", "help", "pay", "maria.new@example.com", "3", "50", "1", "12/15",
-                 "yes", "agree", "link", "👍🏽 ñandú 中文", "' OR 1=1; --", "x" * 1500]:
+    for text in [
+        "hi",
+        "balance",
+        "help",
+        "pay",
+        "maria.new@example.com",
+        "3",
+        "50",
+        "1",
+        "12/15",
+        "yes",
+        "agree",
+        "link",
+        "👍🏽 ñandú 中文",
+        "' OR 1=1; --",
+        "x" * 1500,
+    ]:
         replies += await maria.send(text)
     assert replies
     for reply in replies:
@@ -348,3 +379,60 @@ async def test_no_goes_back_one_step(app, phone):
     assert offers_again.startswith("Offers for you:")
     (contact,) = await maria.send("no")
     assert contact.startswith("We have your email as m***@example.com")
+
+
+async def test_pay_after_a_timeout_starts_right_away(app, phone, clock):
+    await add_account(app)
+    maria = phone()
+    for text in ["pay", "ok", "50"]:
+        await maria.send(text)
+    clock.advance(timedelta(hours=2))
+    (reply,) = await maria.send("pay")
+    assert reply == (
+        "Welcome back! Your earlier session timed out, so let us start again.\n"
+        "We have your email as m***@example.com. Reply OK, or send a new email."
+    )
+
+
+async def test_bank_payment_is_pending_and_the_balance_waits(app, client, phone):
+    await add_account(app, methods=("pm_usBankAccount",))
+    maria = phone()
+    for text in ["pay", "ok", "100", "1", "now", "yes"]:
+        await maria.send(text)
+    (reply,) = await maria.send("agree")
+    assert reply.startswith("Thanks: $100.00 from Bank ending 6789 is pending")
+    account = await account_json(client)
+    assert account["balance_cents"] == 125000
+    assert [p["status"] for p in account["payments"]] == ["Pending"]
+    (balance,) = await maria.send("balance")
+    assert balance == (
+        "Your balance on Acme Card ending 4821 is $1,250.00. Payments in progress: $100.00."
+    )
+
+
+async def test_the_conversation_survives_losing_redis(app, phone):
+    await add_account(app)
+    maria = phone()
+    for text in ["pay", "ok", "50"]:
+        await maria.send(text)
+    await app[appkeys.COORDINATOR].redis.flushdb()  # Redis restarted empty
+    assert await maria.send("1") == [
+        "Pay now or later? Reply NOW, or a date such as 12/15 (up to Feb 23, 2027)."
+    ]
+
+
+async def test_every_inbound_message_is_stored_with_its_reply(app, phone):
+    await add_account(app)
+    maria = phone()
+    await maria.send("pay")
+    async with app[appkeys.DATABASE].session() as session:
+        rows = (
+            await session.execute(
+                select(Message.direction, Message.body, Message.in_reply_to_id).order_by(Message.id)
+            )
+        ).all()
+    assert [(d, b) for d, b, _ in rows] == [
+        ("inbound", "pay"),
+        ("outbound", "We have your email as m***@example.com. Reply OK, or send a new email."),
+    ]
+    assert rows[1][2] is not None

@@ -1,4 +1,4 @@
-"""Paying by text with the real Stripe SDK against localstripe: charge, decline, no double charge."""
+"""Paying by text with the real Stripe SDK against localstripe: charge, decline, one charge only."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ async def payment_intents(localstripe) -> list[dict]:  # type: ignore[no-untyped
     """What the processor holds, asked of localstripe itself (not of our ledger)."""
     async with aiohttp.ClientSession() as http:
         async with http.get(
-            f"{localstripe.url}/v1/payment_intents", params={"limit": "100"},
+            f"{localstripe.url}/v1/payment_intents",
+            params={"limit": "100"},
             headers={"Authorization": "Bearer sk_test_paybot"},
         ) as response:
             assert response.status == 200, await response.text()
@@ -89,7 +90,9 @@ async def test_replays_and_races_charge_exactly_once(app, phone, localstripe):
     assert len(await ledger_payments(app)) == 1
 
 
-async def test_the_ledger_guard_holds_even_without_the_redis_lock(app, client, settings, localstripe):
+async def test_the_ledger_guard_holds_even_without_the_redis_lock(
+    app, client, settings, localstripe
+):
     """Two engines that do not share a lock (Redis lost between them) still charge once."""
     from bot.app import build_engine
     from bot.conversation import Inbound
@@ -99,8 +102,13 @@ async def test_the_ledger_guard_holds_even_without_the_redis_lock(app, client, s
     engine = app[appkeys.ENGINE]
     for n, text in enumerate(CONFIRM_STEPS):
         await engine.receive(Inbound(phone="+15555550100", body=text, sid=f"SMprep{n}"))
-    lonely = build_engine(settings, app[appkeys.DATABASE], Coordinator(connect_redis(None)),
-                          app[appkeys.PROVIDERS], app[appkeys.CLOCK])
+    lonely = build_engine(
+        settings,
+        app[appkeys.DATABASE],
+        Coordinator(connect_redis(None)),
+        app[appkeys.PROVIDERS],
+        app[appkeys.CLOCK],
+    )
     await asyncio.gather(
         engine.receive(Inbound(phone="+15555550100", body="agree", sid="SMrace1")),
         lonely.receive(Inbound(phone="+15555550100", body="agree", sid="SMrace2")),

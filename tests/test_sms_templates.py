@@ -30,12 +30,21 @@ METHODS = [
     MethodView(3, "us_bank_account", "Bank", "6789"),
 ]
 BIG = 9_999_999_99
-SUMMARY = {"amount_cents": BIG, "method_label": "American Express ending 0005",
-           "pay_on": date(2027, 2, 23), "offer": OFFERS[1]}
-OUTCOME = {"amount_cents": BIG, "method_label": "American Express ending 0005",
-           "reference": "P-ZZZZZ", "masked_email": "m***@northwind-recovery.example",
-           "pay_on": date(2027, 2, 23), "installments": 24,
-           "failure_message": "The bank reported insufficient funds."}
+SUMMARY = {
+    "amount_cents": BIG,
+    "method_label": "American Express ending 0005",
+    "pay_on": date(2027, 2, 23),
+    "offer": OFFERS[1],
+}
+OUTCOME = {
+    "amount_cents": BIG,
+    "method_label": "American Express ending 0005",
+    "reference": "P-ZZZZZ",
+    "masked_email": "m***@northwind-recovery.example",
+    "pay_on": date(2027, 2, 23),
+    "installments": 24,
+    "failure_message": "The bank reported insufficient funds.",
+}
 
 CONTEXTS: dict[str, list[dict]] = {
     "greeting": [{"balance_cents": BIG, "description": "Acme Platinum Rewards Card ending 4821"}],
@@ -52,8 +61,11 @@ CONTEXTS: dict[str, list[dict]] = {
     "add_method": [{}],
     "awaiting_method": [{"methods": METHODS}, {"methods": []}],
     "ask_date": [{"horizon": date(2027, 2, 23)}],
-    "confirm": [SUMMARY, {**SUMMARY, "offer": OFFERS[0], "pay_on": None},
-                {**SUMMARY, "offer": None}],
+    "confirm": [
+        SUMMARY,
+        {**SUMMARY, "offer": OFFERS[0], "pay_on": None},
+        {**SUMMARY, "offer": None},
+    ],
     "agreement": [{**SUMMARY, "terms_url": "https://pay.northwind-recovery.example/t/2026-11"}],
     "agreement_declined": [{}],
     "payment_paid": [OUTCOME],
@@ -69,12 +81,29 @@ CONTEXTS: dict[str, list[dict]] = {
     "agent_requested": [{}],
     "agent_review": [{}],
     "too_many_tries": [{}],
-    "balance": [{"balance_cents": BIG, "description": "Acme Platinum Rewards Card ending 4821",
-                 "pending_cents": BIG}],
+    "balance": [
+        {
+            "balance_cents": BIG,
+            "description": "Acme Platinum Rewards Card ending 4821",
+            "pending_cents": BIG,
+        }
+    ],
     "link": [{"link_hours": 72}],
-    "did_not_understand": [{"reason": r} for r in (
-        None, "past_date", "beyond_horizon", "ambiguous", "too_many_decimals", "not_positive",
-        "too_large", "bad_email", "no_such_option", "not_understood")],
+    "did_not_understand": [
+        {"reason": r}
+        for r in (
+            None,
+            "past_date",
+            "beyond_horizon",
+            "ambiguous",
+            "too_many_decimals",
+            "not_positive",
+            "too_large",
+            "bad_email",
+            "no_such_option",
+            "not_understood",
+        )
+    ],
     "timed_out": [{}],
     "ask_account_id": [{}],
     "ask_code": [{"tries_left": 3}],

@@ -72,8 +72,9 @@ async def test_three_failures_lock_the_number_and_the_account(app, phone, provid
 
 
 async def test_knowledge_answers_when_there_is_no_contact_on_file(app, phone):
-    await add_account(app, phone=None, email="maria@example.com", ssn="123-45-6789",
-                      dob="1985-04-12")
+    await add_account(
+        app, phone=None, email="maria@example.com", ssn="123-45-6789", dob="1985-04-12"
+    )
     # An account whose only contact is email gets its code by email; remove both to fall back.
     from sqlalchemy import update
 

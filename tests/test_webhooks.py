@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from bot import appkeys
 from bot.models import Message
-from states.diagram import document
+from states.diagram import document, readme_section
 from tests.conftest import signed_post
 from tests.seed import add_account
 
@@ -24,8 +24,9 @@ async def test_forged_signature_is_refused_and_changes_nothing(app, phone):
 
 
 async def test_missing_signature_is_refused(app, client):
-    response = await client.post("/webhooks/twilio/sms", data={"From": "+15555550100",
-                                                               "Body": "pay", "MessageSid": "SM1"})
+    response = await client.post(
+        "/webhooks/twilio/sms", data={"From": "+15555550100", "Body": "pay", "MessageSid": "SM1"}
+    )
     assert response.status == 403
     assert await stored_messages(app) == 0
 
@@ -38,19 +39,25 @@ async def test_signature_covers_the_query_string(app, client):
     from tests.conftest import AUTH_TOKEN, PUBLIC_BASE_URL
 
     signature = RequestValidator(AUTH_TOKEN).compute_signature(
-        PUBLIC_BASE_URL + "/webhooks/twilio/sms?campaign=7", params)
-    ok = await client.post("/webhooks/twilio/sms?campaign=7", data=params,
-                           headers={"X-Twilio-Signature": signature})
+        PUBLIC_BASE_URL + "/webhooks/twilio/sms?campaign=7", params
+    )
+    ok = await client.post(
+        "/webhooks/twilio/sms?campaign=7", data=params, headers={"X-Twilio-Signature": signature}
+    )
     assert ok.status == 200
-    tampered = await client.post("/webhooks/twilio/sms?campaign=8", data=params,
-                                 headers={"X-Twilio-Signature": signature})
+    tampered = await client.post(
+        "/webhooks/twilio/sms?campaign=8", data=params, headers={"X-Twilio-Signature": signature}
+    )
     assert tampered.status == 403
 
 
 async def test_reply_is_twiml(app, client):
     await add_account(app)
-    response = await signed_post(client, "/webhooks/twilio/sms",
-                                 {"MessageSid": "SMx1", "From": "+15555550100", "Body": "help"})
+    response = await signed_post(
+        client,
+        "/webhooks/twilio/sms",
+        {"MessageSid": "SMx1", "From": "+15555550100", "Body": "help"},
+    )
     assert response.status == 200
     assert response.content_type == "application/xml"
     body = await response.text()
@@ -64,7 +71,15 @@ async def test_missing_fields_get_a_clear_400(client):
 
 
 async def test_odd_bodies_get_a_helpful_reply(app, phone):
-    odd = ["", " ", "🙂🙂🙂", "中文字符", "Robert'); DROP TABLE accounts;--", "\x00\x01", "9" * 1600]
+    odd = [
+        "",
+        " ",
+        "🙂🙂🙂",
+        "中文字符",
+        "Robert'); DROP TABLE accounts;--",
+        "\x00\x01",
+        "9" * 1600,
+    ]
     for n, body in enumerate(odd):
         number = f"+1555555{n:04d}"
         await add_account(app, ref=f"ACC-{n}", phone=number)
@@ -82,14 +97,25 @@ async def test_status_callback_records_delivery(app, client):
     async with app[appkeys.DATABASE].session() as session:
         from tests.conftest import START
 
-        session.add(Message(direction="outbound", provider_sid="SMout1", phone="+15555550100",
-                            body="hello", status="queued", created_at=START))
+        session.add(
+            Message(
+                direction="outbound",
+                provider_sid="SMout1",
+                phone="+15555550100",
+                body="hello",
+                status="queued",
+                created_at=START,
+            )
+        )
         await session.commit()
-    response = await signed_post(client, "/webhooks/twilio/status",
-                                 {"MessageSid": "SMout1", "MessageStatus": "delivered"})
+    response = await signed_post(
+        client, "/webhooks/twilio/status", {"MessageSid": "SMout1", "MessageStatus": "delivered"}
+    )
     assert response.status == 204
     async with app[appkeys.DATABASE].session() as session:
-        status = await session.scalar(select(Message.status).where(Message.provider_sid == "SMout1"))
+        status = await session.scalar(
+            select(Message.status).where(Message.provider_sid == "SMout1")
+        )
     assert status == "delivered"
 
 
@@ -121,5 +147,6 @@ async def test_a_link_from_a_text_opens_and_expires(app, client, phone, clock):
 def test_the_flow_diagram_is_current() -> None:
     from pathlib import Path
 
-    written = (Path(__file__).parent.parent / "docs" / "flows.md").read_text()
-    assert written == document(), "run: make diagrams"
+    root = Path(__file__).parent.parent
+    assert (root / "docs" / "flows.md").read_text() == document(), "run: make diagrams"
+    assert readme_section() in (root / "README.md").read_text(), "run: make diagrams"

@@ -85,7 +85,13 @@ async def message_status(request: web.Request) -> web.Response:
             except InvalidPhone:
                 phone = None
             if phone:
-                await ledger.set_opt_out(session, phone, opted_out=True, keyword="carrier 21610",
-                                         channel="carrier", at=clock.now())
+                await ledger.set_opt_out(
+                    session,
+                    phone,
+                    opted_out=True,
+                    keyword="carrier 21610",
+                    channel="carrier",
+                    at=clock.now(),
+                )
         await session.commit()
     return web.Response(status=204)

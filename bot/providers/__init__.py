@@ -41,8 +41,11 @@ def build_providers(settings: Settings) -> Providers:
             host=settings.sendgrid_host,
         )
     else:
-        email = SandboxEmail(settings.outbox_dir / "email", from_email=settings.sendgrid_from_email,
-                             from_name=settings.brand)
+        email = SandboxEmail(
+            settings.outbox_dir / "email",
+            from_email=settings.sendgrid_from_email,
+            from_name=settings.brand,
+        )
     if settings.stripe_configured:
         payments: PaymentGateway = StripeGateway(
             settings.stripe_secret_key or "", api_base=settings.stripe_api_base

@@ -1,0 +1,799 @@
+"""SMS load benchmark: signed inbound SMS against a running PayBot, and against a bare handler.
+
+    .venv/bin/python -m bench.sms_load --backend embedded    # SQLite file + in-process Redis
+    .venv/bin/python -m bench.sms_load --backend services    # PostgreSQL + Redis
+    .venv/bin/python -m bench.sms_load --backend both --json bench-results.json
+    .venv/bin/python -m bench.sms_load --backend services --profile pyinstrument
+
+What one backend's run does (about 75 s):
+1. prepares a fresh database (`paybot_bench` on PostgreSQL, never `test`; or a SQLite file in a
+   temp dir) and seeds --accounts accounts with a saved sandbox Visa through the app's own code
+   (bot.accounts.upsert_account, bot.models); every other account also gets two offers;
+2. starts `python -m bot.cli serve` as its own process (so the load generator does not share its
+   event loop) with DATABASE_URL, REDIS_URL, TWILIO_AUTH_TOKEN, PUBLIC_BASE_URL and SECRET_KEY set,
+   and waits until /healthz answers;
+3. closed loop: --concurrency conversations in flight, each sending its next message as soon as
+   the previous one is answered -> PayBot's maximum rate (msgs/s) and its p50/p99;
+4. open loop: Poisson arrivals at --load-fraction (80 %) of that maximum for --open-duration;
+   latency is counted from each message's scheduled arrival time (no coordinated omission);
+5. stops PayBot, then does 3 and 4 against bench/bare_server.py (signature check + TwiML only);
+6. prints a table; --json writes the figures.
+
+The messages follow realistic conversations (see SCRIPTS_*): greetings, PAY, contact review,
+offers, amounts ("50", "$75", "fifty"), method choice, dates ("12/9", "dec 1", "next friday",
+"now"), YES/NO, AGREE, and keywords (BALANCE, HELP, LINK, MENU, STOP/START). Messages of one
+conversation are strictly sequential; many conversations run at once. Every request carries the
+form fields Twilio sends and an X-Twilio-Signature computed with
+RequestValidator(token).compute_signature(PUBLIC_BASE_URL + path, params).
+
+Loopback only (127.0.0.1); every phase is bounded in time and in request count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import platform
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlparse
+from zoneinfo import ZoneInfo
+
+import aiohttp
+from twilio.request_validator import RequestValidator
+
+ROOT = Path(__file__).resolve().parent.parent
+AUTH_TOKEN = "bench-twilio-auth-token"
+PUBLIC_BASE_URL = "https://paybot.bench"
+SECRET_KEY = "bench-secret-key"
+SMS_PATH = "/webhooks/twilio/sms"
+ACCOUNT_SID = "AC" + "b" * 32
+TO_NUMBER = "+15005550006"
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/paybot_bench"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
+MAX_REQUESTS_PER_PHASE = 100_000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------- conversations
+
+
+def scripts(today: date) -> tuple[list[list[str]], list[list[str]]]:
+    """The conversations customers have, for accounts with offers and for accounts without.
+
+    Each one ends where it began (idle), so a conversation can run them one after another. Offer
+    accounts never pay "now" (a payment would lower the balance under the plan offer's total and
+    change the offer menu); accounts without offers do, which exercises the charge path.
+    """
+
+    def md(d: date) -> str:
+        return f"{d.month}/{d.day}"
+
+    d1, d2, d3 = today + timedelta(days=14), today + timedelta(days=6), today + timedelta(days=30)
+    with_offers = [
+        ["hi", "balance", "pay", "ok", "3", "50", "1", md(d1), "yes", "agree"],
+        ["pay", "ok", "2", "1", f"{d2:%b} {d2.day}".lower(), "yes", "agree"],
+        ["hello", "pay", "yes", "3", "help", "$75", "1", md(d3), "no", "3", "60.00", "1",
+         md(d1), "y", "agree"],
+        ["STOP", "START", "menu", "link"],
+    ]
+    without_offers = [
+        ["hi", "pay", "ok", "50", "1", "now", "yes", "agree"],
+        ["balance", "pay", "ok", "$25", "1", md(d1), "yes", "agree"],
+        ["pay", "yep", "fifty", "1", "next friday", "yes", "agree"],
+        ["help", "pay", "ok", "30", "menu", "Stop texting me", "START", "link"],
+    ]
+    return with_offers, without_offers
+
+
+@dataclass
+class Conversation:
+    index: int
+    phone: str
+    scripts: list[list[str]]
+    script: int = 0
+    pos: int = 0
+    log: list[tuple[str, list[str]]] | None = None
+
+    def next_body(self) -> str:
+        body = self.scripts[self.script][self.pos]
+        self.pos += 1
+        if self.pos == len(self.scripts[self.script]):
+            self.script, self.pos = (self.script + 1) % len(self.scripts), 0
+        return body
+
+
+def make_conversations(accounts: list[tuple[str, bool]], today: date, dialog: int | None
+                       ) -> list[Conversation]:
+    with_offers, without_offers = scripts(today)
+    conversations = []
+    for i, (phone, has_offers) in enumerate(accounts):
+        cycle = with_offers if has_offers else without_offers
+        conversations.append(Conversation(i, phone, cycle, script=(i // 2) % len(cycle),
+                                          log=[] if i == dialog else None))
+    return conversations
+
+
+class Signer:
+    """Builds Twilio's inbound form for a message and signs it as Twilio does."""
+
+    def __init__(self) -> None:
+        self.validator = RequestValidator(AUTH_TOKEN)
+        self.url = PUBLIC_BASE_URL + SMS_PATH
+        self.tag = secrets.token_hex(4)
+        self.counter = itertools.count(1)
+
+    def build(self, phone: str, body: str) -> tuple[bytes, dict[str, str]]:
+        sid = f"SM{self.tag}{next(self.counter):024d}"
+        params = {
+            "ToCountry": "US", "ToState": "CA", "SmsMessageSid": sid, "NumMedia": "0",
+            "ToCity": "", "FromZip": "10001", "SmsSid": sid, "FromState": "NY",
+            "SmsStatus": "received", "FromCity": "NEW YORK", "Body": body, "FromCountry": "US",
+            "To": TO_NUMBER, "ToZip": "", "NumSegments": "1", "MessageSid": sid,
+            "AccountSid": ACCOUNT_SID, "From": phone, "ApiVersion": "2010-04-01",
+        }
+        signature = self.validator.compute_signature(self.url, params)
+        headers = {"X-Twilio-Signature": signature,
+                   "Content-Type": "application/x-www-form-urlencoded"}
+        return urlencode(params).encode(), headers
+
+
+def twiml_texts(xml: str) -> list[str]:
+    try:
+        return [m.text or "" for m in ET.fromstring(xml).findall("Message")]
+    except ET.ParseError:
+        return [f"<unparsable: {xml[:80]!r}>"]
+
+
+# --------------------------------------------------------------------------- CPU accounting
+
+
+def process_cpu(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    total = sum(values[:8])
+    idle = values[3] + values[4]
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
+class CpuMeter:
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+
+    def __enter__(self) -> CpuMeter:
+        self.t0 = time.perf_counter()
+        self.server0 = process_cpu(self.server_pid)
+        self.gen0 = process_cpu(os.getpid())
+        self.busy0, self.total0 = machine_cpu()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        wall = time.perf_counter() - self.t0
+        busy, total = machine_cpu()
+        self.server = (process_cpu(self.server_pid) - self.server0) / wall
+        self.generator = (process_cpu(os.getpid()) - self.gen0) / wall
+        self.machine = (busy - self.busy0) / wall
+        self.cores = os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------- load phases
+
+
+@dataclass
+class PhaseResult:
+    target: str
+    phase: str  # warmup | closed | open
+    offered: str  # "c=32" or "280.0/s"
+    seconds: float
+    sent: int
+    ok: int
+    errors: int
+    msgs_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    late_p99_ms: float | None = None  # open loop: how late the generator sent (its own health)
+    server_cpu: float = 0.0  # cores
+    generator_cpu: float = 0.0
+    machine_cpu: float = 0.0
+    flows_done: int = 0
+    agrees_sent: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    rank = max(0, min(len(sorted_values) - 1, int(round(q / 100 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[rank]
+
+
+class Load:
+    """One HTTP client session against one server, with a pool of idle conversations."""
+
+    def __init__(self, port: int, conversations: list[Conversation], connections: int) -> None:
+        self.url = f"http://127.0.0.1:{port}{SMS_PATH}"
+        self.signer = Signer()
+        self.idle: asyncio.Queue[Conversation] = asyncio.Queue()
+        for conversation in conversations:
+            self.idle.put_nowait(conversation)
+        self.connections = connections
+
+    async def __aenter__(self) -> Load:
+        connector = aiohttp.TCPConnector(limit=self.connections, limit_per_host=self.connections)
+        self.session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=30)
+        )
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.session.close()
+
+    async def one(self, record: _Recorder, scheduled: float | None = None) -> None:
+        conversation = await self.idle.get()
+        try:
+            body = conversation.next_body()
+            data, headers = self.signer.build(conversation.phone, body)
+            start = time.perf_counter()
+            if scheduled is not None:
+                record.late.append(start - scheduled)
+            else:
+                scheduled = start
+            try:
+                async with self.session.post(self.url, data=data, headers=headers) as response:
+                    text = await response.text()
+                    status = response.status
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                text, status = type(exc).__name__, 0
+            record.add(time.perf_counter() - scheduled, status, body, text, conversation)
+        finally:
+            self.idle.put_nowait(conversation)
+
+    async def closed(self, target: str, phase: str, concurrency: int, seconds: float,
+                     server_pid: int) -> PhaseResult:
+        record = _Recorder()
+        deadline = time.perf_counter() + seconds
+        budget = itertools.count()
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline and next(budget) < MAX_REQUESTS_PER_PHASE:
+                await self.one(record)
+
+        with CpuMeter(server_pid) as cpu:
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            elapsed = time.perf_counter() - started
+        return record.result(target, phase, f"c={concurrency}", elapsed, cpu)
+
+    async def open(self, target: str, rate: float, seconds: float, server_pid: int,
+                   seed: int = 7) -> PhaseResult:
+        record = _Recorder()
+        rng = random.Random(seed)
+        tasks: set[asyncio.Task[None]] = set()
+        with CpuMeter(server_pid) as cpu:
+            started = time.perf_counter()
+            scheduled = started
+            for _ in range(min(MAX_REQUESTS_PER_PHASE, int(rate * seconds * 2) + 10)):
+                scheduled += rng.expovariate(rate)
+                if scheduled - started > seconds:
+                    break
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                task = asyncio.create_task(self.one(record, scheduled))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.wait(tasks, timeout=35)
+            elapsed = time.perf_counter() - started
+        return record.result(target, "open", f"{rate:.1f}/s", elapsed, cpu)
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.late: list[float] = []
+        self.statuses: dict[str, int] = {}
+        self.errors = 0
+        self.flows_done = 0
+        self.agrees = 0
+
+    def add(self, latency: float, status: int, body: str, text: str,
+            conversation: Conversation) -> None:
+        self.latencies.append(latency)
+        key = str(status)
+        self.statuses[key] = self.statuses.get(key, 0) + 1
+        if status != 200 or "something went wrong" in text:
+            self.errors += 1
+        if body == "agree":
+            self.agrees += 1
+            self.flows_done += "Done:" in text
+        if conversation.log is not None:
+            conversation.log.append((body, twiml_texts(text) if status == 200 else [f"HTTP {status}"]))
+
+    def result(self, target: str, phase: str, offered: str, elapsed: float,
+               cpu: CpuMeter) -> PhaseResult:
+        values = sorted(self.latencies)
+        late = sorted(self.late)
+        return PhaseResult(
+            target=target, phase=phase, offered=offered, seconds=round(elapsed, 2),
+            sent=len(values), ok=len(values) - self.errors, errors=self.errors,
+            msgs_per_s=round(len(values) / elapsed, 1) if elapsed else 0.0,
+            p50_ms=round(percentile(values, 50) * 1000, 2),
+            p90_ms=round(percentile(values, 90) * 1000, 2),
+            p99_ms=round(percentile(values, 99) * 1000, 2),
+            max_ms=round(values[-1] * 1000, 2) if values else float("nan"),
+            late_p99_ms=round(percentile(late, 99) * 1000, 2) if late else None,
+            server_cpu=round(cpu.server, 2), generator_cpu=round(cpu.generator, 2),
+            machine_cpu=round(cpu.machine, 2),
+            flows_done=self.flows_done, agrees_sent=self.agrees, statuses=self.statuses,
+        )
+
+
+# --------------------------------------------------------------------------- storage and seeding
+
+
+def refuse_test_targets(database_url: str, redis_url: str) -> None:
+    dbname = urlparse(database_url).path.lstrip("/")
+    if dbname in {"", "test", "postgres", "template0", "template1"}:
+        sys.exit(f"bench: refusing database {dbname!r}: use a database of its own (paybot_bench)")
+    if urlparse(redis_url).path.strip("/") in {"", "0", "15"}:
+        sys.exit("bench: refusing Redis db 0/15 (15 is the test suite's): use e.g. /14")
+
+
+async def prepare_postgres(database_url: str) -> None:
+    import asyncpg
+    from sqlalchemy import text
+
+    from bot.db import Database
+
+    parsed = urlparse(database_url)
+    dbname = parsed.path.lstrip("/")
+    admin = await asyncpg.connect(parsed._replace(path="/postgres").geturl())
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", dbname):
+            await admin.execute(f'CREATE DATABASE "{dbname}"')
+    finally:
+        await admin.close()
+    database = Database(database_url)
+    try:
+        async with database.engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        await database.close()
+
+
+async def flush_redis(redis_url: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+async def seed(database_url: str, count: int, now: datetime) -> list[tuple[str, bool]]:
+    """Accounts with a saved sandbox Visa; every other one with a settlement and a plan offer."""
+    from bot.accounts import parse_account, upsert_account
+    from bot.db import Database
+    from bot.models import Creditor, Offer, PaymentMethod
+    from bot.providers.payments import SandboxGateway
+
+    database = Database(database_url)
+    gateway = SandboxGateway()
+    accounts: list[tuple[str, bool]] = []
+    try:
+        await database.migrate()
+        async with database.session() as session:
+            session.add(Creditor(code="northwind", name="Northwind Recovery",
+                                 disclosure="This is a communication from a debt collector.",
+                                 settings={}))
+            await session.flush()
+            for i in range(count):
+                phone, has_offers = f"+1555{7_000_000 + i}", i % 2 == 0
+                balance_cents = 40_000 + (i % 20) * 7_500
+                record = {
+                    "account_id": f"BENCH-{i:05d}", "first_name": "Maria", "last_name": "Lopez",
+                    "phone": phone, "email": f"customer{i}@example.com",
+                    "balance": f"{balance_cents / 100:.2f}", "creditor": "northwind",
+                    "description": f"Acme Card ending {4000 + i % 1000}",
+                    "timezone": "America/New_York",
+                }
+                account, _ = await upsert_account(session, parse_account(record),
+                                                  secret_key=SECRET_KEY, at=now, actor="bench")
+                account.processor_customer_id = await gateway.ensure_customer(
+                    account_ref=record["account_id"], name="Maria Lopez",
+                    email=record["email"], existing_id=None)
+                await session.flush()
+                saved = await gateway.save_method(customer_id=account.processor_customer_id,
+                                                  method_ref="pm_card_visa")
+                session.add(PaymentMethod(account_id=account.id, processor_ref=saved.processor_ref,
+                                          kind=saved.kind, brand=saved.brand, last4=saved.last4,
+                                          is_default=True, created_at=now))
+                if has_offers:
+                    session.add(Offer(account_id=account.id, kind="settlement",
+                                      total_cents=balance_cents * 64 // 100,
+                                      expires_at=now + timedelta(days=45), created_at=now))
+                    session.add(Offer(account_id=account.id, kind="plan",
+                                      total_cents=balance_cents, installment_count=6,
+                                      frequency="monthly", created_at=now))
+                accounts.append((phone, has_offers))
+                if i % 100 == 99:
+                    await session.commit()
+            await session.commit()
+    finally:
+        await database.close()
+    return accounts
+
+
+async def ledger_counts(database_url: str) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from bot.db import Database
+    from bot.models import Agreement, Conversation, Message, Payment
+
+    database = Database(database_url)
+    try:
+        async with database.session() as session:
+            async def count(model: Any, *where: Any) -> int:
+                query = select(func.count()).select_from(model).where(*where)
+                return int(await session.scalar(query) or 0)
+
+            return {
+                "inbound_messages": await count(Message, Message.direction == "inbound"),
+                "outbound_messages": await count(Message, Message.direction == "outbound"),
+                "payments": await count(Payment),
+                "paid_now": await count(Payment, Payment.status == "paid"),
+                "agreements": await count(Agreement),
+                "conversations_with_agent": await count(Conversation,
+                                                        Conversation.handled_by == "agent"),
+            }
+    finally:
+        await database.close()
+
+
+# --------------------------------------------------------------------------- server processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    name: str
+    process: asyncio.subprocess.Process
+    port: int
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    async def stop(self) -> int:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(self.process.wait(), 20)
+            except asyncio.TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        return self.process.returncode or 0
+
+
+async def start_server(name: str, argv: list[str], env: dict[str, str], port: int, log_path: Path,
+                       ready_within: float = 40.0) -> Server:
+    log = log_path.open("wb")
+    process = await asyncio.create_subprocess_exec(
+        *argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+    )
+    log.close()
+    server = Server(name, process, port, log_path)
+    deadline = time.perf_counter() + ready_within
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while True:
+            if process.returncode is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}:\n{server.log_tail()}")
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        return server
+            if time.perf_counter() > deadline:
+                await server.stop()
+                raise RuntimeError(f"{name} not ready in {ready_within:.0f}s:\n{server.log_tail()}")
+            await asyncio.sleep(0.1)
+
+
+def server_env(database_url: str, redis_url: str | None, data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("TWILIO_", "STRIPE_", "SENDGRID_", "PAYBOT_"))
+           and k not in {"DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL", "SECRET_KEY"}}
+    env.update(DATABASE_URL=database_url, TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+               PUBLIC_BASE_URL=PUBLIC_BASE_URL, SECRET_KEY=SECRET_KEY,
+               PAYBOT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+# --------------------------------------------------------------------------- one backend
+
+
+async def run_target(
+    *, target: str, server: Server, conversations: list[Conversation], args: argparse.Namespace,
+    open_seconds: float, profile: bool,
+) -> list[PhaseResult]:
+    results: list[PhaseResult] = []
+    async with Load(server.port, conversations, args.connections) as load:
+        print(f"  {target}: warm-up {args.warmup:.0f}s", flush=True)
+        await load.closed(target, "warmup", args.concurrency, args.warmup, server.pid)
+        if profile:
+            os.kill(server.pid, signal.SIGUSR1)
+        print(f"  {target}: closed loop, {args.concurrency} conversations in flight, "
+              f"{args.duration:.0f}s", flush=True)
+        closed = await load.closed(target, "closed", args.concurrency, args.duration, server.pid)
+        results.append(closed)
+        if profile:
+            os.kill(server.pid, signal.SIGUSR2)
+            return results
+        if open_seconds > 0 and closed.msgs_per_s > 0:
+            rate = closed.msgs_per_s * args.load_fraction
+            print(f"  {target}: open loop at {rate:.0f}/s ({args.load_fraction:.0%} of "
+                  f"{closed.msgs_per_s:.0f}/s), {open_seconds:.0f}s", flush=True)
+            await asyncio.sleep(1.0)  # let the closed loop's backlog drain
+            results.append(await load.open(target, rate, open_seconds, server.pid))
+    return results
+
+
+async def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    from bot.config import Settings
+
+    began = time.perf_counter()
+    now = datetime.now(UTC)
+    today = now.astimezone(ZoneInfo("America/New_York")).date()
+    data_dir = workdir / backend / "var"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if backend == "services":
+        database_url, redis_url = args.database_url, args.redis_url
+        refuse_test_targets(database_url, redis_url)
+        await prepare_postgres(database_url)
+        await flush_redis(redis_url)
+    else:
+        database_url, redis_url = f"sqlite:///{workdir / backend / 'paybot.sqlite3'}", None
+    Settings(database_url=database_url, redis_url=redis_url).validate()
+
+    print(f"[{backend}] seeding {args.accounts} accounts", flush=True)
+    t0 = time.perf_counter()
+    accounts = await seed(database_url, args.accounts, now)
+    seed_seconds = time.perf_counter() - t0
+    conversations = make_conversations(accounts, today, args.dialog)
+
+    env = server_env(database_url, redis_url, data_dir)
+    port = free_port()
+    serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+    profile_out = None
+    if args.profile:
+        profile_out = Path(args.profile_dir).resolve() / f"paybot-{backend}-{args.profile}"
+        argv = [sys.executable, "-m", "bench.profiled_serve", "--profiler", args.profile,
+                "--out", str(profile_out), "--", *serve]
+    else:
+        argv = [sys.executable, "-m", "bot.cli", *serve]
+    print(f"[{backend}] starting PayBot: {' '.join(argv[1:])}", flush=True)
+    t0 = time.perf_counter()
+    paybot = await start_server("paybot", argv, env, port, workdir / backend / "paybot.log")
+    startup_seconds = time.perf_counter() - t0
+    try:
+        paybot_results = await run_target(
+            target="paybot", server=paybot, conversations=conversations, args=args,
+            open_seconds=args.open_duration, profile=bool(args.profile))
+    finally:
+        await paybot.stop()
+    log_text = paybot.log_path.read_text(errors="replace")
+    server_log = {"errors": log_text.count(" ERROR "), "tracebacks": log_text.count("Traceback"),
+                  "warnings": log_text.count(" WARNING ")}
+    counts = await ledger_counts(database_url)
+
+    bare_results: list[PhaseResult] = []
+    if not args.profile and not args.no_bare:
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.bare_server", "--port", str(port)]
+        print(f"[{backend}] starting the bare handler: {' '.join(argv[1:])}", flush=True)
+        bare = await start_server("bare", argv, env, port, workdir / backend / "bare.log")
+        try:
+            bare_conversations = make_conversations(accounts, today, None)
+            bare_results = await run_target(
+                target="bare", server=bare, conversations=bare_conversations, args=args,
+                open_seconds=args.bare_open_duration, profile=False)
+        finally:
+            await bare.stop()
+
+    summary: dict[str, Any] = {
+        "backend": backend,
+        "database": database_url.split("@")[-1] if backend == "services" else "sqlite (temp file)",
+        "redis": redis_url or "in-process (fakeredis)",
+        "seed_seconds": round(seed_seconds, 2),
+        "paybot_startup_seconds": round(startup_seconds, 2),
+        "phases": [asdict(r) for r in paybot_results + bare_results],
+        "server_log": server_log,
+        "ledger_after_run": counts,
+        "seconds": round(time.perf_counter() - began, 1),
+    }
+    closed = {r.target: r for r in paybot_results + bare_results if r.phase == "closed"}
+    opened = {r.target: r for r in paybot_results if r.phase == "open"}
+    if "paybot" in closed and "bare" in closed and closed["bare"].msgs_per_s:
+        summary["throughput_ratio"] = round(closed["paybot"].msgs_per_s / closed["bare"].msgs_per_s, 3)
+        summary["ratio_target_met"] = summary["throughput_ratio"] >= args.ratio_target
+    if "paybot" in opened:
+        summary["open_p99_ms"] = opened["paybot"].p99_ms
+        summary["p99_target_met"] = opened["paybot"].p99_ms < args.p99_target_ms
+    if profile_out is not None:
+        summary["profile"] = str(profile_out.with_suffix(".txt"))
+    for conversation in conversations:
+        if conversation.log is not None:
+            summary["dialog"] = conversation.log[:60]
+    return summary
+
+
+# --------------------------------------------------------------------------- report
+
+
+def print_table(summaries: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    header = (f"{'backend':9} {'server':6} {'phase':6} {'offered':>9} {'msgs/s':>8} {'p50 ms':>7} "
+              f"{'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>6} {'srv cpu':>7} "
+              f"{'gen cpu':>7} {'all cpu':>7}")
+    print()
+    print(header)
+    print("-" * len(header))
+    for summary in summaries:
+        for p in summary["phases"]:
+            print(f"{summary['backend']:9} {p['target']:6} {p['phase']:6} {p['offered']:>9} "
+                  f"{p['msgs_per_s']:8.1f} {p['p50_ms']:7.1f} {p['p90_ms']:7.1f} {p['p99_ms']:7.1f} "
+                  f"{p['max_ms']:7.1f} {p['errors']:6d} {p['server_cpu']:7.2f} "
+                  f"{p['generator_cpu']:7.2f} {p['machine_cpu']:7.2f}")
+    print("(cpu columns: cores busy on average; 'all' is the whole machine: "
+          f"{os.cpu_count()} cores, incl. PostgreSQL/Redis)")
+    print()
+    for s in summaries:
+        b = s["backend"]
+        if "throughput_ratio" in s:
+            verdict = "met" if s["ratio_target_met"] else "MISSED"
+            print(f"[{b}] throughput ratio PayBot/bare (closed loop): {s['throughput_ratio']:.3f} "
+                  f"(target >= {args.ratio_target}: {verdict})")
+        if "open_p99_ms" in s:
+            verdict = "met" if s["p99_target_met"] else "MISSED"
+            print(f"[{b}] PayBot p99 at {args.load_fraction:.0%} of max rate: "
+                  f"{s['open_p99_ms']:.1f} ms (target < {args.p99_target_ms:.0f} ms: {verdict})")
+        flows = [p for p in s["phases"] if p["target"] == "paybot"]
+        done = sum(p["flows_done"] for p in flows)
+        agrees = sum(p["agrees_sent"] for p in flows)
+        print(f"[{b}] sanity: {done}/{agrees} AGREE replies were 'Done: ...'; ledger after run "
+              f"{s['ledger_after_run']}; server log {s['server_log']}; run took {s['seconds']}s")
+        if "profile" in s:
+            print(f"[{b}] profile written to {s['profile']}")
+        if "dialog" in s:
+            print(f"[{b}] dialog of conversation {args.dialog}:")
+            for body, replies in s["dialog"]:
+                print(f"   > {body}")
+                for reply in replies:
+                    print(f"   < {reply}")
+
+
+def machine_info() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_gb = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem_gb = round(mem_kb / 1024 / 1024, 1)
+    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_gb": mem_gb,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "aiohttp": aiohttp.__version__}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.sms_load", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=["embedded", "services", "both"], default="embedded")
+    parser.add_argument("--accounts", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=32,
+                        help="conversations in flight in the closed loop (default 32)")
+    parser.add_argument("--connections", type=int, default=256,
+                        help="the load generator's connection limit (default 256)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds (default 3)")
+    parser.add_argument("--duration", type=float, default=15.0,
+                        help="closed-loop seconds per server (default 15)")
+    parser.add_argument("--open-duration", type=float, default=15.0,
+                        help="PayBot's open-loop seconds (default 15)")
+    parser.add_argument("--bare-open-duration", type=float, default=8.0,
+                        help="the bare handler's open-loop seconds, 0 to skip (default 8)")
+    parser.add_argument("--load-fraction", type=float, default=0.8,
+                        help="open-loop rate as a fraction of the closed-loop maximum (0.8)")
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare handler")
+    parser.add_argument("--database-url", default=DEFAULT_PG,
+                        help=f"services backend's PostgreSQL (default {DEFAULT_PG})")
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS,
+                        help=f"services backend's Redis (default {DEFAULT_REDIS})")
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument("--profile", choices=["pyinstrument", "cprofile"],
+                        help="profile PayBot during the closed loop (figures then not comparable; "
+                             "skips the open loop and the bare handler)")
+    parser.add_argument("--profile-dir", default="bench/profiles")
+    parser.add_argument("--dialog", type=int, default=None, metavar="N",
+                        help="print conversation N's messages and replies")
+    parser.add_argument("--ratio-target", type=float, default=0.25)
+    parser.add_argument("--p99-target-ms", type=float, default=50.0)
+    args = parser.parse_args(argv)
+    for name in ("warmup", "duration", "open_duration", "bare_open_duration"):
+        setattr(args, name, min(max(getattr(args, name), 0.0), 120.0))  # bounded, whatever asked
+    args.accounts = max(args.concurrency, min(args.accounts, 20_000))
+    return args
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    backends = ["embedded", "services"] if args.backend == "both" else [args.backend]
+    summaries = []
+    with tempfile.TemporaryDirectory(prefix="paybot-bench-") as tmp:
+        for backend in backends:
+            summaries.append(await run_backend(backend, args, Path(tmp)))
+    print_table(summaries, args)
+    if args.json:
+        report = {
+            "command": " ".join([Path(sys.executable).name, "-m", "bench.sms_load",
+                                 *sys.argv[1:]]),
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine_info(),
+            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "backends": summaries,
+        }
+        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        print(f"figures written to {args.json}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    sys.exit(asyncio.run(main_async(args)))
+
+
+if __name__ == "__main__":
+    main()
