@@ -546,8 +546,11 @@ class ConversationEngine:
             )
             if flow.has_contact_on_file and not locked:
                 flow.context["code_sha"] = code_digest(self.settings.secret_key, conv.phone, code)
+                texts_allowed = bool(account.phone) and not await ledger.is_opted_out(
+                    session, account.phone or ""
+                )
                 await self.notifier.send_code(
-                    account, code, brand=await self._brand(session, account)
+                    account, code, brand=await self._brand(session, account), by_sms=texts_allowed
                 )
         # An unknown account id gets the same answer as a real one.
         flow.account_given()

@@ -72,10 +72,11 @@ class Notifier:
             # The payment stands whatever the mailer says; the failure is logged, never the body.
             log.warning("receipt email not sent (subject %r)", subject)
 
-    async def send_code(self, account: Account, code: str, *, brand: str) -> None:
+    async def send_code(self, account: Account, code: str, *, brand: str, by_sms: bool) -> None:
+        """By text to the phone on file unless it opted out; else by email."""
         body = self.env.get_template("sms/verification_code.txt").render(brand=brand, code=code)
         body = " ".join(body.split())
-        if account.phone:
+        if by_sms and account.phone:
             try:
                 await self.sms.send(to=account.phone, body=body)
                 return

@@ -216,6 +216,7 @@ class PaymentService:
                 method_ref=method.processor_ref,
                 amount_cents=payment.amount_cents,
                 idempotency_key=payment.idempotency_key,
+                method_kind=method.kind,
                 metadata={
                     "paybot_reference": payment.reference,
                     "account_ref": account.account_ref,

@@ -113,3 +113,14 @@ async def test_an_expired_code_does_not_work(app, phone, providers, clock):
     clock.advance(timedelta(minutes=11))
     (reply,) = await stranger.send(code_sent_to(providers, "+15555550100"))
     assert reply == "That did not match. 2 tries left."
+
+
+async def test_no_code_is_texted_to_an_opted_out_phone(app, phone, providers):
+    await add_account(app)
+    await phone("+15555550100").send("STOP")
+    stranger = phone(STRANGER)
+    await stranger.send("hi")
+    await stranger.send("ACC-1001")
+    assert [m.to for m in providers.sms.outbox] == []
+    (email,) = providers.email.outbox
+    assert email.to == "maria@example.com"
