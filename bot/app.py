@@ -16,7 +16,8 @@ from bot.db import Database
 from bot.notifications import Notifier
 from bot.payments import PaymentService
 from bot.providers import Providers, build_providers
-from portal_fallback import routes as portal
+from portal_fallback import app as portal
+from webhooks import stripe as stripe_webhooks
 from webhooks import twilio as twilio_webhooks
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ def create_app(
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_providers_ctx(providers))
     app.cleanup_ctx.append(_engine_ctx)
-    app.add_subapp("/webhooks/", twilio_webhooks.create_app())
+    app.add_subapp("/webhooks/twilio/", twilio_webhooks.create_app())
+    app.router.add_post("/webhooks/stripe", stripe_webhooks.handle)
     app.add_subapp("/api/v1/", api.create_app())
     portal.add_routes(app)
     app.router.add_get("/healthz", _health)

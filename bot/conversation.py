@@ -25,10 +25,19 @@ from bot import ledger
 from bot.config import FlowSettings, Settings
 from bot.coordination import Coordinator
 from bot.db import Database
-from bot.models import Account, Conversation, Message, Payment, VerificationAttempt
+from bot.models import (
+    Account,
+    Conversation,
+    Message,
+    Payment,
+    PaymentMethod,
+    VerificationAttempt,
+)
 from bot.notifications import Notifier
 from bot.parsing import Meaning, classify_keyword, parse_reply
 from bot.payments import PaymentOutcome, PaymentRefused, PaymentRequest, PaymentService
+from bot.providers.payments import SavedMethod
+from bot.providers.sms import SmsError
 from bot.rendering import SmsRenderer
 from bot.security import code_digest, constant_time_equal, mask_email, new_one_time_code
 from states import payment as payment_flow
@@ -53,12 +62,23 @@ class Inbound:
 
 
 @dataclass
+class WebStep:
+    flow: PaymentFlow  # where the flow stands now, to render the page
+    notices: list[Reply]  # what the step said (errors, results), by template name
+    outcome: PaymentOutcome | None = None
+
+
+@dataclass
 class Turn:
     """What one message produced, before it is rendered."""
 
+    channel: str = "sms"
+    ip_address: str | None = None
+    user_agent: str | None = None
     replies: list[Reply] = field(default_factory=list)
     emails: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    outcome: PaymentOutcome | None = None
 
 
 class ConversationEngine:
@@ -118,6 +138,141 @@ class ConversationEngine:
         except Exception:  # the live feed is a convenience; the ledger has everything
             log.warning("agent feed unavailable", exc_info=True)
 
+    # ------------------------------------------------------------------ the web side
+
+    async def web_step(
+        self,
+        account_id: int,
+        meaning: Meaning | None = None,
+        *,
+        restart: bool = False,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+    ) -> WebStep:
+        """The portal's way in: the same flow instance the SMS conversation drives."""
+        turn = Turn(channel="web", ip_address=ip_address, user_agent=user_agent)
+        async with self.db.session() as session:
+            account = await session.get(Account, account_id)
+            if account is None:
+                raise LookupError("no such account")
+            key = await self._conversation_key(session, account)
+        async with self.coordinator.conversation_lock(key):
+            async with self.db.session() as session:
+                account = await session.get(Account, account_id)
+                assert account is not None
+                now = self.clock.now()
+                conv = await self._conversation_of(session, account, key, now)
+                flow = await self._flow_for(session, conv, account, now)
+                self.payment_machine.add_model(flow, initial=conv.state)
+                try:
+                    if restart:
+                        flow.restart()
+                        flow.context = {}
+                    if meaning is not None:
+                        await self._advance(session, conv, account, flow, meaning, turn, now, None)
+                    conv.state, conv.context = flow.state, dict(flow.context)
+                    conv.updated_at = now
+                    await session.commit()
+                    view = await self._flow_for(session, conv, account, now)
+                finally:
+                    self.payment_machine.remove_model(flow)
+        for email in turn.emails:
+            await self.notifier.send_email(**email)
+        return WebStep(flow=view, notices=turn.replies, outcome=turn.outcome)
+
+    async def method_saved(
+        self, account_id: int, saved: SavedMethod, *, ip_address: str | None = None,
+        user_agent: str | None = None,
+    ) -> WebStep:
+        """A card or bank account saved on the web (Stripe.js): record it, and if the customer
+        came from a text, move the conversation on and tell them by text."""
+        async with self.db.session() as session:
+            account = await session.get(Account, account_id)
+            assert account is not None
+            now = self.clock.now()
+            for method in await ledger.payment_methods(session, account.id):
+                method.is_default = False
+            existing = await session.scalar(
+                select(PaymentMethod).where(
+                    PaymentMethod.account_id == account.id,
+                    PaymentMethod.processor_ref == saved.processor_ref,
+                )
+            )
+            if existing is None:
+                existing = PaymentMethod(
+                    account_id=account.id, processor_ref=saved.processor_ref, kind=saved.kind,
+                    brand=saved.brand, last4=saved.last4, created_at=now,
+                )
+                session.add(existing)
+            existing.is_default = True
+            await ledger.audit(session, "method_saved", at=now, account_id=account.id,
+                               method_kind=saved.kind, last4=saved.last4, channel="web")
+            await session.commit()
+            key = await self._conversation_key(session, account)
+            conv = await self._conversation_of(session, account, key, now)
+            from_text = (conv.context or {}).get("last_channel") == "sms"
+            await session.commit()
+        if conv.state not in {"method", "awaiting_method"}:
+            return await self.web_step(account_id)
+        # The saved method is the default, so it is option 1 of the method step.
+        step = await self.web_step(
+            account_id, Meaning("choice", 1), ip_address=ip_address, user_agent=user_agent
+        )
+        if from_text and not key.startswith("web:"):
+            await self._text_after_web(key, account_id, step, saved)
+        return step
+
+    async def _text_after_web(
+        self, phone: str, account_id: int, step: WebStep, saved: SavedMethod
+    ) -> None:
+        async with self.db.session() as session:
+            if await ledger.is_opted_out(session, phone):
+                return
+            account = await session.get(Account, account_id)
+            assert account is not None
+            label = "Card" if saved.kind == "card" else "Bank account"
+            replies = [Reply("method_saved", {"label": label, "last4": saved.last4}),
+                       step.flow.prompt()]
+            texts = await self._render(session, None, account, replies, self.clock.now())
+            conv = await session.scalar(select(Conversation).where(Conversation.phone == phone))
+            for text in texts:
+                try:
+                    sent = await self.notifier.sms.send(to=phone, body=text)
+                except SmsError:
+                    log.warning("could not text the handoff confirmation")
+                    return
+                session.add(Message(
+                    conversation_id=conv.id if conv else None, direction="outbound", channel="sms",
+                    provider_sid=sent.sid, phone=phone, body=text, status=sent.status,
+                    created_at=self.clock.now(),
+                ))
+            await session.commit()
+
+    async def _conversation_key(self, session: AsyncSession, account: Account) -> str:
+        if account.phone:
+            bound = await session.scalar(
+                select(Conversation.account_id).where(Conversation.phone == account.phone)
+            )
+            if bound in (None, account.id):
+                return account.phone
+        return f"web:{account.id}"
+
+    async def _conversation_of(
+        self, session: AsyncSession, account: Account, key: str, now: datetime
+    ) -> Conversation:
+        conv = await ledger.conversation_for(session, key, at=now)
+        if conv.account_id != account.id or conv.flow != "payment":
+            conv.account_id = account.id
+            conv.flow, conv.state, conv.context = "payment", "idle", {}
+        return conv
+
+    async def _flow_for(
+        self, session: AsyncSession, conv: Conversation, account: Account, now: datetime
+    ) -> PaymentFlow:
+        view = await self._account_view(session, account, now)
+        settings = await self._flow_settings(session, account)
+        return PaymentFlow(view, settings, context=dict(conv.context or {}), state=conv.state)
+
     # ------------------------------------------------------------------ one message
 
     async def _process(
@@ -126,7 +281,7 @@ class ConversationEngine:
         now = self.clock.now()
         conversation = await ledger.conversation_for(session, message.phone, at=now)
         message.conversation_id = conversation.id
-        turn = Turn()
+        turn = Turn(channel=channel)
         account = await self._account_of(session, conversation)
         await self._handle(session, conversation, account, message, turn, now)
         conversation.last_inbound_at = now
@@ -333,32 +488,49 @@ class ConversationEngine:
             flow.context = {}
             turn.replies.append(flow.prompt())
         else:
-            before = len(turn.replies)
             meaning = self._read(flow, message.body)
-            if flow.answer(meaning):
-                flow.context["invalid_count"] = 0
-            else:
-                misses = int(flow.context.get("invalid_count", 0)) + 1
-                flow.context["invalid_count"] = misses
-                if misses >= flow.settings.max_invalid_replies:
-                    flow.context["invalid_count"] = 0
-                    await self._hand_to_agent(
-                        session, conv, turn, now, reason="confused", text=message.body
-                    )
-                else:
-                    turn.replies.append(Reply("did_not_understand", {"reason": meaning.reason}))
-                    turn.replies.append(flow.prompt())
-            # What the flow said on entering a step comes before any "did not understand".
-            turn.replies[before:before] = flow.replies
-            flow.replies.clear()
-            if flow.state != "idle":
-                flow.context.setdefault("checkout_id", uuid.uuid4().hex)
-            for effect in list(flow.effects):
-                await self._perform(session, conv, account, flow, effect, turn, now)
-            flow.effects.clear()
-            turn.replies.extend(flow.replies)
+            await self._advance(session, conv, account, flow, meaning, turn, now, message.body)
         conv.state = flow.state
         conv.context = dict(flow.context)
+
+    async def _advance(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        account: Account,
+        flow: PaymentFlow,
+        meaning: Meaning,
+        turn: Turn,
+        now: datetime,
+        text: str | None,
+    ) -> None:
+        """One answer to the current step, whichever channel it came from, and its effects."""
+        before = len(turn.replies)
+        if flow.answer(meaning):
+            flow.context["invalid_count"] = 0
+        elif turn.channel == "web":
+            # A web page shows what was wrong beside the field; it never hands over to a person.
+            turn.replies.append(Reply("did_not_understand", {"reason": meaning.reason}))
+        else:
+            misses = int(flow.context.get("invalid_count", 0)) + 1
+            flow.context["invalid_count"] = misses
+            if misses >= flow.settings.max_invalid_replies:
+                flow.context["invalid_count"] = 0
+                await self._hand_to_agent(session, conv, turn, now, reason="confused", text=text or "")
+            else:
+                turn.replies.append(Reply("did_not_understand", {"reason": meaning.reason}))
+                turn.replies.append(flow.prompt())
+        # What the flow said on entering a step comes before any "did not understand".
+        turn.replies[before:before] = flow.replies
+        flow.replies.clear()
+        if flow.state != "idle":
+            flow.context.setdefault("checkout_id", uuid.uuid4().hex)
+            flow.context["last_channel"] = turn.channel  # where to tell what the other side did
+        for effect in list(flow.effects):
+            await self._perform(session, conv, account, flow, effect, turn, now)
+        flow.effects.clear()
+        turn.replies.extend(flow.replies)
+        flow.replies.clear()
 
     def _read(self, flow: PaymentFlow, text: str) -> Meaning:
         step = payment_flow.READS[flow.state]
@@ -398,7 +570,7 @@ class ConversationEngine:
                 at=now,
                 account_id=account.id,
                 phone=conv.phone,
-                channel="sms",
+                channel=turn.channel,
             )
         elif effect.name == "await_new_method":
             await ledger.audit(session, "method_handoff", at=now, account_id=account.id)
@@ -417,8 +589,10 @@ class ConversationEngine:
     ) -> None:
         offer: OfferView | None = args.get("offer")
         pay_on: date | None = args.get("pay_on")
+        brand = await self.brand_for(session, account)
         request = PaymentRequest(
-            idempotency_key=f"sms:{conv.id}:{args['checkout_id']}",
+            # One checkout, one key, whichever channel confirms it (SMS or web).
+            idempotency_key=f"checkout:{conv.id}:{args['checkout_id']}",
             amount_cents=int(args["amount_cents"]),
             method_id=int(args["method_id"]),
             pay_on=pay_on,
@@ -427,7 +601,9 @@ class ConversationEngine:
             installment_count=offer.installment_count if offer else 1,
             frequency=offer.frequency if offer else None,
             plan_total_cents=offer.total_cents if offer else None,
-            channel="sms",
+            channel=turn.channel,
+            ip_address=turn.ip_address,
+            user_agent=turn.user_agent,
             agreement_text=self.notifier.agreement_text(
                 account=account,
                 amount_cents=int(args["amount_cents"]),
@@ -435,6 +611,7 @@ class ConversationEngine:
                 method_label=args.get("method_label") or "",
                 offer=offer,
                 terms_version=flow.settings.terms_version,
+                brand=brand,
             ),
             terms_version=flow.settings.terms_version,
         )
@@ -450,6 +627,7 @@ class ConversationEngine:
             return
         await session.refresh(account)
         flow.context = {}
+        turn.outcome = outcome
         turn.replies.append(_outcome_reply(outcome, mask_email(account.email)))
         if outcome.status == "declined":
             flow.context = {
@@ -461,7 +639,7 @@ class ConversationEngine:
                 flow.context["pay_on"] = str(flow.context["pay_on"])
             flow.charge_failed()
         elif account.email and outcome.status in {"paid", "scheduled", "pending"}:
-            turn.emails.append(self.notifier.receipt(account, outcome))
+            turn.emails.append(self.notifier.receipt(account, outcome, brand=brand))
 
     # ------------------------------------------------------------------ unknown numbers
 
@@ -550,7 +728,7 @@ class ConversationEngine:
                     session, account.phone or ""
                 )
                 await self.notifier.send_code(
-                    account, code, brand=await self._brand(session, account), by_sms=texts_allowed
+                    account, code, brand=await self.brand_for(session, account), by_sms=texts_allowed
                 )
         # An unknown account id gets the same answer as a real one.
         flow.account_given()
@@ -615,7 +793,7 @@ class ConversationEngine:
     async def _render(
         self,
         session: AsyncSession,
-        conv: Conversation,
+        conv: Conversation | None,
         account: Account | None,
         replies: list[Reply],
         now: datetime,
@@ -629,19 +807,19 @@ class ConversationEngine:
             "disclosure": "",
         }
         if account is not None:
-            base["brand"] = await self._brand(session, account)
+            base["brand"] = await self.brand_for(session, account)
             if any(r.needs_link for r in replies):
                 token = await ledger.create_link(
                     session,
                     account_id=account.id,
                     at=now,
                     lifetime=timedelta(hours=self.settings.link_lifetime_hours),
-                    resume_state=conv.state,
+                    resume_state=conv.state if conv else None,
                 )
                 base["link_url"] = f"{self.settings.public_base_url}/p/{token}"
         return self.renderer.render_all(replies, base)
 
-    async def _brand(self, session: AsyncSession, account: Account) -> str:
+    async def brand_for(self, session: AsyncSession, account: Account) -> str:
         creditor = await ledger.creditor_of(session, account)
         return creditor.name if creditor else self.settings.brand
 

@@ -264,3 +264,38 @@ class AuditEvent(Base):
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
     phone: Mapped[str | None] = mapped_column(String(20))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class WebSession(Base):
+    """A browser's session on the portal; the cookie holds a random token, we keep its hash."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    verified_by: Mapped[str | None] = mapped_column(String(20))  # link | code | knowledge
+    link_id: Mapped[int | None] = mapped_column(ForeignKey("links.id"))
+    # Portal look-up before the second factor: the account asked for, and the code's hash.
+    pending_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    pending_code_sha256: Mapped[str | None] = mapped_column(String(64))
+    pending_code_expires_at: Mapped[datetime | None]
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class ProcessedEvent(Base):
+    """Webhook events already handled (Stripe, SendGrid): a retry is acknowledged, not redone."""
+
+    __tablename__ = "processed_events"
+    __table_args__ = (UniqueConstraint("source", "event_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))
+    event_id: Mapped[str] = mapped_column(String(100))
+    event_type: Mapped[str] = mapped_column(String(60))
+    received_at: Mapped[datetime]

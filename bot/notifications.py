@@ -35,6 +35,7 @@ class Notifier:
         method_label: str,
         offer: Any,
         terms_version: str,
+        brand: str,
     ) -> str:
         """The exact text the customer authorizes; its hash is kept with the agreement."""
         return (
@@ -46,16 +47,16 @@ class Notifier:
                 method_label=method_label,
                 offer=offer,
                 terms_version=terms_version,
-                brand=self.brand,
+                brand=brand,
             )
             .strip()
         )
 
-    def receipt(self, account: Account, outcome: PaymentOutcome) -> dict[str, Any]:
+    def receipt(self, account: Account, outcome: PaymentOutcome, *, brand: str) -> dict[str, Any]:
         context = {
             "account": account,
             "outcome": outcome,
-            "brand": self.brand,
+            "brand": brand,
             "status_label": STATUS_LABELS.get(outcome.status, outcome.status),
         }
         return {

@@ -177,7 +177,7 @@ class PaymentService:
                 text_sha256=hashlib.sha256(request.agreement_text.encode()).hexdigest(),
                 text=request.agreement_text,
                 signer_name=f"{account.first_name} {account.last_name}",
-                signature_kind="sms_reply" if request.channel == "sms" else "click",
+                signature_kind="click" if request.channel == "web" else "sms_reply",
                 channel=request.channel,
                 ip_address=request.ip_address,
                 user_agent=request.user_agent,

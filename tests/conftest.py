@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient
 from sqlalchemy import text
 from twilio.request_validator import RequestValidator
@@ -179,7 +181,7 @@ class SmsPhone:
     ) -> tuple[int, list[str]]:
         self._counter += 1
         params = {
-            "MessageSid": sid or f"SM{self.number[-4:]}{self._counter:028d}",
+            "MessageSid": sid or "SM" + uuid.uuid4().hex,
             "AccountSid": "AC" + "0" * 32,
             "From": self.number,
             "To": "+15005550006",
@@ -220,8 +222,12 @@ async def app(settings: Settings, providers: Providers, clock: FrozenClock):  # 
 
 
 @pytest.fixture
-async def client(app, aiohttp_client) -> TestClient:  # type: ignore[no-untyped-def]
-    return await aiohttp_client(app)
+async def client(app, aiohttp_client, aiohttp_server) -> TestClient:  # type: ignore[no-untyped-def]
+    server = await aiohttp_server(app)
+    # PUBLIC_BASE_URL is https, so cookies are Secure: the test server's plain-HTTP origin is
+    # treated as the secure origin it stands in for.
+    jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
+    return await aiohttp_client(server, cookie_jar=jar)
 
 
 @pytest.fixture

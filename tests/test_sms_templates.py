@@ -112,6 +112,7 @@ CONTEXTS: dict[str, list[dict]] = {
     "verification_locked": [{"lock_minutes": 30}],
     "verified": [{}],
     "verification_code": [{"code": "123456"}],
+    "method_saved": [{"label": "Bank account", "last4": "6789"}],
 }
 # The first message of a campaign may run longer, for the debt-collector disclosure.
 LONGER_ALLOWED = {"greeting"}

@@ -24,8 +24,8 @@ OPTED_OUT_ERROR = "21610"
 
 def create_app() -> web.Application:
     app = web.Application(middlewares=[verify_signature])
-    app.router.add_post("/twilio/sms", inbound_sms)
-    app.router.add_post("/twilio/status", message_status)
+    app.router.add_post("/sms", inbound_sms)
+    app.router.add_post("/status", message_status)
     return app
 
 

@@ -1,0 +1,159 @@
+"""The customer portal: the web renderer of the same flows the SMS conversation drives.
+
+Root routes: `GET /p/{token}` (a personalized link opens a fresh session), `GET /t/{version}`
+(the terms), `/static/`. The `/portal/` sub-app has its own middlewares: security headers, the
+session, CSRF on every form.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from bot import appkeys, ledger
+from bot.money import format_cents
+from bot.rendering import format_day
+from portal_fallback import sessions
+from portal_fallback.sessions import SESSION
+
+log = logging.getLogger(__name__)
+
+PAGES = web.AppKey("portal_pages", Environment)
+STATIC = Path(__file__).parent / "static"
+
+
+def build_pages() -> Environment:
+    env = Environment(
+        loader=PackageLoader("portal_fallback", "templates"), autoescape=select_autoescape()
+    )
+    env.filters["money"] = format_cents
+    env.filters["day"] = format_day
+    return env
+
+
+def add_routes(app: web.Application) -> None:
+    from portal_fallback import flow_pages, lookup
+
+    app[PAGES] = build_pages()
+    app.router.add_get("/p/{token}", open_link)
+    app.router.add_get("/t/{version}", terms)
+    app.router.add_get("/portal", to_portal)
+    app.router.add_static("/static/", STATIC)
+    portal = web.Application(middlewares=[security_headers, with_session, require_csrf])
+    flow_pages.add_routes(portal)
+    lookup.add_routes(portal)
+    app.add_subapp("/portal/", portal)
+
+
+def content_security_policy(stripe_js_url: str) -> str:
+    parts = urlsplit(stripe_js_url)
+    stripe = f"{parts.scheme}://{parts.netloc}"
+    # Only our own assets and Stripe's: no inline script, no third-party fonts or trackers.
+    return "; ".join([
+        "default-src 'self'",
+        f"script-src 'self' {stripe}",
+        f"frame-src {stripe}",
+        f"connect-src 'self' {stripe}",
+        "img-src 'self' data:",
+        "style-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "object-src 'none'",
+    ])
+
+
+def headers_for(request: web.Request) -> dict[str, str]:
+    settings = request.config_dict[appkeys.SETTINGS]
+    return {
+        "Content-Security-Policy": content_security_policy(settings.stripe_js_url),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",  # a link token must never leak through Referer
+        "Cache-Control": "no-store",
+        "X-Frame-Options": "DENY",
+        "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    }
+
+
+def page(request: web.Request, template: str, status: int = 200, **context: object) -> web.Response:
+    settings = request.config_dict[appkeys.SETTINGS]
+    row = request.get(SESSION)
+    html = request.config_dict[PAGES].get_template(template).render(
+        brand=settings.brand,
+        support_contact=settings.support_contact,
+        csrf_token=row.csrf_token if row else "",
+        **context,
+    )
+    return web.Response(text=html, status=status, content_type="text/html",
+                        headers=headers_for(request))
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status in (404, 405):
+            return page(request, "not_found.html", exc.status)
+        raise
+    for name, value in headers_for(request).items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+@web.middleware
+async def with_session(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    now = request.config_dict[appkeys.CLOCK].now()
+    async with request.config_dict[appkeys.DATABASE].session() as db:
+        row = await sessions.load_session(db, request.cookies.get(sessions.COOKIE), now)
+        if row is not None:
+            row.expires_at = now + sessions.IDLE_LIFETIME  # sliding: idle time is what counts
+            await db.commit()
+            request[SESSION] = row
+    return await handler(request)
+
+
+@web.middleware
+async def require_csrf(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    if request.method in sessions.UNSAFE_METHODS:
+        form = await request.post()
+        token = form.get("csrf_token")
+        if not sessions.csrf_ok(request.get(SESSION), token if isinstance(token, str) else None):
+            return page(request, "expired_form.html", 403)
+    return await handler(request)
+
+
+async def open_link(request: web.Request) -> web.StreamResponse:
+    token = request.match_info["token"]
+    now = request.config_dict[appkeys.CLOCK].now()
+    if len(token) > 64:
+        return page(request, "link_unknown.html", 404)
+    async with request.config_dict[appkeys.DATABASE].session() as db:
+        link = await ledger.link_for_token(db, token)
+        if link is None:
+            return page(request, "link_unknown.html", 404)
+        if link.revoked_at is not None or link.expires_at <= now:
+            return page(request, "link_expired.html", 410)
+        _, session_token = await sessions.start_session(
+            request, db, now=now, account_id=link.account_id, verified_by="link", link_id=link.id
+        )
+        await ledger.audit(db, "link_opened", at=now, account_id=link.account_id,
+                           channel="web", purpose=link.purpose)
+        await db.commit()
+    response = web.HTTPSeeOther("/portal/pay")
+    sessions.set_cookie(request, response, session_token)
+    for name, value in headers_for(request).items():
+        response.headers[name] = value
+    raise response
+
+
+async def to_portal(_: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/portal/")
+
+
+async def terms(request: web.Request) -> web.Response:
+    return page(request, "terms.html", version=request.match_info["version"][:20])

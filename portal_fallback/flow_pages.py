@@ -1,0 +1,289 @@
+"""One page per state of the payment flow; each form post fires the flow's own triggers.
+
+The page is always drawn from the flow's current state, so a customer who started by text sees
+the step the conversation is at, and the next text continues from the step the web left.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDictProxy
+from sqlalchemy import select
+
+from bot import appkeys
+from bot.conversation import WebStep
+from bot.models import Account, Payment, PaymentMethod
+from bot.parsing import Meaning, parse_reply
+from bot.payments import STATUS_LABELS
+from bot.providers.payments import MethodRejected, PaymentError, SandboxGateway
+from portal_fallback.app import page
+from portal_fallback.sessions import SESSION, client_ip
+from states.payment import PaymentFlow
+
+log = logging.getLogger(__name__)
+
+STEP_TITLES = {
+    "idle": "Your balance",
+    "contact_review": "Your contact details",
+    "offers": "Choose an offer",
+    "amount": "How much",
+    "method": "Payment method",
+    "awaiting_method": "Payment method",
+    "schedule": "When",
+    "confirm": "Check and confirm",
+    "agreement": "Payment agreement",
+}
+# Test methods the sandbox gateway knows, offered only when no real processor is configured.
+SANDBOX_METHODS = [
+    ("pm_card_visa", "Test Visa ending 4242"),
+    ("pm_card_chargeCustomerFail", "Test Visa ending 0341 (declines)"),
+    ("pm_usBankAccount", "Test bank account ending 6789 (settles later)"),
+]
+
+
+def add_routes(portal: web.Application) -> None:
+    portal.router.add_get("/pay", show)
+    portal.router.add_post("/pay", answer)
+    portal.router.add_post("/methods", save_method)
+    portal.router.add_get("/receipt/{reference}", receipt)
+    portal.router.add_post("/sign-out", sign_out)
+
+
+def account_id_of(request: web.Request) -> int:
+    row = request.get(SESSION)
+    if row is None or row.account_id is None:
+        raise web.HTTPSeeOther("/portal/")
+    return row.account_id
+
+
+async def show(request: web.Request) -> web.Response:
+    step = await request.config_dict[appkeys.ENGINE].web_step(account_id_of(request))
+    return await render_step(request, step)
+
+
+async def answer(request: web.Request) -> web.StreamResponse:
+    engine = request.config_dict[appkeys.ENGINE]
+    account_id = account_id_of(request)
+    form = await request.post()
+    current = await engine.web_step(account_id)
+    if form.get("state") != current.flow.state:
+        # Another tab or a text moved the flow on: show where it stands, change nothing.
+        return await render_step(request, current, notices=[("stale", {})], status=409)
+    if form.get("action") == "start_over":
+        step = await engine.web_step(account_id, restart=True)
+        raise web.HTTPSeeOther("/portal/pay")
+    meaning = meaning_from_form(current.flow, form)
+    step = await engine.web_step(
+        account_id, meaning, ip_address=client_ip(request),
+        user_agent=(request.headers.get("User-Agent") or "")[:400],
+    )
+    if step.outcome is not None and step.outcome.status != "declined":
+        raise web.HTTPSeeOther(f"/portal/receipt/{step.outcome.reference}")
+    problems = [(r.template, r.context) for r in step.notices if r.template in PROBLEMS]
+    if problems or (step.outcome and step.outcome.status == "declined"):
+        return await render_step(request, step, notices=notices_of(step), status=422 if problems else 200)
+    raise web.HTTPSeeOther("/portal/pay")
+
+
+PROBLEMS = {"did_not_understand", "amount_too_high", "amount_too_low", "payment_refused"}
+
+
+def notices_of(step: WebStep) -> list[tuple[str, dict[str, Any]]]:
+    return [(r.template, r.context) for r in step.notices]
+
+
+def meaning_from_form(flow: PaymentFlow, form: MultiDictProxy[Any]) -> Meaning:
+    """What a form post means, in the words the flow already understands."""
+    action = _text(form, "action")
+    today = flow.account.today
+    if action == "back":
+        return Meaning("no")
+    state = flow.state
+    if state == "idle":
+        return Meaning("pay")
+    if state == "contact_review":
+        email = _text(form, "email")
+        if not email:
+            return Meaning("yes")
+        meaning = parse_reply(email, "contact", today=today)
+        return meaning if meaning.kind == "email" else Meaning("invalid", reason="bad_email")
+    if state in {"offers", "method", "awaiting_method"}:
+        choice = _text(form, "choice")
+        if choice.isdigit() and len(choice) < 4:
+            return Meaning("choice", int(choice))
+        return Meaning("invalid", reason="no_such_option")
+    if state == "amount":
+        if action == "full":
+            return Meaning("full")
+        meaning = parse_reply(_text(form, "amount"), "amount", today=today)
+        return meaning if meaning.kind in {"amount", "full", "invalid"} else Meaning("invalid")
+    if state == "schedule":
+        if action == "now":
+            return Meaning("now")
+        try:
+            day = date.fromisoformat(_text(form, "date"))
+        except ValueError:
+            return Meaning("invalid", reason="not_understood")
+        if day < today:
+            return Meaning("invalid", reason="past_date")
+        if day > flow.horizon():
+            return Meaning("invalid", reason="beyond_horizon")
+        return Meaning("now") if day == today else Meaning("date", day)
+    if state == "confirm":
+        return Meaning("yes") if action == "confirm" else Meaning("no")
+    if state == "agreement":
+        if action == "cancel":
+            return Meaning("no")
+        if _text(form, "esign_consent") != "yes" or _text(form, "accept") != "yes":
+            return Meaning("invalid", reason="consent_required")
+        return Meaning("agree")
+    return Meaning("invalid")
+
+
+def _text(form: MultiDictProxy[Any], name: str) -> str:
+    value = form.get(name)
+    return value.strip()[:300] if isinstance(value, str) else ""
+
+
+async def render_step(
+    request: web.Request,
+    step: WebStep,
+    *,
+    notices: list[tuple[str, dict[str, Any]]] | None = None,
+    status: int = 200,
+) -> web.Response:
+    flow = step.flow
+    settings = request.config_dict[appkeys.SETTINGS]
+    engine = request.config_dict[appkeys.ENGINE]
+    context: dict[str, Any] = {
+        "flow": flow,
+        "state": flow.state,
+        "account": flow.account,
+        "summary": flow.summary(),
+        "title": STEP_TITLES.get(flow.state, "Pay"),
+        "notices": notices or [],
+        "min_cents": flow.min_amount(),
+        "horizon": flow.horizon(),
+        "skip_option": flow.skip_option(),
+    }
+    if flow.state in {"method", "awaiting_method"}:
+        context.update(await method_context(request, flow))
+    if flow.state == "agreement":
+        async with request.config_dict[appkeys.DATABASE].session() as db:
+            account = await db.get(Account, account_id_of(request))
+            summary = flow.summary()
+            context["agreement_text"] = engine.notifier.agreement_text(
+                account=account, amount_cents=summary["amount_cents"], pay_on=summary["pay_on"],
+                method_label=summary["method_label"] or "", offer=summary["offer"],
+                terms_version=flow.settings.terms_version,
+                brand=await engine.brand_for(db, account),
+            )
+        context["terms_url"] = f"{settings.public_base_url}/t/{flow.settings.terms_version}"
+    return page(request, "pay.html", status, **context)
+
+
+async def method_context(request: web.Request, flow: PaymentFlow) -> dict[str, Any]:
+    settings = request.config_dict[appkeys.SETTINGS]
+    gateway = request.config_dict[appkeys.PROVIDERS].payments
+    context: dict[str, Any] = {"new_choice": len(flow.account.methods) + 1}
+    if isinstance(gateway, SandboxGateway):
+        context["sandbox_methods"] = SANDBOX_METHODS
+        return context
+    async with request.config_dict[appkeys.DATABASE].session() as db:
+        account = await db.get(Account, account_id_of(request))
+        assert account is not None
+        try:
+            account.processor_customer_id = await gateway.ensure_customer(
+                account_ref=account.account_ref, name=f"{account.first_name} {account.last_name}",
+                email=account.email, existing_id=account.processor_customer_id,
+            )
+            await db.commit()
+            _, client_secret = await gateway.create_setup_intent(
+                customer_id=account.processor_customer_id
+            )
+        except PaymentError:
+            log.warning("could not prepare card entry")
+            return {**context, "card_unavailable": True}
+    return {
+        **context,
+        "stripe_js_url": settings.stripe_js_url,
+        "stripe_publishable_key": settings.stripe_publishable_key or "pk_test_paybot",
+        "setup_client_secret": client_secret,
+    }
+
+
+async def save_method(request: web.Request) -> web.StreamResponse:
+    """The browser saved a card with Stripe.js (or picked a sandbox test method): keep it."""
+    engine = request.config_dict[appkeys.ENGINE]
+    account_id = account_id_of(request)
+    form = await request.post()
+    method_ref = _text(form, "payment_method")
+    gateway = request.config_dict[appkeys.PROVIDERS].payments
+    if not method_ref.startswith("pm_") or len(method_ref) > 64:
+        step = await engine.web_step(account_id)
+        return await render_step(request, step, notices=[("method_failed", {})], status=422)
+    async with request.config_dict[appkeys.DATABASE].session() as db:
+        account = await db.get(Account, account_id)
+        assert account is not None
+        try:
+            account.processor_customer_id = await gateway.ensure_customer(
+                account_ref=account.account_ref, name=f"{account.first_name} {account.last_name}",
+                email=account.email, existing_id=account.processor_customer_id,
+            )
+            await db.commit()
+            saved = await gateway.save_method(
+                customer_id=account.processor_customer_id, method_ref=method_ref
+            )
+        except (MethodRejected, PaymentError):
+            step = await engine.web_step(account_id)
+            return await render_step(request, step, notices=[("method_failed", {})], status=422)
+    await engine.method_saved(account_id, saved, ip_address=client_ip(request),
+                              user_agent=(request.headers.get("User-Agent") or "")[:400])
+    raise web.HTTPSeeOther("/portal/pay")
+
+
+async def receipt(request: web.Request) -> web.Response:
+    account_id = account_id_of(request)
+    reference = request.match_info["reference"][:16]
+    async with request.config_dict[appkeys.DATABASE].session() as db:
+        row = (await db.execute(
+            select(Payment, PaymentMethod, Account)
+            .outerjoin(PaymentMethod, Payment.method_id == PaymentMethod.id)
+            .join(Account, Payment.account_id == Account.id)
+            .where(Payment.reference == reference, Payment.account_id == account_id)
+        )).first()
+        if row is None:
+            raise web.HTTPNotFound()
+        payment, method, account = row
+        schedule: list[Payment] = []
+        if payment.plan_id is not None:
+            schedule = list(await db.scalars(
+                select(Payment).where(Payment.plan_id == payment.plan_id)
+                .order_by(Payment.installment_number)
+            ))
+    return page(
+        request, "receipt.html", payment=payment, account=account, schedule=schedule,
+        method_label=f"{method.brand} ending {method.last4}" if method else "",
+        status_label=STATUS_LABELS.get(payment.status, payment.status), labels=STATUS_LABELS,
+        title="Receipt",
+    )
+
+
+async def sign_out(request: web.Request) -> web.StreamResponse:
+    row = request.get(SESSION)
+    if row is not None:
+        now = request.config_dict[appkeys.CLOCK].now()
+        async with request.config_dict[appkeys.DATABASE].session() as db:
+            from bot.models import WebSession
+
+            stored = await db.get(WebSession, row.id)
+            if stored is not None:
+                stored.revoked_at = now
+                await db.commit()
+    response = web.HTTPSeeOther("/portal/")
+    response.del_cookie("paybot_session", path="/")
+    raise response

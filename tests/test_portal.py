@@ -1,0 +1,323 @@
+"""The portal over HTTP: the link journey, the look-up journey, the refusals, the handoff."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from bot import appkeys
+from bot.models import Agreement, Link, Payment
+from tests.conftest import API_KEY
+from tests.seed import add_account
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def state_of(html: str) -> str:
+    match = re.search(r'name="state" value="([^"]+)"', html)
+    assert match, "not a flow page"
+    return match.group(1)
+
+
+def visible_text(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+class Browser:
+    """Fills and posts the portal's forms the way a person's browser does."""
+
+    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
+        self.client = client
+        self.html = ""
+
+    async def get(self, path: str, status: int = 200) -> str:
+        response = await self.client.get(path)
+        self.html = await response.text()
+        assert response.status == status, (response.status, visible_text(self.html)[:400])
+        return self.html
+
+    async def post(self, path: str, data: dict[str, str], status: int = 200) -> str:
+        fields = {"csrf_token": csrf_of(self.html), **data}
+        if 'name="state"' in self.html and path == "/portal/pay":
+            fields.setdefault("state", state_of(self.html))
+        response = await self.client.post(path, data=fields)
+        self.html = await response.text()
+        assert response.status == status, (response.status, visible_text(self.html)[:400])
+        return self.html
+
+    async def step(self, **data: str) -> str:
+        return await self.post("/portal/pay", data)
+
+    @property
+    def state(self) -> str:
+        return state_of(self.html)
+
+    @property
+    def text(self) -> str:
+        return visible_text(self.html)
+
+
+async def link_for(app, phone) -> str:  # type: ignore[no-untyped-def]
+    (menu,) = await phone().send("hi")
+    return menu.split("https://paybot.test", 1)[1].split()[0]
+
+
+async def test_the_link_journey_pays_on_the_web(app, client, phone, providers):
+    await add_account(app, offers=True)
+    browser = Browser(client)
+    await browser.get(await link_for(app, phone))
+    assert browser.state == "idle"
+    assert "Balance on Acme Card ending 4821: $1,250.00" in browser.text
+    assert "maria@example.com" not in browser.html
+    await browser.step(action="start")
+    assert browser.state == "contact_review" and "m***@example.com" in browser.text
+    await browser.step(action="continue")
+    assert browser.state == "offers" and "6 monthly payments of $208.34" in browser.text
+    await browser.step(action="continue", choice="3")
+    assert browser.state == "amount"
+    await browser.step(action="continue", amount="75.50")
+    assert browser.state == "method" and "Visa ending 4242" in browser.text
+    await browser.step(action="continue", choice="1")
+    assert browser.state == "schedule"
+    await browser.step(action="now")
+    assert browser.state == "confirm"
+    assert "$75.50" in browser.text and "Visa ending 4242" in browser.text
+    await browser.step(action="confirm")
+    assert browser.state == "agreement"
+    assert "authorize Northwind Recovery to charge $75.50 today" in browser.text.replace("\n", " ")
+    await browser.step(action="agree", esign_consent="yes", accept="yes")
+    assert "Thank you" in browser.text and "Paid" in browser.text and "P-" in browser.text
+
+    response = await client.get("/api/v1/accounts/ACC-1001",
+                                headers={"Authorization": f"Bearer {API_KEY}"})
+    account = await response.json()
+    assert account["balance_cents"] == 125000 - 7550
+    assert [(p["status"], p["channel"]) for p in account["payments"]] == [("Paid", "web")]
+    async with app[appkeys.DATABASE].session() as session:
+        agreement = await session.scalar(select(Agreement))
+    assert agreement.channel == "web" and agreement.signature_kind == "click"
+    assert agreement.ip_address == "127.0.0.1" and agreement.user_agent
+    assert "$75.50" in agreement.text
+    assert providers.email.outbox[-1].to == "maria@example.com"
+
+
+async def test_agreement_needs_both_consents(app, client, phone):
+    await add_account(app, creditor_settings={"contact_review": False, "schedule_payment": False})
+    browser = Browser(client)
+    await browser.get(await link_for(app, phone))
+    await browser.step(action="start")
+    await browser.step(action="continue", amount="50")
+    await browser.step(action="continue", choice="1")
+    await browser.step(action="confirm")
+    await browser.post("/portal/pay", {"action": "agree", "accept": "yes"}, status=422)
+    assert "Please tick both boxes" in browser.text
+    assert browser.state == "agreement"
+
+
+async def test_bad_amount_is_explained_and_changes_nothing(app, client, phone):
+    await add_account(app, creditor_settings={"contact_review": False})
+    browser = Browser(client)
+    await browser.get(await link_for(app, phone))
+    await browser.step(action="start")
+    await browser.post("/portal/pay", {"action": "continue", "amount": "5000"}, status=422)
+    assert "That is more than you owe. Enter up to $1,250.00." in browser.text
+    assert browser.state == "amount"
+
+
+async def test_a_post_without_csrf_is_refused(app, client, phone):
+    await add_account(app)
+    browser = Browser(client)
+    await browser.get(await link_for(app, phone))
+    response = await client.post("/portal/pay", data={"state": "idle", "action": "start"})
+    assert response.status == 403
+    assert "This form has expired" in await response.text()
+    assert state_of(await browser.get("/portal/pay")) == "idle"
+
+
+async def test_links_that_do_not_work_say_what_to_do(app, client, phone, clock):
+    await add_account(app)
+    path = await link_for(app, phone)
+    tampered = path[:-2] + ("AA" if not path.endswith("AA") else "BB")
+    response = await client.get(tampered)
+    assert response.status == 404 and "text LINK" in visible_text(await response.text())
+    async with app[appkeys.DATABASE].session() as session:
+        await session.execute(update(Link).values(revoked_at=clock.now()))
+        await session.commit()
+    response = await client.get(path)
+    assert response.status == 410 and "expired" in (await response.text())
+
+
+async def test_opening_a_link_rotates_the_session(app, client, phone):
+    await add_account(app)
+    browser = Browser(client)
+    await browser.get("/portal/")
+    before = client.session.cookie_jar.filter_cookies(client.make_url("/"))["paybot_session"].value
+    await browser.get(await link_for(app, phone))
+    after = client.session.cookie_jar.filter_cookies(client.make_url("/"))["paybot_session"].value
+    assert before != after
+    client.session.cookie_jar.clear()
+    response = await client.get("/portal/pay", allow_redirects=False,
+                                cookies={"paybot_session": before})
+    assert response.status == 303 and response.headers["Location"] == "/portal/"
+
+
+async def test_pages_carry_strict_security_headers(app, client, phone):
+    await add_account(app)
+    response = await client.get(await link_for(app, phone), allow_redirects=False)
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=Lax" in cookie
+    response = await client.get("/portal/pay")
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    html = await response.text()
+    assert "<script>" not in html and "style=" not in html  # nothing inline for the CSP to allow
+    assert len(html.encode()) < 60_000
+
+
+async def test_lookup_by_account_id_with_a_texted_code(app, client, providers):
+    await add_account(app)
+    browser = Browser(client)
+    await browser.get("/portal/")
+    await browser.post("/portal/lookup", {"identifier": "ACC-1001"})
+    assert "If we found your account, we sent a 6-digit code" in browser.text
+    assert "1,250" not in browser.text
+    code = re.search(r"code is (\d{6})", providers.sms.outbox[-1].body).group(1)  # type: ignore[union-attr]
+    assert providers.sms.outbox[-1].to == "+15555550100"
+    await browser.post("/portal/verify", {"code": code})
+    assert browser.state == "idle" and "$1,250.00" in browser.text
+
+
+async def test_lookup_by_ssn_with_knowledge_answers(app, client):
+    await add_account(app, ssn="123-45-6789", dob="1985-04-12")
+    browser = Browser(client)
+    await browser.get("/portal/")
+    await browser.post("/portal/lookup", {"identifier": "123-45-6789"})
+    await browser.post("/portal/verify", {"ssn_last4": "6789", "dob": "1985-04-12"})
+    assert browser.state == "idle"
+    assert "123-45-6789" not in browser.html and "6789" not in browser.text
+
+
+async def test_unknown_account_gets_the_same_answer_and_locks_after_three(app, client, providers):
+    await add_account(app)
+    browser = Browser(client)
+    await browser.get("/portal/")
+    await browser.post("/portal/lookup", {"identifier": "NOPE-1"})
+    assert "If we found your account, we sent a 6-digit code" in browser.text
+    assert providers.sms.outbox == []
+    await browser.post("/portal/verify", {"code": "123456"}, status=422)
+    assert "That did not match. 2 tries left." in browser.text
+    await browser.post("/portal/verify", {"code": "123457"}, status=422)
+    await browser.post("/portal/verify", {"code": "123458"}, status=429)
+    assert "verification is locked for 30 minutes" in browser.text
+    # A real account from the same address is locked too, even with the right code.
+    await browser.get("/portal/")
+    await browser.post("/portal/lookup", {"identifier": "ACC-1001"})
+    await browser.post("/portal/verify", {"code": "000000"}, status=429)
+
+
+async def test_lookups_are_rate_limited_per_address(app, client):
+    browser = Browser(client)
+    await browser.get("/portal/")
+    for n in range(10):
+        await browser.post("/portal/lookup", {"identifier": f"NOPE-{n}"})
+        await browser.get("/portal/")
+    await browser.post("/portal/lookup", {"identifier": "NOPE-X"}, status=429)
+    assert "Too many look-ups" in browser.text
+
+
+async def test_text_to_web_to_text_handoff(app, client, phone, providers):
+    await add_account(app, methods=())
+    maria = phone()
+    for text in ["pay", "ok"]:
+        await maria.send(text)
+    (add,) = await maria.send("50")
+    path = add.split("https://paybot.test", 1)[1].split()[0]
+    browser = Browser(client)
+    await browser.get(path)
+    assert browser.state == "method" and "Add a card" in browser.text
+    await browser.post("/portal/methods", {"payment_method": "pm_card_visa"})
+    assert browser.state == "schedule"
+    (texted,) = [m.body for m in providers.sms.outbox if m.to == "+15555550100"]
+    assert texted == (
+        "Card ending 4242 saved.\n"
+        "Pay now or later? Reply NOW, or a date such as 12/15 (up to Feb 23, 2027)."
+    )
+    assert await maria.send("now") == [
+        "Confirm: $50.00 from Visa ending 4242 today. Reply YES to confirm or NO to change."
+    ]
+
+
+async def test_web_to_text_handoff(app, client, phone):
+    await add_account(app, creditor_settings={"contact_review": False})
+    browser = Browser(client)
+    await browser.get(await link_for(app, phone))
+    await browser.step(action="start")
+    await browser.step(action="continue", amount="60")
+    await browser.step(action="continue", choice="1")
+    await browser.step(action="now")
+    assert browser.state == "confirm"
+    maria = phone()
+    (agreement,) = await maria.send("yes")
+    assert agreement.startswith("Reply AGREE to authorize this payment")
+    (done,) = await maria.send("agree")
+    assert done.startswith("Done: $60.00 paid with Visa ending 4242")
+    # The web page now shows where the flow stands: done, back at the start.
+    await browser.get("/portal/pay")
+    assert browser.state == "idle" and "$1,190.00" in browser.text
+
+
+async def test_a_stale_form_changes_nothing(app, client, phone):
+    await add_account(app, creditor_settings={"contact_review": False})
+    browser = Browser(client)
+    await browser.get(await link_for(app, phone))
+    stale = browser.html
+    await browser.step(action="start")
+    browser.html = stale
+    await browser.post("/portal/pay", {"action": "start"}, status=409)
+    assert "This page was out of date" in browser.text and browser.state == "amount"
+
+
+async def test_a_receipt_is_only_shown_to_its_account(app, client, phone):
+    await add_account(app)
+    await add_account(app, ref="ACC-2002", phone="+15555550199", email="x@example.com")
+    maria = phone()
+    for text in ["pay", "ok", "50", "1", "now", "yes", "agree"]:
+        await maria.send(text)
+    async with app[appkeys.DATABASE].session() as session:
+        reference = await session.scalar(select(Payment.reference))
+    browser = Browser(client)
+    await browser.get(await link_for(app, lambda: phone("+15555550199")))
+    await browser.get(f"/portal/receipt/{reference}", status=404)
+    await browser.get(await link_for(app, phone))
+    await browser.get(f"/portal/receipt/{reference}")
+    assert reference in browser.text and "$50.00" in browser.text
+
+
+async def test_declined_on_the_web_goes_back_to_the_method(app, client, phone):
+    await add_account(app, methods=("pm_card_chargeCustomerFail",),
+                      creditor_settings={"contact_review": False, "schedule_payment": False})
+    browser = Browser(client)
+    await browser.get(await link_for(app, phone))
+    await browser.step(action="start")
+    await browser.step(action="continue", amount="50")
+    await browser.step(action="continue", choice="1")
+    await browser.step(action="confirm")
+    await browser.step(action="agree", esign_consent="yes", accept="yes")
+    assert "did not go through" in browser.text and browser.state == "method"
+
+
+async def test_expired_session_asks_to_look_up_again(app, client, phone, clock):
+    await add_account(app)
+    browser = Browser(client)
+    await browser.get(await link_for(app, phone))
+    clock.advance(timedelta(minutes=31))
+    response = await client.get("/portal/pay", allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"] == "/portal/"
