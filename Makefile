@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-embedded test-services lint services diagrams bench
+.PHONY: setup demo test test-embedded test-services lint services diagrams bench browser
 
 setup: $(VENV)/.installed
 
@@ -21,12 +21,18 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: setup lint test-embedded test-services
+test: setup browser lint test-embedded test-services
 
-test-embedded: setup
+# Debian's Chromium drives the browser tests (Playwright never downloads a browser here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests" >&2; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; }
+
+test-embedded: setup browser
 	PAYBOT_TEST_BACKEND=embedded $(PY) -m pytest
 
-test-services: setup services
+test-services: setup browser services
 	PAYBOT_TEST_BACKEND=services $(PY) -m pytest
 
 services:

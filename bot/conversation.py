@@ -609,6 +609,7 @@ class ConversationEngine:
                 amount_cents=int(args["amount_cents"]),
                 pay_on=pay_on,
                 method_label=args.get("method_label") or "",
+                method_kind=args.get("method_kind"),
                 offer=offer,
                 terms_version=flow.settings.terms_version,
                 brand=brand,

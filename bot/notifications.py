@@ -34,6 +34,7 @@ class Notifier:
         pay_on: date | None,
         method_label: str,
         offer: Any,
+        method_kind: str | None = None,
         terms_version: str,
         brand: str,
     ) -> str:
@@ -45,6 +46,7 @@ class Notifier:
                 amount_cents=amount_cents,
                 pay_on=pay_on,
                 method_label=method_label,
+                method_kind=method_kind,
                 offer=offer,
                 terms_version=terms_version,
                 brand=brand,

@@ -179,6 +179,7 @@ async def render_step(
             context["agreement_text"] = engine.notifier.agreement_text(
                 account=account, amount_cents=summary["amount_cents"], pay_on=summary["pay_on"],
                 method_label=summary["method_label"] or "", offer=summary["offer"],
+                method_kind=summary["method_kind"],
                 terms_version=flow.settings.terms_version,
                 brand=await engine.brand_for(db, account),
             )

@@ -387,6 +387,7 @@ class PaymentFlow:
         return {
             "amount_cents": self.context.get("amount_cents"),
             "method_label": method.label if method else None,
+            "method_kind": method.kind if method else None,
             "pay_on": date.fromisoformat(pay_on) if pay_on else None,
             "offer": self.chosen_offer(),
         }
