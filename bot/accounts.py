@@ -30,10 +30,11 @@ MAX_BALANCE_CENTS = 100_000_000_00
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# Control characters (line breaks, NUL...) and lone surrogates: no name or address has them,
-# PostgreSQL refuses NUL and no driver can encode a lone surrogate.
+# Control characters (NUL, BEL...) and lone surrogates: no name or address has them, PostgreSQL
+# refuses NUL and no driver can encode a lone surrogate. (Whitespace is collapsed before.)
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-# Dollars as operators write them: 1250, 1250.5, 1,250.00, $1,250.00 (no exponent, no decimal comma).
+# Dollars as operators write them: 1250, 1250.5, 1,250.00, $1,250.00
+# (no exponent, no decimal comma: "12,50" is not $1,250.00).
 _DOLLARS = re.compile(r"^\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{1,2})?$")
 # Nine digits the way an SSN is written: never echoed back, whatever column it sits in.
 _SSN_LIKE = re.compile(r"(?<!\d)\d{3}[\s.-]?\d{2}[\s.-]?\d{4}(?!\d)")
@@ -91,9 +92,9 @@ def parse_account(row: Mapping[str, Any]) -> AccountInput:
             return None
         if not isinstance(value, str):
             raise InvalidAccount(f"{name} must be text (a JSON string)")
-        value = value.strip()
+        value = " ".join(value.split())  # line breaks and tabs (a multi-line CSV cell): a space
         if _FORBIDDEN.search(value):
-            raise InvalidAccount(f"{name} contains a line break or a control character")
+            raise InvalidAccount(f"{name} contains a control character")
         if len(value) > limit:
             raise InvalidAccount(f"{name} is longer than {limit} characters")
         return value or None
@@ -161,7 +162,8 @@ def _parse_balance(raw: Any) -> int:
         raise InvalidAccount("balance cannot be negative")
     if not _DOLLARS.match(value):
         raise InvalidAccount(
-            f"balance {_show(value)} is not an amount in dollars (e.g. 1250.00, at most 2 decimals)")
+            f"balance {_show(value)} is not an amount in dollars "
+            "(e.g. 1250.00, at most 2 decimals)")
     try:
         cents = dollars_to_cents(value)
     except (InvalidAmount, ArithmeticError) as exc:
@@ -316,7 +318,8 @@ def read_csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, 
                 break
     except csv.Error as exc:
         handle.close()
-        raise ImportFileError(f"{path}:{reader.line_num}: the header row is not CSV: {exc}") from exc
+        raise ImportFileError(
+            f"{path}:{reader.line_num}: the header row is not CSV: {exc}") from exc
     if not header:
         handle.close()
         raise ImportFileError(f"{path}: no header row; it needs {', '.join(REQUIRED)}")
@@ -422,21 +425,23 @@ async def import_csv(
             report.created, report.updated, report.unchanged = before
             creditors.clear()
             for line, data in batch:
+                before = (report.created, report.updated, report.unchanged)
                 try:
                     async with sessions() as session:
                         await write(session, [(line, data)])
                         await session.commit()
                 except SQLAlchemyError as exc:
-                    report.errors.append((line, f"the database refused the row "
-                                                f"({type(exc.orig or exc).__name__})"))
+                    report.created, report.updated, report.unchanged = before
+                    creditors.clear()
+                    cause = getattr(exc, "orig", None) or exc  # its name only: no values echoed
+                    report.errors.append(
+                        (line, f"the database refused the row ({type(cause).__name__})"))
         batch.clear()
         if progress:
             progress(upto - done)
         done = upto
 
-    last = 1
     for line, row in rows:
-        last = line
         if "__error__" in row:
             report.errors.append((line, row["__error__"]))
             continue
@@ -454,6 +459,6 @@ async def import_csv(
         batch.append((line, data))
         if len(batch) >= batch_size:
             await flush(line)
-    await flush(max(lines, last))
+    await flush(lines)
     report.errors.sort()
     return report

@@ -1,22 +1,34 @@
-"""REST API for operators: /api/v1, bearer API key, OpenAPI document at /api/v1/openapi.json."""
+"""REST API for operators: /api/v1, bearer API key, OpenAPI document at /api/v1/openapi.json.
+
+Whatever a client sends gets a JSON answer with a status that says what to fix: 400 for a
+body that is not a JSON object, 401/503 for the key, 404, 413 for a body over the server's
+limit, 422 (with the reason) for an account that does not validate; never a 500 for bad input.
+"""
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
+import re
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from bot import appkeys, ledger
-from bot.accounts import InvalidAccount, parse_account, upsert_account
+from bot.accounts import FIELDS, InvalidAccount, parse_account, upsert_account
 from bot.models import Account, Conversation, Payment, PaymentMethod
 from bot.payments import STATUS_LABELS
 from bot.phones import InvalidPhone, normalize_phone
 from bot.security import mask_email, mask_phone
 
+log = logging.getLogger(__name__)
+
 PUBLIC_PATHS = {"/api/v1/openapi.json"}
+_ACCOUNT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def create_app() -> web.Application:
@@ -28,18 +40,24 @@ def create_app() -> web.Application:
     return app
 
 
-def problem(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def problem(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers or None)
 
 
 @web.middleware
 async def json_errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
     try:
         return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return problem(413, f"the body is larger than the {request.client_max_size} bytes allowed")
     except web.HTTPException as exc:
         if exc.status >= 400:
-            return problem(exc.status, exc.reason)
+            extra = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+            return problem(exc.status, exc.reason, **extra)
         raise
+    except Exception:
+        log.exception("API request %s %s failed", request.method, request.path)
+        return problem(500, "internal error; nothing was changed by a failed request")
 
 
 @web.middleware
@@ -49,14 +67,18 @@ async def require_api_key(request: web.Request, handler):  # type: ignore[no-unt
     expected = request.config_dict[appkeys.SETTINGS].api_key
     if not expected:
         return problem(503, "the REST API is disabled: set PAYBOT_API_KEY")
-    given = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
-        return web.json_response({"error": "a valid bearer API key is required"}, status=401,
-                                 headers={"WWW-Authenticate": "Bearer"})
+    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode("utf-8", "replace"), expected.encode()
+    ):
+        return problem(401, "a valid bearer API key is required (Authorization: Bearer KEY)",
+                       **{"WWW-Authenticate": "Bearer"})
     return await handler(request)
 
 
-def account_document(account: Account, payments: list[tuple[Payment, PaymentMethod | None]]) -> dict[str, Any]:
+def account_document(
+    account: Account, payments: list[tuple[Payment, PaymentMethod | None]]
+) -> dict[str, Any]:
     return {
         "account_id": account.account_ref,
         "first_name": account.first_name,
@@ -66,12 +88,14 @@ def account_document(account: Account, payments: list[tuple[Payment, PaymentMeth
         "balance": _dollars(account.balance_cents),
         "phone": mask_phone(account.phone),
         "email": mask_email(account.email),
+        "ssn": f"***-**-{account.ssn_last4}" if account.ssn_last4 else None,
         "timezone": account.timezone,
         "creditor": account.creditor_code,
         "payments": [
             {
                 "reference": p.reference,
                 "amount_cents": p.amount_cents,
+                "amount": _dollars(p.amount_cents),
                 "scheduled_for": p.scheduled_for.isoformat(),
                 "status": STATUS_LABELS.get(p.status, p.status),
                 "method": f"{m.brand} ending {m.last4}" if m else None,
@@ -86,12 +110,16 @@ def account_document(account: Account, payments: list[tuple[Payment, PaymentMeth
 
 
 def _dollars(cents: int) -> str:
-    return f"{cents // 100}.{cents % 100:02d}"
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
 
 
 async def get_account(request: web.Request) -> web.Response:
+    ref = request.match_info["account_id"]
+    if not _ACCOUNT_REF.match(ref):
+        return problem(404, "no account with that account_id")
     async with request.config_dict[appkeys.DATABASE].session() as session:
-        account = await ledger.account_by_ref(session, request.match_info["account_id"])
+        account = await ledger.account_by_ref(session, ref)
         if account is None:
             return problem(404, "no account with that account_id")
         rows = await session.execute(
@@ -103,32 +131,62 @@ async def get_account(request: web.Request) -> web.Response:
         return web.json_response(account_document(account, [(p, m) for p, m in rows.all()]))
 
 
-async def upsert(request: web.Request) -> web.Response:
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
+    raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge -> 413
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return problem(400, "the body must be a JSON object")
+        body = json.loads(raw.decode("utf-8-sig"), parse_float=Decimal,
+                          parse_constant=_reject_constant)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return problem(400, "the body must be a JSON object (UTF-8)")
     if not isinstance(body, dict):
         return problem(400, "the body must be a JSON object")
+    return body
+
+
+async def upsert(request: web.Request) -> web.Response:
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    unknown = sorted(str(name) for name in body if name not in FIELDS)
+    if unknown:
+        shown = ", ".join(name[:40] for name in unknown[:10])
+        return problem(422, f"unknown field(s): {shown}; the fields are {', '.join(FIELDS)}")
     try:
         data = parse_account(body)
     except InvalidAccount as exc:
         return problem(422, str(exc))
     settings = request.config_dict[appkeys.SETTINGS]
     clock = request.config_dict[appkeys.CLOCK]
-    async with request.config_dict[appkeys.DATABASE].session() as session:
-        account, created = await upsert_account(session, data, secret_key=settings.secret_key,
-                                                at=clock.now(), actor="api")
-        await session.commit()
-        document = account_document(account, [])
+    database = request.config_dict[appkeys.DATABASE]
+    for attempt in (1, 2):
+        async with database.session() as session:
+            try:
+                account, created = await upsert_account(
+                    session, data, secret_key=settings.secret_key, at=clock.now(), actor="api")
+                await session.commit()
+            except IntegrityError:
+                # Another request created the same account (or creditor) meanwhile: update it.
+                await session.rollback()
+                if attempt == 2:
+                    raise
+                continue
+            document = account_document(account, [])
+            break
     del document["payments"]
     return web.json_response(document, status=201 if created else 200)
 
 
 async def hand_back(request: web.Request) -> web.Response:
     """An agent hands a conversation back to the bot; it starts again from the main menu."""
+    raw = request.match_info["phone"]
     try:
-        phone = normalize_phone(request.match_info["phone"])
+        if len(raw) > 30:
+            raise InvalidPhone(raw)
+        phone = normalize_phone(raw)
     except InvalidPhone:
         return problem(400, "not a phone number")
     clock = request.config_dict[appkeys.CLOCK]
@@ -146,64 +204,148 @@ async def hand_back(request: web.Request) -> web.Response:
     return web.json_response({"phone": phone, "handled_by": "bot"})
 
 
-ACCOUNT_SCHEMA: dict[str, Any] = {
+ACCOUNT_INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["account_id", "first_name", "last_name", "balance"],
+    "additionalProperties": False,
+    "description": "phone or email (or both) is required",
     "properties": {
-        "account_id": {"type": "string", "maxLength": 64},
-        "first_name": {"type": "string"},
-        "last_name": {"type": "string"},
-        "phone": {"type": "string", "description": "E.164 or a 10-digit US number"},
-        "email": {"type": "string", "format": "email"},
-        "balance": {"type": "string", "description": "dollars, e.g. \"1250.00\""},
-        "ssn": {"type": "string", "description": "kept only as a keyed hash and last 4"},
-        "dob": {"type": "string", "format": "date"},
-        "zip": {"type": "string"},
-        "timezone": {"type": "string", "example": "America/Chicago"},
-        "creditor": {"type": "string"},
-        "description": {"type": "string", "example": "Acme Card ending 4821"},
+        "account_id": {"type": "string", "pattern": _ACCOUNT_REF.pattern, "maxLength": 64},
+        "first_name": {"type": "string", "maxLength": 80},
+        "last_name": {"type": "string", "maxLength": 80},
+        "phone": {"type": ["string", "null"], "description": "E.164 or a 10-digit US number"},
+        "email": {"type": ["string", "null"], "format": "email", "maxLength": 254},
+        "balance": {"type": ["string", "number"],
+                    "description": "dollars, e.g. \"1250.00\" (at most 2 decimals, not negative)",
+                    "examples": ["1250.00"]},
+        "ssn": {"type": ["string", "null"], "description": "9 digits; kept only as a keyed hash "
+                "and the last 4"},
+        "dob": {"type": ["string", "null"], "description": "YYYY-MM-DD or MM/DD/YYYY"},
+        "zip": {"type": ["string", "null"], "pattern": r"^\d{5}(-\d{4})?$"},
+        "timezone": {"type": ["string", "null"], "examples": ["America/Chicago"]},
+        "creditor": {"type": ["string", "null"], "maxLength": 40},
+        "description": {"type": ["string", "null"], "maxLength": 120,
+                        "examples": ["Acme Card ending 4821"]},
     },
 }
 
+ACCOUNT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "contacts are masked: the full phone, email or SSN never leaves the ledger",
+    "properties": {
+        "account_id": {"type": "string"},
+        "first_name": {"type": "string"},
+        "last_name": {"type": "string"},
+        "description": {"type": "string"},
+        "balance_cents": {"type": "integer"},
+        "balance": {"type": "string", "examples": ["1250.00"]},
+        "phone": {"type": ["string", "null"], "examples": ["***-***-0100"]},
+        "email": {"type": ["string", "null"], "examples": ["m***@example.com"]},
+        "ssn": {"type": ["string", "null"], "examples": ["***-**-6789"]},
+        "timezone": {"type": "string"},
+        "creditor": {"type": ["string", "null"]},
+        "payments": {"type": "array", "items": {"$ref": "#/components/schemas/Payment"}},
+    },
+}
+
+PAYMENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "reference": {"type": "string"},
+        "amount_cents": {"type": "integer"},
+        "amount": {"type": "string"},
+        "scheduled_for": {"type": "string", "format": "date"},
+        "status": {"type": "string", "enum": sorted(set(STATUS_LABELS.values()))},
+        "method": {"type": ["string", "null"], "examples": ["Visa ending 4242"]},
+        "channel": {"type": "string"},
+        "plan_id": {"type": ["integer", "null"]},
+        "installment_number": {"type": ["integer", "null"]},
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _account(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Account"}}}}
+
+
+_AUTH_ERRORS = {"401": _error("no or wrong API key"),
+                "503": _error("the API is disabled: no API key is configured")}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
-    "info": {"title": "PayBot API", "version": "1"},
+    "info": {"title": "PayBot API", "version": "1",
+             "description": "Operators' API: accounts and conversations. Errors are "
+                            "{\"error\": \"...\"}."},
     "servers": [{"url": "/api/v1"}],
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
-            "AccountInput": ACCOUNT_SCHEMA,
-            "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
+            "AccountInput": ACCOUNT_INPUT_SCHEMA,
+            "Account": ACCOUNT_SCHEMA,
+            "Payment": PAYMENT_SCHEMA,
+            "Error": {"type": "object", "required": ["error"],
+                      "properties": {"error": {"type": "string"}}},
         },
     },
     "security": [{"bearer": []}],
     "paths": {
+        "/openapi.json": {
+            "get": {
+                "operationId": "getOpenApi",
+                "summary": "This document (no key needed)",
+                "security": [],
+                "responses": {"200": {"description": "the OpenAPI document",
+                                      "content": {"application/json": {}}}},
+            }
+        },
         "/accounts": {
             "post": {
+                "operationId": "upsertAccount",
                 "summary": "Create or update an account (upsert by account_id)",
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/AccountInput"}}}},
-                "responses": {"200": {"description": "updated"}, "201": {"description": "created"},
-                              "401": {"description": "no or wrong API key"},
-                              "422": {"description": "invalid account"}},
+                "responses": {
+                    "200": _account("updated (contacts masked, no payments)"),
+                    "201": _account("created (contacts masked, no payments)"),
+                    "400": _error("the body is not a JSON object"),
+                    **_AUTH_ERRORS,
+                    "413": _error("the body is too large"),
+                    "422": _error("the account is not valid; the message says why"),
+                },
             }
         },
         "/accounts/{account_id}": {
             "get": {
+                "operationId": "getAccount",
                 "summary": "Balance, masked contacts and payments with their status",
                 "parameters": [{"name": "account_id", "in": "path", "required": True,
                                 "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "the account"},
-                              "404": {"description": "unknown account"}},
+                "responses": {"200": _account("the account"),
+                              **_AUTH_ERRORS,
+                              "404": _error("unknown account")},
             }
         },
         "/conversations/{phone}/handback": {
             "post": {
+                "operationId": "handBackConversation",
                 "summary": "Hand a conversation taken by an agent back to the bot",
                 "parameters": [{"name": "phone", "in": "path", "required": True,
                                 "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "handed back"},
-                              "404": {"description": "no such conversation"}},
+                "responses": {
+                    "200": {"description": "handed back", "content": {"application/json": {
+                        "schema": {"type": "object", "properties": {
+                            "phone": {"type": "string"}, "handled_by": {"type": "string"}}}}}},
+                    "400": _error("not a phone number"),
+                    **_AUTH_ERRORS,
+                    "404": _error("no such conversation"),
+                },
             }
         },
     },

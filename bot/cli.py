@@ -163,31 +163,38 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
 def _send_links(settings: Settings, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from bot.campaigns import send_links
+    from bot.campaigns import CampaignError, send_links
     from bot.clock import SystemClock
-    from bot.coordination import Coordinator  # noqa: F401  (same resources as the server)
     from bot.db import Database
     from bot.providers import build_providers
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    name = "paybot send-links"
 
     async def run() -> int:
         database = Database(settings.database_url)
         providers = build_providers(settings)
         try:
             await database.migrate()
-            with tqdm(unit=" accounts", desc="sending", file=sys.stderr,
+            with tqdm(unit=" accounts", desc="sending", file=sys.stderr, dynamic_ncols=True,
                       disable=not sys.stderr.isatty()) as bar:
                 report = await send_links(
                     settings=settings, database=database, sms=providers.sms, clock=SystemClock(),
                     account_refs=args.accounts, creditor=args.creditor, progress=bar.update,
-                    on_total=lambda n: setattr(bar, "total", n),
+                    on_total=lambda n: (setattr(bar, "total", n), bar.refresh()),
                 )
+        except CampaignError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            return 2
         finally:
             await providers.close()
             await database.close()
+        for account_ref in report.unknown:
+            print(f"{name}: {account_ref}: no account with that account_id", file=sys.stderr)
         for account_ref, reason in report.failed:
-            print(f"{account_ref}: {reason}", file=sys.stderr)
+            print(f"{name}: {account_ref}: {reason}", file=sys.stderr)
         print(report.summary)
-        return 1 if report.failed else 0
+        return 1 if report.failed or report.unknown else 0
 
     return asyncio.run(run())
 
