@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import ledger
 from bot.compliance import DEFAULT_DISCLOSURE, in_quiet_hours
-from bot.config import FlowSettings, Settings
+from bot.config import Settings
 from bot.db import Database
 from bot.gsm7 import segment_count
 from bot.models import Account, AuditEvent, Creditor, Link, Message
@@ -134,9 +134,7 @@ async def _send_one(
         if await ledger.is_opted_out(session, phone):
             return "opted_out"
         creditor = await ledger.creditor_of(session, account)
-        flow = FlowSettings.from_mapping(
-            {**settings.flow.to_mapping(), **(creditor.settings if creditor else {})}
-        )
+        flow = settings.flow.merged(creditor.settings if creditor else None)
         if in_quiet_hours(now, account.timezone, flow):
             return "quiet_hours"
         if await _link_sent_since(session, account.id, now - lifetime):

@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     links.add_argument("--creditor", help="only this creditor's accounts")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = load_settings()
     handler = {

@@ -6,6 +6,7 @@ Nothing here is read at import time; `Settings.from_env` takes the mapping to re
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,13 +37,46 @@ class FlowSettings:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, object] | None) -> FlowSettings:
+        """Settings as stored per creditor; a value of the wrong type is an error, not a crash
+        later in the middle of a customer's conversation."""
         if not data:
             return cls()
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        if "methods_enabled" in values:
-            values["methods_enabled"] = tuple(values["methods_enabled"])  # type: ignore[arg-type]
-        return cls(**values)  # type: ignore[arg-type]
+        defaults = cls()
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            value, default = data[f.name], getattr(defaults, f.name)
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise ConfigError(f"flow setting {f.name} must be true or false")
+            elif isinstance(default, int):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ConfigError(f"flow setting {f.name} must be a whole number")
+            elif isinstance(default, tuple):
+                if not isinstance(value, list | tuple) or not all(
+                    isinstance(v, str) for v in value
+                ):
+                    raise ConfigError(f"flow setting {f.name} must be a list of names")
+                value = tuple(value)
+            elif not isinstance(value, str):
+                raise ConfigError(f"flow setting {f.name} must be text")
+            values[f.name] = value
+        settings = cls(**values)  # type: ignore[arg-type]
+        if not (0 <= settings.quiet_hours_end <= 23 and 0 <= settings.quiet_hours_start <= 24):
+            raise ConfigError("quiet hours must be hours of the day")
+        return settings
+
+    def merged(self, overrides: Mapping[str, object] | None) -> FlowSettings:
+        """These settings with a creditor's overrides; a broken override set is logged and
+        ignored, so a typo in one creditor's settings never breaks a customer's conversation."""
+        if not overrides:
+            return self
+        try:
+            return FlowSettings.from_mapping({**self.to_mapping(), **overrides})
+        except (ConfigError, TypeError):
+            logging.getLogger(__name__).error("ignoring invalid creditor flow settings")
+            return self
 
     def to_mapping(self) -> dict[str, object]:
         data = dataclasses.asdict(self)

@@ -181,7 +181,11 @@ class ConversationEngine:
         return WebStep(flow=view, notices=turn.replies, outcome=turn.outcome)
 
     async def method_saved(
-        self, account_id: int, saved: SavedMethod, *, ip_address: str | None = None,
+        self,
+        account_id: int,
+        saved: SavedMethod,
+        *,
+        ip_address: str | None = None,
         user_agent: str | None = None,
     ) -> WebStep:
         """A card or bank account saved on the web (Stripe.js): record it, and if the customer
@@ -200,13 +204,24 @@ class ConversationEngine:
             )
             if existing is None:
                 existing = PaymentMethod(
-                    account_id=account.id, processor_ref=saved.processor_ref, kind=saved.kind,
-                    brand=saved.brand, last4=saved.last4, created_at=now,
+                    account_id=account.id,
+                    processor_ref=saved.processor_ref,
+                    kind=saved.kind,
+                    brand=saved.brand,
+                    last4=saved.last4,
+                    created_at=now,
                 )
                 session.add(existing)
             existing.is_default = True
-            await ledger.audit(session, "method_saved", at=now, account_id=account.id,
-                               method_kind=saved.kind, last4=saved.last4, channel="web")
+            await ledger.audit(
+                session,
+                "method_saved",
+                at=now,
+                account_id=account.id,
+                method_kind=saved.kind,
+                last4=saved.last4,
+                channel="web",
+            )
             await session.commit()
             key = await self._conversation_key(session, account)
             conv = await self._conversation_of(session, account, key, now)
@@ -231,8 +246,10 @@ class ConversationEngine:
             account = await session.get(Account, account_id)
             assert account is not None
             label = "Card" if saved.kind == "card" else "Bank account"
-            replies = [Reply("method_saved", {"label": label, "last4": saved.last4}),
-                       step.flow.prompt()]
+            replies = [
+                Reply("method_saved", {"label": label, "last4": saved.last4}),
+                step.flow.prompt(),
+            ]
             texts = await self._render(session, None, account, replies, self.clock.now())
             conv = await session.scalar(select(Conversation).where(Conversation.phone == phone))
             for text in texts:
@@ -241,11 +258,18 @@ class ConversationEngine:
                 except SmsError:
                     log.warning("could not text the handoff confirmation")
                     return
-                session.add(Message(
-                    conversation_id=conv.id if conv else None, direction="outbound", channel="sms",
-                    provider_sid=sent.sid, phone=phone, body=text, status=sent.status,
-                    created_at=self.clock.now(),
-                ))
+                session.add(
+                    Message(
+                        conversation_id=conv.id if conv else None,
+                        direction="outbound",
+                        channel="sms",
+                        provider_sid=sent.sid,
+                        phone=phone,
+                        body=text,
+                        status=sent.status,
+                        created_at=self.clock.now(),
+                    )
+                )
             await session.commit()
 
     async def _conversation_key(self, session: AsyncSession, account: Account) -> str:
@@ -516,7 +540,9 @@ class ConversationEngine:
             flow.context["invalid_count"] = misses
             if misses >= flow.settings.max_invalid_replies:
                 flow.context["invalid_count"] = 0
-                await self._hand_to_agent(session, conv, turn, now, reason="confused", text=text or "")
+                await self._hand_to_agent(
+                    session, conv, turn, now, reason="confused", text=text or ""
+                )
             else:
                 turn.replies.append(Reply("did_not_understand", {"reason": meaning.reason}))
                 turn.replies.append(flow.prompt())
@@ -639,7 +665,11 @@ class ConversationEngine:
             if flow.context.get("pay_on"):
                 flow.context["pay_on"] = str(flow.context["pay_on"])
             flow.charge_failed()
-        elif account.email and outcome.status in {"paid", "scheduled", "pending"}:
+        elif (
+            account.email
+            and outcome.receipt_due
+            and outcome.status in {"paid", "scheduled", "pending"}
+        ):
             turn.emails.append(self.notifier.receipt(account, outcome, brand=brand))
 
     # ------------------------------------------------------------------ unknown numbers
@@ -729,7 +759,10 @@ class ConversationEngine:
                     session, account.phone or ""
                 )
                 await self.notifier.send_code(
-                    account, code, brand=await self.brand_for(session, account), by_sms=texts_allowed
+                    account,
+                    code,
+                    brand=await self.brand_for(session, account),
+                    by_sms=texts_allowed,
                 )
         # An unknown account id gets the same answer as a real one.
         flow.account_given()
@@ -826,9 +859,7 @@ class ConversationEngine:
 
     async def _flow_settings(self, session: AsyncSession, account: Account) -> FlowSettings:
         creditor = await ledger.creditor_of(session, account)
-        if creditor is None or not creditor.settings:
-            return self.settings.flow
-        return FlowSettings.from_mapping({**self.settings.flow.to_mapping(), **creditor.settings})
+        return self.settings.flow.merged(creditor.settings if creditor else None)
 
     async def _account_view(
         self, session: AsyncSession, account: Account, now: datetime

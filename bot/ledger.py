@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -75,15 +75,34 @@ async def reply_texts(session: AsyncSession, inbound_id: int) -> list[str]:
     return list(rows)
 
 
+# Twilio's callbacks can arrive out of order: a status never moves back to an earlier one.
+STATUS_RANK = {
+    "accepted": 0,
+    "scheduled": 0,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "read": 5,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+}
+
+
 async def record_status(
     session: AsyncSession, *, sid: str, status: str, error_code: str | None
 ) -> bool:
-    result = await session.execute(
-        update(Message)
-        .where(Message.provider_sid == sid, Message.direction == "outbound")
-        .values(status=status, error_code=error_code)
+    message = await session.scalar(
+        select(Message).where(Message.provider_sid == sid, Message.direction == "outbound")
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    if message is None:
+        return False
+    if STATUS_RANK.get(status, 0) >= STATUS_RANK.get(message.status or "", -1):
+        message.status = status
+    if error_code:
+        message.error_code = error_code  # a later callback without a code does not erase it
+    return True
 
 
 # --- conversations ---

@@ -150,7 +150,7 @@ class Payment(Base):
     scheduled_for: Mapped[date]
     # scheduled -> processing -> paid | pending | declined ; pending -> paid | declined ; canceled
     status: Mapped[str] = mapped_column(String(20))
-    processor_id: Mapped[str | None] = mapped_column(String(64))
+    processor_id: Mapped[str | None] = mapped_column(String(64), index=True)
     failure_code: Mapped[str | None] = mapped_column(String(64))
     channel: Mapped[str] = mapped_column(String(10), default="sms")
     created_at: Mapped[datetime]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 
@@ -16,15 +17,20 @@ def format_cents(cents: int) -> str:
     return f"{sign}${dollars:,}.{rest:02d}"
 
 
+_DOLLARS = re.compile(r"^-?\$?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
+
+
 def dollars_to_cents(text: str) -> int:
-    """Parse an operator-supplied dollar figure such as "1250.00" or "$1,250" (CSV, API)."""
-    cleaned = text.strip().replace(",", "").removeprefix("$")
+    """Parse an operator-supplied dollar figure such as "1250.00" or "$1,250" (CSV, API).
+    Commas only as thousands separators ("12,50" is refused), no exponents."""
+    stripped = text.strip()
+    if not _DOLLARS.match(stripped):
+        raise InvalidAmount(f"not an amount in dollars: {text!r}")
+    cleaned = stripped.replace(",", "").replace("$", "")
     try:
         value = Decimal(cleaned)
     except InvalidOperation as exc:
         raise InvalidAmount(f"not an amount: {text!r}") from exc
-    if not value.is_finite():
-        raise InvalidAmount(f"not an amount: {text!r}")
     if value.as_tuple().exponent < -2:  # type: ignore[operator]
         raise InvalidAmount(f"more than two decimals: {text!r}")
     return int((value * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))

@@ -73,7 +73,7 @@ class Notifier:
             await self.email.send(to=to, subject=subject, text=text, html=html)
         except EmailError:
             # The payment stands whatever the mailer says; the failure is logged, never the body.
-            log.warning("receipt email not sent (subject %r)", subject)
+            log.warning("email not sent (subject %r)", subject)
 
     async def send_code(self, account: Account, code: str, *, brand: str, by_sms: bool) -> None:
         """By text to the phone on file unless it opted out; else by email."""

@@ -70,6 +70,8 @@ class PaymentOutcome:
     pay_on: date | None
     failure_message: str | None = None
     installments: int = 1
+    # False when someone else (a Stripe webhook that won the race) already told the customer.
+    receipt_due: bool = True
 
 
 def installment_schedule(
@@ -95,8 +97,10 @@ class PaymentService:
         payment, created = await self._record(session, account, method, request, today=today)
         # Only the request that wrote the row charges: any other (a retry, a race) reads it. A row
         # left `processing` by a crash is retried by the worker with the same idempotency key.
+        receipt_due = created
         if created and payment.status == "processing":
-            await self._charge(session, account, method, payment)
+            receipt_due = await self._charge(session, account, method, payment)
+            payment = await session.get(Payment, payment.id, populate_existing=True) or payment
         count = request.installment_count if request.offer_kind == "plan" else 1
         return PaymentOutcome(
             reference=payment.reference,
@@ -106,6 +110,7 @@ class PaymentService:
             pay_on=payment.scheduled_for if payment.status == "scheduled" else None,
             failure_message=_failure_text(payment.failure_code),
             installments=count,
+            receipt_due=receipt_due,
         )
 
     async def _record(
@@ -207,7 +212,8 @@ class PaymentService:
 
     async def _charge(
         self, session: AsyncSession, account: Account, method: PaymentMethod, payment: Payment
-    ) -> None:
+    ) -> bool:
+        """Charge now; True when this call recorded the outcome."""
         if not account.processor_customer_id:
             raise PaymentRefused("That payment method is no longer on file.")
         try:
@@ -226,16 +232,20 @@ class PaymentService:
             payment.failure_code = "processor_unavailable"
             payment.updated_at = self.clock.now()
             await session.commit()
-            return
-        await apply_charge_result(
+            return False
+        # A webhook may have recorded this charge while we waited: read the row afresh, locked.
+        fresh = await session.get(Payment, payment.id, with_for_update=True, populate_existing=True)
+        assert fresh is not None
+        changed = await apply_charge_result(
             session,
-            payment,
+            fresh,
             status=result.status,
             processor_id=result.processor_id,
             failure_code=result.failure_code,
             at=self.clock.now(),
         )
         await session.commit()
+        return changed
 
 
 async def apply_charge_result(
@@ -246,17 +256,21 @@ async def apply_charge_result(
     processor_id: str | None,
     failure_code: str | None,
     at: datetime,
-) -> None:
-    """Write a processor's answer back; the balance moves only when money really arrived."""
+) -> bool:
+    """Write a processor's answer back; the balance moves only when money really arrived.
+    False when nothing changed (the payment was already paid)."""
     if payment.status == "paid":
-        return  # a late or repeated event never undoes or repeats a completed payment
+        return False  # a late or repeated event never undoes or repeats a completed payment
     new_status = {"requires_action": "declined"}.get(status, status)
     payment.status = new_status
     payment.processor_id = processor_id or payment.processor_id
     payment.failure_code = failure_code if new_status == "declined" else None
     payment.updated_at = at
     if new_status == "paid":
-        account = await session.get(Account, payment.account_id)
+        # The row is locked and read afresh: two writers must not both lower the same balance.
+        account = await session.get(
+            Account, payment.account_id, with_for_update=True, populate_existing=True
+        )
         assert account is not None
         settles = False
         if payment.offer_id is not None and payment.plan_id is None:
@@ -274,6 +288,7 @@ async def apply_charge_result(
             reference=payment.reference,
             amount_cents=payment.amount_cents,
         )
+    return True
 
 
 async def _payment_by_key(session: AsyncSession, key: str) -> Payment | None:

@@ -53,18 +53,20 @@ def content_security_policy(stripe_js_url: str) -> str:
     parts = urlsplit(stripe_js_url)
     stripe = f"{parts.scheme}://{parts.netloc}"
     # Only our own assets and Stripe's: no inline script, no third-party fonts or trackers.
-    return "; ".join([
-        "default-src 'self'",
-        f"script-src 'self' {stripe}",
-        f"frame-src {stripe}",
-        f"connect-src 'self' {stripe}",
-        "img-src 'self' data:",
-        "style-src 'self'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-        "base-uri 'none'",
-        "object-src 'none'",
-    ])
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src 'self' {stripe}",
+            f"frame-src {stripe}",
+            f"connect-src 'self' {stripe}",
+            "img-src 'self' data:",
+            "style-src 'self'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "object-src 'none'",
+        ]
+    )
 
 
 def headers_for(request: web.Request) -> dict[str, str]:
@@ -82,14 +84,19 @@ def headers_for(request: web.Request) -> dict[str, str]:
 def page(request: web.Request, template: str, status: int = 200, **context: object) -> web.Response:
     settings = request.config_dict[appkeys.SETTINGS]
     row = request.get(SESSION)
-    html = request.config_dict[PAGES].get_template(template).render(
-        brand=settings.brand,
-        support_contact=settings.support_contact,
-        csrf_token=row.csrf_token if row else "",
-        **context,
+    html = (
+        request.config_dict[PAGES]
+        .get_template(template)
+        .render(
+            brand=settings.brand,
+            support_contact=settings.support_contact,
+            csrf_token=row.csrf_token if row else "",
+            **context,
+        )
     )
-    return web.Response(text=html, status=status, content_type="text/html",
-                        headers=headers_for(request))
+    return web.Response(
+        text=html, status=status, content_type="text/html", headers=headers_for(request)
+    )
 
 
 @web.middleware
@@ -141,8 +148,14 @@ async def open_link(request: web.Request) -> web.StreamResponse:
         _, session_token = await sessions.start_session(
             request, db, now=now, account_id=link.account_id, verified_by="link", link_id=link.id
         )
-        await ledger.audit(db, "link_opened", at=now, account_id=link.account_id,
-                           channel="web", purpose=link.purpose)
+        await ledger.audit(
+            db,
+            "link_opened",
+            at=now,
+            account_id=link.account_id,
+            channel="web",
+            purpose=link.purpose,
+        )
         await db.commit()
     response = web.HTTPSeeOther("/portal/pay")
     sessions.set_cookie(request, response, session_token)

@@ -78,14 +78,18 @@ async def answer(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther("/portal/pay")
     meaning = meaning_from_form(current.flow, form)
     step = await engine.web_step(
-        account_id, meaning, ip_address=client_ip(request),
+        account_id,
+        meaning,
+        ip_address=client_ip(request),
         user_agent=(request.headers.get("User-Agent") or "")[:400],
     )
     if step.outcome is not None and step.outcome.status != "declined":
         raise web.HTTPSeeOther(f"/portal/receipt/{step.outcome.reference}")
     problems = [(r.template, r.context) for r in step.notices if r.template in PROBLEMS]
     if problems or (step.outcome and step.outcome.status == "declined"):
-        return await render_step(request, step, notices=notices_of(step), status=422 if problems else 200)
+        return await render_step(
+            request, step, notices=notices_of(step), status=422 if problems else 200
+        )
     raise web.HTTPSeeOther("/portal/pay")
 
 
@@ -177,8 +181,11 @@ async def render_step(
             account = await db.get(Account, account_id_of(request))
             summary = flow.summary()
             context["agreement_text"] = engine.notifier.agreement_text(
-                account=account, amount_cents=summary["amount_cents"], pay_on=summary["pay_on"],
-                method_label=summary["method_label"] or "", offer=summary["offer"],
+                account=account,
+                amount_cents=summary["amount_cents"],
+                pay_on=summary["pay_on"],
+                method_label=summary["method_label"] or "",
+                offer=summary["offer"],
                 method_kind=summary["method_kind"],
                 terms_version=flow.settings.terms_version,
                 brand=await engine.brand_for(db, account),
@@ -199,8 +206,10 @@ async def method_context(request: web.Request, flow: PaymentFlow) -> dict[str, A
         assert account is not None
         try:
             account.processor_customer_id = await gateway.ensure_customer(
-                account_ref=account.account_ref, name=f"{account.first_name} {account.last_name}",
-                email=account.email, existing_id=account.processor_customer_id,
+                account_ref=account.account_ref,
+                name=f"{account.first_name} {account.last_name}",
+                email=account.email,
+                existing_id=account.processor_customer_id,
             )
             await db.commit()
             _, client_secret = await gateway.create_setup_intent(
@@ -232,8 +241,10 @@ async def save_method(request: web.Request) -> web.StreamResponse:
         assert account is not None
         try:
             account.processor_customer_id = await gateway.ensure_customer(
-                account_ref=account.account_ref, name=f"{account.first_name} {account.last_name}",
-                email=account.email, existing_id=account.processor_customer_id,
+                account_ref=account.account_ref,
+                name=f"{account.first_name} {account.last_name}",
+                email=account.email,
+                existing_id=account.processor_customer_id,
             )
             await db.commit()
             saved = await gateway.save_method(
@@ -242,8 +253,12 @@ async def save_method(request: web.Request) -> web.StreamResponse:
         except (MethodRejected, PaymentError):
             step = await engine.web_step(account_id)
             return await render_step(request, step, notices=[("method_failed", {})], status=422)
-    await engine.method_saved(account_id, saved, ip_address=client_ip(request),
-                              user_agent=(request.headers.get("User-Agent") or "")[:400])
+    await engine.method_saved(
+        account_id,
+        saved,
+        ip_address=client_ip(request),
+        user_agent=(request.headers.get("User-Agent") or "")[:400],
+    )
     raise web.HTTPSeeOther("/portal/pay")
 
 
@@ -251,25 +266,35 @@ async def receipt(request: web.Request) -> web.Response:
     account_id = account_id_of(request)
     reference = request.match_info["reference"][:16]
     async with request.config_dict[appkeys.DATABASE].session() as db:
-        row = (await db.execute(
-            select(Payment, PaymentMethod, Account)
-            .outerjoin(PaymentMethod, Payment.method_id == PaymentMethod.id)
-            .join(Account, Payment.account_id == Account.id)
-            .where(Payment.reference == reference, Payment.account_id == account_id)
-        )).first()
+        row = (
+            await db.execute(
+                select(Payment, PaymentMethod, Account)
+                .outerjoin(PaymentMethod, Payment.method_id == PaymentMethod.id)
+                .join(Account, Payment.account_id == Account.id)
+                .where(Payment.reference == reference, Payment.account_id == account_id)
+            )
+        ).first()
         if row is None:
             raise web.HTTPNotFound()
         payment, method, account = row
         schedule: list[Payment] = []
         if payment.plan_id is not None:
-            schedule = list(await db.scalars(
-                select(Payment).where(Payment.plan_id == payment.plan_id)
-                .order_by(Payment.installment_number)
-            ))
+            schedule = list(
+                await db.scalars(
+                    select(Payment)
+                    .where(Payment.plan_id == payment.plan_id)
+                    .order_by(Payment.installment_number)
+                )
+            )
     return page(
-        request, "receipt.html", payment=payment, account=account, schedule=schedule,
+        request,
+        "receipt.html",
+        payment=payment,
+        account=account,
+        schedule=schedule,
         method_label=f"{method.brand} ending {method.last4}" if method else "",
-        status_label=STATUS_LABELS.get(payment.status, payment.status), labels=STATUS_LABELS,
+        status_label=STATUS_LABELS.get(payment.status, payment.status),
+        labels=STATUS_LABELS,
         title="Receipt",
     )
 

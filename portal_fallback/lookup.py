@@ -99,8 +99,9 @@ async def lookup(request: web.Request) -> web.StreamResponse:
             )
             brand = await engine.brand_for(db, account)
             await engine.notifier.send_code(account, code, brand=brand, by_sms=texts_allowed)
-        await ledger.audit(db, "portal_lookup", at=now, account_id=account.id if account else None,
-                           channel="web")
+        await ledger.audit(
+            db, "portal_lookup", at=now, account_id=account.id if account else None, channel="web"
+        )
         await db.commit()
     raise web.HTTPSeeOther("/portal/verify")
 
@@ -122,32 +123,55 @@ async def verify(request: web.Request) -> web.StreamResponse:
         assert stored is not None
         account_id = stored.pending_account_id
         if await _failures(db, request, account_id, now) >= TRIES:
-            return page(request, "verify.html", 429, title="Verify it's you", locked=True,
-                        lock_minutes=settings.verification_lock_minutes)
+            return page(
+                request,
+                "verify.html",
+                429,
+                title="Verify it's you",
+                locked=True,
+                lock_minutes=settings.verification_lock_minutes,
+            )
         account = await db.get(Account, account_id) if account_id else None
         method = "code" if form.get("code") else "knowledge"
         ok = False
         if account is not None and method == "code":
             code = str(form.get("code") or "").strip()[:12]
             expected = stored.pending_code_sha256 or ""
-            ok = bool(expected) and stored.pending_code_expires_at is not None \
-                and now < stored.pending_code_expires_at and constant_time_equal(
-                    code_digest(settings.secret_key, f"web:{row.id}", code), expected)
+            ok = (
+                bool(expected)
+                and stored.pending_code_expires_at is not None
+                and now < stored.pending_code_expires_at
+                and constant_time_equal(
+                    code_digest(settings.secret_key, f"web:{row.id}", code), expected
+                )
+            )
         elif account is not None:
-            ok = _knowledge_matches(account, str(form.get("ssn_last4") or ""),
-                                    str(form.get("dob") or ""))
-        db.add(VerificationAttempt(phone=attempt_key(request), account_id=account_id,
-                                   succeeded=ok, attempted_at=now))
+            ok = _knowledge_matches(
+                account, str(form.get("ssn_last4") or ""), str(form.get("dob") or "")
+            )
+        db.add(
+            VerificationAttempt(
+                phone=attempt_key(request), account_id=account_id, succeeded=ok, attempted_at=now
+            )
+        )
         if not ok:
-            await ledger.audit(db, "verification_failed", at=now, account_id=account_id,
-                               channel="web")
+            await ledger.audit(
+                db, "verification_failed", at=now, account_id=account_id, channel="web"
+            )
             await db.commit()
             left = TRIES - await _failures(db, request, account_id, now)
             if left <= 0:
-                return page(request, "verify.html", 429, title="Verify it's you", locked=True,
-                            lock_minutes=settings.verification_lock_minutes)
-            return page(request, "verify.html", 422, title="Verify it's you", wrong=True,
-                        tries_left=left)
+                return page(
+                    request,
+                    "verify.html",
+                    429,
+                    title="Verify it's you",
+                    locked=True,
+                    lock_minutes=settings.verification_lock_minutes,
+                )
+            return page(
+                request, "verify.html", 422, title="Verify it's you", wrong=True, tries_left=left
+            )
         assert account is not None
         _, token = await sessions.start_session(
             request, db, now=now, account_id=account.id, verified_by=method
@@ -176,6 +200,8 @@ def _knowledge_matches(account: Account, last4: str, dob_text: str) -> bool:
 async def _failures(db, request: web.Request, account_id: int | None, now: datetime) -> int:  # type: ignore[no-untyped-def]
     settings = request.config_dict[appkeys.SETTINGS]
     return await ledger.recent_verification_failures(
-        db, phone=attempt_key(request), account_id=account_id,
+        db,
+        phone=attempt_key(request),
+        account_id=account_id,
         since=now - timedelta(minutes=settings.verification_lock_minutes),
     )

@@ -32,7 +32,9 @@ def client_ip(request: web.Request) -> str | None:
     return request.remote
 
 
-async def load_session(session: AsyncSession, token: str | None, now: datetime) -> WebSession | None:
+async def load_session(
+    session: AsyncSession, token: str | None, now: datetime
+) -> WebSession | None:
     if not token or len(token) > 100:
         return None
     row = await session.scalar(
@@ -87,4 +89,6 @@ def set_cookie(request: web.Request, response: web.StreamResponse, token: str) -
 
 
 def csrf_ok(row: WebSession | None, submitted: str | None) -> bool:
-    return row is not None and bool(submitted) and constant_time_equal(row.csrf_token, submitted or "")
+    return (
+        row is not None and bool(submitted) and constant_time_equal(row.csrf_token, submitted or "")
+    )

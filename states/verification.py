@@ -1,7 +1,7 @@
 r"""Proving who texts from a number we do not know, before anything about an account is shown.
 
-    new --any--> awaiting_account --account id--> awaiting_code  (code to the phone/email on file)
-                                               \-> awaiting_knowledge  (no contact: SSN last 4 + DOB)
+    new --any--> awaiting_account --account id--> awaiting_code (code to phone/email on file)
+                                               \-> awaiting_knowledge (no contact: SSN last 4 + DOB)
     awaiting_code / awaiting_knowledge --wrong answer--> (same state), or locked after the last try
     locked --lock expired--> awaiting_account
 

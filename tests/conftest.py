@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 import shutil
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -71,22 +71,36 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def migrated_postgres() -> str:
-    async def reset() -> None:
-        database = Database(PG_URL)
+def migrated_postgres() -> Iterator[str]:
+    """A database of this test run's own (several runs may share the server), migrated once."""
+    name = f"paybot_test_{os.getpid()}"
+    admin_url = PG_URL
+    run_url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
+
+    async def admin(statement: str) -> None:
+        database = Database(admin_url)
         try:
-            async with database.engine.begin() as conn:
-                await conn.execute(text("DROP SCHEMA public CASCADE"))
-                await conn.execute(text("CREATE SCHEMA public"))
+            async with database.engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.execute(text(statement))
+        finally:
+            await database.close()
+
+    async def create() -> None:
+        await admin(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin(f'CREATE DATABASE "{name}"')
+        database = Database(run_url)
+        try:
             await database.migrate()
         finally:
             await database.close()
 
     try:
-        asyncio.run(reset())
+        asyncio.run(create())
     except OSError as exc:
         pytest.fail(f"PostgreSQL at {PG_URL} cannot be reached: {exc}", pytrace=False)
-    return PG_URL
+    yield run_url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

@@ -94,8 +94,9 @@ async def test_the_link_journey_pays_on_the_web(app, client, phone, providers):
     await browser.step(action="agree", esign_consent="yes", accept="yes")
     assert "Thank you" in browser.text and "Paid" in browser.text and "P-" in browser.text
 
-    response = await client.get("/api/v1/accounts/ACC-1001",
-                                headers={"Authorization": f"Bearer {API_KEY}"})
+    response = await client.get(
+        "/api/v1/accounts/ACC-1001", headers={"Authorization": f"Bearer {API_KEY}"}
+    )
     account = await response.json()
     assert account["balance_cents"] == 125000 - 7550
     assert [(p["status"], p["channel"]) for p in account["payments"]] == [("Paid", "web")]
@@ -162,8 +163,9 @@ async def test_opening_a_link_rotates_the_session(app, client, phone):
     after = client.session.cookie_jar.filter_cookies(client.make_url("/"))["paybot_session"].value
     assert before != after
     client.session.cookie_jar.clear()
-    response = await client.get("/portal/pay", allow_redirects=False,
-                                cookies={"paybot_session": before})
+    response = await client.get(
+        "/portal/pay", allow_redirects=False, cookies={"paybot_session": before}
+    )
     assert response.status == 303 and response.headers["Location"] == "/portal/"
 
 
@@ -302,8 +304,11 @@ async def test_a_receipt_is_only_shown_to_its_account(app, client, phone):
 
 
 async def test_declined_on_the_web_goes_back_to_the_method(app, client, phone):
-    await add_account(app, methods=("pm_card_chargeCustomerFail",),
-                      creditor_settings={"contact_review": False, "schedule_payment": False})
+    await add_account(
+        app,
+        methods=("pm_card_chargeCustomerFail",),
+        creditor_settings={"contact_review": False, "schedule_payment": False},
+    )
     browser = Browser(client)
     await browser.get(await link_for(app, phone))
     await browser.step(action="start")
