@@ -8,14 +8,27 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import appkeys
+from bot import appkeys, ledger
 from bot.accounts import parse_account, upsert_account
 from bot.app import create_app
 from bot.config import Settings
 from bot.conversation import ConversationEngine, Inbound
-from bot.models import Creditor, Offer, PaymentMethod
+from bot.models import (
+    Agreement,
+    Conversation,
+    Creditor,
+    Link,
+    Message,
+    Offer,
+    Payment,
+    PaymentMethod,
+    Plan,
+    VerificationAttempt,
+    WebSession,
+)
 from bot.providers import Providers, build_providers
 from bot.providers.payments import PaymentGateway
 
@@ -98,9 +111,7 @@ async def seed(app: web.Application) -> None:
                 email=account.email,
                 existing_id=account.processor_customer_id,
             )
-            await session.execute(
-                PaymentMethod.__table__.delete().where(PaymentMethod.account_id == account.id)
-            )
+            await reset_history(session, account.id)
             if method_ref:
                 saved = await gateway.save_method(
                     customer_id=account.processor_customer_id, method_ref=method_ref
@@ -116,9 +127,6 @@ async def seed(app: web.Application) -> None:
                         created_at=now,
                     )
                 )
-            existing = await session.scalars(select(Offer).where(Offer.account_id == account.id))
-            for offer in existing:
-                offer.status = "replaced"
             if with_offers:
                 expires = datetime(now.year, 12, 31, 23, 59, tzinfo=UTC)
                 if expires <= now:
@@ -143,6 +151,44 @@ async def seed(app: web.Application) -> None:
                     )
                 )
         await session.commit()
+
+
+async def reset_history(session: AsyncSession, account_id: int) -> None:
+    """A demo run starts its accounts afresh: localstripe starts empty, so saved methods and
+    payments of an earlier run point at nothing. Only demo accounts are touched."""
+    conversations = select(Conversation.id).where(Conversation.account_id == account_id)
+    for table, condition in [
+        (Agreement, Agreement.account_id == account_id),
+        (Payment, Payment.account_id == account_id),
+        (Plan, Plan.account_id == account_id),
+        (PaymentMethod, PaymentMethod.account_id == account_id),
+        (Offer, Offer.account_id == account_id),
+        (Message, Message.conversation_id.in_(conversations)),
+        (Conversation, Conversation.account_id == account_id),
+        (
+            WebSession,
+            (WebSession.account_id == account_id) | (WebSession.pending_account_id == account_id),
+        ),
+        (Link, Link.account_id == account_id),
+        (VerificationAttempt, VerificationAttempt.account_id == account_id),
+    ]:
+        await session.execute(delete(table).where(condition))
+
+
+async def demo_link(app: web.Application, account_ref: str) -> str:
+    settings = app[appkeys.SETTINGS]
+    async with app[appkeys.DATABASE].session() as session:
+        account = await ledger.account_by_ref(session, account_ref)
+        assert account is not None
+        token = await ledger.create_link(
+            session,
+            account_id=account.id,
+            at=app[appkeys.CLOCK].now(),
+            lifetime=timedelta(hours=settings.link_lifetime_hours),
+            purpose="demo",
+        )
+        await session.commit()
+    return f"{settings.public_base_url}/p/{token}"
 
 
 async def walkthrough(engine: ConversationEngine, phone: str, out=sys.stdout) -> None:  # type: ignore[no-untyped-def]
@@ -170,12 +216,15 @@ async def run_demo(
                 server = await asyncio.to_thread(LocalStripe.start)
                 settings = settings.replace(
                     stripe_secret_key="sk_test_paybot_demo",
+                    stripe_publishable_key="pk_test_paybot_demo",
                     stripe_api_base=server.url,
                     stripe_js_url=server.js_url,
                 )
                 print(f"localstripe (a local Stripe) at {server.url}")
             except Exception as exc:  # the demo still runs on the sandbox gateway
                 print(f"localstripe did not start ({exc}); using the sandbox gateway")
+        if not settings.api_key:
+            settings = settings.replace(api_key="paybot-demo-key")
         settings = settings.replace(
             public_base_url=settings.public_base_url
             if settings.public_base_url != Settings.public_base_url
@@ -200,11 +249,15 @@ async def run_demo(
             await walkthrough(engine, "+15555550100")
             print(f"\nTexts sent by the sandbox: {settings.outbox_dir / 'sms.jsonl'}")
             print(f"Emails (receipts): {settings.outbox_dir / 'email'}")
-            if settings.api_key:
-                print(
-                    f"Account via the API: curl -H 'Authorization: Bearer $PAYBOT_API_KEY' "
-                    f"{settings.public_base_url}/api/v1/accounts/DEMO-1001"
-                )
+            web_link = await demo_link(app, "DEMO-1002")
+            print(
+                f"\nPay on the web as James (no saved card): open {web_link}\n"
+                "  Test card: 4242 4242 4242 4242, expiry 12/34, CVC 123, ZIP 10001."
+            )
+            print(
+                f"Accounts via the API: curl -H 'Authorization: Bearer {settings.api_key}' "
+                f"{settings.public_base_url}/api/v1/accounts/DEMO-1002"
+            )
             if once:
                 return
             if interactive:
