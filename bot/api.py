@@ -11,6 +11,7 @@ import hmac
 import json
 import logging
 import re
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from bot import appkeys, ledger
 from bot.accounts import FIELDS, InvalidAccount, parse_account, upsert_account
 from bot.models import Account, Conversation, Payment, PaymentMethod
+from bot.money import InvalidAmount, dollars_to_cents
 from bot.payments import STATUS_LABELS
 from bot.phones import InvalidPhone, normalize_phone
 from bot.security import mask_email, mask_phone
@@ -36,6 +38,7 @@ def create_app() -> web.Application:
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/accounts/{account_id}", get_account)
     app.router.add_post("/accounts", upsert)
+    app.router.add_post("/accounts/{account_id}/links", create_link)
     app.router.add_post("/conversations/{phone}/handback", hand_back)
     return app
 
@@ -71,8 +74,11 @@ async def require_api_key(request: web.Request, handler):  # type: ignore[no-unt
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         given.strip().encode("utf-8", "replace"), expected.encode()
     ):
-        return problem(401, "a valid bearer API key is required (Authorization: Bearer KEY)",
-                       **{"WWW-Authenticate": "Bearer"})
+        return problem(
+            401,
+            "a valid bearer API key is required (Authorization: Bearer KEY)",
+            **{"WWW-Authenticate": "Bearer"},
+        )
     return await handler(request)
 
 
@@ -138,8 +144,9 @@ def _reject_constant(name: str) -> Any:
 async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
     raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge -> 413
     try:
-        body = json.loads(raw.decode("utf-8-sig"), parse_float=Decimal,
-                          parse_constant=_reject_constant)
+        body = json.loads(
+            raw.decode("utf-8-sig"), parse_float=Decimal, parse_constant=_reject_constant
+        )
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return problem(400, "the body must be a JSON object (UTF-8)")
     if not isinstance(body, dict):
@@ -166,7 +173,8 @@ async def upsert(request: web.Request) -> web.Response:
         async with database.session() as session:
             try:
                 account, created = await upsert_account(
-                    session, data, secret_key=settings.secret_key, at=clock.now(), actor="api")
+                    session, data, secret_key=settings.secret_key, at=clock.now(), actor="api"
+                )
                 await session.commit()
             except IntegrityError:
                 # Another request created the same account (or creditor) meanwhile: update it.
@@ -178,6 +186,107 @@ async def upsert(request: web.Request) -> web.Response:
             break
     del document["payments"]
     return web.json_response(document, status=201 if created else 200)
+
+
+LINK_FIELDS = ("amount", "allow_amount_change", "fee", "due_on", "expires_in_hours", "purpose")
+
+
+async def create_link(request: web.Request) -> web.Response:
+    """A personalized link for an operator to send anywhere: open or preset amount (fixed or
+    changeable), an optional convenience fee, a due date and an expiry."""
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    unknown = sorted(str(name) for name in body if name not in LINK_FIELDS)
+    if unknown:
+        return problem(422, f"unknown field(s): {', '.join(n[:40] for n in unknown[:10])}")
+    try:
+        terms = _link_terms(body, request.config_dict[appkeys.SETTINGS].link_lifetime_hours)
+    except ValueError as exc:
+        return problem(422, str(exc))
+    settings = request.config_dict[appkeys.SETTINGS]
+    now = request.config_dict[appkeys.CLOCK].now()
+    async with request.config_dict[appkeys.DATABASE].session() as session:
+        account = await ledger.account_by_ref(session, request.match_info["account_id"][:64])
+        if account is None:
+            return problem(404, "no account with that account_id")
+        if terms["amount_cents"] and terms["amount_cents"] > account.balance_cents:
+            return problem(422, "amount is more than the balance")
+        token = await ledger.create_link(
+            session,
+            account_id=account.id,
+            at=now,
+            purpose=terms["purpose"],
+            lifetime=timedelta(hours=terms["expires_in_hours"]),
+            amount_cents=terms["amount_cents"],
+            allow_amount_change=terms["allow_amount_change"],
+            fee_cents=terms["fee_cents"],
+            due_on=terms["due_on"],
+        )
+        await ledger.audit(
+            session,
+            "link_created",
+            at=now,
+            actor="api",
+            account_id=account.id,
+            purpose=terms["purpose"],
+        )
+        await session.commit()
+    expires = now + timedelta(hours=terms["expires_in_hours"])
+    return web.json_response(
+        {
+            "url": f"{settings.public_base_url}/p/{token}",
+            "expires_at": expires.isoformat(),
+            "amount_cents": terms["amount_cents"],
+            "allow_amount_change": terms["allow_amount_change"],
+            "fee_cents": terms["fee_cents"],
+            "due_on": terms["due_on"].isoformat() if terms["due_on"] else None,
+        },
+        status=201,
+    )
+
+
+def _link_terms(body: dict[str, Any], default_hours: int) -> dict[str, Any]:
+    def cents(name: str) -> int | None:
+        value = body.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+            raise ValueError(f'{name} must be an amount in dollars, e.g. "50.00"')
+        try:
+            amount = dollars_to_cents(str(value))
+        except InvalidAmount as exc:
+            raise ValueError(f'{name} must be an amount in dollars, e.g. "50.00"') from exc
+        if amount <= 0:
+            raise ValueError(f"{name} must be more than 0")
+        return amount
+
+    amount, fee = cents("amount"), cents("fee") or 0
+    allow = body.get("allow_amount_change", True)
+    if not isinstance(allow, bool):
+        raise ValueError("allow_amount_change must be true or false")
+    if not allow and amount is None:
+        raise ValueError("a fixed amount needs an amount")
+    hours = body.get("expires_in_hours", default_hours)
+    if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= 24 * 90:
+        raise ValueError("expires_in_hours must be a whole number from 1 to 2160")
+    due_on = None
+    if body.get("due_on") is not None:
+        try:
+            due_on = date.fromisoformat(str(body["due_on"]))
+        except ValueError as exc:
+            raise ValueError("due_on must be a date, YYYY-MM-DD") from exc
+    purpose = body.get("purpose", "payment")
+    if purpose not in ("payment", "campaign"):
+        raise ValueError("purpose must be payment or campaign")
+    return {
+        "amount_cents": amount,
+        "allow_amount_change": allow,
+        "fee_cents": fee,
+        "due_on": due_on,
+        "expires_in_hours": hours,
+        "purpose": purpose,
+    }
 
 
 async def hand_back(request: web.Request) -> web.Response:
@@ -198,8 +307,14 @@ async def hand_back(request: web.Request) -> web.Response:
         if conversation.account_id is not None:
             conversation.flow, conversation.state, conversation.context = "payment", "idle", {}
         conversation.updated_at = clock.now()
-        await ledger.audit(session, "handed_back", at=clock.now(), actor="agent", phone=phone,
-                           account_id=conversation.account_id)
+        await ledger.audit(
+            session,
+            "handed_back",
+            at=clock.now(),
+            actor="agent",
+            phone=phone,
+            account_id=conversation.account_id,
+        )
         await session.commit()
     return web.json_response({"phone": phone, "handled_by": "bot"})
 
@@ -215,17 +330,24 @@ ACCOUNT_INPUT_SCHEMA: dict[str, Any] = {
         "last_name": {"type": "string", "maxLength": 80},
         "phone": {"type": ["string", "null"], "description": "E.164 or a 10-digit US number"},
         "email": {"type": ["string", "null"], "format": "email", "maxLength": 254},
-        "balance": {"type": ["string", "number"],
-                    "description": "dollars, e.g. \"1250.00\" (at most 2 decimals, not negative)",
-                    "examples": ["1250.00"]},
-        "ssn": {"type": ["string", "null"], "description": "9 digits; kept only as a keyed hash "
-                "and the last 4"},
+        "balance": {
+            "type": ["string", "number"],
+            "description": 'dollars, e.g. "1250.00" (at most 2 decimals, not negative)',
+            "examples": ["1250.00"],
+        },
+        "ssn": {
+            "type": ["string", "null"],
+            "description": "9 digits; kept only as a keyed hash and the last 4",
+        },
         "dob": {"type": ["string", "null"], "description": "YYYY-MM-DD or MM/DD/YYYY"},
         "zip": {"type": ["string", "null"], "pattern": r"^\d{5}(-\d{4})?$"},
         "timezone": {"type": ["string", "null"], "examples": ["America/Chicago"]},
         "creditor": {"type": ["string", "null"], "maxLength": 40},
-        "description": {"type": ["string", "null"], "maxLength": 120,
-                        "examples": ["Acme Card ending 4821"]},
+        "description": {
+            "type": ["string", "null"],
+            "maxLength": 120,
+            "examples": ["Acme Card ending 4821"],
+        },
     },
 }
 
@@ -266,23 +388,31 @@ PAYMENT_SCHEMA: dict[str, Any] = {
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 def _account(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/Account"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Account"}}},
+    }
 
 
-_AUTH_ERRORS = {"401": _error("no or wrong API key"),
-                "503": _error("the API is disabled: no API key is configured")}
+_AUTH_ERRORS = {
+    "401": _error("no or wrong API key"),
+    "503": _error("the API is disabled: no API key is configured"),
+}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
-    "info": {"title": "PayBot API", "version": "1",
-             "description": "Operators' API: accounts and conversations. Errors are "
-                            "{\"error\": \"...\"}."},
+    "info": {
+        "title": "PayBot API",
+        "version": "1",
+        "description": 'Operators\' API: accounts and conversations. Errors are {"error": "..."}.',
+    },
     "servers": [{"url": "/api/v1"}],
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -290,8 +420,11 @@ OPENAPI: dict[str, Any] = {
             "AccountInput": ACCOUNT_INPUT_SCHEMA,
             "Account": ACCOUNT_SCHEMA,
             "Payment": PAYMENT_SCHEMA,
-            "Error": {"type": "object", "required": ["error"],
-                      "properties": {"error": {"type": "string"}}},
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}},
+            },
         },
     },
     "security": [{"bearer": []}],
@@ -301,16 +434,26 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "getOpenApi",
                 "summary": "This document (no key needed)",
                 "security": [],
-                "responses": {"200": {"description": "the OpenAPI document",
-                                      "content": {"application/json": {}}}},
+                "responses": {
+                    "200": {
+                        "description": "the OpenAPI document",
+                        "content": {"application/json": {}},
+                    }
+                },
             }
         },
         "/accounts": {
             "post": {
                 "operationId": "upsertAccount",
                 "summary": "Create or update an account (upsert by account_id)",
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/AccountInput"}}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/AccountInput"}
+                        }
+                    },
+                },
                 "responses": {
                     "200": _account("updated (contacts masked, no payments)"),
                     "201": _account("created (contacts masked, no payments)"),
@@ -325,23 +468,96 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "operationId": "getAccount",
                 "summary": "Balance, masked contacts and payments with their status",
-                "parameters": [{"name": "account_id", "in": "path", "required": True,
-                                "schema": {"type": "string"}}],
-                "responses": {"200": _account("the account"),
-                              **_AUTH_ERRORS,
-                              "404": _error("unknown account")},
+                "parameters": [
+                    {
+                        "name": "account_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": _account("the account"),
+                    **_AUTH_ERRORS,
+                    "404": _error("unknown account"),
+                },
+            }
+        },
+        "/accounts/{account_id}/links": {
+            "post": {
+                "operationId": "createLink",
+                "summary": "A personalized payment link (preset or open amount, fee, due date)",
+                "parameters": [
+                    {
+                        "name": "account_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "amount": {
+                                        "type": "string",
+                                        "description": "dollars; omit: open",
+                                    },
+                                    "allow_amount_change": {"type": "boolean", "default": True},
+                                    "fee": {
+                                        "type": "string",
+                                        "description": "convenience fee, dollars",
+                                    },
+                                    "due_on": {"type": "string", "format": "date"},
+                                    "expires_in_hours": {
+                                        "type": "integer",
+                                        "minimum": 1,
+                                        "maximum": 2160,
+                                    },
+                                    "purpose": {"type": "string", "enum": ["payment", "campaign"]},
+                                },
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": {
+                        "description": "the link (shown once: only its hash is kept)",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "400": _error("the body is not a JSON object"),
+                    **_AUTH_ERRORS,
+                    "404": _error("unknown account"),
+                    "422": _error("the terms are not valid; the message says why"),
+                },
             }
         },
         "/conversations/{phone}/handback": {
             "post": {
                 "operationId": "handBackConversation",
                 "summary": "Hand a conversation taken by an agent back to the bot",
-                "parameters": [{"name": "phone", "in": "path", "required": True,
-                                "schema": {"type": "string"}}],
+                "parameters": [
+                    {"name": "phone", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
                 "responses": {
-                    "200": {"description": "handed back", "content": {"application/json": {
-                        "schema": {"type": "object", "properties": {
-                            "phone": {"type": "string"}, "handled_by": {"type": "string"}}}}}},
+                    "200": {
+                        "description": "handed back",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "phone": {"type": "string"},
+                                        "handled_by": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    },
                     "400": _error("not a phone number"),
                     **_AUTH_ERRORS,
                     "404": _error("no such conversation"),

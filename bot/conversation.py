@@ -148,6 +148,7 @@ class ConversationEngine:
         restart: bool = False,
         ip_address: str | None = None,
         user_agent: str | None = None,
+        link_terms: dict[str, Any] | None = None,
     ) -> WebStep:
         """The portal's way in: the same flow instance the SMS conversation drives."""
         turn = Turn(channel="web", ip_address=ip_address, user_agent=user_agent)
@@ -163,6 +164,7 @@ class ConversationEngine:
                 now = self.clock.now()
                 conv = await self._conversation_of(session, account, key, now)
                 flow = await self._flow_for(session, conv, account, now)
+                flow.link_terms = link_terms
                 self.payment_machine.add_model(flow, initial=conv.state)
                 try:
                     if restart:
@@ -620,6 +622,7 @@ class ConversationEngine:
             # One checkout, one key, whichever channel confirms it (SMS or web).
             idempotency_key=f"checkout:{conv.id}:{args['checkout_id']}",
             amount_cents=int(args["amount_cents"]),
+            fee_cents=int(args.get("fee_cents") or 0),
             method_id=int(args["method_id"]),
             pay_on=pay_on,
             offer_id=offer.id if offer else None,
@@ -633,6 +636,7 @@ class ConversationEngine:
             agreement_text=self.notifier.agreement_text(
                 account=account,
                 amount_cents=int(args["amount_cents"]),
+                fee_cents=int(args.get("fee_cents") or 0),
                 pay_on=pay_on,
                 method_label=args.get("method_label") or "",
                 method_kind=args.get("method_kind"),
@@ -660,7 +664,8 @@ class ConversationEngine:
             flow.context = {
                 k: v
                 for k, v in args.items()
-                if k in {"amount_cents", "offer_id", "offer_kind", "pay_on"}
+                if k
+                in {"amount_cents", "offer_id", "offer_kind", "pay_on", *payment_flow.LINK_TERMS}
             }
             if flow.context.get("pay_on"):
                 flow.context["pay_on"] = str(flow.context["pay_on"])

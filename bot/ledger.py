@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -217,6 +217,10 @@ async def create_link(
     lifetime: timedelta,
     purpose: str = "payment",
     resume_state: str | None = None,
+    amount_cents: int | None = None,
+    allow_amount_change: bool = True,
+    fee_cents: int = 0,
+    due_on: date | None = None,
 ) -> str:
     """Mint a personalized link token. Only its hash is stored: the raw token is returned once."""
     token = new_link_token()
@@ -226,6 +230,10 @@ async def create_link(
             account_id=account_id,
             purpose=purpose,
             resume_state=resume_state,
+            amount_cents=amount_cents,
+            allow_amount_change=allow_amount_change,
+            fee_cents=fee_cents,
+            due_on=due_on,
             expires_at=at + lifetime,
             created_at=at,
         )

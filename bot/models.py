@@ -147,6 +147,8 @@ class Payment(Base):
     plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id"))
     installment_number: Mapped[int | None] = mapped_column(Integer)
     amount_cents: Mapped[int] = mapped_column(BigInteger)
+    # A convenience fee is charged on top of the amount and never lowers the balance.
+    fee_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     scheduled_for: Mapped[date]
     # scheduled -> processing -> paid | pending | declined ; pending -> paid | declined ; canceled
     status: Mapped[str] = mapped_column(String(20))

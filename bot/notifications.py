@@ -35,6 +35,7 @@ class Notifier:
         method_label: str,
         offer: Any,
         method_kind: str | None = None,
+        fee_cents: int = 0,
         terms_version: str,
         brand: str,
     ) -> str:
@@ -47,6 +48,7 @@ class Notifier:
                 pay_on=pay_on,
                 method_label=method_label,
                 method_kind=method_kind,
+                fee_cents=fee_cents,
                 offer=offer,
                 terms_version=terms_version,
                 brand=brand,

@@ -59,6 +59,7 @@ class PaymentRequest:
     terms_version: str
     ip_address: str | None = None
     user_agent: str | None = None
+    fee_cents: int = 0  # only on a single payment: plans carry no convenience fee
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class PaymentOutcome:
     installments: int = 1
     # False when someone else (a Stripe webhook that won the race) already told the customer.
     receipt_due: bool = True
+    fee_cents: int = 0
 
 
 def installment_schedule(
@@ -111,6 +113,7 @@ class PaymentService:
             failure_message=_failure_text(payment.failure_code),
             installments=count,
             receipt_due=receipt_due,
+            fee_cents=payment.fee_cents,
         )
 
     async def _record(
@@ -163,6 +166,7 @@ class PaymentService:
                 plan_id=plan_id,
                 installment_number=n if plan_id else None,
                 amount_cents=amount,
+                fee_cents=request.fee_cents if n == 1 and plan_id is None else 0,
                 scheduled_for=day,
                 status=status_for(day),
                 channel=request.channel,
@@ -220,7 +224,7 @@ class PaymentService:
             result = await self.gateway.charge(
                 customer_id=account.processor_customer_id,
                 method_ref=method.processor_ref,
-                amount_cents=payment.amount_cents,
+                amount_cents=payment.amount_cents + payment.fee_cents,
                 idempotency_key=payment.idempotency_key,
                 method_kind=method.kind,
                 metadata={

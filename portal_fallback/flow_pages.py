@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from bot import appkeys
 from bot.conversation import WebStep
-from bot.models import Account, Payment, PaymentMethod
+from bot.models import Account, Link, Payment, PaymentMethod
 from bot.parsing import Meaning, parse_reply
 from bot.payments import STATUS_LABELS
 from bot.providers.payments import MethodRejected, PaymentError, SandboxGateway
@@ -60,6 +60,28 @@ def account_id_of(request: web.Request) -> int:
     return row.account_id
 
 
+async def session_link(request: web.Request) -> Link | None:
+    row = request.get(SESSION)
+    if row is None or row.link_id is None:
+        return None
+    async with request.config_dict[appkeys.DATABASE].session() as db:
+        return await db.get(Link, row.link_id)
+
+
+async def link_terms(request: web.Request) -> dict[str, Any] | None:
+    """What the link this session came by presets: amount (maybe locked), fee."""
+    link = await session_link(request)
+    if link is None:
+        return None
+    terms: dict[str, Any] = {}
+    if link.amount_cents:
+        terms["preset_amount_cents"] = link.amount_cents
+        terms["amount_locked"] = not link.allow_amount_change
+    if link.fee_cents:
+        terms["fee_cents"] = link.fee_cents
+    return terms or None
+
+
 async def show(request: web.Request) -> web.Response:
     step = await request.config_dict[appkeys.ENGINE].web_step(account_id_of(request))
     return await render_step(request, step)
@@ -80,6 +102,7 @@ async def answer(request: web.Request) -> web.StreamResponse:
     step = await engine.web_step(
         account_id,
         meaning,
+        link_terms=await link_terms(request),
         ip_address=client_ip(request),
         user_agent=(request.headers.get("User-Agent") or "")[:400],
     )
@@ -172,6 +195,7 @@ async def render_step(
         "notices": notices or [],
         "min_cents": flow.min_amount(),
         "horizon": flow.horizon(),
+        "link": await session_link(request),
         "skip_option": flow.skip_option(),
     }
     if flow.state in {"method", "awaiting_method"}:
@@ -187,6 +211,7 @@ async def render_step(
                 method_label=summary["method_label"] or "",
                 offer=summary["offer"],
                 method_kind=summary["method_kind"],
+                fee_cents=summary["fee_cents"],
                 terms_version=flow.settings.terms_version,
                 brand=await engine.brand_for(db, account),
             )

@@ -66,12 +66,20 @@ TRANSITIONS: list[dict[str, Any]] = [
         "conditions": "wants_contact_review",
     },
     {"trigger": "start", "source": "idle", "dest": "offers", "conditions": "has_offers"},
+    # A link with a preset amount that may not be changed skips offers and the amount step.
+    {"trigger": "start", "source": "idle", "dest": "method", "conditions": "amount_is_fixed"},
     {"trigger": "start", "source": "idle", "dest": "amount"},
     {
         "trigger": "contact_done",
         "source": "contact_review",
         "dest": "offers",
         "conditions": "has_offers",
+    },
+    {
+        "trigger": "contact_done",
+        "source": "contact_review",
+        "dest": "method",
+        "conditions": "amount_is_fixed",
     },
     {"trigger": "contact_done", "source": "contact_review", "dest": "amount"},
     # An offer fixes the amount (settlement) or the installment (plan); skipping asks for one.
@@ -95,6 +103,7 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "confirmed", "source": "confirm", "dest": "agreement"},
     # NO at the check step goes back to the first choice the customer made.
     {"trigger": "change", "source": "confirm", "dest": "offers", "conditions": "has_offers"},
+    {"trigger": "change", "source": "confirm", "dest": "method", "conditions": "amount_is_fixed"},
     {"trigger": "change", "source": "confirm", "dest": "amount"},
     {"trigger": "agreed", "source": "agreement", "dest": "idle"},
     {"trigger": "declined", "source": "agreement", "dest": "idle"},
@@ -122,10 +131,23 @@ TRANSITIONS: list[dict[str, Any]] = [
         "dest": "offers",
         "conditions": "offer_was_chosen",
     },
+    {
+        "trigger": "back",
+        "source": ["method", "awaiting_method"],
+        "dest": "contact_review",
+        "conditions": ["amount_is_fixed", "wants_contact_review"],
+    },
+    {
+        "trigger": "back",
+        "source": ["method", "awaiting_method"],
+        "dest": "idle",
+        "conditions": "amount_is_fixed",
+    },
     {"trigger": "back", "source": ["method", "awaiting_method"], "dest": "amount"},
     {"trigger": "back", "source": "schedule", "dest": "method"},
     {"trigger": "restart", "source": STATES, "dest": "idle"},
 ]
+LINK_TERMS = {"preset_amount_cents", "amount_locked", "fee_cents"}
 GOES_BACK_ON_NO = {"offers", "amount", "method", "awaiting_method", "schedule"}
 
 
@@ -177,13 +199,22 @@ class PaymentFlow:
     replies: list[Reply] = field(default_factory=list)
     effects: list[Effect] = field(default_factory=list)
     state: str = "idle"
+    # Terms of the link the customer came by (preset amount, lock, fee), applied on PAY.
+    link_terms: dict[str, Any] | None = None
 
     # --- conditions (named as strings in TRANSITIONS) ---
     def wants_contact_review(self) -> bool:
         return self.settings.contact_review
 
     def has_offers(self) -> bool:
-        return self.settings.virtual_collection and bool(self.account.offers)
+        return (
+            self.settings.virtual_collection
+            and bool(self.account.offers)
+            and not self.amount_is_fixed()
+        )
+
+    def amount_is_fixed(self) -> bool:
+        return bool(self.context.get("amount_locked") and self.context.get("preset_amount_cents"))
 
     def skip_allowed(self) -> bool:
         return self.settings.allow_skip_offer
@@ -251,8 +282,16 @@ class PaymentFlow:
             return True
         return False
 
+    def fresh_context(self) -> dict[str, Any]:
+        """A new checkout keeps what the link it came from set (amount, fee), nothing else."""
+        kept = {k: v for k, v in self.context.items() if k in LINK_TERMS}
+        return {"invalid_count": 0, **kept, **(self.link_terms or {})}
+
     def begin(self) -> None:
-        self.context = {"invalid_count": 0}
+        self.context = self.fresh_context()
+        if self.amount_is_fixed():
+            preset = int(self.context["preset_amount_cents"])
+            self.context["amount_cents"] = min(preset, self.account.balance_cents)
         if self.account.balance_cents <= 0:
             self.replies.append(Reply("nothing_owed", {}))
             return
@@ -341,7 +380,7 @@ class PaymentFlow:
             self.confirmed()
             return True
         if meaning.kind == "no":
-            self.context = {"invalid_count": 0}
+            self.context = self.fresh_context()
             self.change()
             return True
         return False
@@ -354,7 +393,7 @@ class PaymentFlow:
             return True
         if meaning.kind == "no":
             self.replies.append(Reply("agreement_declined", {}))
-            self.context = {"invalid_count": 0}
+            self.context = self.fresh_context()
             self.declined()
             return True
         return False
@@ -390,6 +429,7 @@ class PaymentFlow:
             "method_kind": method.kind if method else None,
             "pay_on": date.fromisoformat(pay_on) if pay_on else None,
             "offer": self.chosen_offer(),
+            "fee_cents": int(self.context.get("fee_cents") or 0),
         }
 
 

@@ -326,3 +326,70 @@ async def test_expired_session_asks_to_look_up_again(app, client, phone, clock):
     clock.advance(timedelta(minutes=31))
     response = await client.get("/portal/pay", allow_redirects=False)
     assert response.status == 303 and response.headers["Location"] == "/portal/"
+
+
+async def make_link(client, **terms) -> str:  # type: ignore[no-untyped-def]
+    response = await client.post(
+        "/api/v1/accounts/ACC-1001/links",
+        json=terms,
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    assert response.status == 201, await response.text()
+    return (await response.json())["url"].removeprefix("https://paybot.test")
+
+
+async def test_a_fixed_amount_link_with_a_fee(app, client, providers):
+    await add_account(
+        app, offers=True, creditor_settings={"contact_review": False, "schedule_payment": False}
+    )
+    browser = Browser(client)
+    await browser.get(
+        await make_link(
+            client, amount="120.00", allow_amount_change=False, fee="2.50", due_on="2026-12-15"
+        )
+    )
+    assert "Amount requested: $120.00 , due by Dec 15, 2026." in browser.text
+    assert "convenience fee of $2.50" in browser.text
+    await browser.step(action="start")
+    assert browser.state == "method"  # no offers, no amount step: the link fixed it
+    await browser.step(action="continue", choice="1")
+    assert "Convenience fee $2.50 Total charged $122.50" in browser.text
+    await browser.step(action="confirm")
+    assert "$120.00 plus a $2.50 convenience fee (total $122.50)" in browser.text
+    await browser.step(action="agree", esign_consent="yes", accept="yes")
+    assert "Total charged $122.50" in browser.text
+    (charge,) = providers.payments.charges
+    assert charge.amount_cents == 12250
+    response = await client.get(
+        "/api/v1/accounts/ACC-1001", headers={"Authorization": f"Bearer {API_KEY}"}
+    )
+    assert (await response.json())["balance_cents"] == 125000 - 12000
+
+
+async def test_a_preset_amount_can_be_changed_when_the_link_allows(app, client):
+    await add_account(app, creditor_settings={"contact_review": False})
+    browser = Browser(client)
+    await browser.get(await make_link(client, amount="80.00"))
+    await browser.step(action="start")
+    assert browser.state == "amount" and 'value="80.00"' in browser.html
+    await browser.step(action="continue", amount="90")
+    assert browser.state == "method"
+
+
+async def test_link_terms_are_validated(app, client):
+    await add_account(app)
+    for terms, message in [
+        ({"amount": "5000.00"}, "more than the balance"),
+        ({"allow_amount_change": False}, "a fixed amount needs an amount"),
+        ({"fee": "-1"}, "fee must be"),
+        ({"due_on": "soon"}, "due_on must be a date"),
+        ({"expires_in_hours": 0}, "expires_in_hours"),
+        ({"colour": "red"}, "unknown field"),
+    ]:
+        response = await client.post(
+            "/api/v1/accounts/ACC-1001/links",
+            json=terms,
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        )
+        assert response.status == 422, terms
+        assert message in (await response.json())["error"]

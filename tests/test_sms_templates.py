@@ -35,6 +35,8 @@ SUMMARY = {
     "method_label": "American Express ending 0005",
     "pay_on": date(2027, 2, 23),
     "offer": OFFERS[1],
+    "fee_cents": 0,
+    "method_kind": "card",
 }
 OUTCOME = {
     "amount_cents": BIG,
@@ -65,6 +67,7 @@ CONTEXTS: dict[str, list[dict]] = {
         SUMMARY,
         {**SUMMARY, "offer": OFFERS[0], "pay_on": None},
         {**SUMMARY, "offer": None},
+        {**SUMMARY, "offer": None, "fee_cents": 99_99},
     ],
     "agreement": [{**SUMMARY, "terms_url": "https://pay.northwind-recovery.example/t/2026-11"}],
     "agreement_declined": [{}],
