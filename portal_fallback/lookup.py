@@ -107,9 +107,15 @@ async def lookup(request: web.Request) -> web.StreamResponse:
 
 
 async def verify_form(request: web.Request) -> web.Response:
-    if request.get(SESSION) is None:
+    row = request.get(SESSION)
+    if row is None:
         raise web.HTTPSeeOther("/portal/")
-    return page(request, "verify.html", title="Verify it's you")
+    now = request.config_dict[appkeys.CLOCK].now()
+    async with request.config_dict[appkeys.DATABASE].session() as db:
+        locked = await _failures(db, request, row.pending_account_id, now) >= TRIES
+    settings = request.config_dict[appkeys.SETTINGS]
+    return page(request, "verify.html", title="Verify it's you", locked=locked,
+                lock_minutes=settings.verification_lock_minutes)
 
 
 async def verify(request: web.Request) -> web.StreamResponse:

@@ -222,7 +222,8 @@ async def test_unknown_account_gets_the_same_answer_and_locks_after_three(app, c
     # A real account from the same address is locked too, even with the right code.
     await browser.get("/portal/")
     await browser.post("/portal/lookup", {"identifier": "ACC-1001"})
-    await browser.post("/portal/verify", {"code": "000000"}, status=429)
+    assert "verification is locked for 30 minutes" in browser.text
+    assert 'name="code"' not in browser.html
 
 
 async def test_lookups_are_rate_limited_per_address(app, client):
