@@ -88,10 +88,12 @@ def page(request: web.Request, template: str, status: int = 200, **context: obje
         request.config_dict[PAGES]
         .get_template(template)
         .render(
-            brand=settings.brand,
-            support_contact=settings.support_contact,
-            csrf_token=row.csrf_token if row else "",
-            **context,
+            {
+                "brand": settings.brand,  # replaced by the creditor's name where it is known
+                "support_contact": settings.support_contact,
+                "csrf_token": row.csrf_token if row else "",
+                **context,
+            }
         )
     )
     return web.Response(

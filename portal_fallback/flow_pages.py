@@ -60,6 +60,14 @@ def account_id_of(request: web.Request) -> int:
     return row.account_id
 
 
+async def brand_of(request: web.Request) -> str:
+    engine = request.config_dict[appkeys.ENGINE]
+    async with request.config_dict[appkeys.DATABASE].session() as db:
+        account = await db.get(Account, account_id_of(request))
+        assert account is not None
+        return await engine.brand_for(db, account)
+
+
 async def session_link(request: web.Request) -> Link | None:
     row = request.get(SESSION)
     if row is None or row.link_id is None:
@@ -196,6 +204,7 @@ async def render_step(
         "min_cents": flow.min_amount(),
         "horizon": flow.horizon(),
         "link": await session_link(request),
+        "brand": await brand_of(request),
         "skip_option": flow.skip_option(),
     }
     if flow.state in {"method", "awaiting_method"}:
