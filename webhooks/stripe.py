@@ -180,7 +180,7 @@ def payment_intent_handler(target: str) -> Handler:
             )
             return None
         amount = intent.get("amount")
-        if isinstance(amount, int) and amount != payment.amount_cents:
+        if isinstance(amount, int) and amount != payment.amount_cents + payment.fee_cents:
             log.error(
                 "Stripe event %s: PaymentIntent %s is for %d cents, payment %s for %d; "
                 "left unchanged for review",
