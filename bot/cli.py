@@ -42,9 +42,13 @@ def main(argv: list[str] | None = None) -> None:
     imp = sub.add_parser("import-accounts", help="upsert accounts from a CSV file")
     imp.add_argument("file", type=Path)
 
-    links = sub.add_parser("send-links", help="text each selected account its personalized link")
+    links = sub.add_parser("send-links",
+                           help="send each selected account its personalized link (SMS, email)")
     links.add_argument("--account", action="append", dest="accounts", help="an account_id (repeat)")
     links.add_argument("--creditor", help="only this creditor's accounts")
+    links.add_argument("--via", choices=("sms", "email", "both"), default="sms",
+                       help="the channel: a text, an email or both, each with its own link "
+                            "(default: sms)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -181,7 +185,8 @@ def _send_links(settings: Settings, args: argparse.Namespace) -> int:
             with tqdm(unit=" accounts", desc="sending", file=sys.stderr, dynamic_ncols=True,
                       disable=not sys.stderr.isatty()) as bar:
                 report = await send_links(
-                    settings=settings, database=database, sms=providers.sms, clock=SystemClock(),
+                    settings=settings, database=database, sms=providers.sms,
+                    email=providers.email, clock=SystemClock(), via=args.via,
                     account_refs=args.accounts, creditor=args.creditor, progress=bar.update,
                     on_total=lambda n: (setattr(bar, "total", n), bar.refresh()),
                 )
@@ -193,8 +198,9 @@ def _send_links(settings: Settings, args: argparse.Namespace) -> int:
             await database.close()
         for account_ref in report.unknown:
             print(f"{name}: {account_ref}: no account with that account_id", file=sys.stderr)
-        for account_ref, reason in report.failed:
-            print(f"{name}: {account_ref}: {reason}", file=sys.stderr)
+        for channel, account_ref, reason in report.failed:
+            where = account_ref if report.via == ("sms",) else f"{account_ref}: {channel}"
+            print(f"{name}: {where}: {reason}", file=sys.stderr)
         print(report.summary)
         return 1 if report.failed or report.unknown else 0
 

@@ -19,11 +19,12 @@ import pytest
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.campaigns import CampaignError, send_links
+from bot.campaigns import CampaignError, mask_numbers, send_links
 from bot.compliance import DEFAULT_DISCLOSURE, in_quiet_hours
 from bot.config import FlowSettings
 from bot.gsm7 import is_gsm7, segment_count
 from bot.models import Account, AuditEvent, Conversation, Creditor, Link, Message, OptOut
+from bot.security import token_digest
 from tests.conftest import PUBLIC_BASE_URL, signed_post
 from tests.seed import add_account
 
@@ -37,10 +38,11 @@ async def add(app, ref: str, phone: str | None, timezone: str = "America/New_Yor
     return await add_account(app, ref=ref, phone=phone, timezone=timezone, methods=(), **kwargs)
 
 
-async def run(app, sms=None, **kwargs):  # type: ignore[no-untyped-def]
+async def run(app, sms=None, email=None, **kwargs):  # type: ignore[no-untyped-def]
     return await send_links(settings=app[appkeys.SETTINGS], database=app[appkeys.DATABASE],
-                            sms=sms or app[appkeys.PROVIDERS].sms, clock=app[appkeys.CLOCK],
-                            **kwargs)
+                            sms=sms or app[appkeys.PROVIDERS].sms,
+                            email=email or app[appkeys.PROVIDERS].email,
+                            clock=app[appkeys.CLOCK], **kwargs)
 
 
 async def rows(app, model, *where):  # type: ignore[no-untyped-def]
@@ -166,8 +168,8 @@ async def test_quiet_hours_opt_outs_and_carrier_opt_outs(app, client, providers)
     providers.sms.clear()
     report = await run(app)
     assert [s.to for s in providers.sms.outbox] == ["+15555550203"]
-    assert report.sent == 1 and report.quiet_hours == 1 and report.already_sent == 2
-    assert report.carrier_opted_out == 0 and report.opted_out == 2
+    assert report.sms.sent == 1 and report.sms.quiet_hours == 1 and report.sms.already_sent == 2
+    assert report.sms.carrier_opted_out == 0 and report.sms.opted_out == 2
 
 
 async def test_the_evening_limit_is_9_pm_local(app, client, providers):
@@ -176,7 +178,7 @@ async def test_the_evening_limit_is_9_pm_local(app, client, providers):
     app[appkeys.CLOCK].set(datetime(2026, 11, 26, 2, 0, tzinfo=UTC))  # 9:00 p.m. NY, 8 p.m. CHI
     report = await run(app)
     assert [s.to for s in providers.sms.outbox] == ["+15555550202"]
-    assert report.quiet_hours == 1
+    assert report.sms.quiet_hours == 1
 
 
 async def test_selecting_accounts_and_creditors(app, client, providers):
@@ -191,19 +193,19 @@ async def test_selecting_accounts_and_creditors(app, client, providers):
     assert report.unknown == ["NOPE-9"]
 
     report = await run(app, creditor="northwind")
-    assert report.sent == 1 and report.already_sent == 1  # ACC-1 now; ACC-2 was just texted
+    assert report.sms.sent == 1 and report.sms.already_sent == 1  # ACC-1 now; ACC-2 was just texted
     report = await run(app, creditor="northwind", account_refs=["ACC-1"])
-    assert report.already_sent == 1
+    assert report.sms.already_sent == 1
     with pytest.raises(CampaignError, match="no creditor with the code 'nobody'"):
         await run(app, creditor="nobody")
 
 
 async def test_a_rerun_texts_nobody_twice_until_the_link_has_expired(app, client, providers):
     await add(app, "ACC-1", "+15555550301")
-    assert (await run(app)).sent == 1
+    assert (await run(app)).sms.sent == 1
     assert (await run(app)).summary == "0 sent, 1 skipped (link already sent), 0 failed"
     app[appkeys.CLOCK].advance(timedelta(hours=app[appkeys.SETTINGS].link_lifetime_hours))
-    assert (await run(app)).sent == 1
+    assert (await run(app)).sms.sent == 1
     assert len(providers.sms.outbox) == 2
 
 
@@ -211,7 +213,7 @@ async def test_a_number_shared_by_two_accounts_gets_one_text(app, client, provid
     await add(app, "ACC-1", "+15555550301")
     await add(app, "ACC-2", "+15555550301", balance="10.00")
     report = await run(app)
-    assert len(providers.sms.outbox) == 1 and report.shared_phone == 1
+    assert len(providers.sms.outbox) == 1 and report.sms.shared_phone == 1
 
 
 async def test_progress_is_reported_per_account(app, client, providers):
@@ -254,7 +256,7 @@ async def test_status_callbacks_update_the_message_and_21610_records_an_opt_out(
     providers.sms.clear()
     report = await run(app)
     assert [s.to for s in providers.sms.outbox] == [first.to]
-    assert report.opted_out == 1
+    assert report.sms.opted_out == 1
 
 
 # --- the real Twilio SDK against the local fake ---
@@ -279,12 +281,12 @@ async def test_through_the_twilio_sdk(app, client, twilio_fake, twilio_sms):
     # as sent, so the next run tries again.
     twilio_fake.fail_next(500, 20500, "Internal Server Error")
     report = await run(app, sms=twilio_sms, account_refs=["ACC-3"])
-    assert report.sent == 0
-    assert report.failed == [("ACC-3", "Twilio refused the message (HTTP 500, error 20500): "
+    assert report.sms.sent == 0
+    assert report.sms.failed == [("ACC-3", "Twilio refused the message (HTTP 500, error 20500): "
                                         "Unable to create record: Internal Server Error")]
     token = LINK.search(twilio_fake.requests[-1].form["Body"]).group(1)  # type: ignore[union-attr]
     assert (await client.get(f"/p/{token}")).status == 410
-    assert (await run(app, sms=twilio_sms, account_refs=["ACC-3"])).sent == 1
+    assert (await run(app, sms=twilio_sms, account_refs=["ACC-3"])).sms.sent == 1
     sent_events = await rows(app, AuditEvent, AuditEvent.kind == "link_sent")
     assert len(sent_events) == 2
 
@@ -387,3 +389,57 @@ def test_the_send_links_command(database_url, tmp_path):
     assert outbox[0]["body"].startswith("northwind: Hi Ana, your balance on your account is "
                                         "$10.00.")
     assert DEFAULT_DISCLOSURE in outbox[0]["body"]
+
+
+# --- one channel among two ---
+
+async def test_the_text_is_audited_as_sms_and_an_email_link_does_not_count_as_a_text(
+        app, client, providers):
+    await add(app, "ACC-1", "+15555550301")
+    assert (await run(app, via="email")).email.sent == 1
+    report = await run(app)  # the default channel: SMS
+    assert report.summary == "1 sent, 0 failed"
+    events = await rows(app, AuditEvent, AuditEvent.kind == "link_sent")
+    assert sorted(e.detail["channel"] for e in events) == ["email", "sms"]
+    sms_event = next(e for e in events if e.detail["channel"] == "sms")
+    (sms_link,) = await rows(app, Link, Link.id == sms_event.detail["link_id"])
+    (token,) = LINK.findall(providers.sms.outbox[0].body)
+    assert (await rows(app, Link, Link.token_sha256 == token_digest(token)))[0].id == sms_link.id
+    assert (await run(app)).summary == "0 sent, 1 skipped (link already sent), 0 failed"
+
+
+async def test_a_link_sent_event_from_before_email_existed_counts_as_a_text(app, client,
+                                                                            providers):
+    account = await add(app, "ACC-1", "+15555550301")
+    async with app[appkeys.DATABASE].session() as session:
+        session.add(AuditEvent(at=app[appkeys.CLOCK].now(), actor="bot", kind="link_sent",
+                               account_id=account.id, phone="+15555550301",
+                               detail={"sid": "SM-old"}))
+        await session.commit()
+    report = await run(app, via="both")
+    assert report.summary == ("sms: 0 sent, 1 skipped (link already sent), 0 failed; "
+                              "email: 1 sent, 0 failed")
+
+
+async def test_a_long_number_in_the_description_shows_its_last_4_only(app, client, providers):
+    await add(app, "ACC-1", "+15555550301")
+    async with app[appkeys.DATABASE].session() as session:
+        account = await session.scalar(select(Account).where(Account.account_ref == "ACC-1"))
+        account.description = "Visa 4111 1111 1111 4821"  # type: ignore[union-attr]
+        await session.commit()
+    await run(app)
+    (sent,) = providers.sms.outbox
+    assert "your balance on Visa ****4821 is $1,250.00" in sent.body
+    assert "4111" not in sent.body
+
+
+def test_mask_numbers():
+    assert mask_numbers("Acme Card ending 4821") == "Acme Card ending 4821"
+    assert mask_numbers("Loan 1234-5678-9012") == "Loan ****9012"
+    assert mask_numbers("acct 12345 and 9876543210") == "acct ****2345 and ****3210"
+    assert mask_numbers("") == ""
+
+
+async def test_an_unknown_channel_is_refused(app, client):
+    with pytest.raises(CampaignError, match="--via must be sms, email or both"):
+        await run(app, via="fax")
