@@ -39,7 +39,13 @@ from bot.payments import PaymentOutcome, PaymentRefused, PaymentRequest, Payment
 from bot.providers.payments import SavedMethod
 from bot.providers.sms import SmsError
 from bot.rendering import SmsRenderer
-from bot.security import code_digest, constant_time_equal, mask_email, new_one_time_code
+from bot.security import (
+    code_digest,
+    constant_time_equal,
+    mask_email,
+    mask_phone,
+    new_one_time_code,
+)
 from states import payment as payment_flow
 from states import verification as verification_flow
 from states.payment import AccountView, MethodView, OfferView, PaymentFlow
@@ -73,6 +79,7 @@ class Turn:
     """What one message produced, before it is rendered."""
 
     channel: str = "sms"
+    verified_by: str | None = None  # how a web session proved who it is (link, code, knowledge)
     ip_address: str | None = None
     user_agent: str | None = None
     replies: list[Reply] = field(default_factory=list)
@@ -149,9 +156,12 @@ class ConversationEngine:
         ip_address: str | None = None,
         user_agent: str | None = None,
         link_terms: dict[str, Any] | None = None,
+        verified_by: str | None = None,
     ) -> WebStep:
         """The portal's way in: the same flow instance the SMS conversation drives."""
-        turn = Turn(channel="web", ip_address=ip_address, user_agent=user_agent)
+        turn = Turn(
+            channel="web", ip_address=ip_address, user_agent=user_agent, verified_by=verified_by
+        )
         async with self.db.session() as session:
             account = await session.get(Account, account_id)
             if account is None:
@@ -274,7 +284,30 @@ class ConversationEngine:
                 )
             await session.commit()
 
+    async def _change_phone(
+        self, session: AsyncSession, conv: Conversation, account: Account, phone: str,
+        turn: Turn, now: datetime,
+    ) -> None:
+        if phone == account.phone:
+            return
+        account.phone, account.updated_at = phone, now
+        # The conversation follows the number, so texts from it continue this same flow.
+        taken = await session.scalar(select(Conversation.id).where(Conversation.phone == phone))
+        if taken is None and not conv.phone.startswith("web:"):
+            conv.phone = phone
+        await ledger.audit(session, "phone_changed", at=now, account_id=account.id,
+                           channel=turn.channel)
+
     async def _conversation_key(self, session: AsyncSession, account: Account) -> str:
+        # The conversation already bound to the account wins: its number may have just changed.
+        bound_key = await session.scalar(
+            select(Conversation.phone)
+            .where(Conversation.account_id == account.id, Conversation.flow == "payment")
+            .order_by(Conversation.updated_at.desc())
+            .limit(1)
+        )
+        if bound_key is not None:
+            return bound_key
         if account.phone:
             bound = await session.scalar(
                 select(Conversation.account_id).where(Conversation.phone == account.phone)
@@ -587,9 +620,12 @@ class ConversationEngine:
         turn: Turn,
         now: datetime,
     ) -> None:
-        if effect.name == "update_email":
-            if conv.context.get("verified_by") == "knowledge":
-                return  # a knowledge answer is a look-up, not proof: it cannot change contacts
+        knowledge_only = "knowledge" in (turn.verified_by, conv.context.get("verified_by"))
+        if effect.name in {"update_email", "update_phone"} and knowledge_only:
+            return  # a knowledge answer is a look-up, not proof: it cannot change contacts
+        if effect.name == "update_phone":
+            await self._change_phone(session, conv, account, str(effect.args["phone"]), turn, now)
+        elif effect.name == "update_email":
             account.email = str(effect.args["email"])
             account.updated_at = now
             await ledger.audit(
@@ -878,6 +914,7 @@ class ConversationEngine:
             description=account.description or "your account",
             balance_cents=account.balance_cents,
             masked_email=mask_email(account.email),
+            masked_phone=mask_phone(account.phone),
             offers=tuple(
                 OfferView(
                     id=o.id,

@@ -71,6 +71,7 @@ __all__ = [
 
 KINDS = frozenset(
     {
+        "contact",  # web forms only: {"email": ..., "phone": ...}
         "opt_out", "opt_in", "help", "agent", "balance", "link", "menu", "yes", "no", "agree",
         "full", "now", "amount", "date", "choice", "email", "text", "invalid", "ask_agent",
     }

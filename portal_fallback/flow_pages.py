@@ -18,6 +18,7 @@ from bot import appkeys
 from bot.conversation import WebStep
 from bot.models import Account, Link, Payment, PaymentMethod
 from bot.parsing import Meaning, parse_reply
+from bot.phones import InvalidPhone, normalize_phone
 from bot.payments import STATUS_LABELS
 from bot.providers.payments import MethodRejected, PaymentError, SandboxGateway
 from portal_fallback.app import page
@@ -111,6 +112,7 @@ async def answer(request: web.Request) -> web.StreamResponse:
         account_id,
         meaning,
         link_terms=await link_terms(request),
+        verified_by=request[SESSION].verified_by,
         ip_address=client_ip(request),
         user_agent=(request.headers.get("User-Agent") or "")[:400],
     )
@@ -141,11 +143,21 @@ def meaning_from_form(flow: PaymentFlow, form: MultiDictProxy[Any]) -> Meaning:
     if state == "idle":
         return Meaning("pay")
     if state == "contact_review":
-        email = _text(form, "email")
-        if not email:
+        email, phone = _text(form, "email"), _text(form, "phone")
+        if not email and not phone:
             return Meaning("yes")
-        meaning = parse_reply(email, "contact", today=today)
-        return meaning if meaning.kind == "email" else Meaning("invalid", reason="bad_email")
+        changes: dict[str, str] = {}
+        if email:
+            meaning = parse_reply(email, "contact", today=today)
+            if meaning.kind != "email":
+                return Meaning("invalid", reason="bad_email")
+            changes["email"] = str(meaning.value)
+        if phone:
+            try:
+                changes["phone"] = normalize_phone(phone)
+            except InvalidPhone:
+                return Meaning("invalid", reason="bad_phone")
+        return Meaning("contact", changes)
     if state in {"offers", "method", "awaiting_method"}:
         choice = _text(form, "choice")
         if choice.isdigit() and len(choice) < 4:

@@ -187,6 +187,7 @@ class AccountView:
     methods: tuple[MethodView, ...]
     today: date  # in the customer's time zone
     terms_url: str
+    masked_phone: str | None = None
 
 
 @dataclass
@@ -304,6 +305,16 @@ class PaymentFlow:
         if meaning.kind == "email":
             self.effects.append(Effect("update_email", {"email": meaning.value}))
             self.replies.append(Reply("email_updated", {"email": meaning.value}))
+            self.contact_done()
+            return True
+        if meaning.kind == "contact":  # the web form: email and phone at once, both optional
+            changes: dict[str, str] = meaning.value  # type: ignore[assignment]
+            if changes.get("email"):
+                self.effects.append(Effect("update_email", {"email": changes["email"]}))
+                self.replies.append(Reply("email_updated", {"email": changes["email"]}))
+            if changes.get("phone"):
+                self.effects.append(Effect("update_phone", {"phone": changes["phone"]}))
+                self.replies.append(Reply("phone_updated", {"phone": changes["phone"]}))
             self.contact_done()
             return True
         if meaning.kind == "no":

@@ -394,3 +394,34 @@ async def test_link_terms_are_validated(app, client):
         )
         assert response.status == 422, terms
         assert message in (await response.json())["error"]
+
+
+async def test_contact_review_changes_email_and_phone(app, client, phone):
+    await add_account(app)
+    browser = Browser(client)
+    await browser.get(await link_for(app, phone))
+    await browser.step(action="start")
+    assert "***-***-0100" in browser.text
+    await browser.post("/portal/pay", {"action": "continue", "phone": "12"}, status=422)
+    assert "does not look like a mobile number" in browser.text
+    await browser.step(action="continue", email="maria.new@example.com", phone="(555) 555-0177")
+    assert browser.state == "amount"
+    response = await client.get("/api/v1/accounts/ACC-1001",
+                                headers={"Authorization": f"Bearer {API_KEY}"})
+    account = await response.json()
+    assert account["email"] == "m***@example.com" and account["phone"].endswith("0177")
+    # Texts from the new number continue the same flow.
+    assert (await phone("+15555550177").send("50"))[0].startswith("Pay with Visa ending 4242?")
+
+
+async def test_knowledge_verified_session_cannot_change_contacts(app, client):
+    await add_account(app, ssn="123-45-6789", dob="1985-04-12")
+    browser = Browser(client)
+    await browser.get("/portal/")
+    await browser.post("/portal/lookup", {"identifier": "ACC-1001"})
+    await browser.post("/portal/verify", {"ssn_last4": "6789", "dob": "1985-04-12"})
+    await browser.step(action="start")
+    await browser.step(action="continue", email="attacker@example.com")
+    response = await client.get("/api/v1/accounts/ACC-1001",
+                                headers={"Authorization": f"Bearer {API_KEY}"})
+    assert (await response.json())["email"] == "m***@example.com"
