@@ -18,8 +18,8 @@ from bot import appkeys
 from bot.conversation import WebStep
 from bot.models import Account, Link, Payment, PaymentMethod
 from bot.parsing import Meaning, parse_reply
-from bot.phones import InvalidPhone, normalize_phone
 from bot.payments import STATUS_LABELS
+from bot.phones import InvalidPhone, normalize_phone
 from bot.providers.payments import MethodRejected, PaymentError, SandboxGateway
 from portal_fallback.app import page
 from portal_fallback.sessions import SESSION, client_ip
