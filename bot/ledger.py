@@ -14,6 +14,7 @@ from bot.models import (
     AuditEvent,
     Conversation,
     Creditor,
+    EmailOptOut,
     Link,
     Message,
     Offer,
@@ -204,6 +205,23 @@ async def set_opt_out(
         keyword=keyword[:160],
         channel=channel,
     )
+
+
+async def is_email_opted_out(session: AsyncSession, address: str) -> bool:
+    row = await session.get(EmailOptOut, address.strip().lower())
+    return bool(row and row.opted_out)
+
+
+async def set_email_opt_out(
+    session: AsyncSession, address: str, *, opted_out: bool, reason: str, at: datetime
+) -> None:
+    key = address.strip().lower()[:254]
+    row = await session.get(EmailOptOut, key)
+    if row is None:
+        session.add(EmailOptOut(address=key, opted_out=opted_out, reason=reason[:40], updated_at=at))
+    else:
+        row.opted_out, row.reason, row.updated_at = opted_out, reason[:40], at
+    await audit(session, "email_opt_out" if opted_out else "email_opt_in", at=at, reason=reason[:40])
 
 
 # --- links ---

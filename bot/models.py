@@ -301,3 +301,14 @@ class ProcessedEvent(Base):
     event_id: Mapped[str] = mapped_column(String(100))
     event_type: Mapped[str] = mapped_column(String(60))
     received_at: Mapped[datetime]
+
+
+class EmailOptOut(Base):
+    """Email consent of one address (an unsubscribe, a spam report, a hard bounce)."""
+
+    __tablename__ = "email_opt_outs"
+
+    address: Mapped[str] = mapped_column(String(254), primary_key=True)  # lower case
+    opted_out: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String(40))  # unsubscribe | spamreport | bounce | ...
+    updated_at: Mapped[datetime]
