@@ -218,10 +218,14 @@ async def set_email_opt_out(
     key = address.strip().lower()[:254]
     row = await session.get(EmailOptOut, key)
     if row is None:
-        session.add(EmailOptOut(address=key, opted_out=opted_out, reason=reason[:40], updated_at=at))
+        session.add(
+            EmailOptOut(address=key, opted_out=opted_out, reason=reason[:40], updated_at=at)
+        )
     else:
         row.opted_out, row.reason, row.updated_at = opted_out, reason[:40], at
-    await audit(session, "email_opt_out" if opted_out else "email_opt_in", at=at, reason=reason[:40])
+    await audit(
+        session, "email_opt_out" if opted_out else "email_opt_in", at=at, reason=reason[:40]
+    )
 
 
 # --- links ---
