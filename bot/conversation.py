@@ -72,6 +72,7 @@ class WebStep:
     flow: PaymentFlow  # where the flow stands now, to render the page
     notices: list[Reply]  # what the step said (errors, results), by template name
     outcome: PaymentOutcome | None = None
+    brand: str | None = None  # the creditor's name, for the page header
 
 
 @dataclass
@@ -147,6 +148,24 @@ class ConversationEngine:
 
     # ------------------------------------------------------------------ the web side
 
+    async def web_view(self, account_id: int) -> WebStep:
+        """Where the flow stands, to draw a page: a read, no lock, no write."""
+        async with self.db.session() as session:
+            account = await session.get(Account, account_id)
+            if account is None:
+                raise LookupError("no such account")
+            key = await self._conversation_key(session, account)
+            now = self.clock.now()
+            conv = await session.scalar(select(Conversation).where(Conversation.phone == key))
+            if conv is None or conv.account_id != account.id or conv.flow != "payment":
+                conv = Conversation(phone=key, account_id=account.id, flow="payment",
+                                    state="idle", context={})
+            return WebStep(
+                flow=await self._flow_for(session, conv, account, now),
+                notices=[],
+                brand=await self.brand_for(session, account),
+            )
+
     async def web_step(
         self,
         account_id: int,
@@ -186,11 +205,12 @@ class ConversationEngine:
                     conv.updated_at = now
                     await session.commit()
                     view = await self._flow_for(session, conv, account, now)
+                    brand = await self.brand_for(session, account)
                 finally:
                     self.payment_machine.remove_model(flow)
         for email in turn.emails:
             await self.notifier.send_email(**email)
-        return WebStep(flow=view, notices=turn.replies, outcome=turn.outcome)
+        return WebStep(flow=view, notices=turn.replies, outcome=turn.outcome, brand=brand)
 
     async def method_saved(
         self,

@@ -8,6 +8,7 @@ session, CSRF on every form.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -120,8 +121,10 @@ async def with_session(request: web.Request, handler):  # type: ignore[no-untype
     async with request.config_dict[appkeys.DATABASE].session() as db:
         row = await sessions.load_session(db, request.cookies.get(sessions.COOKIE), now)
         if row is not None:
-            row.expires_at = now + sessions.IDLE_LIFETIME  # sliding: idle time is what counts
-            await db.commit()
+            # Sliding: idle time is what counts. Written at most once a minute, not per request.
+            if row.expires_at - now < sessions.IDLE_LIFETIME - timedelta(minutes=1):
+                row.expires_at = now + sessions.IDLE_LIFETIME
+                await db.commit()
             request[SESSION] = row
     return await handler(request)
 

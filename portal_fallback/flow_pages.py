@@ -61,14 +61,6 @@ def account_id_of(request: web.Request) -> int:
     return row.account_id
 
 
-async def brand_of(request: web.Request) -> str:
-    engine = request.config_dict[appkeys.ENGINE]
-    async with request.config_dict[appkeys.DATABASE].session() as db:
-        account = await db.get(Account, account_id_of(request))
-        assert account is not None
-        return await engine.brand_for(db, account)
-
-
 async def session_link(request: web.Request) -> Link | None:
     row = request.get(SESSION)
     if row is None or row.link_id is None:
@@ -92,7 +84,7 @@ async def link_terms(request: web.Request) -> dict[str, Any] | None:
 
 
 async def show(request: web.Request) -> web.Response:
-    step = await request.config_dict[appkeys.ENGINE].web_step(account_id_of(request))
+    step = await request.config_dict[appkeys.ENGINE].web_view(account_id_of(request))
     return await render_step(request, step)
 
 
@@ -100,7 +92,7 @@ async def answer(request: web.Request) -> web.StreamResponse:
     engine = request.config_dict[appkeys.ENGINE]
     account_id = account_id_of(request)
     form = await request.post()
-    current = await engine.web_step(account_id)
+    current = await engine.web_view(account_id)
     if form.get("state") != current.flow.state:
         # Another tab or a text moved the flow on: show where it stands, change nothing.
         return await render_step(request, current, notices=[("stale", {})], status=409)
@@ -216,7 +208,7 @@ async def render_step(
         "min_cents": flow.min_amount(),
         "horizon": flow.horizon(),
         "link": await session_link(request),
-        "brand": await brand_of(request),
+        "brand": step.brand or settings.brand,
         "skip_option": flow.skip_option(),
     }
     if flow.state in {"method", "awaiting_method"}:
