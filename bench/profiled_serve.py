@@ -3,8 +3,9 @@
 
     python -m bench.profiled_serve --profiler pyinstrument --out DIR/paybot -- serve --port P
 
-SIGUSR1 starts profiling, SIGUSR2 stops it and writes OUT.txt (and OUT.html for pyinstrument,
-OUT.pstats for cProfile). A profile still running at exit is written then.
+SIGUSR1 starts profiling, SIGUSR2 stops it and writes OUT.txt (and OUT.html and OUT.pyisession
+for pyinstrument, which `python -m bench.profile_summary` sums up by package; OUT.pstats for
+cProfile). A profile still running at exit is written then.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Switch:
                 profiler.output_text(unicode=False, color=False, show_all=False)
             )
             self.out.with_suffix(".html").write_text(profiler.output_html())
+            profiler.last_session.save(str(self.out.with_suffix(".pyisession")))
         else:
             profiler.disable()
             profiler.dump_stats(str(self.out.with_suffix(".pstats")))
