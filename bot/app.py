@@ -17,6 +17,7 @@ from bot.notifications import Notifier
 from bot.payments import PaymentService
 from bot.providers import Providers, build_providers
 from portal_fallback import app as portal
+from webhooks import sendgrid as sendgrid_webhooks
 from webhooks import stripe as stripe_webhooks
 from webhooks import twilio as twilio_webhooks
 
@@ -35,6 +36,7 @@ def create_app(
     app.cleanup_ctx.append(_engine_ctx)
     app.add_subapp("/webhooks/twilio/", twilio_webhooks.create_app())
     app.router.add_post("/webhooks/stripe", stripe_webhooks.handle)
+    app.router.add_post("/webhooks/sendgrid", sendgrid_webhooks.handle)
     app.add_subapp("/api/v1/", api.create_app())
     portal.add_routes(app)
     app.router.add_get("/healthz", _health)

@@ -27,8 +27,9 @@ from states.replies import Reply
 MAX_SEGMENTS = 2  # without the disclosure; only the legal text may make it longer
 VIA = {"sms": ("sms",), "email": ("email",), "both": ("sms", "email")}
 
-# Whether an email address asked for no more email. The ledger has no table for that yet (opt_outs
-# is keyed by phone): until it does, callers pass None and no address counts as opted out.
+# Whether an email address asked for no more email (an unsubscribe, a spam report, a hard bounce:
+# see webhooks/sendgrid.py). ``send_links`` asks the ledger (``ledger.is_email_opted_out``) unless
+# a caller passes a check of its own: the check is on by default, never opt-in.
 EmailOptOutCheck = Callable[[AsyncSession, str], Awaitable[bool]]
 
 
@@ -116,10 +117,10 @@ async def send_links(
     Selected: the accounts named in ``account_refs`` (any case), else every account with a
     balance and an address on a chosen channel; either way only ``creditor``'s when given.
     Each channel gets a link of its own. Skipped per channel, and counted: no address on file,
-    opted out (SMS: the ledger; email: ``email_opted_out`` when given), quiet hours in the
-    account's zone (Reg F: email too), a campaign link sent on that channel still valid (so a
-    re-run after an interruption sends nobody the same channel twice), SMS: a number already
-    texted in this run.
+    opted out (SMS: the ledger; email: ``email_opted_out``, by default the ledger's email
+    opt-outs), quiet hours in the account's zone (Reg F: email too), a campaign link sent on
+    that channel still valid (so a re-run after an interruption sends nobody the same channel
+    twice), SMS: a number already texted in this run.
     """
     if via not in VIA:
         raise CampaignError(f"--via must be sms, email or both, not {via!r}")
@@ -128,6 +129,8 @@ async def send_links(
         raise CampaignError("no SMS sender")
     if "email" in channels and email is None:
         raise CampaignError("no email sender")
+    if email_opted_out is None:
+        email_opted_out = ledger.is_email_opted_out
     report = CampaignReport(via=channels)
     async with database.session() as session:
         if creditor and await session.get(Creditor, creditor) is None:
@@ -239,7 +242,7 @@ async def _send_sms(
 
 async def _send_email(
     database: Database, account_id: int, settings: Settings, email: EmailSender,
-    env: Environment, clock: Any, email_opted_out: EmailOptOutCheck | None,
+    env: Environment, clock: Any, email_opted_out: EmailOptOutCheck,
 ) -> str:
     now = clock.now()
     lifetime = timedelta(hours=settings.link_lifetime_hours)
@@ -250,7 +253,7 @@ async def _send_email(
         if account.balance_cents <= 0:
             return "nothing_owed"
         address = account.email
-        if email_opted_out is not None and await email_opted_out(session, address):
+        if await email_opted_out(session, address):
             return "opted_out"
         creditor = await ledger.creditor_of(session, account)
         flow = settings.flow.merged(creditor.settings if creditor else None)

@@ -117,6 +117,9 @@ class Settings:
     sendgrid_api_key: str | None = None
     sendgrid_from_email: str = "receipts@paybot.example"
     sendgrid_host: str | None = None
+    # The Event Webhook's verification key as SendGrid shows it (base64 DER, or the same in PEM
+    # armour); webhooks/sendgrid.py reads either. Unset: POST /webhooks/sendgrid refuses (400).
+    sendgrid_webhook_public_key: str | None = None
 
     link_lifetime_hours: int = 72
     verification_lock_minutes: int = 30
@@ -172,6 +175,7 @@ class Settings:
             "sendgrid_api_key": get("SENDGRID_API_KEY"),
             "sendgrid_from_email": get("SENDGRID_FROM_EMAIL") or cls.sendgrid_from_email,
             "sendgrid_host": get("SENDGRID_HOST"),
+            "sendgrid_webhook_public_key": get("SENDGRID_WEBHOOK_PUBLIC_KEY"),
         }
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()

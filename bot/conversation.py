@@ -67,6 +67,15 @@ class Inbound:
     channel: str = "sms"
 
 
+CREDITOR_CACHE_FOR = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class CreditorTerms:
+    name: str
+    settings: FlowSettings
+
+
 @dataclass
 class WebStep:
     flow: PaymentFlow  # where the flow stands now, to render the page
@@ -108,6 +117,7 @@ class ConversationEngine:
         self.notifier = notifier
         self.clock = clock
         self.renderer = renderer or SmsRenderer()
+        self._creditors: dict[str, tuple[CreditorTerms | None, datetime]] = {}
         # One machine per flow for the process; each message adds its model and removes it.
         self.payment_machine = payment_flow.build_machine()
         self.verification_machine = verification_flow.build_machine()
@@ -154,12 +164,15 @@ class ConversationEngine:
             account = await session.get(Account, account_id)
             if account is None:
                 raise LookupError("no such account")
-            key = await self._conversation_key(session, account)
             now = self.clock.now()
-            conv = await session.scalar(select(Conversation).where(Conversation.phone == key))
-            if conv is None or conv.account_id != account.id or conv.flow != "payment":
-                conv = Conversation(phone=key, account_id=account.id, flow="payment",
-                                    state="idle", context={})
+            conv = await session.scalar(
+                select(Conversation)
+                .where(Conversation.account_id == account.id, Conversation.flow == "payment")
+                .order_by(Conversation.updated_at.desc())
+                .limit(1)
+            )
+            if conv is None:  # nothing yet on either channel: the flow starts at the beginning
+                conv = Conversation(account_id=account.id, flow="payment", state="idle", context={})
             return WebStep(
                 flow=await self._flow_for(session, conv, account, now),
                 notices=[],
@@ -305,8 +318,13 @@ class ConversationEngine:
             await session.commit()
 
     async def _change_phone(
-        self, session: AsyncSession, conv: Conversation, account: Account, phone: str,
-        turn: Turn, now: datetime,
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        account: Account,
+        phone: str,
+        turn: Turn,
+        now: datetime,
     ) -> None:
         if phone == account.phone:
             return
@@ -315,8 +333,9 @@ class ConversationEngine:
         taken = await session.scalar(select(Conversation.id).where(Conversation.phone == phone))
         if taken is None and not conv.phone.startswith("web:"):
             conv.phone = phone
-        await ledger.audit(session, "phone_changed", at=now, account_id=account.id,
-                           channel=turn.channel)
+        await ledger.audit(
+            session, "phone_changed", at=now, account_id=account.id, channel=turn.channel
+        )
 
     async def _conversation_key(self, session: AsyncSession, account: Account) -> str:
         # The conversation already bound to the account wins: its number may have just changed.
@@ -914,13 +933,32 @@ class ConversationEngine:
                 base["link_url"] = f"{self.settings.public_base_url}/p/{token}"
         return self.renderer.render_all(replies, base)
 
-    async def brand_for(self, session: AsyncSession, account: Account) -> str:
+    async def _creditor(self, session: AsyncSession, account: Account) -> CreditorTerms | None:
+        """A creditor's name and settings, kept for a minute: they change rarely and every
+        message and page needs them."""
+        code = account.creditor_code
+        if code is None:
+            return None
+        cached = self._creditors.get(code)
+        now = self.clock.now()
+        if cached is not None and now - cached[1] < CREDITOR_CACHE_FOR:
+            return cached[0]
         creditor = await ledger.creditor_of(session, account)
+        terms = None
+        if creditor is not None:
+            terms = CreditorTerms(
+                name=creditor.name, settings=self.settings.flow.merged(creditor.settings)
+            )
+        self._creditors[code] = (terms, now)
+        return terms
+
+    async def brand_for(self, session: AsyncSession, account: Account) -> str:
+        creditor = await self._creditor(session, account)
         return creditor.name if creditor else self.settings.brand
 
     async def _flow_settings(self, session: AsyncSession, account: Account) -> FlowSettings:
-        creditor = await ledger.creditor_of(session, account)
-        return self.settings.flow.merged(creditor.settings if creditor else None)
+        creditor = await self._creditor(session, account)
+        return creditor.settings if creditor else self.settings.flow
 
     async def _account_view(
         self, session: AsyncSession, account: Account, now: datetime

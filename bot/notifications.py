@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment
 
@@ -14,17 +15,43 @@ from bot.providers.email import EmailError, EmailSender
 from bot.providers.sms import SmsError, SmsSender
 from bot.rendering import build_environment
 
+if TYPE_CHECKING:
+    from bot.db import Database
+
 log = logging.getLogger(__name__)
+
+# Whether an address opted out of email (the ledger's email_opt_outs, fed by SendGrid's events).
+EmailOptOutLookup = Callable[[str], Awaitable[bool]]
+
+
+def ledger_email_opt_outs(database: Database) -> EmailOptOutLookup:
+    """The lookup a ``Notifier`` needs, on a session of its own (the caller's may be closed)."""
+    from bot import ledger
+
+    async def opted_out(address: str) -> bool:
+        async with database.session() as session:
+            return await ledger.is_email_opted_out(session, address)
+
+    return opted_out
 
 
 class Notifier:
     def __init__(
-        self, *, sms: SmsSender, email: EmailSender, brand: str, env: Environment | None = None
+        self,
+        *,
+        sms: SmsSender,
+        email: EmailSender,
+        brand: str,
+        env: Environment | None = None,
+        email_opted_out: EmailOptOutLookup | None = None,
     ) -> None:
+        """``email_opted_out`` (e.g. ``ledger_email_opt_outs(database)``): without it no address
+        counts as opted out, and every email goes."""
         self.sms = sms
         self.email = email
         self.brand = brand
         self.env = env or build_environment()
+        self.email_opted_out = email_opted_out
 
     def agreement_text(
         self,
@@ -68,14 +95,35 @@ class Notifier:
             "subject": f"Your payment receipt {outcome.reference}",
             "text": self.env.get_template("email/receipt.txt").render(context),
             "html": self.env.get_template("email/receipt.html").render(context),
+            "transactional": True,  # the record of a payment goes even after an unsubscribe
         }
 
-    async def send_email(self, *, to: str, subject: str, text: str, html: str) -> None:
+    async def send_email(
+        self, *, to: str, subject: str, text: str, html: str, transactional: bool = False
+    ) -> None:
+        """Send, or log why not; never raises for the mailer.
+
+        An email that is not ``transactional`` (a campaign, a reminder, anything the customer
+        did not ask for) is not sent to an address that opted out of email; a receipt, a
+        one-time code or a copy of a signed agreement is (``transactional=True``). When the
+        opt-out cannot be looked up, a non-transactional email is held back."""
+        if not transactional and await self._opted_out(to):
+            log.info("email not sent: the recipient opted out of email (subject %r)", subject)
+            return
         try:
             await self.email.send(to=to, subject=subject, text=text, html=html)
         except EmailError:
             # The payment stands whatever the mailer says; the failure is logged, never the body.
             log.warning("email not sent (subject %r)", subject)
+
+    async def _opted_out(self, address: str) -> bool:
+        if self.email_opted_out is None:
+            return False
+        try:
+            return await self.email_opted_out(address)
+        except Exception:
+            log.warning("email opt-outs could not be read: the email is held back", exc_info=True)
+            return True
 
     async def send_code(self, account: Account, code: str, *, brand: str, by_sms: bool) -> None:
         """By text to the phone on file unless it opted out; else by email."""
@@ -93,4 +141,5 @@ class Notifier:
                 subject=f"{brand}: your verification code",
                 text=body,
                 html=f"<p>{body}</p>",
+                transactional=True,  # asked for, this minute, by the customer
             )
