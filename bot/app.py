@@ -13,7 +13,7 @@ from bot.config import Settings
 from bot.conversation import ConversationEngine
 from bot.coordination import Coordinator, connect_redis
 from bot.db import Database
-from bot.notifications import Notifier
+from bot.notifications import Notifier, ledger_email_opt_outs
 from bot.payments import PaymentService
 from bot.providers import Providers, build_providers
 from portal_fallback import app as portal
@@ -99,6 +99,11 @@ def build_engine(
         db=database,
         coordinator=coordinator,
         payments=PaymentService(providers.payments, clock),
-        notifier=Notifier(sms=providers.sms, email=providers.email, brand=settings.brand),
+        notifier=Notifier(
+            sms=providers.sms,
+            email=providers.email,
+            brand=settings.brand,
+            email_opted_out=ledger_email_opt_outs(database),
+        ),
         clock=clock,
     )

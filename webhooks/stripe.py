@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import appkeys, ledger
 from bot.models import Account, Payment, PaymentMethod, ProcessedEvent
-from bot.notifications import Notifier
+from bot.notifications import Notifier, ledger_email_opt_outs
 from bot.payments import STATUS_LABELS, PaymentOutcome, apply_charge_result
 from bot.providers.payments import polite_decline_message
 from bot.rendering import build_environment
@@ -323,6 +323,8 @@ def decline_email(notifier: Notifier, notice: Notice, *, brand: str) -> dict[str
         "subject": f"Your payment {notice.outcome.reference} did not go through",
         "text": notifier.env.get_template("email/decline.txt").render(context),
         "html": notifier.env.get_template("email/decline.html").render(context),
+        # About a payment the customer authorized: it goes even after a marketing unsubscribe.
+        "transactional": True,
     }
 
 
@@ -334,7 +336,13 @@ async def _send(request: web.Request, notice: Notice) -> None:
         return
     providers = request.config_dict[appkeys.PROVIDERS]
     brand = notice.creditor_name or request.config_dict[appkeys.SETTINGS].brand
-    notifier = Notifier(sms=providers.sms, email=providers.email, brand=brand, env=_environment())
+    notifier = Notifier(
+        sms=providers.sms,
+        email=providers.email,
+        brand=brand,
+        env=_environment(),
+        email_opted_out=ledger_email_opt_outs(request.config_dict[appkeys.DATABASE]),
+    )
     try:
         if notice.kind == "receipt":
             email = notifier.receipt(notice.account, notice.outcome, brand=brand)
