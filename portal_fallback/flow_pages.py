@@ -256,11 +256,21 @@ async def method_context(request: web.Request, flow: PaymentFlow) -> dict[str, A
         except PaymentError:
             log.warning("could not prepare card entry")
             return {**context, "card_unavailable": True}
+        bank_secret = None
+        if "us_bank_account" in flow.settings.methods_enabled:
+            try:  # where the processor offers ACH (Stripe does; localstripe does not)
+                _, bank_secret = await gateway.create_setup_intent(
+                    customer_id=account.processor_customer_id, kind="us_bank_account"
+                )
+            except PaymentError:
+                log.info("bank account entry is not available from this processor")
     return {
         **context,
         "stripe_js_url": settings.stripe_js_url,
         "stripe_publishable_key": settings.stripe_publishable_key or "pk_test_paybot",
         "setup_client_secret": client_secret,
+        "bank_client_secret": bank_secret,
+        "account_email": account.email or "",
     }
 
 

@@ -425,3 +425,23 @@ async def test_knowledge_verified_session_cannot_change_contacts(app, client):
     response = await client.get("/api/v1/accounts/ACC-1001",
                                 headers={"Authorization": f"Bearer {API_KEY}"})
     assert (await response.json())["email"] == "m***@example.com"
+
+
+async def test_a_bank_account_on_the_web_gets_the_nacha_authorization(app, client, phone):
+    await add_account(app, methods=(), creditor_settings={"contact_review": False,
+                                                          "schedule_payment": False})
+    browser = Browser(client)
+    await browser.get(await link_for(app, phone))
+    await browser.step(action="start")
+    await browser.step(action="continue", amount="100")
+    assert "Test bank account ending 6789" in browser.text
+    await browser.post("/portal/methods", {"payment_method": "pm_usBankAccount"})
+    assert browser.state == "confirm" and "Bank ending 6789" in browser.text
+    await browser.step(action="confirm")
+    assert "initiate this ACH debit entry to my bank account" in browser.text
+    assert "NACHA WEB" in browser.text
+    await browser.step(action="agree", esign_consent="yes", accept="yes")
+    assert "Payment pending" in browser.text and "Pending" in browser.text
+    async with app[appkeys.DATABASE].session() as session:
+        agreement = await session.scalar(select(Agreement))
+    assert "ACH debit" in agreement.text
