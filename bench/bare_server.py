@@ -20,8 +20,10 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 # About the length of a typical PayBot reply, so both servers send similar bytes.
-REPLY = ("How much would you like to pay? Reply an amount from $25.00 to $1,250.00, or FULL. "
-         "Reply STOP to opt out.")
+REPLY = (
+    "How much would you like to pay? Reply an amount from $25.00 to $1,250.00, or FULL. "
+    "Reply STOP to opt out."
+)
 
 
 STORE = web.AppKey("store", object)
@@ -40,7 +42,10 @@ def create_app(auth_token: str, public_base_url: str, store: str | None = None) 
             await request.app[STORE].execute(  # type: ignore[attr-defined]
                 "INSERT INTO bench_inbound (sid, phone, body) VALUES ($1, $2, $3)"
                 " ON CONFLICT (sid) DO NOTHING",
-                form.get("MessageSid", ""), form.get("From", ""), form.get("Body", ""))
+                form.get("MessageSid", ""),
+                form.get("From", ""),
+                form.get("Body", ""),
+            )
         response = MessagingResponse()
         response.message(REPLY)
         return web.Response(text=str(response), content_type="application/xml")
@@ -52,8 +57,10 @@ def create_app(auth_token: str, public_base_url: str, store: str | None = None) 
         import asyncpg
 
         pool = await asyncpg.create_pool(store, min_size=2, max_size=10)
-        await pool.execute("CREATE TABLE IF NOT EXISTS bench_inbound (sid text PRIMARY KEY, "
-                           "phone text, body text, at timestamptz DEFAULT now())")
+        await pool.execute(
+            "CREATE TABLE IF NOT EXISTS bench_inbound (sid text PRIMARY KEY, "
+            "phone text, body text, at timestamptz DEFAULT now())"
+        )
         app[STORE] = pool
         yield
         await pool.close()
@@ -70,8 +77,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8099)
-    parser.add_argument("--store", metavar="POSTGRES_URL",
-                        help="also INSERT each message (one commit) before answering")
+    parser.add_argument(
+        "--store",
+        metavar="POSTGRES_URL",
+        help="also INSERT each message (one commit) before answering",
+    )
     args = parser.parse_args()
     app = create_app(os.environ["TWILIO_AUTH_TOKEN"], os.environ["PUBLIC_BASE_URL"], args.store)
     web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)

@@ -45,48 +45,50 @@ from bench.sms_load import (
 
 WHAT_IFS = {
     "no-pre-ping": "the SQL pool without pool_pre_ping (no ping round trip per checkout)",
-    "creditor-cache": "creditor name and settings cached in the process (no SELECT creditors)",
     "no-autoflush": "sessions without autoflush (pending changes go out once, at commit)",
+    "no-redis-lock": "no per-conversation Redis lock (what the lock costs; unsafe)",
+    "no-feed": "no publish to the agents' live feed (what the PUBLISH costs)",
 }
 
 
 def apply_what_ifs(app: Any, names: list[str]) -> None:
     """Estimate what a change to the app would save, by patching it in this process only.
 
-    Measurement aids, not fixes: they change no file outside bench/ and are not meant to be
-    correct in every case (e.g. the creditor cache never expires)."""
-    import types
+    Measurement aids, not fixes: they change no file outside bench/, and some (no-redis-lock)
+    remove a guarantee: they only tell what a piece costs."""
+    import contextlib
 
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-    from bot import appkeys, ledger
+    from bot import appkeys
     from bot.db import async_url
 
     database = app[appkeys.DATABASE]
+    coordinator = app[appkeys.COORDINATOR]
     if "no-pre-ping" in names and not database.is_sqlite:
         old = database.engine
-        database.engine = create_async_engine(async_url(database.url), pool_size=10,
-                                              max_overflow=10, pool_pre_ping=False)
+        database.engine = create_async_engine(
+            async_url(database.url), pool_size=10, max_overflow=10, pool_pre_ping=False
+        )
         database.sessions = async_sessionmaker(database.engine, expire_on_commit=False)
         asyncio.get_running_loop().create_task(old.dispose())
     if "no-autoflush" in names:
-        database.sessions = async_sessionmaker(database.engine, expire_on_commit=False,
-                                               autoflush=False)
-    if "creditor-cache" in names:
-        original = ledger.creditor_of
-        cache: dict[str, Any] = {}
+        database.sessions = async_sessionmaker(
+            database.engine, expire_on_commit=False, autoflush=False
+        )
+    if "no-redis-lock" in names:
 
-        async def creditor_of(session: Any, account: Any) -> Any:
-            code = account.creditor_code
-            if code is None:
-                return None
-            if code not in cache:
-                creditor = await original(session, account)
-                cache[code] = creditor and types.SimpleNamespace(
-                    code=creditor.code, name=creditor.name, settings=dict(creditor.settings or {}))
-            return cache[code]
+        @contextlib.asynccontextmanager
+        async def no_lock(phone: str) -> Any:
+            yield
 
-        ledger.creditor_of = creditor_of  # type: ignore[assignment]
+        coordinator.conversation_lock = no_lock
+    if "no-feed" in names:
+
+        async def no_publish(*_: Any, **__: Any) -> None:
+            return None
+
+        coordinator.publish = no_publish
 
 
 class SqlCounter:
@@ -99,6 +101,7 @@ class SqlCounter:
         event.listen(sync_engine, "after_cursor_execute", self._after)
         event.listen(sync_engine, "commit", self._commit)
         self.commits = 0
+        self.slow = 0  # statements that took over 20 ms in the driver (lock waits, mostly)
 
     def _before(self, conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
         self._started[id(cursor)] = time.perf_counter()
@@ -116,7 +119,9 @@ class SqlCounter:
 
     def _after(self, conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
         self.statements += 1
-        self.seconds += time.perf_counter() - self._started.pop(id(cursor), time.perf_counter())
+        took = time.perf_counter() - self._started.pop(id(cursor), time.perf_counter())
+        self.seconds += took
+        self.slow += took > 0.020
 
     def _commit(self, conn) -> None:  # type: ignore[no-untyped-def]
         self.commits += 1
@@ -144,8 +149,13 @@ def micro_timings(engine: Any, today: Any) -> list[tuple[str, float]]:
     validator = RequestValidator(AUTH_TOKEN)
     url = PUBLIC_BASE_URL + SMS_PATH
     renderer = SmsRenderer()
-    base = {"brand": "Northwind Recovery", "support_contact": "x@example.com",
-            "first_name": "Maria", "disclosure": "", "link_url": "https://paybot.bench/p/abc"}
+    base = {
+        "brand": "Northwind Recovery",
+        "support_contact": "x@example.com",
+        "first_name": "Maria",
+        "disclosure": "",
+        "link_url": "https://paybot.bench/p/abc",
+    }
     reply = Reply("ask_amount", {"min_cents": 2500, "max_cents": 125000})
 
     def twiml() -> str:
@@ -154,26 +164,40 @@ def micro_timings(engine: Any, today: Any) -> list[tuple[str, float]]:
         return str(response)
 
     results = [
-        micro("RequestValidator.validate (19 fields)",
-              lambda: validator.validate(url, form, headers["X-Twilio-Signature"])),
+        micro(
+            "RequestValidator.validate (19 fields)",
+            lambda: validator.validate(url, form, headers["X-Twilio-Signature"]),
+        ),
         micro("MessagingResponse -> TwiML string", twiml),
         micro("classify_keyword('50')", lambda: classify_keyword("50")),
         micro("classify_keyword('Stop texting me')", lambda: classify_keyword("Stop texting me")),
         micro("parse_reply('$75', amount)", lambda: parse_reply("$75", "amount", today=today)),
-        micro("parse_reply('fifty', amount)", lambda: parse_reply("fifty", "amount", today=today),
-              number=300),
+        micro(
+            "parse_reply('fifty', amount)",
+            lambda: parse_reply("fifty", "amount", today=today),
+            number=300,
+        ),
         micro("parse_reply('12/9', date)", lambda: parse_reply("12/9", "date", today=today)),
-        micro("parse_reply('next friday', date)",
-              lambda: parse_reply("next friday", "date", today=today)),
+        micro(
+            "parse_reply('next friday', date)",
+            lambda: parse_reply("next friday", "date", today=today),
+        ),
         micro("parse_reply('yes', confirm)", lambda: parse_reply("yes", "confirm", today=today)),
         micro("SmsRenderer.render(ask_amount)", lambda: renderer.render(reply, base)),
     ]
 
     from states.payment import AccountView, PaymentFlow
 
-    view = AccountView(first_name="Maria", description="Acme", balance_cents=125000,
-                       masked_email="m***@example.com", offers=(), methods=(), today=today,
-                       terms_url="https://paybot.bench/t/1")
+    view = AccountView(
+        first_name="Maria",
+        description="Acme",
+        balance_cents=125000,
+        masked_email="m***@example.com",
+        offers=(),
+        methods=(),
+        today=today,
+        terms_url="https://paybot.bench/t/1",
+    )
 
     def machine() -> None:
         flow = PaymentFlow(account=view, settings=engine.settings.flow, context={})
@@ -204,9 +228,14 @@ async def run(args: argparse.Namespace) -> None:
             database_url, redis_url = f"sqlite:///{tmp}/paybot.sqlite3", None
         accounts = await seed(database_url, args.accounts, now)
         conversations = make_conversations(accounts, today, None)
-        settings = Settings(database_url=database_url, redis_url=redis_url,
-                            public_base_url=PUBLIC_BASE_URL, secret_key=SECRET_KEY,
-                            data_dir=Path(tmp) / "var", twilio_auth_token=AUTH_TOKEN)
+        settings = Settings(
+            database_url=database_url,
+            redis_url=redis_url,
+            public_base_url=PUBLIC_BASE_URL,
+            secret_key=SECRET_KEY,
+            data_dir=Path(tmp) / "var",
+            twilio_auth_token=AUTH_TOKEN,
+        )
         app = create_app(settings)
         runner = web.AppRunner(app)
         await runner.setup()
@@ -229,13 +258,14 @@ async def run(args: argparse.Namespace) -> None:
                 conversation = conversations[i % len(conversations)]
                 body = conversation.next_body()
                 t0 = time.perf_counter()
-                await engine.receive(Inbound(phone=conversation.phone, body=body,
-                                             sid=f"SMcost{next(sids):028d}"))
+                await engine.receive(
+                    Inbound(phone=conversation.phone, body=body, sid=f"SMcost{next(sids):028d}")
+                )
                 return time.perf_counter() - t0
 
             for i in range(min(300, args.messages)):  # warm-up: caches, pools, templates
                 await one(i)
-            sql.statements, sql.seconds, sql.commits = 0, 0.0, 0
+            sql.statements, sql.seconds, sql.commits, sql.slow = 0, 0.0, 0, 0
             sql.kinds.clear()
             redis_commands.clear()
             profiler = None
@@ -245,7 +275,18 @@ async def run(args: argparse.Namespace) -> None:
                 profiler = Profiler(interval=0.0005, async_mode="enabled")
                 profiler.start()
             cpu0, t0 = time.process_time(), time.perf_counter()
-            walls = [await one(i) for i in range(args.messages)]
+            if args.concurrency == 1:
+                walls = [await one(i) for i in range(args.messages)]
+            else:  # N workers, each with its own conversations: messages of one stay in order
+
+                async def worker(k: int) -> list[float]:
+                    return [await one(i) for i in range(k, args.messages, args.concurrency)]
+
+                walls = [
+                    w
+                    for ws in await asyncio.gather(*(worker(k) for k in range(args.concurrency)))
+                    for w in ws
+                ]
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
             if profiler is not None:
                 profiler.stop()
@@ -256,43 +297,69 @@ async def run(args: argparse.Namespace) -> None:
                 print(f"profile written to {out}")
             n = args.messages
             walls.sort()
-            print(f"\n{args.backend}: {n} messages, one at a time, through "
-                  "ConversationEngine.receive")
-            print(f"  wall per message   mean {wall / n * 1000:6.2f} ms   p50 "
-                  f"{walls[n // 2] * 1000:.2f} ms   p99 {walls[int(n * 0.99)] * 1000:.2f} ms")
+            print(
+                f"\n{args.backend}: {n} messages, {args.concurrency} at a time, through "
+                "ConversationEngine.receive"
+            )
+            print(
+                f"  latency            mean {statistics.fmean(walls) * 1000:6.2f} ms   p50 "
+                f"{walls[n // 2] * 1000:.2f} ms   p99 {walls[int(n * 0.99)] * 1000:.2f} ms"
+            )
             print(f"  CPU per message    {cpu / n * 1000:6.2f} ms (process, all threads)")
-            print(f"  SQL per message    {sql.statements / n:6.2f} statements, "
-                  f"{sql.commits / n:.2f} commits, {sql.seconds / n * 1000:.2f} ms inside the "
-                  f"driver's execute")
-            print(f"  Redis per message  {sum(redis_commands.values()) / n:6.2f} commands "
-                  f"{dict(redis_commands.most_common())}")
+            print(
+                f"  SQL per message    {sql.statements / n:6.2f} statements, "
+                f"{sql.commits / n:.2f} commits, {sql.seconds / n * 1000:.2f} ms inside the "
+                f"driver's execute; {sql.slow} statements took over 20 ms"
+            )
+            print(f"  throughput         {n / wall:6.1f} msgs/s with {args.concurrency} at once")
+            print(
+                f"  Redis per message  {sum(redis_commands.values()) / n:6.2f} commands "
+                f"{dict(redis_commands.most_common())}"
+            )
             print("  SQL statements by kind (per message):")
             for kind, count in sql.kinds.most_common():
                 print(f"    {count / n:5.2f}  {kind}")
             print("\nmicro-timings (best of 3, per call):")
             for label, micros in micro_timings(engine, today):
                 print(f"  {micros:9.1f} us  {label}")
-            print(f"\n  median {statistics.median(walls) * 1000:.2f} ms/message -> at most "
-                  f"{1 / (cpu / n):.0f} msgs/s on one core for the engine alone")
+            print(
+                f"\n  {cpu / n * 1000:.2f} ms of CPU per message -> at most "
+                f"{1 / (cpu / n):.0f} msgs/s on one core for the engine alone"
+            )
         finally:
             await runner.cleanup()
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.engine_costs", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.engine_costs",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--backend", choices=["embedded", "services"], default="embedded")
     parser.add_argument("--accounts", type=int, default=500)
     parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="messages in flight (different conversations), default 1",
+    )
     parser.add_argument("--database-url", default=DEFAULT_PG)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS)
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--what-if", action="append", default=[], choices=sorted(WHAT_IFS),
-                        help="patch the app in this process to estimate a change's saving "
-                             "(repeatable): " + "; ".join(f"{k}: {v}" for k, v in WHAT_IFS.items()))
+    parser.add_argument(
+        "--what-if",
+        action="append",
+        default=[],
+        choices=sorted(WHAT_IFS),
+        help="patch the app in this process to estimate a change's saving "
+        "(repeatable): " + "; ".join(f"{k}: {v}" for k, v in WHAT_IFS.items()),
+    )
     parser.add_argument("--profile-dir", default="bench/profiles")
     args = parser.parse_args(argv)
     args.messages = max(100, min(args.messages, 50_000))
+    args.concurrency = max(1, min(args.concurrency, 64))
     asyncio.run(run(args))
     sys.exit(0)
 

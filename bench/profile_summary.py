@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_DIRS = ("bot", "states", "webhooks", "portal_fallback", "bench")
-NAMED_BUILTINS = {"epoll.poll": "idle: event loop waiting (epoll.poll)",
-                  "socket.send": "socket send/recv (syscalls)",
-                  "socket.recv": "socket send/recv (syscalls)",
-                  "socket.recv_into": "socket send/recv (syscalls)"}
+NAMED_BUILTINS = {
+    "epoll.poll": "idle: event loop waiting (epoll.poll)",
+    "socket.send": "socket send/recv (syscalls)",
+    "socket.recv": "socket send/recv (syscalls)",
+    "socket.recv_into": "socket send/recv (syscalls)",
+}
 
 
 def package_of(path: str | None) -> str:

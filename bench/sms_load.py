@@ -1,32 +1,37 @@
 """SMS load benchmark: signed inbound SMS against a running PayBot, and against a bare handler.
 
+    .venv/bin/python -m bench.sms_load --backend services    # PostgreSQL + Redis (make bench)
     .venv/bin/python -m bench.sms_load --backend embedded    # SQLite file + in-process Redis
-    .venv/bin/python -m bench.sms_load --backend services    # PostgreSQL + Redis
     .venv/bin/python -m bench.sms_load --backend both --json bench-results.json
+    .venv/bin/python -m bench.sms_load --backend services --floor --servers 2
     .venv/bin/python -m bench.sms_load --backend services --profile pyinstrument
 
-What one backend's run does (about 75 s):
-1. prepares a fresh database (`paybot_bench` on PostgreSQL, never `test`; or a SQLite file in a
-   temp dir) and seeds --accounts accounts with a saved sandbox Visa through the app's own code
-   (bot.accounts.upsert_account, bot.models); every other account also gets two offers;
-2. starts `python -m bot.cli serve` as its own process (so the load generator does not share its
-   event loop) with DATABASE_URL, REDIS_URL, TWILIO_AUTH_TOKEN, PUBLIC_BASE_URL and SECRET_KEY set,
-   and waits until /healthz answers;
-3. closed loop: --concurrency conversations in flight, each sending its next message as soon as
-   the previous one is answered -> PayBot's maximum rate (msgs/s) and its p50/p99;
+What one backend's run does (about 80 s; figures in docs/benchmarks.md):
+1. prepares a fresh database (`paybot_bench` on PostgreSQL, created if missing, never `test`;
+   Redis db 14; or a SQLite file in a temp dir and in-process Redis) and seeds --accounts
+   accounts with a saved sandbox Visa through the app's own code (bot.accounts.upsert_account,
+   bot.models); every other account also gets a settlement and a plan offer;
+2. starts `python -m bot.cli serve` as a process of its own (the load generator never shares
+   its event loop) with DATABASE_URL, REDIS_URL, TWILIO_AUTH_TOKEN, PUBLIC_BASE_URL, SECRET_KEY
+   and PAYBOT_DATA_DIR set, and polls /healthz until it answers (with a deadline);
+3. closed loop, once per --concurrency value (8 and 32 conversations in flight): each sends its
+   next message as soon as the previous one is answered; the best rate is PayBot's maximum;
 4. open loop: Poisson arrivals at --load-fraction (80 %) of that maximum for --open-duration;
-   latency is counted from each message's scheduled arrival time (no coordinated omission);
-5. stops PayBot, then does 3 and 4 against bench/bare_server.py (signature check + TwiML only);
-6. prints a table; --json writes the figures.
+   latency counts from each message's scheduled arrival (no coordinated omission);
+5. stops PayBot and loads bench/bare_server.py (signature check + TwiML, nothing else) the same
+   way; the ratio of the two maxima is the headline figure; --floor adds the bare handler plus
+   one INSERT per message (the least that "stored before answered" costs);
+6. prints a table (with the CPU each party used: a shared machine skews figures) and a sanity
+   line (flows completed, ledger counts, server log errors); --json writes everything.
 
-The messages follow realistic conversations (see SCRIPTS_*): greetings, PAY, contact review,
+The messages follow realistic conversations (see `scripts`): greetings, PAY, contact review,
 offers, amounts ("50", "$75", "fifty"), method choice, dates ("12/9", "dec 1", "next friday",
 "now"), YES/NO, AGREE, and keywords (BALANCE, HELP, LINK, MENU, STOP/START). Messages of one
-conversation are strictly sequential; many conversations run at once. Every request carries the
-form fields Twilio sends and an X-Twilio-Signature computed with
-RequestValidator(token).compute_signature(PUBLIC_BASE_URL + path, params).
+conversation are strictly sequential; --active conversations (128 of the 500 accounts) take
+turns. Every request carries the form fields Twilio sends and an X-Twilio-Signature computed
+with RequestValidator(token).compute_signature(PUBLIC_BASE_URL + path, params).
 
-Loopback only (127.0.0.1); every phase is bounded in time and in request count.
+Loopback only (127.0.0.1); every phase is bounded in time (at most 120 s) and in requests.
 """
 
 from __future__ import annotations
@@ -88,8 +93,23 @@ def scripts(today: date) -> tuple[list[list[str]], list[list[str]]]:
     with_offers = [
         ["hi", "balance", "pay", "ok", "3", "50", "1", md(d1), "yes", "agree"],
         ["pay", "ok", "2", "1", f"{d2:%b} {d2.day}".lower(), "yes", "agree"],
-        ["hello", "pay", "yes", "3", "help", "$75", "1", md(d3), "no", "3", "60.00", "1",
-         md(d1), "y", "agree"],
+        [
+            "hello",
+            "pay",
+            "yes",
+            "3",
+            "help",
+            "$75",
+            "1",
+            md(d3),
+            "no",
+            "3",
+            "60.00",
+            "1",
+            md(d1),
+            "y",
+            "agree",
+        ],
         ["STOP", "START", "menu", "link"],
     ]
     without_offers = [
@@ -118,14 +138,18 @@ class Conversation:
         return body
 
 
-def make_conversations(accounts: list[tuple[str, bool]], today: date, dialog: int | None
-                       ) -> list[Conversation]:
+def make_conversations(
+    accounts: list[tuple[str, bool]], today: date, dialog: int | None
+) -> list[Conversation]:
     with_offers, without_offers = scripts(today)
     conversations = []
     for i, (phone, has_offers) in enumerate(accounts):
         cycle = with_offers if has_offers else without_offers
-        conversations.append(Conversation(i, phone, cycle, script=(i // 2) % len(cycle),
-                                          log=[] if i == dialog else None))
+        conversations.append(
+            Conversation(
+                i, phone, cycle, script=(i // 2) % len(cycle), log=[] if i == dialog else None
+            )
+        )
     return conversations
 
 
@@ -141,15 +165,31 @@ class Signer:
     def build(self, phone: str, body: str) -> tuple[bytes, dict[str, str]]:
         sid = f"SM{self.tag}{next(self.counter):024d}"
         params = {
-            "ToCountry": "US", "ToState": "CA", "SmsMessageSid": sid, "NumMedia": "0",
-            "ToCity": "", "FromZip": "10001", "SmsSid": sid, "FromState": "NY",
-            "SmsStatus": "received", "FromCity": "NEW YORK", "Body": body, "FromCountry": "US",
-            "To": TO_NUMBER, "ToZip": "", "NumSegments": "1", "MessageSid": sid,
-            "AccountSid": ACCOUNT_SID, "From": phone, "ApiVersion": "2010-04-01",
+            "ToCountry": "US",
+            "ToState": "CA",
+            "SmsMessageSid": sid,
+            "NumMedia": "0",
+            "ToCity": "",
+            "FromZip": "10001",
+            "SmsSid": sid,
+            "FromState": "NY",
+            "SmsStatus": "received",
+            "FromCity": "NEW YORK",
+            "Body": body,
+            "FromCountry": "US",
+            "To": TO_NUMBER,
+            "ToZip": "",
+            "NumSegments": "1",
+            "MessageSid": sid,
+            "AccountSid": ACCOUNT_SID,
+            "From": phone,
+            "ApiVersion": "2010-04-01",
         }
         signature = self.validator.compute_signature(self.url, params)
-        headers = {"X-Twilio-Signature": signature,
-                   "Content-Type": "application/x-www-form-urlencoded"}
+        headers = {
+            "X-Twilio-Signature": signature,
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
         return urlencode(params).encode(), headers
 
 
@@ -182,7 +222,7 @@ def services_cpu() -> dict[int, float]:
             stat = Path(entry.path, "stat").read_text()
         except OSError:
             continue
-        comm = stat[stat.find("(") + 1:stat.rfind(")")]
+        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
         if comm == "postgres" or comm.startswith("redis-server"):
             fields = stat.rsplit(")", 1)[1].split()
             found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
@@ -261,8 +301,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
 class Load:
     """One HTTP client session against one server, with a pool of idle conversations."""
 
-    def __init__(self, ports: list[int], conversations: list[Conversation],
-                 connections: int) -> None:
+    def __init__(
+        self, ports: list[int], conversations: list[Conversation], connections: int
+    ) -> None:
         # Several ports: requests are spread over them in turn, as a load balancer would.
         self.urls = itertools.cycle([f"http://127.0.0.1:{port}{SMS_PATH}" for port in ports])
         self.signer = Signer()
@@ -302,8 +343,9 @@ class Load:
         finally:
             self.idle.put_nowait(conversation)
 
-    async def closed(self, target: str, phase: str, concurrency: int, seconds: float,
-                     server_pids: list[int]) -> PhaseResult:
+    async def closed(
+        self, target: str, phase: str, concurrency: int, seconds: float, server_pids: list[int]
+    ) -> PhaseResult:
         record = _Recorder()
         deadline = time.perf_counter() + seconds
         budget = itertools.count()
@@ -318,8 +360,9 @@ class Load:
             elapsed = time.perf_counter() - started
         return record.result(target, phase, f"c={concurrency}", elapsed, cpu)
 
-    async def open(self, target: str, rate: float, seconds: float, server_pids: list[int],
-                   seed: int = 7) -> PhaseResult:
+    async def open(
+        self, target: str, rate: float, seconds: float, server_pids: list[int], seed: int = 7
+    ) -> PhaseResult:
         record = _Recorder()
         rng = random.Random(seed)
         tasks: set[asyncio.Task[None]] = set()
@@ -351,8 +394,9 @@ class _Recorder:
         self.flows_done = 0
         self.agrees = 0
 
-    def add(self, latency: float, status: int, body: str, text: str,
-            conversation: Conversation) -> None:
+    def add(
+        self, latency: float, status: int, body: str, text: str, conversation: Conversation
+    ) -> None:
         self.latencies.append(latency)
         key = str(status)
         self.statuses[key] = self.statuses.get(key, 0) + 1
@@ -365,24 +409,34 @@ class _Recorder:
             replies = twiml_texts(text) if status == 200 else [f"HTTP {status}"]
             conversation.log.append((body, replies))
 
-    def result(self, target: str, phase: str, offered: str, elapsed: float,
-               cpu: CpuMeter) -> PhaseResult:
+    def result(
+        self, target: str, phase: str, offered: str, elapsed: float, cpu: CpuMeter
+    ) -> PhaseResult:
         values = sorted(self.latencies)
         late = sorted(self.late)
         return PhaseResult(
-            target=target, phase=phase, offered=offered, seconds=round(elapsed, 2),
-            sent=len(values), ok=len(values) - self.errors, errors=self.errors,
+            target=target,
+            phase=phase,
+            offered=offered,
+            seconds=round(elapsed, 2),
+            sent=len(values),
+            ok=len(values) - self.errors,
+            errors=self.errors,
             msgs_per_s=round(len(values) / elapsed, 1) if elapsed else 0.0,
             p50_ms=round(percentile(values, 50) * 1000, 2),
             p90_ms=round(percentile(values, 90) * 1000, 2),
             p99_ms=round(percentile(values, 99) * 1000, 2),
             max_ms=round(values[-1] * 1000, 2) if values else float("nan"),
             late_p99_ms=round(percentile(late, 99) * 1000, 2) if late else None,
-            server_cpu=round(cpu.server, 2), generator_cpu=round(cpu.generator, 2),
-            services_cpu=round(cpu.services, 2), other_cpu=round(cpu.other, 2),
+            server_cpu=round(cpu.server, 2),
+            generator_cpu=round(cpu.generator, 2),
+            services_cpu=round(cpu.services, 2),
+            other_cpu=round(cpu.other, 2),
             machine_cpu=round(cpu.machine, 2),
             msgs_per_server_cpu_s=round(len(values) / elapsed / cpu.server) if cpu.server else 0,
-            flows_done=self.flows_done, agrees_sent=self.agrees, statuses=self.statuses,
+            flows_done=self.flows_done,
+            agrees_sent=self.agrees,
+            statuses=self.statuses,
         )
 
 
@@ -443,38 +497,73 @@ async def seed(database_url: str, count: int, now: datetime) -> list[tuple[str, 
     try:
         await database.migrate()
         async with database.session() as session:
-            session.add(Creditor(code="northwind", name="Northwind Recovery",
-                                 disclosure="This is a communication from a debt collector.",
-                                 settings={}))
+            session.add(
+                Creditor(
+                    code="northwind",
+                    name="Northwind Recovery",
+                    disclosure="This is a communication from a debt collector.",
+                    settings={},
+                )
+            )
             await session.flush()
             for i in range(count):
                 phone, has_offers = f"+1555{7_000_000 + i}", i % 2 == 0
                 balance_cents = 40_000 + (i % 20) * 7_500
                 record = {
-                    "account_id": f"BENCH-{i:05d}", "first_name": "Maria", "last_name": "Lopez",
-                    "phone": phone, "email": f"customer{i}@example.com",
-                    "balance": f"{balance_cents / 100:.2f}", "creditor": "northwind",
+                    "account_id": f"BENCH-{i:05d}",
+                    "first_name": "Maria",
+                    "last_name": "Lopez",
+                    "phone": phone,
+                    "email": f"customer{i}@example.com",
+                    "balance": f"{balance_cents / 100:.2f}",
+                    "creditor": "northwind",
                     "description": f"Acme Card ending {4000 + i % 1000}",
                     "timezone": "America/New_York",
                 }
-                account, _ = await upsert_account(session, parse_account(record),
-                                                  secret_key=SECRET_KEY, at=now, actor="bench")
+                account, _ = await upsert_account(
+                    session, parse_account(record), secret_key=SECRET_KEY, at=now, actor="bench"
+                )
                 account.processor_customer_id = await gateway.ensure_customer(
-                    account_ref=record["account_id"], name="Maria Lopez",
-                    email=record["email"], existing_id=None)
+                    account_ref=record["account_id"],
+                    name="Maria Lopez",
+                    email=record["email"],
+                    existing_id=None,
+                )
                 await session.flush()
-                saved = await gateway.save_method(customer_id=account.processor_customer_id,
-                                                  method_ref="pm_card_visa")
-                session.add(PaymentMethod(account_id=account.id, processor_ref=saved.processor_ref,
-                                          kind=saved.kind, brand=saved.brand, last4=saved.last4,
-                                          is_default=True, created_at=now))
+                saved = await gateway.save_method(
+                    customer_id=account.processor_customer_id, method_ref="pm_card_visa"
+                )
+                session.add(
+                    PaymentMethod(
+                        account_id=account.id,
+                        processor_ref=saved.processor_ref,
+                        kind=saved.kind,
+                        brand=saved.brand,
+                        last4=saved.last4,
+                        is_default=True,
+                        created_at=now,
+                    )
+                )
                 if has_offers:
-                    session.add(Offer(account_id=account.id, kind="settlement",
-                                      total_cents=balance_cents * 64 // 100,
-                                      expires_at=now + timedelta(days=45), created_at=now))
-                    session.add(Offer(account_id=account.id, kind="plan",
-                                      total_cents=balance_cents, installment_count=6,
-                                      frequency="monthly", created_at=now))
+                    session.add(
+                        Offer(
+                            account_id=account.id,
+                            kind="settlement",
+                            total_cents=balance_cents * 64 // 100,
+                            expires_at=now + timedelta(days=45),
+                            created_at=now,
+                        )
+                    )
+                    session.add(
+                        Offer(
+                            account_id=account.id,
+                            kind="plan",
+                            total_cents=balance_cents,
+                            installment_count=6,
+                            frequency="monthly",
+                            created_at=now,
+                        )
+                    )
                 accounts.append((phone, has_offers))
                 if i % 100 == 99:
                     await session.commit()
@@ -493,6 +582,7 @@ async def ledger_counts(database_url: str) -> dict[str, int]:
     database = Database(database_url)
     try:
         async with database.session() as session:
+
             async def count(model: Any, *where: Any) -> int:
                 query = select(func.count()).select_from(model).where(*where)
                 return int(await session.scalar(query) or 0)
@@ -503,8 +593,9 @@ async def ledger_counts(database_url: str) -> dict[str, int]:
                 "payments": await count(Payment),
                 "paid_now": await count(Payment, Payment.status == "paid"),
                 "agreements": await count(Agreement),
-                "conversations_with_agent": await count(Conversation,
-                                                        Conversation.handled_by == "agent"),
+                "conversations_with_agent": await count(
+                    Conversation, Conversation.handled_by == "agent"
+                ),
             }
     finally:
         await database.close()
@@ -547,8 +638,14 @@ class Server:
         return self.process.returncode or 0
 
 
-async def start_server(name: str, argv: list[str], env: dict[str, str], port: int, log_path: Path,
-                       ready_within: float = 40.0) -> Server:
+async def start_server(
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    port: int,
+    log_path: Path,
+    ready_within: float = 40.0,
+) -> Server:
     log = log_path.open("wb")
     process = await asyncio.create_subprocess_exec(
         *argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
@@ -571,12 +668,20 @@ async def start_server(name: str, argv: list[str], env: dict[str, str], port: in
 
 
 def server_env(database_url: str, redis_url: str | None, data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TWILIO_", "STRIPE_", "SENDGRID_", "PAYBOT_"))
-           and k not in {"DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL", "SECRET_KEY"}}
-    env.update(DATABASE_URL=database_url, TWILIO_AUTH_TOKEN=AUTH_TOKEN,
-               PUBLIC_BASE_URL=PUBLIC_BASE_URL, SECRET_KEY=SECRET_KEY,
-               PAYBOT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TWILIO_", "STRIPE_", "SENDGRID_", "PAYBOT_"))
+        and k not in {"DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL", "SECRET_KEY"}
+    }
+    env.update(
+        DATABASE_URL=database_url,
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        PUBLIC_BASE_URL=PUBLIC_BASE_URL,
+        SECRET_KEY=SECRET_KEY,
+        PAYBOT_DATA_DIR=str(data_dir),
+        PYTHONUNBUFFERED="1",
+    )
     if redis_url:
         env["REDIS_URL"] = redis_url
     return env
@@ -586,8 +691,13 @@ def server_env(database_url: str, redis_url: str | None, data_dir: Path) -> dict
 
 
 async def run_target(
-    *, target: str, servers: list[Server], conversations: list[Conversation],
-    args: argparse.Namespace, open_seconds: float, profile: bool,
+    *,
+    target: str,
+    servers: list[Server],
+    conversations: list[Conversation],
+    args: argparse.Namespace,
+    open_seconds: float,
+    profile: bool,
 ) -> list[PhaseResult]:
     results: list[PhaseResult] = []
     pids = [server.pid for server in servers]
@@ -598,8 +708,11 @@ async def run_target(
             for pid in pids:
                 os.kill(pid, signal.SIGUSR1)
         for concurrency in args.concurrency:
-            print(f"  {target}: closed loop, {concurrency} conversations in flight, "
-                  f"{args.duration:.0f}s", flush=True)
+            print(
+                f"  {target}: closed loop, {concurrency} conversations in flight, "
+                f"{args.duration:.0f}s",
+                flush=True,
+            )
             results.append(await load.closed(target, "closed", concurrency, args.duration, pids))
             await asyncio.sleep(0.5)
         if profile:
@@ -609,8 +722,11 @@ async def run_target(
         closed = max(results, key=lambda r: r.msgs_per_s)  # the maximum rate
         if open_seconds > 0 and closed.msgs_per_s > 0:
             rate = closed.msgs_per_s * args.load_fraction
-            print(f"  {target}: open loop at {rate:.0f}/s ({args.load_fraction:.0%} of "
-                  f"{closed.msgs_per_s:.0f}/s), {open_seconds:.0f}s", flush=True)
+            print(
+                f"  {target}: open loop at {rate:.0f}/s ({args.load_fraction:.0%} of "
+                f"{closed.msgs_per_s:.0f}/s), {open_seconds:.0f}s",
+                flush=True,
+            )
             await asyncio.sleep(1.0)  # let the closed loop's backlog drain
             results.append(await load.open(target, rate, open_seconds, pids))
     return results
@@ -651,14 +767,17 @@ async def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> 
     seed_seconds = time.perf_counter() - t0
     # The conversations in use: fewer than the seeded accounts, so that each one gets far enough
     # in a bounded run for the mix of messages to include whole flows (payments, agreements).
-    active = accounts[:args.active]
+    active = accounts[: args.active]
     conversations = make_conversations(active, today, args.dialog)
 
     env = server_env(database_url, redis_url, data_dir)
     busy_before = await machine_quiet(args.wait_quiet)
     if busy_before >= 0.25:
-        print(f"[{backend}] warning: the machine is busy ({busy_before} cores) before the run: "
-              "other jobs will skew the figures", flush=True)
+        print(
+            f"[{backend}] warning: the machine is busy ({busy_before} cores) before the run: "
+            "other jobs will skew the figures",
+            flush=True,
+        )
     profile_out = None
     paybots: list[Server] = []
     t0 = time.perf_counter()
@@ -669,23 +788,43 @@ async def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> 
             if args.profile:
                 profile_out = ROOT / args.profile_dir / f"paybot-{backend}-{args.profile}"
                 out = profile_out if n == 0 else profile_out.with_name(f"{profile_out.name}-{n}")
-                argv = [sys.executable, "-m", "bench.profiled_serve", "--profiler", args.profile,
-                        "--out", str(out), "--", *serve]
+                argv = [
+                    sys.executable,
+                    "-m",
+                    "bench.profiled_serve",
+                    "--profiler",
+                    args.profile,
+                    "--out",
+                    str(out),
+                    "--",
+                    *serve,
+                ]
             else:
                 argv = [sys.executable, "-m", "bot.cli", *serve]
             print(f"[{backend}] starting PayBot: {' '.join(argv[1:])}", flush=True)
-            paybots.append(await start_server(f"paybot{n}", argv, env, port,
-                                              workdir / backend / f"paybot{n}.log"))
+            paybots.append(
+                await start_server(
+                    f"paybot{n}", argv, env, port, workdir / backend / f"paybot{n}.log"
+                )
+            )
         startup_seconds = time.perf_counter() - t0
         paybot_results = await run_target(
-            target="paybot", servers=paybots, conversations=conversations, args=args,
-            open_seconds=args.open_duration, profile=bool(args.profile))
+            target="paybot",
+            servers=paybots,
+            conversations=conversations,
+            args=args,
+            open_seconds=args.open_duration,
+            profile=bool(args.profile),
+        )
     finally:
         for server in paybots:
             await server.stop()
     log_text = "".join(server.log_path.read_text(errors="replace") for server in paybots)
-    server_log = {"errors": log_text.count(" ERROR "), "tracebacks": log_text.count("Traceback"),
-                  "warnings": log_text.count(" WARNING ")}
+    server_log = {
+        "errors": log_text.count(" ERROR "),
+        "tracebacks": log_text.count("Traceback"),
+        "warnings": log_text.count(" WARNING "),
+    }
     counts = await ledger_counts(database_url)
 
     bare_results: list[PhaseResult] = []
@@ -697,23 +836,39 @@ async def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> 
         try:
             bare_conversations = make_conversations(active, today, None)
             bare_results = await run_target(
-                target="bare", servers=[bare], conversations=bare_conversations, args=args,
-                open_seconds=args.bare_open_duration, profile=False)
+                target="bare",
+                servers=[bare],
+                conversations=bare_conversations,
+                args=args,
+                open_seconds=args.bare_open_duration,
+                profile=False,
+            )
         finally:
             await bare.stop()
 
     floor_results: list[PhaseResult] = []
     if backend == "services" and args.floor and not args.profile:
         port = free_port()
-        argv = [sys.executable, "-m", "bench.bare_server", "--port", str(port),
-                "--store", database_url]
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.bare_server",
+            "--port",
+            str(port),
+            "--store",
+            database_url,
+        ]
         print(f"[{backend}] starting the floor handler: bare + one INSERT per message", flush=True)
         floor = await start_server("floor", argv, env, port, workdir / backend / "floor.log")
         try:
             floor_results = await run_target(
-                target="floor", servers=[floor],
-                conversations=make_conversations(active, today, None), args=args,
-                open_seconds=0, profile=False)
+                target="floor",
+                servers=[floor],
+                conversations=make_conversations(active, today, None),
+                args=args,
+                open_seconds=0,
+                profile=False,
+            )
         finally:
             await floor.stop()
 
@@ -732,8 +887,9 @@ async def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> 
     }
     closed: dict[str, PhaseResult] = {}
     for r in paybot_results + bare_results + floor_results:
-        if r.phase == "closed" and (r.target not in closed
-                                    or r.msgs_per_s > closed[r.target].msgs_per_s):
+        if r.phase == "closed" and (
+            r.target not in closed or r.msgs_per_s > closed[r.target].msgs_per_s
+        ):
             closed[r.target] = r
     opened = {r.target: r for r in paybot_results if r.phase == "open"}
     if "paybot" in closed:
@@ -761,27 +917,37 @@ async def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> 
 
 
 def print_table(summaries: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    header = (f"{'backend':9} {'server':6} {'phase':6} {'offered':>9} {'msgs/s':>8} {'p50 ms':>7} "
-              f"{'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} {'late99':>6} {'errors':>6} "
-              f"{'cpu: server':>11} {'gen':>5} {'pg+rds':>6} {'other':>5} {'msgs/cpu-s':>10}")
+    header = (
+        f"{'backend':9} {'server':6} {'phase':6} {'offered':>9} {'msgs/s':>8} {'p50 ms':>7} "
+        f"{'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} {'late99':>6} {'errors':>6} "
+        f"{'cpu: server':>11} {'gen':>5} {'pg+rds':>6} {'other':>5} {'msgs/cpu-s':>10}"
+    )
     print()
     print(header)
     print("-" * len(header))
     for summary in summaries:
         for p in summary["phases"]:
             late = "" if p["late_p99_ms"] is None else f"{p['late_p99_ms']:.1f}"
-            print(f"{summary['backend']:9} {p['target']:6} {p['phase']:6} {p['offered']:>9} "
-                  f"{p['msgs_per_s']:8.1f} {p['p50_ms']:7.1f} {p['p90_ms']:7.1f} "
-                  f"{p['p99_ms']:7.1f} "
-                  f"{p['max_ms']:7.1f} {late:>6} {p['errors']:6d} {p['server_cpu']:11.2f} "
-                  f"{p['generator_cpu']:5.2f} {p['services_cpu']:6.2f} {p['other_cpu']:5.2f} "
-                  f"{p['msgs_per_server_cpu_s']:10.0f}")
-    print(f"cpu: cores busy on average (the machine has {os.cpu_count()}): the server under test, "
-          "the load generator, PostgreSQL + Redis, and anything else running on the machine.")
-    print("msgs/cpu-s: messages answered per CPU-second of the server process (less sensitive "
-          "to other jobs than msgs/s).")
-    print("late99: open loop only, p99 of how late the generator sent a message after its "
-          "scheduled time (its own health; latency is counted from the scheduled time).")
+            print(
+                f"{summary['backend']:9} {p['target']:6} {p['phase']:6} {p['offered']:>9} "
+                f"{p['msgs_per_s']:8.1f} {p['p50_ms']:7.1f} {p['p90_ms']:7.1f} "
+                f"{p['p99_ms']:7.1f} "
+                f"{p['max_ms']:7.1f} {late:>6} {p['errors']:6d} {p['server_cpu']:11.2f} "
+                f"{p['generator_cpu']:5.2f} {p['services_cpu']:6.2f} {p['other_cpu']:5.2f} "
+                f"{p['msgs_per_server_cpu_s']:10.0f}"
+            )
+    print(
+        f"cpu: cores busy on average (the machine has {os.cpu_count()}): the server under test, "
+        "the load generator, PostgreSQL + Redis, and anything else running on the machine."
+    )
+    print(
+        "msgs/cpu-s: messages answered per CPU-second of the server process (less sensitive "
+        "to other jobs than msgs/s)."
+    )
+    print(
+        "late99: open loop only, p99 of how late the generator sent a message after its "
+        "scheduled time (its own health; latency is counted from the scheduled time)."
+    )
     print()
     for s in summaries:
         b = s["backend"]
@@ -789,20 +955,28 @@ def print_table(summaries: list[dict[str, Any]], args: argparse.Namespace) -> No
             print(f"[{b}] PayBot ran as {s['paybot_processes']} processes (the bare handler as 1)")
         if "throughput_ratio" in s:
             verdict = "met" if s["ratio_target_met"] else "MISSED"
-            print(f"[{b}] throughput ratio PayBot/bare (closed loop): {s['throughput_ratio']:.3f} "
-                  f"(target >= {args.ratio_target}: {verdict})")
+            print(
+                f"[{b}] throughput ratio PayBot/bare (closed loop): {s['throughput_ratio']:.3f} "
+                f"(target >= {args.ratio_target}: {verdict})"
+            )
         if "open_p99_ms" in s:
             verdict = "met" if s["p99_target_met"] else "MISSED"
-            print(f"[{b}] PayBot p99 at {args.load_fraction:.0%} of max rate: "
-                  f"{s['open_p99_ms']:.1f} ms (target < {args.p99_target_ms:.0f} ms: {verdict})")
+            print(
+                f"[{b}] PayBot p99 at {args.load_fraction:.0%} of max rate: "
+                f"{s['open_p99_ms']:.1f} ms (target < {args.p99_target_ms:.0f} ms: {verdict})"
+            )
         if "floor_max_msgs_per_s" in s and s.get("bare_max_msgs_per_s"):
-            print(f"[{b}] floor (bare + one INSERT per message): {s['floor_max_msgs_per_s']:.0f} "
-                  f"msgs/s = {s['floor_max_msgs_per_s'] / s['bare_max_msgs_per_s']:.3f} of bare")
+            print(
+                f"[{b}] floor (bare + one INSERT per message): {s['floor_max_msgs_per_s']:.0f} "
+                f"msgs/s = {s['floor_max_msgs_per_s'] / s['bare_max_msgs_per_s']:.3f} of bare"
+            )
         flows = [p for p in s["phases"] if p["target"] == "paybot"]
         done = sum(p["flows_done"] for p in flows)
         agrees = sum(p["agrees_sent"] for p in flows)
-        print(f"[{b}] sanity: {done}/{agrees} AGREE replies were 'Done: ...'; ledger after run "
-              f"{s['ledger_after_run']}; server log {s['server_log']}; run took {s['seconds']}s")
+        print(
+            f"[{b}] sanity: {done}/{agrees} AGREE replies were 'Done: ...'; ledger after run "
+            f"{s['ledger_after_run']}; server log {s['server_log']}; run took {s['seconds']}s"
+        )
         if "profile" in s:
             print(f"[{b}] profile written to {s['profile']}")
         if "dialog" in s:
@@ -811,6 +985,21 @@ def print_table(summaries: list[dict[str, Any]], args: argparse.Namespace) -> No
                 print(f"   > {body}")
                 for reply in replies:
                     print(f"   < {reply}")
+
+
+def source_info() -> dict[str, Any]:
+    """Which code was measured: the commit, and how many files differed from it."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    changed = [line for line in git("status", "--porcelain").splitlines() if line.strip()]
+    return {"commit": git("rev-parse", "--short", "HEAD"), "files_changed_since": len(changed)}
 
 
 def machine_info() -> dict[str, Any]:
@@ -824,54 +1013,108 @@ def machine_info() -> dict[str, Any]:
     with contextlib.suppress(OSError, ValueError, IndexError):
         mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
         mem_gb = round(mem_kb / 1024 / 1024, 1)
-    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_gb": mem_gb,
-            "python": platform.python_version(), "platform": platform.platform(),
-            "aiohttp": aiohttp.__version__}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gb": mem_gb,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "aiohttp": aiohttp.__version__,
+    }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.sms_load", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="python -m bench.sms_load",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--backend", choices=["embedded", "services", "both"], default="embedded")
     parser.add_argument("--accounts", type=int, default=500, help="accounts seeded (500)")
-    parser.add_argument("--active", type=int, default=128,
-                        help="conversations in use, at most --accounts (default 128)")
-    parser.add_argument("--concurrency", default="8,32",
-                        help="conversations in flight in the closed loop; a comma-separated list "
-                             "runs one closed loop each and the best is the maximum (default 8,32)")
-    parser.add_argument("--connections", type=int, default=256,
-                        help="the load generator's connection limit (default 256)")
+    parser.add_argument(
+        "--active",
+        type=int,
+        default=128,
+        help="conversations in use, at most --accounts (default 128)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        default="8,32",
+        help="conversations in flight in the closed loop; a comma-separated list "
+        "runs one closed loop each and the best is the maximum (default 8,32)",
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=256,
+        help="the load generator's connection limit (default 256)",
+    )
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds (default 3)")
-    parser.add_argument("--duration", type=float, default=10.0,
-                        help="seconds of each closed loop (default 10)")
-    parser.add_argument("--open-duration", type=float, default=15.0,
-                        help="PayBot's open-loop seconds (default 15)")
-    parser.add_argument("--bare-open-duration", type=float, default=6.0,
-                        help="the bare handler's open-loop seconds, 0 to skip (default 6)")
-    parser.add_argument("--load-fraction", type=float, default=0.8,
-                        help="open-loop rate as a fraction of the closed-loop maximum (0.8)")
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds of each closed loop (default 10)"
+    )
+    parser.add_argument(
+        "--open-duration", type=float, default=15.0, help="PayBot's open-loop seconds (default 15)"
+    )
+    parser.add_argument(
+        "--bare-open-duration",
+        type=float,
+        default=0.0,
+        help="the bare handler's open-loop seconds (default 0: skipped; at its "
+        "rates the generator, not the handler, sets the latency)",
+    )
+    parser.add_argument(
+        "--load-fraction",
+        type=float,
+        default=0.8,
+        help="open-loop rate as a fraction of the closed-loop maximum (0.8)",
+    )
     parser.add_argument("--no-bare", action="store_true", help="skip the bare handler")
-    parser.add_argument("--servers", type=int, default=1,
-                        help="PayBot processes (each on its own port; the generator spreads "
-                             "requests over them like a load balancer). The bare handler and "
-                             "the ratio stay at one process. Default 1")
-    parser.add_argument("--floor", action="store_true",
-                        help="services only: also load the bare handler + one INSERT per message "
-                             "(raw asyncpg), the floor of 'stored before answered' (+25 s)")
-    parser.add_argument("--wait-quiet", type=float, default=15.0,
-                        help="wait at most this long for an idle machine before starting (15 s)")
-    parser.add_argument("--database-url", default=DEFAULT_PG,
-                        help=f"services backend's PostgreSQL (default {DEFAULT_PG})")
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS,
-                        help=f"services backend's Redis (default {DEFAULT_REDIS})")
+    parser.add_argument(
+        "--servers",
+        type=int,
+        default=1,
+        help="PayBot processes (each on its own port; the generator spreads "
+        "requests over them like a load balancer). The bare handler and "
+        "the ratio stay at one process. Default 1",
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="services only: also load the bare handler + one INSERT per message "
+        "(raw asyncpg), the floor of 'stored before answered' (+25 s)",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=15.0,
+        help="wait at most this long for an idle machine before starting (15 s)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=DEFAULT_PG,
+        help=f"services backend's PostgreSQL (default {DEFAULT_PG})",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=DEFAULT_REDIS,
+        help=f"services backend's Redis (default {DEFAULT_REDIS})",
+    )
     parser.add_argument("--json", type=Path, help="write the figures to this file")
-    parser.add_argument("--profile", choices=["pyinstrument", "cprofile"],
-                        help="profile PayBot during the closed loop (figures then not comparable; "
-                             "skips the open loop and the bare handler)")
+    parser.add_argument(
+        "--profile",
+        choices=["pyinstrument", "cprofile"],
+        help="profile PayBot during the closed loop (figures then not comparable; "
+        "skips the open loop and the bare handler)",
+    )
     parser.add_argument("--profile-dir", default="bench/profiles")
-    parser.add_argument("--dialog", type=int, default=None, metavar="N",
-                        help="print conversation N's messages and replies")
+    parser.add_argument(
+        "--dialog",
+        type=int,
+        default=None,
+        metavar="N",
+        help="print conversation N's messages and replies",
+    )
     parser.add_argument("--ratio-target", type=float, default=0.25)
     parser.add_argument("--p99-target-ms", type=float, default=50.0)
     args = parser.parse_args(argv)
@@ -896,10 +1139,10 @@ async def main_async(args: argparse.Namespace) -> int:
     print_table(summaries, args)
     if args.json:
         report = {
-            "command": " ".join([Path(sys.executable).name, "-m", "bench.sms_load",
-                                 *sys.argv[1:]]),
+            "command": " ".join([Path(sys.executable).name, "-m", "bench.sms_load", *sys.argv[1:]]),
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": machine_info(),
+            "source": source_info(),
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "backends": summaries,
         }
