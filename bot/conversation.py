@@ -136,10 +136,9 @@ class ConversationEngine:
                 channel=inbound.channel,
                 at=self.clock.now(),
             )
-        async with self.coordinator.conversation_lock(inbound.phone):
-            async with self.db.session() as session:
-                message = await session.get(Message, message.id)
-                assert message is not None
+            async with self.coordinator.conversation_lock(inbound.phone):
+                # Read afresh under the lock: another process may have answered it meanwhile.
+                await session.refresh(message)
                 if message.processed_at is not None:
                     # The same MessageSid again: answered once, processed once.
                     return await ledger.reply_texts(session, message.id)
@@ -378,13 +377,13 @@ class ConversationEngine:
     ) -> tuple[Turn, list[str]]:
         now = self.clock.now()
         conversation = await ledger.conversation_for(session, message.phone, at=now)
-        message.conversation_id = conversation.id
         turn = Turn(channel=channel)
         account = await self._account_of(session, conversation)
         await self._handle(session, conversation, account, message, turn, now)
         conversation.last_inbound_at = now
         conversation.updated_at = now
-        message.processed_at = now
+        # Both set together, so the inbound row is written once (autoflush would write it twice).
+        message.conversation_id, message.processed_at = conversation.id, now
         account = await self._account_of(session, conversation)
         texts = await self._render(session, conversation, account, turn.replies, now)
         for text in texts:
