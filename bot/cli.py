@@ -34,7 +34,25 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
 
-    sub.add_parser("worker", help="charge scheduled payments when they are due")
+    worker = sub.add_parser("worker", help="charge scheduled payments when they are due")
+    worker.add_argument("--once", action="store_true",
+                        help="one pass over what is due now, then exit (cron, tests)")
+    worker.add_argument("--rate", type=float, metavar="N",
+                        help="at most N processor requests per second (default 20; shared by "
+                             "every worker when REDIS_URL is set)")
+    worker.add_argument("--batch", type=int, metavar="N", help="rows claimed at a time (20)")
+    worker.add_argument("--concurrency", type=int, metavar="N",
+                        help="charges in flight (default: 8, or 0.3 s worth of --rate)")
+    worker.add_argument("--interval", type=float, metavar="SECONDS",
+                        help="wait between passes when not --once (30)")
+    worker.add_argument("--retry-declined-after", type=int, metavar="DAYS",
+                        dest="retry_declined_after_days",
+                        help="retry a declined payment DAYS later (default: never)")
+    worker.add_argument("--max-retries", type=int, metavar="N", dest="max_decline_retries",
+                        help="retries of one declined payment at most (1)")
+    worker.add_argument("--at", metavar="DATETIME",
+                        help="with --once: act as if it were this moment, e.g. "
+                             "2026-12-15T10:00-05:00 (demo, rehearsal)")
 
     chat = sub.add_parser("chat", help="a conversation in the terminal, as a phone number")
     chat.add_argument("--phone", required=True, help="the customer's number, e.g. +15555550101")
@@ -86,9 +104,32 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    print("paybot worker: scheduled payments are stored as scheduled; charging them at their date "
-          "arrives with the payment-plans work (issue 4).", file=sys.stderr)
-    return 2
+    from bot.worker import WorkerConfig, run_worker
+
+    options = ("rate", "batch", "concurrency", "interval", "retry_declined_after_days",
+               "max_decline_retries")
+    try:
+        config = WorkerConfig(**{name: getattr(args, name) for name in options
+                                 if getattr(args, name) is not None})
+    except ValueError as exc:
+        print(f"paybot worker: {exc}", file=sys.stderr)
+        return 2
+    clock = None
+    if args.at is not None:
+        from datetime import datetime
+
+        from bot.clock import FrozenClock
+
+        try:
+            at = datetime.fromisoformat(args.at)
+        except ValueError:
+            at = None
+        if at is None or at.tzinfo is None or not args.once:
+            print("paybot worker: --at takes a date and time with its UTC offset, e.g. "
+                  "2026-12-15T10:00-05:00, and goes with --once", file=sys.stderr)
+            return 2
+        clock = FrozenClock(at)
+    return asyncio.run(run_worker(settings, config, once=args.once, clock=clock))
 
 
 async def _with_engine(settings: Settings, body):  # type: ignore[no-untyped-def]

@@ -153,9 +153,10 @@ class PaymentService:
                 frequency=plan.frequency,
                 start=start,
             )
+        references = await _unused_references(session, len(schedule))
         payments = [
             Payment(
-                reference=new_payment_reference(),
+                reference=references[n - 1],
                 # The first installment carries the request's key: a retry finds it.
                 idempotency_key=request.idempotency_key
                 if n == 1
@@ -176,7 +177,10 @@ class PaymentService:
             for n, (day, amount) in enumerate(schedule, start=1)
         ]
         session.add_all(payments)
-        await session.flush()
+        try:
+            await session.flush()
+        except IntegrityError:
+            return await self._collided(session, account, method, request, today)
         session.add(
             Agreement(
                 account_id=account.id,
@@ -206,13 +210,22 @@ class PaymentService:
         try:
             await session.commit()
         except IntegrityError:
-            # The same request won a race elsewhere: theirs is the one.
-            await session.rollback()
-            existing = await _payment_by_key(session, request.idempotency_key)
-            if existing is None:
-                raise
-            return existing, False
+            return await self._collided(session, account, method, request, today)
         return payments[0], True
+
+    async def _collided(
+        self,
+        session: AsyncSession,
+        account: Account,
+        method: PaymentMethod,
+        request: PaymentRequest,
+        today: date,
+    ) -> tuple[Payment, bool]:
+        await session.rollback()
+        existing = await _payment_by_key(session, request.idempotency_key)
+        if existing is not None:
+            return existing, False  # the same request won a race elsewhere: theirs is the one
+        raise PaymentRefused("We could not record the payment. Nothing was charged.")
 
     async def _charge(
         self, session: AsyncSession, account: Account, method: PaymentMethod, payment: Payment
@@ -293,6 +306,19 @@ async def apply_charge_result(
             amount_cents=payment.amount_cents,
         )
     return True
+
+
+async def _unused_references(session: AsyncSession, count: int) -> list[str]:
+    """Short random references (read aloud to an agent) that no payment uses yet: a clash is
+    drawn again here rather than failing the insert."""
+    chosen: list[str] = []
+    while len(chosen) < count:
+        wanted = [new_payment_reference() for _ in range(count - len(chosen))]
+        taken = set(
+            await session.scalars(select(Payment.reference).where(Payment.reference.in_(wanted)))
+        )
+        chosen += [r for r in dict.fromkeys(wanted) if r not in taken and r not in chosen]
+    return chosen
 
 
 async def _payment_by_key(session: AsyncSession, key: str) -> Payment | None:

@@ -436,3 +436,23 @@ async def test_every_inbound_message_is_stored_with_its_reply(app, phone):
         ("outbound", "We have your email as m***@example.com. Reply OK, or send a new email."),
     ]
     assert rows[1][2] is not None
+
+
+async def test_a_colliding_payment_reference_is_drawn_again(app, client, phone, monkeypatch):
+    """References are short and random: a clash with an earlier payment must not lose this one."""
+    import bot.payments
+
+    await add_account(app)
+    maria = phone()
+    for text in ["pay", "ok", "50", "1", "dec 15", "yes", "agree"]:
+        await maria.send(text)
+    taken = (await account_json(client))["payments"][0]["reference"]
+    draws = iter([taken, "P-NEW22"])
+    monkeypatch.setattr(bot.payments, "new_payment_reference", lambda: next(draws))
+    for text in ["pay", "ok", "60", "1", "dec 16", "yes"]:
+        await maria.send(text)
+    (done,) = await maria.send("agree")
+    assert "Ref P-NEW22" in done
+    assert sorted(p["reference"] for p in (await account_json(client))["payments"]) == sorted(
+        [taken, "P-NEW22"]
+    )
