@@ -26,11 +26,11 @@ from aiohttp import ClientSession, CookieJar, web
 from aiohttp.test_utils import TestServer
 
 from bot import appkeys
-from bot.accounts import parse_account, upsert_account
+from bot.accounts import parse_account, save_method_at_processor, upsert_account
 from bot.app import create_app
 from bot.clock import FrozenClock
 from bot.config import Settings
-from bot.models import Creditor, PaymentMethod
+from bot.models import Creditor
 from bot.providers import Providers
 from bot.providers.email import SandboxEmail
 from bot.providers.payments import SandboxGateway
@@ -120,23 +120,7 @@ async def seed(app: web.Application, accounts: int) -> list[str]:
             account, _ = await upsert_account(
                 session, parse_account(record), secret_key="bench", at=now, actor="bench"
             )
-            account.processor_customer_id = await gateway.ensure_customer(
-                account_ref=account.account_ref, name="Maria Lopez", email=None, existing_id=None
-            )
-            saved = await gateway.save_method(
-                customer_id=account.processor_customer_id, method_ref="pm_card_visa"
-            )
-            session.add(
-                PaymentMethod(
-                    account_id=account.id,
-                    processor_ref=saved.processor_ref,
-                    kind=saved.kind,
-                    brand=saved.brand,
-                    last4=saved.last4,
-                    is_default=True,
-                    created_at=now,
-                )
-            )
+            await save_method_at_processor(session, gateway, account, "pm_card_visa", at=now)
             token = await ledger.create_link(
                 session, account_id=account.id, at=now, lifetime=timedelta(hours=72)
             )

@@ -486,9 +486,9 @@ async def flush_redis(redis_url: str) -> None:
 
 async def seed(database_url: str, count: int, now: datetime) -> list[tuple[str, bool]]:
     """Accounts with a saved sandbox Visa; every other one with a settlement and a plan offer."""
-    from bot.accounts import parse_account, upsert_account
+    from bot.accounts import add_offers, parse_account, save_method_at_processor, upsert_account
     from bot.db import Database
-    from bot.models import Creditor, Offer, PaymentMethod
+    from bot.models import Creditor
     from bot.providers.payments import SandboxGateway
 
     database = Database(database_url)
@@ -523,46 +523,16 @@ async def seed(database_url: str, count: int, now: datetime) -> list[tuple[str, 
                 account, _ = await upsert_account(
                     session, parse_account(record), secret_key=SECRET_KEY, at=now, actor="bench"
                 )
-                account.processor_customer_id = await gateway.ensure_customer(
-                    account_ref=record["account_id"],
-                    name="Maria Lopez",
-                    email=record["email"],
-                    existing_id=None,
-                )
                 await session.flush()
-                saved = await gateway.save_method(
-                    customer_id=account.processor_customer_id, method_ref="pm_card_visa"
-                )
-                session.add(
-                    PaymentMethod(
-                        account_id=account.id,
-                        processor_ref=saved.processor_ref,
-                        kind=saved.kind,
-                        brand=saved.brand,
-                        last4=saved.last4,
-                        is_default=True,
-                        created_at=now,
-                    )
-                )
+                await save_method_at_processor(session, gateway, account, "pm_card_visa", at=now)
                 if has_offers:
-                    session.add(
-                        Offer(
-                            account_id=account.id,
-                            kind="settlement",
-                            total_cents=balance_cents * 64 // 100,
-                            expires_at=now + timedelta(days=45),
-                            created_at=now,
-                        )
-                    )
-                    session.add(
-                        Offer(
-                            account_id=account.id,
-                            kind="plan",
-                            total_cents=balance_cents,
-                            installment_count=6,
-                            frequency="monthly",
-                            created_at=now,
-                        )
+                    add_offers(
+                        session,
+                        account,
+                        settlement_cents=balance_cents * 64 // 100,
+                        settlement_expires_at=now + timedelta(days=45),
+                        plan_installments=6,
+                        at=now,
                     )
                 accounts.append((phone, has_offers))
                 if i % 100 == 99:

@@ -17,9 +17,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import ledger
-from bot.models import Account, Creditor
+from bot.models import Account, Creditor, Offer, PaymentMethod
 from bot.money import InvalidAmount, dollars_to_cents
 from bot.phones import InvalidPhone, normalize_phone
+from bot.providers.payments import PaymentGateway
 from bot.security import ssn_digest
 
 REQUIRED = ("account_id", "first_name", "last_name", "phone", "email", "balance")
@@ -102,7 +103,8 @@ def parse_account(row: Mapping[str, Any]) -> AccountInput:
     account_ref = text("account_id", 64)
     if not account_ref or not _ACCOUNT_ID.match(account_ref):
         raise InvalidAccount(
-            "account_id is missing or has characters other than letters, digits, . _ -")
+            "account_id is missing or has characters other than letters, digits, . _ -"
+        )
     first, last = text("first_name", 80), text("last_name", 80)
     if not first or not last:
         raise InvalidAccount("first_name and last_name are required")
@@ -128,7 +130,8 @@ def parse_account(row: Mapping[str, Any]) -> AccountInput:
         dob = _parse_date(raw_dob)
         if dob is None or dob.year < 1900 or dob > date.today():
             raise InvalidAccount(
-                f"dob {_show(raw_dob)} is not a date of birth (YYYY-MM-DD or MM/DD/YYYY)")
+                f"dob {_show(raw_dob)} is not a date of birth (YYYY-MM-DD or MM/DD/YYYY)"
+            )
     zone = _parse_timezone(text("timezone", 64))
     zip_code = text("zip", 10)
     if zip_code and not re.fullmatch(r"\d{5}(-\d{4})?", zip_code):
@@ -136,9 +139,18 @@ def parse_account(row: Mapping[str, Any]) -> AccountInput:
     if not phone and not email:
         raise InvalidAccount("a phone or an email is required")
     return AccountInput(
-        account_ref=account_ref, first_name=first, last_name=last, phone=phone, email=email,
-        balance_cents=balance, ssn=ssn, dob=dob, zip_code=zip_code, timezone=zone,
-        creditor=text("creditor", 40), description=text("description", 120),
+        account_ref=account_ref,
+        first_name=first,
+        last_name=last,
+        phone=phone,
+        email=email,
+        balance_cents=balance,
+        ssn=ssn,
+        dob=dob,
+        zip_code=zip_code,
+        timezone=zone,
+        creditor=text("creditor", 40),
+        description=text("description", 120),
     )
 
 
@@ -162,8 +174,8 @@ def _parse_balance(raw: Any) -> int:
         raise InvalidAccount("balance cannot be negative")
     if not _DOLLARS.match(value):
         raise InvalidAccount(
-            f"balance {_show(value)} is not an amount in dollars "
-            "(e.g. 1250.00, at most 2 decimals)")
+            f"balance {_show(value)} is not an amount in dollars (e.g. 1250.00, at most 2 decimals)"
+        )
     try:
         cents = dollars_to_cents(value)
     except (InvalidAmount, ArithmeticError) as exc:
@@ -190,7 +202,8 @@ def _parse_timezone(zone: str | None) -> str | None:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise InvalidAccount(
-            f"timezone {_show(zone)} is not a time zone such as America/Chicago") from exc
+            f"timezone {_show(zone)} is not a time zone such as America/Chicago"
+        ) from exc
     return zone
 
 
@@ -199,8 +212,11 @@ async def find_account(session: AsyncSession, account_ref: str) -> Account | Non
     account = await session.scalar(select(Account).where(Account.account_ref == account_ref))
     if account is None:
         account = await session.scalar(
-            select(Account).where(func.lower(Account.account_ref) == account_ref.lower())
-            .order_by(Account.id).limit(1))
+            select(Account)
+            .where(func.lower(Account.account_ref) == account_ref.lower())
+            .order_by(Account.id)
+            .limit(1)
+        )
     return account
 
 
@@ -209,17 +225,28 @@ async def upsert_account(
 ) -> tuple[Account, bool]:
     """Insert or update by account_id; returns (account, created). The caller commits."""
     account, created, changed = await _upsert(
-        session, data, await find_account(session, data.account_ref), secret_key=secret_key, at=at)
+        session, data, await find_account(session, data.account_ref), secret_key=secret_key, at=at
+    )
     if changed:
         await session.flush()
-        await ledger.audit(session, "account_created" if created else "account_updated", at=at,
-                           actor=actor, account_id=account.id)
+        await ledger.audit(
+            session,
+            "account_created" if created else "account_updated",
+            at=at,
+            actor=actor,
+            account_id=account.id,
+        )
     return account, created
 
 
 async def _upsert(
-    session: AsyncSession, data: AccountInput, account: Account | None, *, secret_key: str,
-    at: datetime, known_creditors: set[str] | None = None,
+    session: AsyncSession,
+    data: AccountInput,
+    account: Account | None,
+    *,
+    secret_key: str,
+    at: datetime,
+    known_creditors: set[str] | None = None,
 ) -> tuple[Account, bool, bool]:
     """(account, created, changed); the caller flushes and audits. A record that changes
     nothing touches nothing (not even updated_at)."""
@@ -233,13 +260,23 @@ async def _upsert(
                 known_creditors.add(code)
     created = account is None
     if account is None:
-        account = Account(account_ref=data.account_ref, created_at=at, updated_at=at,
-                          balance_cents=data.balance_cents, first_name=data.first_name,
-                          last_name=data.last_name, description="", timezone=DEFAULT_TIMEZONE)
+        account = Account(
+            account_ref=data.account_ref,
+            created_at=at,
+            updated_at=at,
+            balance_cents=data.balance_cents,
+            first_name=data.first_name,
+            last_name=data.last_name,
+            description="",
+            timezone=DEFAULT_TIMEZONE,
+        )
         session.add(account)
     changes: dict[str, Any] = {
-        "first_name": data.first_name, "last_name": data.last_name,
-        "phone": data.phone, "email": data.email, "balance_cents": data.balance_cents,
+        "first_name": data.first_name,
+        "last_name": data.last_name,
+        "phone": data.phone,
+        "email": data.email,
+        "balance_cents": data.balance_cents,
     }
     if data.ssn:
         changes["ssn_hash"] = ssn_digest(secret_key, data.ssn)
@@ -295,10 +332,12 @@ def scan_file(path: Path) -> int:
         for lines, line in enumerate(handle, start=1):  # noqa: B007 (the count is the result)
             if escaped.search(line):
                 raise ImportFileError(
-                    f"{path}:{lines}: the file is not UTF-8 text (Excel: save as \"CSV UTF-8\")")
+                    f'{path}:{lines}: the file is not UTF-8 text (Excel: save as "CSV UTF-8")'
+                )
     if lines == 0:
-        raise ImportFileError(f"{path}: the file is empty; it needs a header row with "
-                              f"{', '.join(REQUIRED)}")
+        raise ImportFileError(
+            f"{path}: the file is empty; it needs a header row with {', '.join(REQUIRED)}"
+        )
     return lines
 
 
@@ -319,7 +358,8 @@ def read_csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, 
     except csv.Error as exc:
         handle.close()
         raise ImportFileError(
-            f"{path}:{reader.line_num}: the header row is not CSV: {exc}") from exc
+            f"{path}:{reader.line_num}: the header row is not CSV: {exc}"
+        ) from exc
     if not header:
         handle.close()
         raise ImportFileError(f"{path}: no header row; it needs {', '.join(REQUIRED)}")
@@ -328,7 +368,8 @@ def read_csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, 
         handle.close()
         raise ImportFileError(
             f"{path}: the header lacks {', '.join(missing)} (it needs {', '.join(REQUIRED)}; "
-            f"optional: {', '.join(OPTIONAL)})")
+            f"optional: {', '.join(OPTIONAL)})"
+        )
     repeated = sorted({name for name in header if name and header.count(name) > 1})
     if repeated:
         handle.close()
@@ -351,8 +392,14 @@ def read_csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, 
                 if len(values) > width and any(v.strip() for v in values[width:]):
                     yield line, {"__error__": f"{len(values)} fields, but the header has {width}"}
                     continue
-                yield line, {name: value for name, value in zip(header, values, strict=False)
-                             if name in FIELDS}
+                yield (
+                    line,
+                    {
+                        name: value
+                        for name, value in zip(header, values, strict=False)
+                        if name in FIELDS
+                    },
+                )
 
     return header, rows()
 
@@ -387,7 +434,8 @@ async def import_csv(
         refs = {data.account_ref.lower() for _, data in records}
         existing: dict[str, Account] = {}
         found = await session.scalars(
-            select(Account).where(func.lower(Account.account_ref).in_(refs)).order_by(Account.id))
+            select(Account).where(func.lower(Account.account_ref).in_(refs)).order_by(Account.id)
+        )
         for account in found:
             existing.setdefault(account.account_ref.lower(), account)
             if account.account_ref in {data.account_ref for _, data in records}:
@@ -396,8 +444,13 @@ async def import_csv(
         at = clock.now()
         for _, data in records:
             account, created, changed = await _upsert(
-                session, data, existing.get(data.account_ref.lower()), secret_key=secret_key,
-                at=at, known_creditors=creditors)
+                session,
+                data,
+                existing.get(data.account_ref.lower()),
+                secret_key=secret_key,
+                at=at,
+                known_creditors=creditors,
+            )
             report.created += created
             report.updated += not created
             report.unchanged += not changed
@@ -405,8 +458,13 @@ async def import_csv(
                 written.append((account, created))
         await session.flush()  # one round of INSERT/UPDATE for the batch: the ids for the audit
         for account, created in written:
-            await ledger.audit(session, "account_created" if created else "account_updated",
-                               at=at, actor="import", account_id=account.id)
+            await ledger.audit(
+                session,
+                "account_created" if created else "account_updated",
+                at=at,
+                actor="import",
+                account_id=account.id,
+            )
 
     async def flush(upto: int) -> None:
         nonlocal done
@@ -435,7 +493,8 @@ async def import_csv(
                     creditors.clear()
                     cause = getattr(exc, "orig", None) or exc  # its name only: no values echoed
                     report.errors.append(
-                        (line, f"the database refused the row ({type(cause).__name__})"))
+                        (line, f"the database refused the row ({type(cause).__name__})")
+                    )
         batch.clear()
         if progress:
             progress(upto - done)
@@ -453,7 +512,8 @@ async def import_csv(
         key = data.account_ref.lower()
         if key in seen:
             report.errors.append(
-                (line, f"account_id {data.account_ref} repeats the one on line {seen[key]}"))
+                (line, f"account_id {data.account_ref} repeats the one on line {seen[key]}")
+            )
             continue
         seen[key] = line
         batch.append((line, data))
@@ -462,3 +522,67 @@ async def import_csv(
     await flush(lines)
     report.errors.sort()
     return report
+
+
+async def save_method_at_processor(
+    session: AsyncSession,
+    gateway: PaymentGateway,
+    account: Account,
+    method_ref: str,
+    *,
+    at: datetime,
+    default: bool = True,
+) -> PaymentMethod:
+    """Attach a method at the processor (making the customer there first if need be) and keep
+    its reference, brand and last 4 in the ledger. The caller commits."""
+    account.processor_customer_id = await gateway.ensure_customer(
+        account_ref=account.account_ref,
+        name=f"{account.first_name} {account.last_name}",
+        email=account.email,
+        existing_id=account.processor_customer_id,
+    )
+    saved = await gateway.save_method(
+        customer_id=account.processor_customer_id, method_ref=method_ref
+    )
+    method = PaymentMethod(
+        account_id=account.id,
+        processor_ref=saved.processor_ref,
+        kind=saved.kind,
+        brand=saved.brand,
+        last4=saved.last4,
+        is_default=default,
+        created_at=at,
+    )
+    session.add(method)
+    return method
+
+
+def add_offers(
+    session: AsyncSession,
+    account: Account,
+    *,
+    settlement_cents: int,
+    settlement_expires_at: datetime | None,
+    plan_installments: int,
+    at: datetime,
+) -> None:
+    """A settlement offer and a monthly plan for the whole balance (the design's example)."""
+    session.add(
+        Offer(
+            account_id=account.id,
+            kind="settlement",
+            total_cents=settlement_cents,
+            expires_at=settlement_expires_at,
+            created_at=at,
+        )
+    )
+    session.add(
+        Offer(
+            account_id=account.id,
+            kind="plan",
+            total_cents=account.balance_cents,
+            installment_count=plan_installments,
+            frequency="monthly",
+            created_at=at,
+        )
+    )

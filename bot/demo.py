@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import appkeys, ledger
-from bot.accounts import parse_account, upsert_account
+from bot.accounts import add_offers, parse_account, save_method_at_processor, upsert_account
 from bot.app import create_app
 from bot.config import Settings
 from bot.conversation import ConversationEngine, Inbound
@@ -105,50 +105,20 @@ async def seed(app: web.Application) -> None:
             account, _ = await upsert_account(
                 session, parse_account(record), secret_key=settings.secret_key, at=now, actor="demo"
             )
-            account.processor_customer_id = await gateway.ensure_customer(
-                account_ref=account.account_ref,
-                name=f"{account.first_name} {account.last_name}",
-                email=account.email,
-                existing_id=account.processor_customer_id,
-            )
             await reset_history(session, account.id)
             if method_ref:
-                saved = await gateway.save_method(
-                    customer_id=account.processor_customer_id, method_ref=method_ref
-                )
-                session.add(
-                    PaymentMethod(
-                        account_id=account.id,
-                        processor_ref=saved.processor_ref,
-                        kind=saved.kind,
-                        brand=saved.brand,
-                        last4=saved.last4,
-                        is_default=True,
-                        created_at=now,
-                    )
-                )
+                await save_method_at_processor(session, gateway, account, method_ref, at=now)
             if with_offers:
                 expires = datetime(now.year, 12, 31, 23, 59, tzinfo=UTC)
                 if expires <= now:
                     expires = now + timedelta(days=30)
-                session.add(
-                    Offer(
-                        account_id=account.id,
-                        kind="settlement",
-                        total_cents=80000,
-                        expires_at=expires,
-                        created_at=now,
-                    )
-                )
-                session.add(
-                    Offer(
-                        account_id=account.id,
-                        kind="plan",
-                        total_cents=125000,
-                        installment_count=6,
-                        frequency="monthly",
-                        created_at=now,
-                    )
+                add_offers(
+                    session,
+                    account,
+                    settlement_cents=80000,
+                    settlement_expires_at=expires,
+                    plan_installments=6,
+                    at=now,
                 )
         await session.commit()
 

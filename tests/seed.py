@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from bot import appkeys
-from bot.accounts import parse_account, upsert_account
-from bot.models import Account, Creditor, Offer, PaymentMethod
+from bot.accounts import add_offers, parse_account, save_method_at_processor, upsert_account
+from bot.models import Account, Creditor
 
 
 async def add_account(
@@ -57,43 +57,18 @@ async def add_account(
         account, _ = await upsert_account(
             session, parse_account(record), secret_key="test-secret-key", at=now, actor="test"
         )
-        account.processor_customer_id = await gateway.ensure_customer(
-            account_ref=ref, name=f"{first_name} Lopez", email=email, existing_id=None
-        )
-        for n, ref_ in enumerate(methods):
-            saved = await gateway.save_method(
-                customer_id=account.processor_customer_id, method_ref=ref_
-            )
-            session.add(
-                PaymentMethod(
-                    account_id=account.id,
-                    processor_ref=saved.processor_ref,
-                    kind=saved.kind,
-                    brand=saved.brand,
-                    last4=saved.last4,
-                    is_default=n == 0,
-                    created_at=now,
-                )
+        for n, method_ref in enumerate(methods):
+            await save_method_at_processor(
+                session, gateway, account, method_ref, at=now, default=n == 0
             )
         if offers:
-            session.add(
-                Offer(
-                    account_id=account.id,
-                    kind="settlement",
-                    total_cents=80000,
-                    expires_at=datetime(2026, 12, 31, 23, 0, tzinfo=UTC),
-                    created_at=now,
-                )
-            )
-            session.add(
-                Offer(
-                    account_id=account.id,
-                    kind="plan",
-                    total_cents=125000,
-                    installment_count=6,
-                    frequency="monthly",
-                    created_at=now,
-                )
+            add_offers(
+                session,
+                account,
+                settlement_cents=80000,
+                settlement_expires_at=datetime(2026, 12, 31, 23, 0, tzinfo=UTC),
+                plan_installments=6,
+                at=now,
             )
         await session.commit()
         return account
