@@ -180,7 +180,7 @@ class PaymentService:
         try:
             await session.flush()
         except IntegrityError:
-            return await self._collided(session, account, method, request, today)
+            return await self._collided(session, request)
         session.add(
             Agreement(
                 account_id=account.id,
@@ -210,17 +210,11 @@ class PaymentService:
         try:
             await session.commit()
         except IntegrityError:
-            return await self._collided(session, account, method, request, today)
+            return await self._collided(session, request)
         return payments[0], True
 
-    async def _collided(
-        self,
-        session: AsyncSession,
-        account: Account,
-        method: PaymentMethod,
-        request: PaymentRequest,
-        today: date,
-    ) -> tuple[Payment, bool]:
+    @staticmethod
+    async def _collided(session: AsyncSession, request: PaymentRequest) -> tuple[Payment, bool]:
         await session.rollback()
         existing = await _payment_by_key(session, request.idempotency_key)
         if existing is not None:
