@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot import appkeys, ledger
 from bot.accounts import FIELDS, InvalidAccount, parse_account, upsert_account
-from bot.models import Account, Conversation, Payment, PaymentMethod
+from bot.models import Account, Conversation, Payment, PaymentMethod, Plan
 from bot.money import InvalidAmount, dollars_to_cents
 from bot.payments import STATUS_LABELS
 from bot.phones import InvalidPhone, normalize_phone
@@ -40,6 +40,7 @@ def create_app() -> web.Application:
     app.router.add_post("/accounts", upsert)
     app.router.add_post("/accounts/{account_id}/links", create_link)
     app.router.add_post("/conversations/{phone}/handback", hand_back)
+    app.router.add_post("/plans/{plan_id}/cancel", cancel_plan)
     return app
 
 
@@ -289,6 +290,52 @@ def _link_terms(body: dict[str, Any], default_hours: int) -> dict[str, Any]:
     }
 
 
+async def cancel_plan(request: web.Request) -> web.Response:
+    """Cancel a plan: every installment not yet charged is canceled (the worker never takes a
+    canceled row), and the customer is emailed. Payments already made stand."""
+    raw = request.match_info["plan_id"]
+    if not raw.isdigit() or len(raw) > 12:
+        return problem(404, "no plan with that id")
+    now = request.config_dict[appkeys.CLOCK].now()
+    engine = request.config_dict[appkeys.ENGINE]
+    async with request.config_dict[appkeys.DATABASE].session() as session:
+        plan = await session.get(Plan, int(raw), with_for_update=True)
+        if plan is None:
+            return problem(404, "no plan with that id")
+        if plan.status == "canceled":
+            return problem(409, "the plan is already canceled")
+        canceled = list(
+            await session.scalars(
+                select(Payment)
+                .where(Payment.plan_id == plan.id, Payment.status == "scheduled")
+                .with_for_update()
+            )
+        )
+        for payment in canceled:
+            payment.status, payment.updated_at = "canceled", now
+        plan.status = "canceled"
+        account = await session.get(Account, plan.account_id)
+        assert account is not None
+        await ledger.audit(session, "plan_canceled", at=now, actor="api", account_id=account.id,
+                           plan_id=plan.id, installments_canceled=len(canceled))
+        await session.commit()
+        brand = await engine.brand_for(session, account)
+    if account.email:
+        env = engine.notifier.env
+        context = {"account": account, "brand": brand, "canceled": canceled,
+                   "canceled_total": sum(p.amount_cents for p in canceled)}
+        await engine.notifier.send_email(
+            to=account.email,
+            subject=f"{brand}: your payment plan is canceled",
+            text=env.get_template("email/plan_canceled.txt").render(context),
+            html=env.get_template("email/plan_canceled.html").render(context),
+            transactional=True,
+        )
+    return web.json_response(
+        {"plan_id": plan.id, "status": "canceled", "installments_canceled": len(canceled)}
+    )
+
+
 async def hand_back(request: web.Request) -> web.Response:
     """An agent hands a conversation back to the bot; it starts again from the main menu."""
     raw = request.match_info["phone"]
@@ -533,6 +580,21 @@ OPENAPI: dict[str, Any] = {
                     **_AUTH_ERRORS,
                     "404": _error("unknown account"),
                     "422": _error("the terms are not valid; the message says why"),
+                },
+            }
+        },
+        "/plans/{plan_id}/cancel": {
+            "post": {
+                "operationId": "cancelPlan",
+                "summary": "Cancel a plan: nothing more is debited, the customer is emailed",
+                "parameters": [{"name": "plan_id", "in": "path", "required": True,
+                                "schema": {"type": "integer"}}],
+                "responses": {
+                    "200": {"description": "canceled", "content": {"application/json": {
+                        "schema": {"type": "object"}}}},
+                    **_AUTH_ERRORS,
+                    "404": _error("no such plan"),
+                    "409": _error("already canceled"),
                 },
             }
         },

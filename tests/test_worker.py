@@ -665,6 +665,35 @@ async def test_a_canceled_plan_is_not_charged(app, client, phone, clock, provide
     assert providers.payments.charges == []
 
 
+async def test_canceling_a_plan_by_api_stops_every_remaining_debit(app, client, phone, clock,
+                                                                    providers):
+    from tests.conftest import API_KEY
+
+    await add_account(app, offers=True)
+    maria = phone()
+    for text in ["pay", "ok", "2", "1", "dec 1", "yes", "agree"]:
+        await maria.send(text)
+    worker = make_worker(app)
+    clock.set(local(date(2026, 12, 1)))
+    assert (await worker.run_once()).paid == 1  # the first installment is made
+    plan_id = (await payments(app))[0].plan_id
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    response = await client.post(f"/api/v1/plans/{plan_id}/cancel", headers=headers)
+    assert response.status == 200
+    assert (await response.json())["installments_canceled"] == 5
+    assert [p.status for p in await payments(app)] == ["paid"] + ["canceled"] * 5
+    (email,) = [m for m in providers.email.outbox if "canceled" in m.subject]
+    assert "No remaining payment will be debited" in email.text and "$1,041.66" in email.text
+    for month in range(1, 6):
+        clock.set(local(date(2027, month, 1)))
+        assert (await worker.run_once()).claimed == 0
+    assert len(providers.payments.charges) == 1
+    again = await client.post(f"/api/v1/plans/{plan_id}/cancel", headers=headers)
+    assert again.status == 409
+    listed = (await (await client.get("/api/v1/accounts/ACC-1001", headers=headers)).json())
+    assert [p["status"] for p in listed["payments"]] == ["Paid"] + ["Canceled"] * 5
+
+
 # --------------------------------------------------------------------------- rate limits
 
 
