@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.local_server import LocalServer
+
 DEFAULT_API_KEY = "SG.fake-key." + "k" * 20
 
 
@@ -34,7 +36,7 @@ class RecordedMail:
 
 
 @dataclass
-class SendGridFake:
+class SendGridFake(LocalServer):
     api_key: str = DEFAULT_API_KEY
     host: str = "127.0.0.1"
     requests: list[RecordedMail] = field(default_factory=list)
@@ -47,10 +49,6 @@ class SendGridFake:
     def fail_next(self, status: int = 500, message: str = "Internal Server Error") -> None:
         """The next send (after auth) answers this error instead of 202."""
         self._failures.append((status, message))
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def last(self) -> dict[str, Any]:
@@ -78,25 +76,6 @@ class SendGridFake:
         app = web.Application()
         app.router.add_post("/v3/mail/send", self._mail_send)
         return app
-
-    async def start(self) -> SendGridFake:
-        self._runner = web.AppRunner(self.make_app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> SendGridFake:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     # -- handler -----------------------------------------------------------
     @staticmethod

@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import BasicAuth, web
 
 from bot.gsm7 import segment_count
+from tests.fakes.local_server import LocalServer
 
 API_VERSION = "2010-04-01"
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 31 + "1"
@@ -41,7 +42,7 @@ class RecordedRequest:
 
 
 @dataclass
-class TwilioFake:
+class TwilioFake(LocalServer):
     account_sid: str = DEFAULT_ACCOUNT_SID
     auth_token: str = DEFAULT_AUTH_TOKEN
     host: str = "127.0.0.1"
@@ -67,10 +68,6 @@ class TwilioFake:
         self._failures.append((status, code, message))
 
     @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
     def last(self) -> dict[str, Any]:
         """The last accepted message resource."""
         return self.messages[-1]
@@ -82,25 +79,6 @@ class TwilioFake:
             f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json", self._create_message
         )
         return app
-
-    async def start(self) -> TwilioFake:
-        self._runner = web.AppRunner(self.make_app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> TwilioFake:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     # -- handler -----------------------------------------------------------
     @staticmethod
