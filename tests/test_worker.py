@@ -198,6 +198,23 @@ class CountingGateway:
         return getattr(self.inner, name)
 
 
+class MeetingGateway(CountingGateway):
+    """One per worker: each worker's first charge waits until the other has charged too, so the
+    race is real whichever worker the event loop happens to start first."""
+
+    def __init__(self, inner: Any, keys: Counter[str], meeting: asyncio.Barrier) -> None:
+        super().__init__(inner)
+        self.keys = keys
+        self.meeting = meeting
+        self.met = False
+
+    async def charge(self, **kwargs: Any) -> ChargeResult:
+        if not self.met:
+            self.met = True
+            await asyncio.wait_for(self.meeting.wait(), 10)  # the other worker never charged
+        return await super().charge(**kwargs)
+
+
 class FakeTime:
     """A clock that moves only when slept on (the limiters sleep one waiter at a time)."""
 
@@ -596,12 +613,13 @@ async def test_two_workers_race_on_many_rows_and_one_balance(app, client, settin
                                                                providers):
     maria = await add_account(app)
     await add_scheduled(app, maria, date(2026, 11, 25), amount=1000, count=40)
-    counting = CountingGateway(providers.payments)
+    keys: Counter[str] = Counter()
+    meeting = asyncio.Barrier(2)
     engines = [Database(settings.database_url), Database(settings.database_url)]
     try:
         reports = await asyncio.gather(*(
-            make_worker(app, database=db, gateway=counting, name=f"worker-{n}", batch=5,
-                        concurrency=4).run_once()
+            make_worker(app, database=db, gateway=MeetingGateway(providers.payments, keys, meeting),
+                        name=f"worker-{n}", batch=5, concurrency=4).run_once()
             for n, db in enumerate(engines)
         ))
     finally:
@@ -609,7 +627,7 @@ async def test_two_workers_race_on_many_rows_and_one_balance(app, client, settin
             await db.close()
     assert all(r.claimed for r in reports)  # both took a share
     assert sum(r.paid for r in reports) == 40 and sum(r.errors for r in reports) == 0
-    assert len(counting.keys) == 40 and set(counting.keys.values()) == {1}
+    assert len(keys) == 40 and set(keys.values()) == {1}
     assert await balance(app) == BALANCE - 40000  # no lost update of the shared balance
     assert len(outbox(app)) == 40
 
