@@ -19,7 +19,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from bot import appkeys, ledger
+from bot import appkeys, ledger, plans
 from bot.accounts import FIELDS, InvalidAccount, parse_account, upsert_account
 from bot.models import Account, Conversation, Payment, PaymentMethod, Plan
 from bot.money import InvalidAmount, dollars_to_cents
@@ -296,43 +296,51 @@ async def cancel_plan(request: web.Request) -> web.Response:
     raw = request.match_info["plan_id"]
     if not raw.isdigit() or len(raw) > 12:
         return problem(404, "no plan with that id")
+    body: dict[str, Any] = {}
+    if request.can_read_body:
+        parsed = await _json_object(request)
+        if isinstance(parsed, web.Response):
+            return parsed
+        body = parsed
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        return problem(400, "reason must be text")
+    actor = body.get("actor", "api")
+    if not isinstance(actor, str) or not actor.strip() or len(actor) > 40:
+        return problem(400, "actor must be a short name (for example agent:jsmith)")
     now = request.config_dict[appkeys.CLOCK].now()
     engine = request.config_dict[appkeys.ENGINE]
     async with request.config_dict[appkeys.DATABASE].session() as session:
-        plan = await session.get(Plan, int(raw), with_for_update=True)
+        plan = await session.get(Plan, int(raw))
         if plan is None:
             return problem(404, "no plan with that id")
         if plan.status == "canceled":
             return problem(409, "the plan is already canceled")
-        canceled = list(
-            await session.scalars(
-                select(Payment)
-                .where(Payment.plan_id == plan.id, Payment.status == "scheduled")
-                .with_for_update()
+        try:
+            result = await plans.cancel_plan(
+                session, plan.id, actor=actor.strip(), reason=reason, at=now
             )
-        )
-        for payment in canceled:
-            payment.status, payment.updated_at = "canceled", now
-        plan.status = "canceled"
-        account = await session.get(Account, plan.account_id)
-        assert account is not None
-        await ledger.audit(session, "plan_canceled", at=now, actor="api", account_id=account.id,
-                           plan_id=plan.id, installments_canceled=len(canceled))
-        await session.commit()
-        brand = await engine.brand_for(session, account)
-    if account.email:
-        env = engine.notifier.env
-        context = {"account": account, "brand": brand, "canceled": canceled,
-                   "canceled_total": sum(p.amount_cents for p in canceled)}
-        await engine.notifier.send_email(
-            to=account.email,
-            subject=f"{brand}: your payment plan is canceled",
-            text=env.get_template("email/plan_canceled.txt").render(context),
-            html=env.get_template("email/plan_canceled.html").render(context),
-            transactional=True,
-        )
+        except plans.PlanError as exc:
+            return problem(409, str(exc))
+        brand = await engine.brand_for(session, result.account)
+    await notify_cancellation(engine, result, brand)
     return web.json_response(
-        {"plan_id": plan.id, "status": "canceled", "installments_canceled": len(canceled)}
+        {"plan_id": plan.id, "status": "canceled", "installments_canceled": len(result.canceled)}
+    )
+
+
+async def notify_cancellation(engine: Any, result: plans.Cancellation, brand: str) -> None:
+    """The customer is told by email that nothing more will be debited."""
+    if not result.account.email:
+        return
+    env = engine.notifier.env
+    context = result.email_context(brand)
+    await engine.notifier.send_email(
+        to=result.account.email,
+        subject=f"{brand}: your payment plan is canceled",
+        text=env.get_template("email/plan_canceled.txt").render(context),
+        html=env.get_template("email/plan_canceled.html").render(context),
+        transactional=True,
     )
 
 

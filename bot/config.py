@@ -34,6 +34,15 @@ class FlowSettings:
     session_timeout_minutes: int = 30
     terms_version: str = "2026-11"
     max_invalid_replies: int = 3
+    # Plans and offers (journeys 3 to 5)
+    sms_plan_signing: bool = True  # the terms allow a plan to be signed by replying AGREE
+    offer_lifetime_days: int = 14  # an offer's default expiry
+    reminder_days_before: tuple[int, ...] = (7, 3, 1)  # at most three, before an offer expires
+    plan_max_installments: int = 24
+    plan_start_horizon_days: int = 30  # the first installment at most this far ahead
+    plan_skips_allowed: int = 1  # installments a customer may skip (pushed to the end) by text
+    plan_move_max_days: int = 14  # how far a customer may move the next installment by text
+    max_proactive_per_week: int = 5  # per customer, receipts and replies aside
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, object] | None) -> FlowSettings:
@@ -53,6 +62,12 @@ class FlowSettings:
             elif isinstance(default, int):
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise ConfigError(f"flow setting {f.name} must be a whole number")
+            elif isinstance(default, tuple) and default and isinstance(default[0], int):
+                if not isinstance(value, list | tuple) or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+                ):
+                    raise ConfigError(f"flow setting {f.name} must be a list of whole numbers")
+                value = tuple(value)
             elif isinstance(default, tuple):
                 if not isinstance(value, list | tuple) or not all(
                     isinstance(v, str) for v in value
@@ -65,6 +80,8 @@ class FlowSettings:
         settings = cls(**values)  # type: ignore[arg-type]
         if not (0 <= settings.quiet_hours_end <= 23 and 0 <= settings.quiet_hours_start <= 24):
             raise ConfigError("quiet hours must be hours of the day")
+        if len(settings.reminder_days_before) > 3:
+            raise ConfigError("at most three reminders before an offer expires")
         return settings
 
     def merged(self, overrides: Mapping[str, object] | None) -> FlowSettings:
@@ -81,6 +98,7 @@ class FlowSettings:
     def to_mapping(self) -> dict[str, object]:
         data = dataclasses.asdict(self)
         data["methods_enabled"] = list(self.methods_enabled)
+        data["reminder_days_before"] = list(self.reminder_days_before)
         return data
 
 

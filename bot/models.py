@@ -100,8 +100,20 @@ class Offer(Base):
     installment_count: Mapped[int] = mapped_column(Integer, default=1)
     frequency: Mapped[str | None] = mapped_column(String(20))  # weekly | biweekly | monthly
     expires_at: Mapped[datetime | None]
+    # open -> accepted (signed) | expired | withdrawn
     status: Mapped[str] = mapped_column(String(20), default="open")
     created_at: Mapped[datetime]
+    # An offer made for this customer (by an agent or an operator) carries its exact schedule:
+    # [["2026-12-15", 20834], ...] (ISO date, cents), adding up to total_cents. Offers without
+    # one (the standing offers of an import) are scheduled from the day the customer chooses.
+    schedule: Mapped[list[Any] | None] = mapped_column(JSON)
+    # A settlement expressed as a share off the balance, in basis points (2500 = 25 % off).
+    discount_bps: Mapped[int | None] = mapped_column(Integer)
+    # What a customer may change by text on the plan this offer becomes (see bot/plans.py).
+    rules: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_by: Mapped[str | None] = mapped_column(String(40))
+    sent_at: Mapped[datetime | None]
+    accepted_at: Mapped[datetime | None]
 
 
 class PaymentMethod(Base):
@@ -128,8 +140,14 @@ class Plan(Base):
     installment_count: Mapped[int] = mapped_column(Integer)
     frequency: Mapped[str] = mapped_column(String(20))
     method_id: Mapped[int | None] = mapped_column(ForeignKey("payment_methods.id"))
+    # active -> completed | canceled
     status: Mapped[str] = mapped_column(String(20), default="active")
     created_at: Mapped[datetime]
+    rules: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    skips_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    canceled_at: Mapped[datetime | None]
+    canceled_by: Mapped[str | None] = mapped_column(String(40))
+    cancel_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class Payment(Base):
@@ -175,7 +193,11 @@ class Agreement(Base):
     text: Mapped[str] = mapped_column(Text)
     signer_name: Mapped[str] = mapped_column(String(160))
     signature_kind: Mapped[str] = mapped_column(String(20))  # sms_reply | typed | drawn
+    # typed: the name as typed; drawn: a PNG as a data: URL; sms_reply: the reply's text
     signature_data: Mapped[str | None] = mapped_column(Text)
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"), index=True)
+    # E-SIGN: when the customer consented to electronic records (before signing)
+    esign_consent_at: Mapped[datetime | None]
     channel: Mapped[str] = mapped_column(String(10))
     ip_address: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(400))
@@ -222,7 +244,8 @@ class Link(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
-    purpose: Mapped[str] = mapped_column(String(20), default="payment")
+    purpose: Mapped[str] = mapped_column(String(20), default="payment")  # payment | plan_offer
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"), index=True)
     resume_state: Mapped[str | None] = mapped_column(String(40))
     amount_cents: Mapped[int | None] = mapped_column(BigInteger)
     allow_amount_change: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -312,3 +335,29 @@ class EmailOptOut(Base):
     opted_out: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str] = mapped_column(String(40))  # unsubscribe | spamreport | bounce | ...
     updated_at: Mapped[datetime]
+
+
+class Outreach(Base):
+    """One proactive message (offer, reminder, expiry notice, cancellation...), at most once.
+
+    The dedupe key (e.g. ``reminder:42:2``) makes a message that two workers or a retry would
+    both send go out once; the rows also count against the per-customer frequency cap. A message
+    held by quiet hours or the cap stays ``held`` with the time it may go out.
+    """
+
+    __tablename__ = "outreach"
+    __table_args__ = (Index("ix_outreach_account_sent", "account_id", "sent_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(120), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id"))
+    kind: Mapped[str] = mapped_column(String(30))  # offer | reminder | expired | canceled | ...
+    channel: Mapped[str] = mapped_column(String(10))  # sms | email | both
+    # held -> sent | skipped (opted out, nothing to send to, offer no longer open)
+    status: Mapped[str] = mapped_column(String(20))
+    not_before: Mapped[datetime | None]
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]

@@ -153,7 +153,7 @@ class PaymentService:
                 frequency=plan.frequency,
                 start=start,
             )
-        references = await _unused_references(session, len(schedule))
+        references = await unused_references(session, len(schedule))
         payments = [
             Payment(
                 reference=references[n - 1],
@@ -302,7 +302,7 @@ async def apply_charge_result(
     return True
 
 
-async def _unused_references(session: AsyncSession, count: int) -> list[str]:
+async def unused_references(session: AsyncSession, count: int) -> list[str]:
     """Short random references (read aloud to an agent) that no payment uses yet: a clash is
     drawn again here rather than failing the insert."""
     chosen: list[str] = []
