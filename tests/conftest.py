@@ -36,7 +36,7 @@ pytest_plugins = ["tests.fixtures_fakes", "tests.fixtures_stripe"]
 
 BACKEND = os.environ.get("PAYBOT_TEST_BACKEND", "embedded")
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 AUTH_TOKEN = "test-twilio-auth-token"
 PUBLIC_BASE_URL = "https://paybot.test"
 API_KEY = "test-api-key"
@@ -46,7 +46,8 @@ START = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 
 def pytest_report_header(config: pytest.Config) -> str:
     if BACKEND == "services":
-        return f"paybot backend: services (PostgreSQL {PG_URL.split('@')[-1]}, Redis {REDIS_URL})"
+        redis_db = REDIS_URL or "a database of its own"
+        return f"paybot backend: services (PostgreSQL {PG_URL.split('@')[-1]}, Redis {redis_db})"
     return "paybot backend: embedded (SQLite file + in-process Redis)"
 
 
@@ -123,21 +124,50 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{path}"
 
 
+@pytest.fixture(scope="session")
+def redis_test_url() -> Iterator[str]:
+    """A Redis database of this run's own, so test runs side by side never flush each other's
+    keys: TEST_REDIS_URL when given, else the first of databases 1-15 that no live run holds
+    (the claim lives in database 0 and lapses if a run dies without letting go)."""
+    import redis
+
+    if REDIS_URL:
+        yield REDIS_URL
+        return
+    claims = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        held = next(
+            (n for n in range(1, 16) if claims.set(f"paybot-test-run:db{n}", os.getpid(),
+                                                   nx=True, ex=3 * 3600)),
+            None,
+        )
+    except redis.ConnectionError as exc:
+        pytest.fail(f"Redis at 127.0.0.1:6379 cannot be reached: {exc}", pytrace=False)
+    if held is None:
+        pytest.fail("every Redis test database (1-15) is held by another test run", pytrace=False)
+    try:
+        yield f"redis://127.0.0.1:6379/{held}"
+    finally:
+        claims.delete(f"paybot-test-run:db{held}")
+        claims.close()
+
+
 @pytest.fixture
-def redis_url() -> Iterator[str | None]:
+def redis_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if BACKEND != "services":
         yield None
         return
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
+    url = request.getfixturevalue("redis_test_url")
+    client = redis.Redis.from_url(url)
     try:
         client.flushdb()
     except redis.ConnectionError as exc:
-        pytest.fail(f"Redis at {REDIS_URL} cannot be reached: {exc}", pytrace=False)
+        pytest.fail(f"Redis at {url} cannot be reached: {exc}", pytrace=False)
     finally:
         client.close()
-    yield REDIS_URL
+    yield url
 
 
 @pytest.fixture
