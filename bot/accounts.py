@@ -20,7 +20,7 @@ from bot import ledger
 from bot.models import Account, Creditor, Offer, PaymentMethod
 from bot.money import InvalidAmount, dollars_to_cents
 from bot.phones import InvalidPhone, normalize_phone
-from bot.providers.payments import PaymentGateway
+from bot.providers.payments import PaymentGateway, SavedMethod
 from bot.security import ssn_digest
 
 REQUIRED = ("account_id", "first_name", "last_name", "phone", "email", "balance")
@@ -535,25 +535,67 @@ async def save_method_at_processor(
 ) -> PaymentMethod:
     """Attach a method at the processor (making the customer there first if need be) and keep
     its reference, brand and last 4 in the ledger. The caller commits."""
+    customer_id = await ensure_processor_customer(gateway, account)
+    saved = await gateway.save_method(customer_id=customer_id, method_ref=method_ref)
+    return await record_saved_method(session, account, saved, at=at, default=default)
+
+
+async def ensure_processor_customer(gateway: PaymentGateway, account: Account) -> str:
+    """The account's customer at the processor, made there on first use. The caller commits
+    (before anything else can fail, so a retry does not make a second customer)."""
     account.processor_customer_id = await gateway.ensure_customer(
         account_ref=account.account_ref,
         name=f"{account.first_name} {account.last_name}",
         email=account.email,
         existing_id=account.processor_customer_id,
     )
-    saved = await gateway.save_method(
-        customer_id=account.processor_customer_id, method_ref=method_ref
+    return account.processor_customer_id
+
+
+async def record_saved_method(
+    session: AsyncSession,
+    account: Account,
+    saved: SavedMethod,
+    *,
+    at: datetime,
+    default: bool | None,
+    channel: str | None = None,
+) -> PaymentMethod:
+    """Keep a method the processor saved (once, however often it is saved again). `default`:
+    True makes it the account's default, None only when it is the first; with a `channel` the
+    saving is audited. The caller commits."""
+    method = await session.scalar(
+        select(PaymentMethod).where(
+            PaymentMethod.account_id == account.id,
+            PaymentMethod.processor_ref == saved.processor_ref,
+        )
     )
-    method = PaymentMethod(
-        account_id=account.id,
-        processor_ref=saved.processor_ref,
-        kind=saved.kind,
-        brand=saved.brand,
-        last4=saved.last4,
-        is_default=default,
-        created_at=at,
-    )
-    session.add(method)
+    others = [m for m in await ledger.payment_methods(session, account.id) if m is not method]
+    if method is None:
+        method = PaymentMethod(
+            account_id=account.id,
+            processor_ref=saved.processor_ref,
+            kind=saved.kind,
+            brand=saved.brand,
+            last4=saved.last4,
+            is_default=False,
+            created_at=at,
+        )
+        session.add(method)
+    if default or (default is None and not others):
+        for other in others:
+            other.is_default = False
+        method.is_default = True
+    if channel is not None:
+        await ledger.audit(
+            session,
+            "method_saved",
+            at=at,
+            account_id=account.id,
+            method_kind=saved.kind,
+            last4=saved.last4,
+            channel=channel,
+        )
     return method
 
 

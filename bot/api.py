@@ -11,7 +11,8 @@ import hmac
 import json
 import logging
 import re
-from datetime import date, timedelta
+from collections import defaultdict
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,9 +20,9 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from bot import appkeys, ledger, plans
+from bot import appkeys, ledger, offers, plans
 from bot.accounts import FIELDS, InvalidAccount, parse_account, upsert_account
-from bot.models import Account, Conversation, Payment, PaymentMethod, Plan
+from bot.models import Account, Conversation, Offer, Payment, PaymentMethod, Plan
 from bot.money import InvalidAmount, dollars_to_cents
 from bot.payments import STATUS_LABELS
 from bot.phones import InvalidPhone, normalize_phone
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 PUBLIC_PATHS = {"/api/v1/openapi.json"}
 _ACCOUNT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Control characters other than tab and line breaks (PostgreSQL refuses NUL in text).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def create_app() -> web.Application:
@@ -41,6 +44,10 @@ def create_app() -> web.Application:
     app.router.add_post("/accounts/{account_id}/links", create_link)
     app.router.add_post("/conversations/{phone}/handback", hand_back)
     app.router.add_post("/plans/{plan_id}/cancel", cancel_plan)
+    app.router.add_post("/accounts/{account_id}/offers", post_offer)
+    app.router.add_get("/accounts/{account_id}/offers", list_offers)
+    app.router.add_get("/offers/{offer_id}", get_offer)
+    app.router.add_post("/offers/{offer_id}/withdraw", withdraw_offer)
     return app
 
 
@@ -84,8 +91,14 @@ async def require_api_key(request: web.Request, handler):  # type: ignore[no-unt
 
 
 def account_document(
-    account: Account, payments: list[tuple[Payment, PaymentMethod | None]]
+    account: Account,
+    payments: list[tuple[Payment, PaymentMethod | None]],
+    account_plans: list[Plan] | None = None,
 ) -> dict[str, Any]:
+    installments: dict[int, list[Payment]] = defaultdict(list)
+    for payment, _ in payments:
+        if payment.plan_id is not None:
+            installments[payment.plan_id].append(payment)
     return {
         "account_id": account.account_ref,
         "first_name": account.first_name,
@@ -113,6 +126,32 @@ def account_document(
             }
             for p, m in payments
         ],
+        "plans": [plan_document(plan, installments[plan.id]) for plan in account_plans or []],
+    }
+
+
+def plan_document(plan: Plan, installments: list[Payment]) -> dict[str, Any]:
+    return {
+        "id": plan.id,
+        "offer_id": plan.offer_id,
+        "status": plan.status,
+        "frequency": plan.frequency,
+        "total_cents": plan.total_cents,
+        "total": _dollars(plan.total_cents),
+        "installment_count": plan.installment_count,
+        "created_at": plan.created_at.isoformat(),
+        "canceled_at": plan.canceled_at.isoformat() if plan.canceled_at else None,
+        "installments": [
+            {
+                "number": p.installment_number,
+                "reference": p.reference,
+                "scheduled_for": p.scheduled_for.isoformat(),
+                "amount_cents": p.amount_cents,
+                "amount": _dollars(p.amount_cents),
+                "status": STATUS_LABELS.get(p.status, p.status),
+            }
+            for p in sorted(installments, key=lambda p: (p.installment_number or 0, p.id))
+        ],
     }
 
 
@@ -135,7 +174,14 @@ async def get_account(request: web.Request) -> web.Response:
             .where(Payment.account_id == account.id)
             .order_by(Payment.scheduled_for, Payment.id)
         )
-        return web.json_response(account_document(account, [(p, m) for p, m in rows.all()]))
+        account_plans = list(
+            await session.scalars(
+                select(Plan).where(Plan.account_id == account.id).order_by(Plan.id)
+            )
+        )
+        return web.json_response(
+            account_document(account, [(p, m) for p, m in rows.all()], account_plans)
+        )
 
 
 def _reject_constant(name: str) -> Any:
@@ -185,7 +231,7 @@ async def upsert(request: web.Request) -> web.Response:
                 continue
             document = account_document(account, [])
             break
-    del document["payments"]
+    del document["payments"], document["plans"]
     return web.json_response(document, status=201 if created else 200)
 
 
@@ -303,29 +349,35 @@ async def cancel_plan(request: web.Request) -> web.Response:
             return parsed
         body = parsed
     reason = body.get("reason")
-    if reason is not None and not isinstance(reason, str):
+    if reason is not None and (not isinstance(reason, str) or _CONTROL.search(reason)):
         return problem(400, "reason must be text")
     actor = body.get("actor", "api")
-    if not isinstance(actor, str) or not actor.strip() or len(actor) > 40:
+    if not offers.is_short_name(actor):
         return problem(400, "actor must be a short name (for example agent:jsmith)")
     now = request.config_dict[appkeys.CLOCK].now()
     engine = request.config_dict[appkeys.ENGINE]
     async with request.config_dict[appkeys.DATABASE].session() as session:
-        plan = await session.get(Plan, int(raw))
-        if plan is None:
+        # Only the status is read here: cancel_plan then loads the plan fresh under its row
+        # lock, so of two cancellations at once only one cancels (and emails).
+        status = await session.scalar(select(Plan.status).where(Plan.id == int(raw)))
+        if status is None:
             return problem(404, "no plan with that id")
-        if plan.status == "canceled":
+        if status == "canceled":
             return problem(409, "the plan is already canceled")
         try:
             result = await plans.cancel_plan(
-                session, plan.id, actor=actor.strip(), reason=reason, at=now
+                session, int(raw), actor=actor.strip(), reason=reason, at=now
             )
         except plans.PlanError as exc:
             return problem(409, str(exc))
         brand = await engine.brand_for(session, result.account)
     await notify_cancellation(engine, result, brand)
     return web.json_response(
-        {"plan_id": plan.id, "status": "canceled", "installments_canceled": len(result.canceled)}
+        {
+            "plan_id": result.plan.id,
+            "status": "canceled",
+            "installments_canceled": len(result.canceled),
+        }
     )
 
 
@@ -342,6 +394,253 @@ async def notify_cancellation(engine: Any, result: plans.Cancellation, brand: st
         html=env.get_template("email/plan_canceled.html").render(context),
         transactional=True,
     )
+
+
+OFFER_FIELDS = (
+    "kind",
+    "total",
+    "frequency",
+    "count",
+    "installment_amount",
+    "start_date",
+    "schedule",
+    "settlement_amount",
+    "percent_off",
+    "expires_at",
+    "expires_in_days",
+    "send_via",
+    "created_by",
+    "rules",
+)
+
+
+def offer_request(body: dict[str, Any]) -> offers.OfferRequest:
+    """The JSON body as the domain's request: amounts in dollars become cents, dates become
+    dates; a value of the wrong kind is an InvalidOffer naming the field."""
+    unknown = sorted(str(name) for name in body if name not in OFFER_FIELDS)
+    if unknown:
+        raise offers.InvalidOffer(
+            "body", f"unknown field(s): {', '.join(n[:40] for n in unknown[:10])}"
+        )
+
+    def cents(name: str) -> int | None:
+        return None if body.get(name) is None else to_cents(name, body[name])
+
+    def to_cents(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+            raise offers.InvalidOffer(name, 'must be an amount in dollars, e.g. "50.00"')
+        try:
+            if len(str(value)) > 30:
+                raise InvalidAmount("too long")
+            return dollars_to_cents(str(value))
+        except InvalidAmount as exc:
+            raise offers.InvalidOffer(name, 'must be an amount in dollars, e.g. "50.00"') from exc
+
+    def day(name: str, value: Any) -> date:
+        try:
+            if not isinstance(value, str) or len(value) != 10:
+                raise ValueError(value)
+            return date.fromisoformat(value)
+        except ValueError as exc:
+            raise offers.InvalidOffer(name, "must be a date, YYYY-MM-DD") from exc
+
+    def whole(name: str) -> int | None:
+        value = body.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > 10**6:
+            raise offers.InvalidOffer(name, "must be a whole number")
+        return value
+
+    def text(name: str, default: str | None) -> str | None:
+        value = body.get(name, default)
+        if value is not None and not isinstance(value, str):
+            raise offers.InvalidOffer(name, "must be text")
+        return value
+
+    kind = text("kind", None)
+    if kind not in offers.KINDS:
+        raise offers.InvalidOffer("kind", "must be plan or settlement")
+    schedule = None
+    if body.get("schedule") is not None:
+        raw = body["schedule"]
+        if not isinstance(raw, list):
+            raise offers.InvalidOffer("schedule", 'must be a list of {"date", "amount"}')
+        schedule = []
+        for item in raw[:1000]:
+            if isinstance(item, dict) and set(item) == {"date", "amount"}:
+                when, amount = item["date"], item["amount"]
+            elif isinstance(item, list) and len(item) == 2:
+                when, amount = item
+            else:
+                raise offers.InvalidOffer("schedule", 'each installment is {"date", "amount"}')
+            schedule.append((day("schedule", when), to_cents("schedule", amount)))
+    start = body.get("start_date")
+    percent = body.get("percent_off")
+    if percent is not None and (
+        isinstance(percent, bool) or not isinstance(percent, str | int | Decimal)
+    ):
+        raise offers.InvalidOffer("percent_off", "must be a number such as 25 or 12.5")
+    expires_at, expires_on = None, None
+    raw_expiry = text("expires_at", None)
+    if raw_expiry is not None:
+        if len(raw_expiry) == 10:
+            expires_on = day("expires_at", raw_expiry)
+        else:
+            try:
+                expires_at = datetime.fromisoformat(raw_expiry[:40])
+            except ValueError as exc:
+                raise offers.InvalidOffer(
+                    "expires_at", "must be a date (YYYY-MM-DD) or a date and time with offset"
+                ) from exc
+            if expires_at.tzinfo is None:
+                raise offers.InvalidOffer(
+                    "expires_at", "needs a UTC offset, e.g. 2026-12-31T23:00:00-05:00"
+                )
+    rules = body.get("rules")
+    if rules is not None and not isinstance(rules, dict):
+        raise offers.InvalidOffer("rules", 'must be an object, e.g. {"skips_allowed": 1}')
+    return offers.OfferRequest(
+        kind=kind,
+        created_by=text("created_by", "api") or "",
+        total_cents=cents("total"),
+        frequency=text("frequency", None),
+        start=day("start_date", start) if start is not None else None,
+        count=whole("count"),
+        installment_cents=cents("installment_amount"),
+        schedule=tuple(schedule) if schedule is not None else None,
+        rules=rules,
+        settlement_cents=cents("settlement_amount"),
+        discount_bps=offers.percent_to_bps(str(percent)) if percent is not None else None,
+        expires_at=expires_at,
+        expires_on=expires_on,
+        expires_in_days=whole("expires_in_days"),
+        send_via=text("send_via", None),
+    )
+
+
+def offer_document(
+    offer: Offer, account: Account, *, now: datetime, plan_id: int | None = None
+) -> dict[str, Any]:
+    return {
+        "id": offer.id,
+        "account_id": account.account_ref,
+        "kind": offer.kind,
+        "status": offers.offer_status(offer, now),
+        "total_cents": offer.total_cents,
+        "total": _dollars(offer.total_cents),
+        "installment_count": offer.installment_count,
+        "frequency": offer.frequency,
+        "schedule": [
+            {"date": day.isoformat(), "amount": _dollars(amount), "amount_cents": amount}
+            for day, amount in offers.offer_schedule(offer)
+        ],
+        "discount_bps": offer.discount_bps,
+        "savings": _dollars(max(0, account.balance_cents - offer.total_cents))
+        if offer.kind == "settlement"
+        else None,
+        "rules": offer.rules,
+        "expires_at": offer.expires_at.isoformat() if offer.expires_at else None,
+        "created_at": offer.created_at.isoformat(),
+        "created_by": offer.created_by,
+        "sent_at": offer.sent_at.isoformat() if offer.sent_at else None,
+        "accepted_at": offer.accepted_at.isoformat() if offer.accepted_at else None,
+        "plan_id": plan_id,
+    }
+
+
+async def post_offer(request: web.Request) -> web.Response:
+    """A plan or settlement offer for one account, checked against the creditor's limits; with
+    send_via, its message is queued for the worker to send."""
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        wanted = offer_request(body)
+    except offers.InvalidOffer as exc:
+        return problem(422, str(exc))
+    settings = request.config_dict[appkeys.SETTINGS]
+    now = request.config_dict[appkeys.CLOCK].now()
+    ref = request.match_info["account_id"]
+    async with request.config_dict[appkeys.DATABASE].session() as session:
+        account = await ledger.account_by_ref(session, ref) if _ACCOUNT_REF.match(ref) else None
+        if account is None:
+            return problem(404, "no account with that account_id")
+        try:
+            offer = await offers.create_offer(session, account, wanted, flow=settings.flow, at=now)
+        except offers.InvalidOffer as exc:
+            return problem(422, str(exc))
+        return web.json_response(offer_document(offer, account, now=now), status=201)
+
+
+async def list_offers(request: web.Request) -> web.Response:
+    ref = request.match_info["account_id"]
+    now = request.config_dict[appkeys.CLOCK].now()
+    async with request.config_dict[appkeys.DATABASE].session() as session:
+        account = await ledger.account_by_ref(session, ref) if _ACCOUNT_REF.match(ref) else None
+        if account is None:
+            return problem(404, "no account with that account_id")
+        found = await offers.offers_for(session, account.id)
+        rows = await session.execute(
+            select(Plan.offer_id, Plan.id).where(Plan.account_id == account.id)
+        )
+        plan_ids = {offer_id: plan_id for offer_id, plan_id in rows.all()}
+        return web.json_response(
+            {
+                "account_id": account.account_ref,
+                "offers": [
+                    offer_document(o, account, now=now, plan_id=plan_ids.get(o.id)) for o in found
+                ],
+            }
+        )
+
+
+async def _offer_and_account(session: Any, raw: str) -> tuple[Offer, Account] | None:
+    if not raw.isdigit() or len(raw) > 12:
+        return None
+    offer = await session.get(Offer, int(raw))
+    if offer is None:
+        return None
+    return offer, await session.get(Account, offer.account_id)
+
+
+async def get_offer(request: web.Request) -> web.Response:
+    now = request.config_dict[appkeys.CLOCK].now()
+    async with request.config_dict[appkeys.DATABASE].session() as session:
+        found = await _offer_and_account(session, request.match_info["offer_id"])
+        if found is None:
+            return problem(404, "no offer with that id")
+        offer, account = found
+        plan = await plans.plan_for_offer(session, offer.id)
+        return web.json_response(
+            offer_document(offer, account, now=now, plan_id=plan.id if plan else None)
+        )
+
+
+async def withdraw_offer(request: web.Request) -> web.Response:
+    """Withdraw an open offer: it can no longer be signed and its links stop working."""
+    body: dict[str, Any] = {}
+    if request.can_read_body:
+        parsed = await _json_object(request)
+        if isinstance(parsed, web.Response):
+            return parsed
+        body = parsed
+    actor = body.get("actor", "api")
+    if not offers.is_short_name(actor):
+        return problem(422, "actor must be a short name (for example agent:jsmith)")
+    now = request.config_dict[appkeys.CLOCK].now()
+    async with request.config_dict[appkeys.DATABASE].session() as session:
+        found = await _offer_and_account(session, request.match_info["offer_id"])
+        if found is None:
+            return problem(404, "no offer with that id")
+        offer, account = found
+        try:
+            offer = await offers.withdraw_offer(session, offer.id, actor=actor.strip(), at=now)
+        except offers.OfferNotFound:
+            return problem(404, "no offer with that id")
+        except plans.PlanError as exc:
+            return problem(409, str(exc))
+        return web.json_response(offer_document(offer, account, now=now))
 
 
 async def hand_back(request: web.Request) -> web.Response:
@@ -422,6 +721,7 @@ ACCOUNT_SCHEMA: dict[str, Any] = {
         "timezone": {"type": "string"},
         "creditor": {"type": ["string", "null"]},
         "payments": {"type": "array", "items": {"$ref": "#/components/schemas/Payment"}},
+        "plans": {"type": "array", "items": {"$ref": "#/components/schemas/Plan"}},
     },
 }
 
@@ -442,11 +742,140 @@ PAYMENT_SCHEMA: dict[str, Any] = {
 }
 
 
+_MONEY = {"type": "string", "description": "dollars", "examples": ["208.34"]}
+_DATE = {"type": "string", "format": "date"}
+
+OFFER_INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["kind"],
+    "additionalProperties": False,
+    "description": (
+        "A plan: frequency + start_date + count and/or installment_amount (every installment but "
+        "the last is the same; the last takes the rest), or a custom schedule. A settlement: "
+        "settlement_amount or percent_off. Limits come from the creditor's flow settings."
+    ),
+    "properties": {
+        "kind": {"type": "string", "enum": ["plan", "settlement"]},
+        "total": {**_MONEY, "description": "a plan's total in dollars; default: the balance"},
+        "frequency": {"type": "string", "enum": ["weekly", "biweekly", "monthly"]},
+        "count": {"type": "integer", "minimum": 1, "description": "number of installments"},
+        "installment_amount": {**_MONEY, "description": "each installment, dollars"},
+        "start_date": {**_DATE, "description": "the first installment, customer's date"},
+        "schedule": {
+            "type": "array",
+            "description": "a custom schedule: dates strictly increasing, amounts in dollars",
+            "items": {
+                "type": "object",
+                "required": ["date", "amount"],
+                "properties": {"date": _DATE, "amount": _MONEY},
+            },
+        },
+        "settlement_amount": {**_MONEY, "description": "less than the balance"},
+        "percent_off": {
+            "type": ["string", "number"],
+            "description": "share off the balance, e.g. 36 or 12.5",
+        },
+        "expires_at": {
+            "type": "string",
+            "description": "YYYY-MM-DD (the end of that day, customer's time) or a date-time "
+            "with offset; default: the creditor's offer lifetime (a plan: at the latest the "
+            "first installment's day)",
+        },
+        "expires_in_days": {"type": "integer", "minimum": 1, "maximum": 365},
+        "send_via": {"type": ["string", "null"], "enum": ["sms", "email", "both", None]},
+        "created_by": {"type": "string", "maxLength": 40, "examples": ["agent:jsmith"]},
+        "rules": {
+            "type": "object",
+            "description": "what the customer may change by text; default from the settings",
+            "properties": {
+                "skips_allowed": {"type": "integer", "minimum": 0},
+                "move_max_days": {"type": "integer", "minimum": 0},
+            },
+            "additionalProperties": False,
+        },
+    },
+}
+
+OFFER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "account_id": {"type": "string"},
+        "kind": {"type": "string", "enum": ["plan", "settlement"]},
+        "status": {"type": "string", "enum": ["open", "accepted", "expired", "withdrawn"]},
+        "total_cents": {"type": "integer"},
+        "total": _MONEY,
+        "installment_count": {"type": "integer"},
+        "frequency": {"type": ["string", "null"]},
+        "schedule": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "date": _DATE,
+                    "amount": _MONEY,
+                    "amount_cents": {"type": "integer"},
+                },
+            },
+        },
+        "discount_bps": {"type": ["integer", "null"], "description": "2500 = 25 % off"},
+        "savings": {"type": ["string", "null"], "description": "a settlement's saving, dollars"},
+        "rules": {"type": ["object", "null"]},
+        "expires_at": {"type": ["string", "null"], "format": "date-time"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "created_by": {"type": ["string", "null"]},
+        "sent_at": {"type": ["string", "null"], "format": "date-time"},
+        "accepted_at": {"type": ["string", "null"], "format": "date-time"},
+        "plan_id": {"type": ["integer", "null"], "description": "the plan, once signed"},
+    },
+}
+
+PLAN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "offer_id": {"type": ["integer", "null"]},
+        "status": {"type": "string", "enum": ["active", "completed", "canceled"]},
+        "frequency": {"type": "string"},
+        "total_cents": {"type": "integer"},
+        "total": _MONEY,
+        "installment_count": {"type": "integer"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "canceled_at": {"type": ["string", "null"], "format": "date-time"},
+        "installments": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "number": {"type": ["integer", "null"]},
+                    "reference": {"type": "string"},
+                    "scheduled_for": _DATE,
+                    "amount_cents": {"type": "integer"},
+                    "amount": _MONEY,
+                    "status": {"type": "string", "enum": sorted(set(STATUS_LABELS.values()))},
+                },
+            },
+        },
+    },
+}
+
+
 def _error(description: str) -> dict[str, Any]:
     return {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
+
+
+def _offer(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Offer"}}},
+    }
+
+
+def _path_parameter(name: str, kind: str = "string") -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": kind}}
 
 
 def _account(description: str) -> dict[str, Any]:
@@ -466,7 +895,10 @@ OPENAPI: dict[str, Any] = {
     "info": {
         "title": "PayBot API",
         "version": "1",
-        "description": 'Operators\' API: accounts and conversations. Errors are {"error": "..."}.',
+        "description": (
+            "Operators' API: accounts, offers, plans and conversations. "
+            'Errors are {"error": "..."}.'
+        ),
     },
     "servers": [{"url": "/api/v1"}],
     "components": {
@@ -475,6 +907,9 @@ OPENAPI: dict[str, Any] = {
             "AccountInput": ACCOUNT_INPUT_SCHEMA,
             "Account": ACCOUNT_SCHEMA,
             "Payment": PAYMENT_SCHEMA,
+            "Plan": PLAN_SCHEMA,
+            "OfferInput": OFFER_INPUT_SCHEMA,
+            "Offer": OFFER_SCHEMA,
             "Error": {
                 "type": "object",
                 "required": ["error"],
@@ -595,14 +1030,107 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "operationId": "cancelPlan",
                 "summary": "Cancel a plan: nothing more is debited, the customer is emailed",
-                "parameters": [{"name": "plan_id", "in": "path", "required": True,
-                                "schema": {"type": "integer"}}],
+                "parameters": [
+                    {
+                        "name": "plan_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer"},
+                    }
+                ],
                 "responses": {
-                    "200": {"description": "canceled", "content": {"application/json": {
-                        "schema": {"type": "object"}}}},
+                    "200": {
+                        "description": "canceled",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
                     **_AUTH_ERRORS,
                     "404": _error("no such plan"),
                     "409": _error("already canceled"),
+                },
+            }
+        },
+        "/accounts/{account_id}/offers": {
+            "post": {
+                "operationId": "createOffer",
+                "summary": "Make a plan or settlement offer (with send_via: sent by the worker)",
+                "parameters": [_path_parameter("account_id")],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/OfferInput"}}
+                    },
+                },
+                "responses": {
+                    "201": _offer("the offer, with its exact schedule"),
+                    "400": _error("the body is not a JSON object"),
+                    **_AUTH_ERRORS,
+                    "404": _error("unknown account"),
+                    "413": _error("the body is too large"),
+                    "422": _error("the terms break a rule; the message names the field"),
+                },
+            },
+            "get": {
+                "operationId": "listOffers",
+                "summary": "The account's offers, oldest first",
+                "parameters": [_path_parameter("account_id")],
+                "responses": {
+                    "200": {
+                        "description": "the offers",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "account_id": {"type": "string"},
+                                        "offers": {
+                                            "type": "array",
+                                            "items": {"$ref": "#/components/schemas/Offer"},
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    **_AUTH_ERRORS,
+                    "404": _error("unknown account"),
+                },
+            },
+        },
+        "/offers/{offer_id}": {
+            "get": {
+                "operationId": "getOffer",
+                "summary": "One offer: terms, schedule, status and the plan once signed",
+                "parameters": [_path_parameter("offer_id", "integer")],
+                "responses": {
+                    "200": _offer("the offer"),
+                    **_AUTH_ERRORS,
+                    "404": _error("no such offer"),
+                },
+            }
+        },
+        "/offers/{offer_id}/withdraw": {
+            "post": {
+                "operationId": "withdrawOffer",
+                "summary": "Withdraw an open offer: it can no longer be signed, its links stop",
+                "parameters": [_path_parameter("offer_id", "integer")],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"actor": {"type": "string", "maxLength": 40}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _offer("withdrawn"),
+                    "400": _error("the body is not a JSON object"),
+                    **_AUTH_ERRORS,
+                    "404": _error("no such offer"),
+                    "409": _error("the offer is not open (signed, expired or withdrawn)"),
+                    "422": _error("the actor is not a short name"),
                 },
             }
         },

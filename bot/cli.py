@@ -1,4 +1,4 @@
-"""The `paybot` command: demo, serve, worker, chat, import-accounts, send-links."""
+"""The `paybot` command: demo, serve, worker, chat, import-accounts, send-links, plans."""
 
 from __future__ import annotations
 
@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="retry a declined payment DAYS later (default: never)")
     worker.add_argument("--max-retries", type=int, metavar="N", dest="max_decline_retries",
                         help="retries of one declined payment at most (1)")
+    worker.add_argument("--sms-rate", type=float, metavar="N", dest="sms_rate",
+                        help="at most N proactive texts per second (default 1, a Twilio long "
+                             "code's rate; shared through REDIS_URL like --rate)")
+    worker.add_argument("--no-outreach", action="store_false", dest="outreach", default=None,
+                        help="charge only: no offers, reminders or expiry notices this run")
     worker.add_argument("--at", metavar="DATETIME",
                         help="with --once: act as if it were this moment, e.g. "
                              "2026-12-15T10:00-05:00 (demo, rehearsal)")
@@ -68,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
                        help="the channel: a text, an email or both, each with its own link "
                             "(default: sms)")
 
+    _add_plans_parser(sub)
+
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -76,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     handler = {
         "demo": _demo, "serve": _serve, "worker": _worker, "chat": _chat,
-        "import-accounts": _import, "send-links": _send_links,
+        "import-accounts": _import, "send-links": _send_links, "plans": _plans,
     }[args.command]
     try:
         code = handler(settings, args)
@@ -107,7 +114,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from bot.worker import WorkerConfig, run_worker
 
     options = ("rate", "batch", "concurrency", "interval", "retry_declined_after_days",
-               "max_decline_retries")
+               "max_decline_retries", "sms_rate", "outreach")
     try:
         config = WorkerConfig(**{name: getattr(args, name) for name in options
                                  if getattr(args, name) is not None})
@@ -132,12 +139,12 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_worker(settings, config, once=args.once, clock=clock))
 
 
-async def _with_engine(settings: Settings, body):  # type: ignore[no-untyped-def]
+async def _with_engine(settings: Settings, body, clock=None):  # type: ignore[no-untyped-def]
     """Open the same resources the web app opens, for a command that runs without HTTP."""
     from bot import appkeys
     from bot.app import create_app
 
-    app = create_app(settings)
+    app = create_app(settings, clock=clock)
     runner = web.AppRunner(app)
     await runner.setup()
     try:
@@ -246,6 +253,254 @@ def _send_links(settings: Settings, args: argparse.Namespace) -> int:
         return 1 if report.failed or report.unknown else 0
 
     return asyncio.run(run())
+
+
+# --- paybot plans: offers and plans made by an operator or an agent ---
+
+
+def _add_plans_parser(sub) -> None:  # type: ignore[no-untyped-def]
+    plans = sub.add_parser("plans", help="make, send, list, withdraw and cancel plan offers")
+    plans_sub = plans.add_subparsers(dest="plans_command", required=True)
+
+    def common(command: argparse.ArgumentParser) -> None:
+        command.add_argument("account_id")
+        command.add_argument("--send-via", choices=("sms", "email", "both"),
+                             help="send the offer now (the worker delivers it within quiet "
+                                  "hours and opt-outs); default: not sent")
+        expiry = command.add_mutually_exclusive_group()
+        expiry.add_argument("--expires-in-days", type=int, metavar="N",
+                            help="the offer lapses at the end of that day, customer's time "
+                                 "(default: the creditor's offer lifetime)")
+        expiry.add_argument("--expires", metavar="YYYY-MM-DD",
+                            help="the offer lapses at the end of this day, customer's time")
+        command.add_argument("--by", default="cli", help="who makes it, e.g. agent:jsmith")
+        _at_option(command)
+
+    create = plans_sub.add_parser("create", help="offer a payment plan with an exact schedule")
+    common(create)
+    create.add_argument("--installments", type=int, metavar="N", help="number of installments")
+    create.add_argument("--frequency", choices=("weekly", "biweekly", "monthly"),
+                        help="how often (biweekly: every two weeks)")
+    create.add_argument("--start", metavar="YYYY-MM-DD", help="the first installment's date")
+    create.add_argument("--amount", metavar="DOLLARS",
+                        help="each installment (the last takes the rest)")
+    create.add_argument("--total", metavar="DOLLARS", help="the plan's total (default: balance)")
+    create.add_argument("--schedule", action="append", metavar="YYYY-MM-DD=DOLLARS",
+                        help="a custom schedule instead, one installment each (repeat)")
+
+    settle = plans_sub.add_parser("settle", help="offer to settle for less than the balance")
+    common(settle)
+    how = settle.add_mutually_exclusive_group(required=True)
+    how.add_argument("--amount", metavar="DOLLARS", help="the settlement amount")
+    how.add_argument("--percent-off", metavar="PERCENT", help="the share off the balance")
+
+    listing = plans_sub.add_parser("list", help="an account's offers and plans")
+    listing.add_argument("account_id")
+    _at_option(listing)
+
+    cancel = plans_sub.add_parser("cancel", help="cancel a plan: nothing more is debited, the "
+                                                 "customer is emailed")
+    cancel.add_argument("plan_id", type=int)
+    cancel.add_argument("--reason", help="kept with the plan")
+    cancel.add_argument("--by", default="cli", help="who cancels, e.g. agent:jsmith")
+    _at_option(cancel)
+
+    withdraw = plans_sub.add_parser("withdraw", help="withdraw an open offer (its links stop)")
+    withdraw.add_argument("offer_id", type=int)
+    withdraw.add_argument("--by", default="cli", help="who withdraws it")
+    _at_option(withdraw)
+
+
+def _at_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--at", metavar="DATETIME",
+                         help="act as if it were this moment, e.g. 2026-11-25T10:00-05:00 "
+                              "(rehearsal, tests)")
+
+
+class _PlansInputError(Exception):
+    pass
+
+
+def _plans(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.clock import FrozenClock, SystemClock
+
+    name = f"paybot plans {args.plans_command}"
+    logging.getLogger().setLevel(logging.WARNING)
+    clock = SystemClock()
+    if args.at is not None:
+        from datetime import datetime
+
+        try:
+            at = datetime.fromisoformat(args.at)
+        except ValueError:
+            at = None
+        if at is None or at.tzinfo is None:
+            print(f"{name}: --at takes a date and time with its UTC offset, e.g. "
+                  "2026-11-25T10:00-05:00", file=sys.stderr)
+            return 2
+        clock = FrozenClock(at)
+    command = {
+        "create": _plans_offer, "settle": _plans_offer, "list": _plans_list,
+        "cancel": _plans_cancel, "withdraw": _plans_withdraw,
+    }[args.plans_command]
+
+    async def body(engine, app):  # type: ignore[no-untyped-def]
+        return await command(engine, app, args)
+
+    try:
+        return asyncio.run(_with_engine(settings, body, clock=clock))
+    except _PlansInputError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _offer_request(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from datetime import date
+
+    from bot.money import InvalidAmount, dollars_to_cents
+    from bot.offers import InvalidOffer, OfferRequest, percent_to_bps
+
+    def cents(option: str, value: str | None) -> int | None:
+        if value is None:
+            return None
+        try:
+            return dollars_to_cents(value)
+        except InvalidAmount as exc:
+            raise _PlansInputError(f"{option}: {value!r} is not an amount in dollars") from exc
+
+    def day(option: str, value: str | None) -> date | None:
+        if value is None:
+            return None
+        try:
+            return date.fromisoformat(value)
+        except ValueError as exc:
+            raise _PlansInputError(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from exc
+
+    common = {
+        "created_by": args.by,
+        "send_via": args.send_via,
+        "expires_in_days": args.expires_in_days,
+        "expires_on": day("--expires", args.expires),
+    }
+    if args.plans_command == "settle":
+        try:
+            bps = percent_to_bps(args.percent_off) if args.percent_off is not None else None
+        except InvalidOffer as exc:
+            raise _PlansInputError(f"--percent-off: {exc.reason}") from exc
+        return OfferRequest(kind="settlement", settlement_cents=cents("--amount", args.amount),
+                            discount_bps=bps, **common)
+    schedule = None
+    if args.schedule:
+        schedule = []
+        for item in args.schedule:
+            when, _, amount = item.partition("=")
+            schedule.append((day("--schedule", when), cents("--schedule", amount)))
+    return OfferRequest(
+        kind="plan", total_cents=cents("--total", args.total), frequency=args.frequency,
+        start=day("--start", args.start), count=args.installments,
+        installment_cents=cents("--amount", args.amount),
+        schedule=tuple(schedule) if schedule is not None else None, **common,
+    )
+
+
+async def _plans_account(session, account_ref: str):  # type: ignore[no-untyped-def]
+    from bot import ledger
+
+    account = await ledger.account_by_ref(session, account_ref[:64])
+    if account is None:
+        raise _PlansInputError(f"{account_ref}: no account with that account_id")
+    return account
+
+
+async def _plans_offer(engine, app, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    from bot import appkeys
+    from bot.offers import InvalidOffer, account_zone, create_offer, describe_offer
+
+    request = _offer_request(args)
+    async with app[appkeys.DATABASE].session() as session:
+        account = await _plans_account(session, args.account_id)
+        try:
+            offer = await create_offer(session, account, request, flow=engine.settings.flow,
+                                       at=app[appkeys.CLOCK].now())
+        except InvalidOffer as exc:
+            raise _PlansInputError(str(exc)) from exc
+        lines = describe_offer(
+            offer, account_zone(account), now=app[appkeys.CLOCK].now(),
+            to=f"{account.first_name} {account.last_name}, {account.account_ref}",
+        )
+    print("\n".join(lines))
+    print(f"Queued to send by {args.send_via}: the worker sends it within quiet hours."
+          if args.send_via else "Not sent (--send-via sms, email or both sends an offer).")
+    return 0
+
+
+async def _plans_list(engine, app, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from bot import appkeys
+    from bot.models import Plan
+    from bot.money import format_cents
+    from bot.offers import account_zone, describe_offer, offers_for
+    from bot.payments import STATUS_LABELS
+    from bot.plans import plan_installments
+    from bot.rendering import format_day
+
+    async with app[appkeys.DATABASE].session() as session:
+        account = await _plans_account(session, args.account_id)
+        zone = account_zone(account)
+        print(f"{account.account_ref} ({account.first_name} {account.last_name}): balance "
+              f"{format_cents(account.balance_cents)}")
+        found = await offers_for(session, account.id)
+        if not found:
+            print("No offers.")
+        for offer in found:
+            print("\n".join(describe_offer(offer, zone, now=app[appkeys.CLOCK].now())))
+        plans = list(await session.scalars(
+            select(Plan).where(Plan.account_id == account.id).order_by(Plan.id)))
+        for plan in plans:
+            print(f"Plan {plan.id} ({plan.status}): {plan.installment_count} {plan.frequency} "
+                  f"payments, {format_cents(plan.total_cents)} in all")
+            for payment in await plan_installments(session, plan.id):
+                print(f"  {payment.installment_number}. {format_day(payment.scheduled_for)}  "
+                      f"{format_cents(payment.amount_cents)}  "
+                      f"{STATUS_LABELS.get(payment.status, payment.status)}")
+    return 0
+
+
+async def _plans_cancel(engine, app, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    from bot import appkeys
+    from bot.api import notify_cancellation
+    from bot.money import format_cents
+    from bot.plans import PlanError, cancel_plan
+
+    async with app[appkeys.DATABASE].session() as session:
+        try:
+            result = await cancel_plan(session, args.plan_id, actor=args.by, reason=args.reason,
+                                       at=app[appkeys.CLOCK].now())
+        except PlanError as exc:
+            raise _PlansInputError(f"plan {args.plan_id}: {exc}") from exc
+        brand = await engine.brand_for(session, result.account)
+    await notify_cancellation(engine, result, brand)
+    told = " The customer was emailed." if result.account.email else ""
+    print(f"Plan {args.plan_id} canceled: {len(result.canceled)} installment(s) of "
+          f"{format_cents(result.canceled_total)} will not be debited.{told}")
+    return 0
+
+
+async def _plans_withdraw(engine, app, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    from bot import appkeys
+    from bot.offers import withdraw_offer
+    from bot.plans import PlanError
+
+    async with app[appkeys.DATABASE].session() as session:
+        try:
+            await withdraw_offer(session, args.offer_id, actor=args.by,
+                                 at=app[appkeys.CLOCK].now())
+        except PlanError as exc:
+            raise _PlansInputError(f"offer {args.offer_id}: {exc}") from exc
+    print(f"Offer {args.offer_id} withdrawn: it can no longer be signed and its links stop "
+          "working.")
+    return 0
 
 
 if __name__ == "__main__":

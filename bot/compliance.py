@@ -19,7 +19,7 @@ US_ZONES = (
 )
 
 
-def _zone(name: str | None) -> ZoneInfo | None:
+def zone_or_none(name: str | None) -> ZoneInfo | None:
     if not name:
         return None
     try:
@@ -42,7 +42,7 @@ def in_quiet_hours(now: datetime, timezone: str | None, settings: FlowSettings) 
     An unknown or unreadable zone is treated as "could be anywhere in the US": quiet whenever it
     is quiet in any US zone.
     """
-    zone = _zone(timezone)
+    zone = zone_or_none(timezone)
     zones = [zone] if zone is not None else [ZoneInfo(name) for name in US_ZONES]
     return any(
         _quiet(now.astimezone(z).hour, settings.quiet_hours_start, settings.quiet_hours_end)

@@ -21,7 +21,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import ledger
+from bot import ledger, plan_changes
+from bot.accounts import record_saved_method
+from bot.agreement_copy import send_agreement_copy
 from bot.config import FlowSettings, Settings
 from bot.coordination import Coordinator
 from bot.db import Database
@@ -29,6 +31,7 @@ from bot.models import (
     Account,
     Conversation,
     Message,
+    Offer,
     Payment,
     PaymentMethod,
     VerificationAttempt,
@@ -36,6 +39,9 @@ from bot.models import (
 from bot.notifications import Notifier
 from bot.parsing import Meaning, classify_keyword, parse_reply
 from bot.payments import PaymentOutcome, PaymentRefused, PaymentRequest, PaymentService
+from bot.plan_changes import PlanChangeRefused
+from bot.plan_terms import plan_agreement_text
+from bot.plans import OfferNotOpen, PlanError, Signature, accept_plan_offer, offer_schedule
 from bot.providers.payments import SavedMethod
 from bot.providers.sms import SmsError
 from bot.rendering import SmsRenderer
@@ -47,14 +53,18 @@ from bot.security import (
     new_one_time_code,
 )
 from states import payment as payment_flow
+from states import plan_change as plan_flow
 from states import verification as verification_flow
 from states.payment import AccountView, MethodView, OfferView, PaymentFlow
+from states.plan_change import PlanFlow, PlanOfferView, SigningMethod
 from states.replies import Effect, Reply
 from states.verification import VerificationFlow
 
 log = logging.getLogger(__name__)
 
 PAY_WORDS = {"pay", "pay now", "make a payment", "i want to pay", "payment", "pagar", "pago"}
+PLAN_FLOW = "plan"  # Conversation.flow while signing or changing a plan by text
+PLAN_CHANGES = {"plan_move", "plan_skip", "plan_extra"}
 CODE_LIFETIME = timedelta(minutes=10)
 VERIFICATION_TRIES = 3
 
@@ -96,6 +106,7 @@ class Turn:
     emails: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     outcome: PaymentOutcome | None = None
+    agreement_copies: list[int] = field(default_factory=list)  # plans signed: email the copy
 
 
 class ConversationEngine:
@@ -121,6 +132,7 @@ class ConversationEngine:
         # One machine per flow for the process; each message adds its model and removes it.
         self.payment_machine = payment_flow.build_machine()
         self.verification_machine = verification_flow.build_machine()
+        self.plan_machine = plan_flow.build_machine()
 
     # ------------------------------------------------------------------ entry point
 
@@ -145,6 +157,12 @@ class ConversationEngine:
                 turn, texts = await self._process(session, message, inbound.channel)
         for email in turn.emails:
             await self.notifier.send_email(**email)
+        for plan_id in turn.agreement_copies:
+            try:
+                async with self.db.session() as session:
+                    await send_agreement_copy(self, session, plan_id)
+            except Exception:  # the plan is signed and told; the copy is recorded as not sent
+                log.exception("agreement copy for plan %d not sent", plan_id)
         for event in turn.events:
             await self._publish(event)
         return texts
@@ -238,34 +256,7 @@ class ConversationEngine:
             account = await session.get(Account, account_id)
             assert account is not None
             now = self.clock.now()
-            for method in await ledger.payment_methods(session, account.id):
-                method.is_default = False
-            existing = await session.scalar(
-                select(PaymentMethod).where(
-                    PaymentMethod.account_id == account.id,
-                    PaymentMethod.processor_ref == saved.processor_ref,
-                )
-            )
-            if existing is None:
-                existing = PaymentMethod(
-                    account_id=account.id,
-                    processor_ref=saved.processor_ref,
-                    kind=saved.kind,
-                    brand=saved.brand,
-                    last4=saved.last4,
-                    created_at=now,
-                )
-                session.add(existing)
-            existing.is_default = True
-            await ledger.audit(
-                session,
-                "method_saved",
-                at=now,
-                account_id=account.id,
-                method_kind=saved.kind,
-                last4=saved.last4,
-                channel="web",
-            )
+            await record_saved_method(session, account, saved, at=now, default=True, channel="web")
             await session.commit()
             key = await self._conversation_key(session, account)
             conv = await self._conversation_of(session, account, key, now)
@@ -367,7 +358,7 @@ class ConversationEngine:
         self, session: AsyncSession, conv: Conversation, account: Account, now: datetime
     ) -> PaymentFlow:
         view = await self._account_view(session, account, now)
-        settings = await self._flow_settings(session, account)
+        settings = await self.flow_settings(session, account)
         return PaymentFlow(view, settings, context=dict(conv.context or {}), state=conv.state)
 
     # ------------------------------------------------------------------ one message
@@ -444,8 +435,8 @@ class ConversationEngine:
                     session, conv.phone, opted_out=True, keyword=message.body, channel="sms", at=now
                 )
                 turn.replies.append(Reply("opt_out_confirmed"))
-            if conv.flow == "payment":  # whatever was half done is not picked up months later
-                conv.state, conv.context = "idle", {}
+            if conv.flow in {"payment", PLAN_FLOW}:  # nothing half done is picked up later
+                conv.flow, conv.state, conv.context = "payment", "idle", {}
             return
         if opted_out:
             if kind == "opt_in":
@@ -523,12 +514,12 @@ class ConversationEngine:
         turn: Turn,
         now: datetime,
     ) -> None:
-        settings = await self._flow_settings(session, account)
-        if conv.flow != "payment":
+        settings = await self.flow_settings(session, account)
+        if conv.flow not in {"payment", PLAN_FLOW}:
             conv.flow, conv.state, conv.context = "payment", "idle", {}
         idle_for = now - conv.last_inbound_at if conv.last_inbound_at else timedelta(0)
         if conv.state != "idle" and idle_for > timedelta(minutes=settings.session_timeout_minutes):
-            conv.state, conv.context = "idle", {}
+            conv.flow, conv.state, conv.context = "payment", "idle", {}
             turn.replies.append(Reply("timed_out"))
             if keyword is None and _reads_as_pay(message.body):
                 pass  # fall through: PAY after a timeout starts right away
@@ -537,6 +528,9 @@ class ConversationEngine:
                 turn.replies.append(PaymentFlow(view, settings, state="idle").prompt())
                 return
 
+        if await self._is_about_a_plan(session, conv, account, message, keyword, now):
+            await self._plan_turn(session, conv, account, message, keyword, turn, now, settings)
+            return
         view = await self._account_view(session, account, now)
         flow = PaymentFlow(account=view, settings=settings, context=dict(conv.context or {}))
         self.payment_machine.add_model(flow, initial=conv.state)
@@ -558,22 +552,7 @@ class ConversationEngine:
     ) -> None:
         kind = keyword.kind if keyword else None
         if kind == "balance":
-            pending = await session.scalar(
-                select(func.coalesce(func.sum(Payment.amount_cents), 0)).where(
-                    Payment.account_id == account.id,
-                    Payment.status.in_(("processing", "pending")),
-                )
-            )
-            turn.replies.append(
-                Reply(
-                    "balance",
-                    {
-                        "balance_cents": account.balance_cents,
-                        "description": account.description,
-                        "pending_cents": int(pending or 0),
-                    },
-                )
-            )
+            turn.replies.append(await self._balance_reply(session, account))
             if flow.state != "idle":
                 turn.replies.append(flow.prompt())
         elif kind == "link":
@@ -589,6 +568,22 @@ class ConversationEngine:
             await self._advance(session, conv, account, flow, meaning, turn, now, message.body)
         conv.state = flow.state
         conv.context = dict(flow.context)
+
+    async def _balance_reply(self, session: AsyncSession, account: Account) -> Reply:
+        pending = await session.scalar(
+            select(func.coalesce(func.sum(Payment.amount_cents), 0)).where(
+                Payment.account_id == account.id,
+                Payment.status.in_(("processing", "pending")),
+            )
+        )
+        return Reply(
+            "balance",
+            {
+                "balance_cents": account.balance_cents,
+                "description": account.description,
+                "pending_cents": int(pending or 0),
+            },
+        )
 
     async def _advance(
         self,
@@ -751,6 +746,369 @@ class ConversationEngine:
         ):
             turn.emails.append(self.notifier.receipt(account, outcome, brand=brand))
 
+    # ------------------------------------------------------------------ plans by text
+
+    async def _is_about_a_plan(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        account: Account,
+        message: Message,
+        keyword: Meaning | None,
+        now: datetime,
+    ) -> bool:
+        """PLAN, a step of the plan flow, or (between payments) a change asked in words ("skip
+        this month") or an AGREE that can only be about a plan."""
+        if conv.flow == PLAN_FLOW or (keyword is not None and keyword.kind == "plan"):
+            return True
+        if keyword is not None or conv.state != "idle":
+            return False
+        today = now.astimezone(_zone(account)).date()
+        if parse_reply(message.body, "plan", today=today).kind in PLAN_CHANGES:
+            return await plan_changes.active_plan(session, account.id) is not None
+        if (
+            parse_reply(message.body, "agree", today=today).kind == "agree"
+            and not _reads_as_pay(message.body)
+            and parse_reply(message.body, "confirm", today=today).kind != "yes"
+        ):
+            # A bare AGREE after signing (or before asking): the plan, never a new payment.
+            return await plan_changes.active_plan(session, account.id) is not None or bool(
+                await self._plan_offers(session, account)
+            )
+        return False
+
+    async def _plan_offers(self, session: AsyncSession, account: Account) -> list[Offer]:
+        """The account's plan offers with an exact schedule, newest first."""
+        offers = await session.scalars(
+            select(Offer)
+            .where(Offer.account_id == account.id, Offer.kind == "plan")
+            .order_by(Offer.id.desc())
+        )
+        # Filtered here: a JSON column may hold a JSON null rather than SQL NULL.
+        return [offer for offer in offers if offer.schedule]
+
+    async def _plan_flow_for(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        account: Account,
+        settings: FlowSettings,
+        now: datetime,
+    ) -> PlanFlow:
+        zone = _zone(account)
+        today = now.astimezone(zone).date()
+        plan = await plan_changes.active_plan(session, account.id)
+        status = (
+            await plan_changes.plan_status(session, plan, settings=settings, today=today)
+            if plan is not None
+            else None
+        )
+        open_offer = lapsed = None
+        for offer in await self._plan_offers(session, account):
+            if not offer.schedule:
+                continue
+            expired = offer.expires_at is not None and offer.expires_at <= now
+            if offer.status == "open" and not expired:
+                open_offer = open_offer or _plan_offer_view(offer, zone)
+            elif offer.status == "expired" or (offer.status == "open" and expired):
+                lapsed = lapsed or _plan_offer_view(offer, zone)
+        method = next(
+            (
+                m
+                for m in await ledger.payment_methods(session, account.id)
+                if m.kind in settings.methods_enabled
+            ),
+            None,
+        )
+        context = dict(conv.context or {}) if conv.flow == PLAN_FLOW else {}
+        return PlanFlow(
+            plan=status,
+            offer=open_offer,
+            lapsed_offer=lapsed if open_offer is None else None,
+            sms_signing=settings.sms_plan_signing,
+            method=SigningMethod(m.id, f"{m.brand} ending {m.last4}") if (m := method) else None,
+            context=context,
+        )
+
+    async def _plan_turn(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        account: Account,
+        message: Message,
+        keyword: Meaning | None,
+        turn: Turn,
+        now: datetime,
+        settings: FlowSettings,
+    ) -> None:
+        flow = await self._plan_flow_for(session, conv, account, settings, now)
+        in_flow = conv.flow == PLAN_FLOW and conv.state in plan_flow.STATES
+        self.plan_machine.add_model(flow, initial=conv.state if in_flow else "idle")
+        try:
+            kind = keyword.kind if keyword else None
+            if kind == "plan":
+                flow.restart()
+                flow.context = {}
+                flow.plan_requested()
+            elif kind == "balance":
+                turn.replies.append(await self._balance_reply(session, account))
+                if flow.state != "idle":
+                    turn.replies.append(flow.prompt())
+            elif kind == "link":
+                turn.replies.append(
+                    Reply(
+                        "link", {"link_hours": self.settings.link_lifetime_hours}, needs_link=True
+                    )
+                )
+            elif kind == "menu":
+                flow.restart()
+                view = await self._account_view(session, account, now)
+                turn.replies.append(PaymentFlow(view, settings, state="idle").prompt())
+            elif not in_flow and (
+                parse_reply(message.body, "agree", today=_today(account, now)).kind == "agree"
+            ):
+                if flow.offer is None and flow.plan is not None:
+                    flow.show_plan()  # AGREE again after signing: the plan, nothing signed twice
+                else:
+                    flow.plan_requested()  # the summary first: AGREE signs what was shown
+            else:
+                await self._advance_plan(session, conv, account, flow, message, turn, now)
+            turn.replies.extend(flow.replies)
+            flow.replies.clear()
+            if flow.state != "idle":
+                flow.context.setdefault("change_id", uuid.uuid4().hex)
+            for effect in list(flow.effects):
+                await self._perform_plan(session, conv, account, flow, effect, message, turn, now)
+            flow.effects.clear()
+            turn.replies.extend(flow.replies)
+            flow.replies.clear()
+            if flow.state == "idle" and not in_flow:
+                # PLAN between the steps of a payment: answered like BALANCE, the payment waits.
+                if conv.state != "idle" and conv.state in payment_flow.STATES:
+                    paying = await self._flow_for(session, conv, account, now)
+                    turn.replies.append(paying.prompt())
+            elif flow.state == "idle":
+                conv.flow, conv.state, conv.context = "payment", "idle", {}
+            else:
+                conv.flow, conv.state, conv.context = PLAN_FLOW, flow.state, dict(flow.context)
+        finally:
+            self.plan_machine.remove_model(flow)
+
+    async def _advance_plan(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        account: Account,
+        flow: PlanFlow,
+        message: Message,
+        turn: Turn,
+        now: datetime,
+    ) -> None:
+        horizon = flow.plan.horizon if flow.plan else None
+        meaning = parse_reply(
+            message.body, plan_flow.READS[flow.state], today=_today(account, now), horizon=horizon
+        )
+        if flow.answer(meaning):
+            flow.context["invalid_count"] = 0
+            return
+        misses = int(flow.context.get("invalid_count", 0)) + 1
+        flow.context["invalid_count"] = misses
+        if misses >= (await self.flow_settings(session, account)).max_invalid_replies:
+            flow.context["invalid_count"] = 0
+            await self._hand_to_agent(
+                session, conv, turn, now, reason="confused", text=message.body
+            )
+            return
+        turn.replies.append(Reply("did_not_understand", {"reason": meaning.reason}))
+        if flow.state != "idle":
+            turn.replies.append(flow.prompt())
+
+    async def _perform_plan(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        account: Account,
+        flow: PlanFlow,
+        effect: Effect,
+        message: Message,
+        turn: Turn,
+        now: datetime,
+    ) -> None:
+        settings = await self.flow_settings(session, account)
+        today = _today(account, now)
+        try:
+            if effect.name == "sign_offer":
+                await self._sign_offer(session, account, effect.args, message, turn, now)
+            elif effect.name == "move_installment" and flow.plan is not None:
+                moved = await plan_changes.move_next_installment(
+                    session,
+                    flow.plan.plan_id,
+                    new_date=date.fromisoformat(effect.args["new_date"]),
+                    settings=settings,
+                    today=today,
+                    at=now,
+                    channel=turn.channel,
+                )
+                turn.replies.append(Reply("plan_moved", {"change": moved}))
+            elif effect.name == "skip_installment" and flow.plan is not None:
+                skipped = await plan_changes.skip_next_installment(
+                    session,
+                    flow.plan.plan_id,
+                    settings=settings,
+                    today=today,
+                    at=now,
+                    channel=turn.channel,
+                )
+                turn.replies.append(Reply("plan_skipped", {"change": skipped}))
+            elif effect.name == "pay_extra" and flow.plan is not None:
+                await self._pay_extra(session, conv, account, flow, effect.args, turn, now)
+        except (PlanChangeRefused, PaymentRefused) as refused:
+            # The domain checks before it writes: a refusal leaves the plan as it was.
+            turn.replies.append(Reply("plan_change_refused", {"reason": str(refused)}))
+
+    async def _sign_offer(
+        self,
+        session: AsyncSession,
+        account: Account,
+        args: dict[str, Any],
+        message: Message,
+        turn: Turn,
+        now: datetime,
+    ) -> None:
+        offer = await session.get(Offer, int(args["offer_id"]), populate_existing=True)
+        method = await session.get(PaymentMethod, int(args["method_id"]))
+        if offer is None or method is None or method.account_id != account.id:
+            turn.replies.append(Reply("plan_offer_closed", {"status": "withdrawn"}))
+            return
+        expired = offer.expires_at is not None and offer.expires_at <= now
+        if offer.status != "open" or expired:
+            status = "expired" if expired else offer.status
+            turn.replies.append(Reply("plan_offer_closed", {"status": status}))
+            return
+        settings = await self.flow_settings(session, account)
+        brand = await self.brand_for(session, account)
+        schedule = offer_schedule(offer)
+        method_label = f"{method.brand} ending {method.last4}"
+        text = plan_agreement_text(
+            env=self.notifier.env,
+            account=account,
+            offer=offer,
+            schedule=schedule,
+            method_label=method_label,
+            method_kind=method.kind,
+            terms_version=settings.terms_version,
+            brand=brand,
+        )
+        try:
+            plan = await accept_plan_offer(
+                session,
+                offer=offer,
+                account=account,
+                method=method,
+                signature=Signature(
+                    kind="sms_reply",
+                    data=message.body,
+                    signer_name=f"{account.first_name} {account.last_name}",
+                    channel="sms",
+                    # The summary said replying AGREE signs electronically: consent and signature
+                    # are the same reply.
+                    esign_consent_at=now,
+                ),
+                agreement_text=text,
+                terms_version=settings.terms_version,
+                at=now,
+            )
+        except OfferNotOpen:
+            turn.replies.append(Reply("plan_offer_closed", {"status": "expired"}))
+            return
+        except PlanError as refused:
+            turn.replies.append(Reply("plan_change_refused", {"reason": str(refused)}))
+            return
+        first = await session.scalar(
+            select(Payment)
+            .where(Payment.plan_id == plan.id)
+            .order_by(Payment.scheduled_for, Payment.id)
+            .limit(1)
+        )
+        turn.replies.append(
+            Reply(
+                "plan_signed",
+                {
+                    "offer": _plan_offer_view(offer, _zone(account)),
+                    "method_label": method_label,
+                    "reference": first.reference if first else "",
+                    "masked_email": mask_email(account.email),
+                },
+            )
+        )
+        turn.agreement_copies.append(plan.id)
+
+    async def _pay_extra(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        account: Account,
+        flow: PlanFlow,
+        args: dict[str, Any],
+        turn: Turn,
+        now: datetime,
+    ) -> None:
+        assert flow.plan is not None
+        settings = await self.flow_settings(session, account)
+        brand = await self.brand_for(session, account)
+        amount = int(args["amount_cents"])
+        plan_row = await plan_changes.active_plan(session, account.id)
+        method = (
+            await session.get(PaymentMethod, plan_row.method_id)
+            if plan_row and plan_row.method_id
+            else None
+        )
+        if method is None:
+            raise PlanChangeRefused("Your plan has no payment method on file.")
+        method_label = f"{method.brand} ending {method.last4}"
+        extra = await plan_changes.pay_extra(
+            session,
+            flow.plan.plan_id,
+            account,
+            amount_cents=amount,
+            payments=self.payments,
+            # One confirmation, one key: a retried message or a second YES never charges twice.
+            idempotency_key=f"plan-extra:{conv.id}:{args['change_id']}",
+            agreement_text=self.notifier.agreement_text(
+                account=account,
+                amount_cents=amount,
+                pay_on=None,
+                method_label=method_label,
+                method_kind=method.kind,
+                offer=None,
+                terms_version=settings.terms_version,
+                brand=brand,
+            ),
+            terms_version=settings.terms_version,
+            settings=settings,
+            today=_today(account, now),
+            at=now,
+            channel=turn.channel,
+        )
+        outcome = extra.outcome
+        turn.outcome = outcome
+        await session.refresh(account)
+        if extra.applied:
+            turn.replies.append(
+                Reply(
+                    "plan_extra_paid",
+                    {
+                        "outcome": outcome,
+                        "left_cents": extra.remaining_cents,
+                        "masked_email": mask_email(account.email),
+                    },
+                )
+            )
+        else:
+            turn.replies.append(_outcome_reply(outcome, mask_email(account.email)))
+        if account.email and outcome.receipt_due and outcome.status in {"paid", "pending"}:
+            turn.emails.append(self.notifier.receipt(account, outcome, brand=brand))
+
     # ------------------------------------------------------------------ unknown numbers
 
     async def _verify(
@@ -897,7 +1255,7 @@ class ConversationEngine:
         conv.account_id = account.id
         conv.flow, conv.state, conv.context = "payment", "idle", {"verified_by": verified_by}
         view = await self._account_view(session, account, now)
-        settings = await self._flow_settings(session, account)
+        settings = await self.flow_settings(session, account)
         turn.replies.append(Reply("verified", {"first_name": account.first_name}))
         turn.replies.append(PaymentFlow(view, settings, state="idle").prompt())
 
@@ -921,7 +1279,19 @@ class ConversationEngine:
         }
         if account is not None:
             base["brand"] = await self.brand_for(session, account)
-            if any(r.needs_link for r in replies):
+            offer_id = next((r.link_offer_id for r in replies if r.link_offer_id), None)
+            if offer_id is not None:
+                # The offer's own link: the portal opens the plan to review and sign.
+                token = await ledger.create_link(
+                    session,
+                    account_id=account.id,
+                    at=now,
+                    lifetime=timedelta(hours=self.settings.link_lifetime_hours),
+                    purpose="plan_offer",
+                    offer_id=offer_id,
+                )
+                base["link_url"] = f"{self.settings.public_base_url}/p/{token}"
+            elif any(r.needs_link for r in replies):
                 token = await ledger.create_link(
                     session,
                     account_id=account.id,
@@ -955,7 +1325,7 @@ class ConversationEngine:
         creditor = await self._creditor(session, account)
         return creditor.name if creditor else self.settings.brand
 
-    async def _flow_settings(self, session: AsyncSession, account: Account) -> FlowSettings:
+    async def flow_settings(self, session: AsyncSession, account: Account) -> FlowSettings:
         creditor = await self._creditor(session, account)
         return creditor.settings if creditor else self.settings.flow
 
@@ -965,7 +1335,7 @@ class ConversationEngine:
         offers = await ledger.open_offers(session, account.id, at=now)
         methods = await ledger.payment_methods(session, account.id)
         zone = ZoneInfo(account.timezone or "America/New_York")
-        settings = await self._flow_settings(session, account)
+        settings = await self.flow_settings(session, account)
         return AccountView(
             first_name=account.first_name,
             description=account.description or "your account",
@@ -984,7 +1354,8 @@ class ConversationEngine:
                     savings_cents=max(0, account.balance_cents - o.total_cents),
                 )
                 for o in offers
-                if o.total_cents <= account.balance_cents
+                # A plan made with an exact schedule is signed as made (PLAN, or its link).
+                if o.total_cents <= account.balance_cents and not (o.kind == "plan" and o.schedule)
             ),
             methods=tuple(
                 MethodView(id=m.id, kind=m.kind, brand=m.brand, last4=m.last4)
@@ -1002,6 +1373,28 @@ _CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10, 13))
 def _printable(text: str) -> str:
     """Control characters (NUL above all, which PostgreSQL text refuses) are not kept."""
     return text.translate(_CONTROL).encode("utf-8", "replace").decode("utf-8")
+
+
+def _zone(account: Account) -> ZoneInfo:
+    return ZoneInfo(account.timezone or "America/New_York")
+
+
+def _today(account: Account, now: datetime) -> date:
+    return now.astimezone(_zone(account)).date()
+
+
+def _plan_offer_view(offer: Offer, zone: ZoneInfo) -> PlanOfferView:
+    schedule = offer_schedule(offer)
+    return PlanOfferView(
+        id=offer.id,
+        installment_count=len(schedule),
+        first_cents=schedule[0][1],
+        last_cents=schedule[-1][1],
+        total_cents=sum(cents for _, cents in schedule),
+        first_due=schedule[0][0],
+        frequency=offer.frequency,
+        expires_on=offer.expires_at.astimezone(zone).date() if offer.expires_at else None,
+    )
 
 
 def _reads_as_pay(text: str) -> bool:

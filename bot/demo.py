@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from dateutil.relativedelta import relativedelta
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import appkeys, ledger
 from bot.accounts import add_offers, parse_account, save_method_at_processor, upsert_account
 from bot.app import create_app
+from bot.clock import FrozenClock
 from bot.config import Settings
 from bot.conversation import ConversationEngine, Inbound
 from bot.models import (
@@ -23,12 +26,16 @@ from bot.models import (
     Link,
     Message,
     Offer,
+    Outreach,
     Payment,
     PaymentMethod,
     Plan,
     VerificationAttempt,
     WebSession,
 )
+from bot.money import format_cents
+from bot.offers import OfferRequest, create_offer
+from bot.payments import STATUS_LABELS
 from bot.providers import Providers, build_providers
 from bot.providers.payments import PaymentGateway
 
@@ -89,6 +96,9 @@ DEMO_ACCOUNTS = [
     ),
 ]
 WALKTHROUGH = ["pay", "ok", "3", "$50", "1", "now", "yes", "agree", "balance"]
+PLAN_WALKTHROUGH = ["plan", "agree"]
+# Journeys 3 to 5: who gets a plan offer, and how it reaches them (None: they text PLAN).
+DEMO_PLAN_OFFERS = [("DEMO-1001", None), ("DEMO-1003", None), ("DEMO-1002", "both")]
 
 
 async def seed(app: web.Application) -> None:
@@ -128,11 +138,11 @@ async def reset_history(session: AsyncSession, account_id: int) -> None:
     payments of an earlier run point at nothing. Only demo accounts are touched."""
     conversations = select(Conversation.id).where(Conversation.account_id == account_id)
     for table, condition in [
+        (Outreach, Outreach.account_id == account_id),
         (Agreement, Agreement.account_id == account_id),
         (Payment, Payment.account_id == account_id),
         (Plan, Plan.account_id == account_id),
         (PaymentMethod, PaymentMethod.account_id == account_id),
-        (Offer, Offer.account_id == account_id),
         (Message, Message.conversation_id.in_(conversations)),
         (Conversation, Conversation.account_id == account_id),
         (
@@ -140,6 +150,7 @@ async def reset_history(session: AsyncSession, account_id: int) -> None:
             (WebSession.account_id == account_id) | (WebSession.pending_account_id == account_id),
         ),
         (Link, Link.account_id == account_id),
+        (Offer, Offer.account_id == account_id),
         (VerificationAttempt, VerificationAttempt.account_id == account_id),
     ]:
         await session.execute(delete(table).where(condition))
@@ -161,13 +172,126 @@ async def demo_link(app: web.Application, account_ref: str) -> str:
     return f"{settings.public_base_url}/p/{token}"
 
 
-async def walkthrough(engine: ConversationEngine, phone: str, out=sys.stdout) -> None:  # type: ignore[no-untyped-def]
-    for n, text in enumerate(WALKTHROUGH, start=1):
-        print(f"  Maria:  {text}", file=out)
+async def walkthrough(  # type: ignore[no-untyped-def]
+    engine: ConversationEngine,
+    phone: str,
+    out=sys.stdout,
+    *,
+    texts: list[str] = WALKTHROUGH,
+    name: str = "Maria",
+) -> None:
+    for n, text in enumerate(texts, start=1):
+        print(f"  {name + ':':<7} {text}", file=out)
         for reply in await engine.receive(
             Inbound(phone=phone, body=text, sid=f"demo-{_stamp()}-{n}")
         ):
             print("  PayBot: " + reply.replace("\n", "\n          "), file=out)
+
+
+async def make_plan_offers(app: web.Application) -> dict[str, Offer]:
+    """A 3-payment monthly plan offer for each demo account, the first payment a week from now
+    (the customer's date), made the way an agent or operator makes one (`paybot plans create`)."""
+    settings = app[appkeys.SETTINGS]
+    now = app[appkeys.CLOCK].now()
+    made: dict[str, Offer] = {}
+    async with app[appkeys.DATABASE].session() as session:
+        for ref, send_via in DEMO_PLAN_OFFERS:
+            account = await ledger.account_by_ref(session, ref)
+            assert account is not None
+            start = now.astimezone(ZoneInfo(account.timezone)).date() + timedelta(days=7)
+            request = OfferRequest(
+                kind="plan", created_by="demo", frequency="monthly", start=start, count=3,
+                send_via=send_via,
+            )
+            made[ref] = await create_offer(session, account, request, flow=settings.flow, at=now)
+    return made
+
+
+async def plan_link(app: web.Application, offer: Offer) -> str:
+    """The "Complete Payment Agreement" link of an offer (the worker mints one for each message
+    it sends; the demo prints one of its own)."""
+    settings = app[appkeys.SETTINGS]
+    now = app[appkeys.CLOCK].now()
+    async with app[appkeys.DATABASE].session() as session:
+        token = await ledger.create_link(
+            session,
+            account_id=offer.account_id,
+            at=now,
+            lifetime=(offer.expires_at or now + timedelta(days=1)) - now,
+            purpose="plan_offer",
+            offer_id=offer.id,
+        )
+        await session.commit()
+    return f"{settings.public_base_url}/p/{token}"
+
+
+async def plan_statuses(app: web.Application) -> list[str]:
+    """Each demo plan's installments as a customer would see them (Paid, Declined, ...)."""
+    lines = []
+    async with app[appkeys.DATABASE].session() as session:
+        for ref, _ in DEMO_PLAN_OFFERS:
+            account = await ledger.account_by_ref(session, ref)
+            assert account is not None
+            plans = await session.scalars(select(Plan).where(Plan.account_id == account.id))
+            for plan in plans:
+                installments = await session.scalars(
+                    select(Payment)
+                    .where(Payment.plan_id == plan.id, Payment.installment_number.is_not(None))
+                    .order_by(Payment.installment_number)
+                )
+                shown = ", ".join(
+                    f"{p.scheduled_for:%b} {p.scheduled_for.day} {format_cents(p.amount_cents)} "
+                    f"{STATUS_LABELS.get(p.status, p.status)}"
+                    for p in installments
+                )
+                lines.append(f"{account.first_name} ({ref}): {shown}")
+    return lines
+
+
+async def plans_demo(
+    app: web.Application, settings: Settings, out=sys.stdout  # type: ignore[no-untyped-def]
+) -> None:
+    """Journeys 3 to 5: offers signed by text and on the web, then the worker with the clock
+    moved to the first due date: Paid and Declined installments, receipts and a reminder."""
+    from bot.worker import WorkerConfig, run_worker
+
+    engine = app[appkeys.ENGINE]
+    offers = await make_plan_offers(app)
+    print("\nPayment plans. An agent offered each customer 3 monthly payments "
+          "(paybot plans create ...).\nMaria signs hers by text:\n", file=out)
+    await walkthrough(engine, "+15555550100", out, texts=PLAN_WALKTHROUGH)
+    print("\nAna too (her saved card will be declined):\n", file=out)
+    await walkthrough(engine, "+15555550102", out, texts=PLAN_WALKTHROUGH, name="Ana")
+    print("\nThe worker sends James his offer by text and email "
+          "(unless it is night where he lives: then at 8 a.m. his time):", file=out)
+    await run_worker(settings, WorkerConfig(), once=True)
+    link = await plan_link(app, offers["DEMO-1002"])
+    print(f"Sign James's plan on the web (a card, then a typed or drawn signature): {link}",
+          file=out)
+    first_due = date.fromisoformat(offers["DEMO-1001"].schedule[0][0])  # type: ignore[index]
+    moved = datetime.combine(first_due, time(12, 0), ZoneInfo("America/New_York"))
+    print(f"\nThe clock moves to {first_due:%b} {first_due.day}, noon in New York "
+          "(paybot worker --once --at ...):", file=out)
+    await run_worker(settings, WorkerConfig(), once=True, clock=FrozenClock(moved))
+    for line in await plan_statuses(app):
+        print(f"  {line}", file=out)
+    print(
+        "Receipts, the decline notice with a link to update the card, the reminder to James and "
+        "the signed agreements (PDF) are in the outbox.",
+        file=out,
+    )
+    stripe_env = (
+        f"STRIPE_SECRET_KEY={settings.stripe_secret_key} "
+        f"STRIPE_API_BASE={settings.stripe_api_base} "
+        if settings.stripe_api_base
+        else ""
+    )
+    later = moved + relativedelta(months=1)
+    print(
+        f"While the demo runs, move the clock yourself in another terminal:\n"
+        f"  {stripe_env}paybot worker --once --at {later.isoformat(timespec='minutes')}",
+        file=out,
+    )
 
 
 def _stamp() -> str:
@@ -217,8 +341,9 @@ async def run_demo(
             )
             print("\nA conversation by text, through the real engine:\n")
             await walkthrough(engine, "+15555550100")
+            await plans_demo(app, settings)
             print(f"\nTexts sent by the sandbox: {settings.outbox_dir / 'sms.jsonl'}")
-            print(f"Emails (receipts): {settings.outbox_dir / 'email'}")
+            print(f"Emails (receipts, offers, agreements): {settings.outbox_dir / 'email'}")
             web_link = await demo_link(app, "DEMO-1002")
             print(
                 f"\nPay on the web as James (no saved card): open {web_link}\n"

@@ -243,14 +243,19 @@ async def create_link(
     allow_amount_change: bool = True,
     fee_cents: int = 0,
     due_on: date | None = None,
+    offer_id: int | None = None,
 ) -> str:
-    """Mint a personalized link token. Only its hash is stored: the raw token is returned once."""
+    """Mint a personalized link token. Only its hash is stored: the raw token is returned once.
+
+    A link minted for an offer (``offer_id``) is revoked when the offer expires or is withdrawn.
+    """
     token = new_link_token()
     session.add(
         Link(
             token_sha256=token_digest(token),
             account_id=account_id,
             purpose=purpose,
+            offer_id=offer_id,
             resume_state=resume_state,
             amount_cents=amount_cents,
             allow_amount_change=allow_amount_change,

@@ -11,7 +11,7 @@ from jinja2 import Environment
 
 from bot.models import Account
 from bot.payments import STATUS_LABELS, PaymentOutcome
-from bot.providers.email import EmailError, EmailSender
+from bot.providers.email import Attachment, EmailError, EmailSender
 from bot.providers.sms import SmsError, SmsSender
 from bot.rendering import build_environment
 
@@ -99,9 +99,16 @@ class Notifier:
         }
 
     async def send_email(
-        self, *, to: str, subject: str, text: str, html: str, transactional: bool = False
-    ) -> None:
-        """Send, or log why not; never raises for the mailer.
+        self,
+        *,
+        to: str,
+        subject: str,
+        text: str,
+        html: str,
+        transactional: bool = False,
+        attachments: tuple[Attachment, ...] = (),
+    ) -> bool:
+        """Send, or log why not; never raises for the mailer. True when the mailer took it.
 
         An email that is not ``transactional`` (a campaign, a reminder, anything the customer
         did not ask for) is not sent to an address that opted out of email; a receipt, a
@@ -109,12 +116,19 @@ class Notifier:
         opt-out cannot be looked up, a non-transactional email is held back."""
         if not transactional and await self._opted_out(to):
             log.info("email not sent: the recipient opted out of email (subject %r)", subject)
-            return
+            return False
         try:
-            await self.email.send(to=to, subject=subject, text=text, html=html)
+            if attachments:
+                await self.email.send(
+                    to=to, subject=subject, text=text, html=html, attachments=attachments
+                )
+            else:
+                await self.email.send(to=to, subject=subject, text=text, html=html)
         except EmailError:
             # The payment stands whatever the mailer says; the failure is logged, never the body.
             log.warning("email not sent (subject %r)", subject)
+            return False
+        return True
 
     async def _opted_out(self, address: str) -> bool:
         if self.email_opted_out is None:

@@ -44,6 +44,11 @@ Choices worth knowing (each is pinned by tests/test_parsing.py):
 * dateparser is only a fallback for periods ("in a fortnight"); the usual forms are read
   by the rules below, which are faster and stricter (dateparser reads "1" as a date).
 * "pay" counts as yes ("Reply PAY to pay by text").
+* PLAN ("my plan", "what's my plan") is a keyword: it works in every step. The plan step
+  reads a change to a signed plan in words: ``plan_move`` ("move my payment", "change the
+  date"), ``plan_skip`` ("skip this month"), ``plan_extra`` ("can I pay more"; with the
+  amount in cents as its value when one comes with it, "pay $50 extra"); two of them at once
+  are ``ambiguous``; anything else is read as yes/no.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ KINDS = frozenset(
         "contact",  # web forms only: {"email": ..., "phone": ...}
         "opt_out", "opt_in", "help", "agent", "balance", "link", "menu", "yes", "no", "agree",
         "full", "now", "amount", "date", "choice", "email", "text", "invalid", "ask_agent",
+        "plan", "plan_move", "plan_skip", "plan_extra",
     }
 )
 REASONS = frozenset(
@@ -85,6 +91,7 @@ REASONS = frozenset(
 )
 STEPS = (
     "any", "confirm", "agree", "amount", "date", "menu", "contact", "account_id", "code", "text",
+    "plan",
 )
 
 MAX_CENTS = 100_000_000  # $1,000,000.00: anything above is a typo (or a phone number)
@@ -324,13 +331,26 @@ _BALANCE_ANYWHERE = re.compile(
     r"cuanto debo|cual es mi saldo"
     r")\b"
 )
+_PLAN_WORDS = _phrases(
+    "plan", "my plan", "payment plan", "my payment plan", "plan please", "plan status",
+    "my plan status", "plan details", "my plan details", "the plan", "show my plan",
+    "see my plan", "view my plan", "check my plan", "show plan", "view plan", "mi plan",
+    "plan de pagos", "mi plan de pagos",
+)
+_PLAN_ANYWHERE = re.compile(
+    r"\b(?:"
+    r"(?:whats|what is|check|show me|show|see|view|how is|hows|status of) (?:my|the) "
+    r"(?:payment )?plan|"
+    r"(?:where|how) (?:am i|do i stand) (?:on|with) (?:my|the) (?:payment )?plan"
+    r")\b"
+)
 _LINK_ANYWHERE = re.compile(r"\b(?:link|links|url|enlace|liga|website|web site|pay online)\b")
 
 
 def classify_keyword(text: str) -> Meaning | None:
     """The keywords that work in any state, or None when the text is not one.
 
-    Kinds: opt_out, opt_in, help, agent, balance, link, menu, ask_agent.
+    Kinds: opt_out, opt_in, help, agent, balance, link, menu, plan, ask_agent.
     """
     tokens = _words(text)
     if not tokens:
@@ -364,9 +384,59 @@ def classify_keyword(text: str) -> Meaning | None:
         return Meaning("help")
     if whole in _BALANCE_WORDS or _BALANCE_ANYWHERE.search(joined):
         return Meaning("balance")
+    if whole in _PLAN_WORDS or _PLAN_ANYWHERE.search(joined):
+        return Meaning("plan")
     if _LINK_ANYWHERE.search(joined):
         return Meaning("link")
     return None
+
+
+# --------------------------------------------------------------------------------------
+# Changing a plan (the plan step: MOVE, SKIP, EXTRA and their natural phrasings)
+# --------------------------------------------------------------------------------------
+
+_PLAN_MOVE = re.compile(
+    r"\b(?:"
+    r"move|moving|reschedule|postpone|delay|push (?:it |back|my|the)|"
+    r"change (?:the |my |of )?(?:payment |next |due )*(?:date|day)|"
+    r"(?:different|another|new|later) (?:date|day)|"
+    r"cambiar (?:la )?fecha|mover"
+    r")\b"
+)
+_PLAN_SKIP = re.compile(
+    r"\b(?:"
+    r"skip|skipping|skip (?:this|next|a|one) (?:month|payment|week)|"
+    r"miss (?:this|next|a|one) (?:month|payment)|saltar"
+    r")\b"
+)
+_PLAN_EXTRA = re.compile(
+    r"\b(?:"
+    r"extra|additional|pay (?:some |a bit |a little )?more|more now|pay ahead|pay down|"
+    r"pay (?:it )?off (?:early|sooner|now)|pay early|"
+    r"pagar mas|abono|adelantar"
+    r")\b"
+)
+
+
+def _parse_plan(text: str) -> Meaning:
+    joined = " ".join(_words(text))
+    found = {
+        kind
+        for kind, rx in (
+            ("plan_move", _PLAN_MOVE),
+            ("plan_skip", _PLAN_SKIP),
+            ("plan_extra", _PLAN_EXTRA),
+        )
+        if rx.search(joined)
+    }
+    if len(found) > 1:
+        return _invalid("ambiguous")
+    if found == {"plan_extra"}:
+        amount = _parse_amount(text)  # "pay 50 extra": the amount comes with the request
+        return Meaning("plan_extra", amount.value if amount.kind == "amount" else None)
+    if found:
+        return Meaning(found.pop())
+    return _yes_no(_words(text))
 
 
 # --------------------------------------------------------------------------------------
@@ -1133,6 +1203,8 @@ def _parse_step(
         return _yes_no(_words(text))
     if step == "agree":
         return _parse_agree(text)
+    if step == "plan":
+        return _parse_plan(text)
     if step == "contact":
         return _parse_contact(text)
     if step == "amount":

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -135,7 +135,21 @@ async def accept_plan_offer(
             signed_at=at,
         )
     )
-    offer.status, offer.accepted_at = "accepted", at
+    # Only an offer still open at write time is taken: a withdrawal or expiry that committed while
+    # the customer was signing wins, and nothing of this signature is kept.
+    taken = await session.execute(
+        update(Offer)
+        .where(Offer.id == offer.id, Offer.status == "open")
+        .values(status="accepted", accepted_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        await session.rollback()
+        winner = await plan_for_offer(session, offer.id)
+        if winner is not None:
+            return winner
+        raise OfferNotOpen("This offer is no longer open.")
+    offer.status, offer.accepted_at = "accepted", at  # what the row now holds, for the caller
     await ledger.audit(
         session,
         "plan_signed",
@@ -195,10 +209,20 @@ async def cancel_plan(
 ) -> Cancellation:
     """Cancel a plan and commit: every installment not yet charged is canceled (the worker never
     takes a canceled row). Payments already made stand. The caller emails the customer."""
-    plan = await session.get(Plan, plan_id, with_for_update=True)
+    plan = await session.get(Plan, plan_id)
     if plan is None:
         raise PlanError("No plan with that id.")
-    if plan.status == "canceled":
+    # One conditional update decides between two cancellations at once (SQLite has no row locks):
+    # only the winner cancels the installments and emails the customer.
+    won = await session.execute(
+        update(Plan)
+        .where(Plan.id == plan_id, Plan.status != "canceled")
+        .values(status="canceled", canceled_at=at, canceled_by=actor[:40],
+                cancel_reason=(reason or None) and reason[:200])
+        .execution_options(synchronize_session=False)
+    )
+    if won.rowcount != 1:  # type: ignore[attr-defined]
+        await session.rollback()
         raise PlanError("The plan is already canceled.")
     canceled = list(
         await session.scalars(
@@ -210,8 +234,6 @@ async def cancel_plan(
     )
     for payment in canceled:
         payment.status, payment.updated_at = "canceled", at
-    plan.status, plan.canceled_at = "canceled", at
-    plan.canceled_by, plan.cancel_reason = actor[:40], (reason or None) and reason[:200]
     account = await session.get(Account, plan.account_id)
     assert account is not None
     await ledger.audit(
@@ -224,4 +246,5 @@ async def cancel_plan(
         installments_canceled=len(canceled),
     )
     await session.commit()
+    await session.refresh(plan)
     return Cancellation(plan=plan, account=account, canceled=canceled)

@@ -44,6 +44,12 @@ every ``interval`` seconds until SIGTERM or Ctrl-C):
    receipt (Paid, Pending) or the decline notice. A crash between the charge and the write-back
    leaves the row ``processing``: step 1 of a later pass completes it.
 
+4. **Outreach** (``bot/outreach.py``, after the charges; ``outreach=False`` turns it off):
+   offers past their expiry are expired (links revoked, one notice queued), reminders queued,
+   then every proactive message whose time has come is delivered once, opt-outs, quiet hours and
+   the frequency cap respected; each text first takes a permit from the SMS limiter
+   (``sms_rate``, 1 a second by default: a Twilio long code's rate).
+
 ``GatewayUnavailable`` leaves the row ``processing`` (marked ``processor_unavailable``) for the
 next pass and stops this pass claiming more; claimed rows not yet sent go back to ``scheduled``.
 Stopping (SIGTERM) does the same: in-flight charges finish and are written back, the rest is
@@ -91,7 +97,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot import ledger
+from bot import ledger, outreach
 from bot.clock import Clock, SystemClock
 from bot.compliance import in_quiet_hours
 from bot.config import FlowSettings, Settings
@@ -143,6 +149,11 @@ class WorkerConfig:
     retry_declined_after_days: int | None = None  # None: a decline is not retried
     max_decline_retries: int = 1
     respect_quiet_hours: bool = True  # charge (and so email) only in the customer's daytime
+    # Proactive messages (bot/outreach.py) after the charges of each pass, texts at most
+    # sms_rate a second (a Twilio long code sends about 1 message a second; shared by every
+    # worker through Redis, as the processor rate is).
+    outreach: bool = True
+    sms_rate: float = 1.0
 
     @property
     def slots(self) -> int:
@@ -152,6 +163,8 @@ class WorkerConfig:
 
     def __post_init__(self) -> None:
         _window(self.rate, self.min_gap_share)
+        if not self.sms_rate > 0:
+            raise ValueError("the SMS rate must be a positive number of texts per second")
         for name in ("batch", "slots"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -182,6 +195,13 @@ class PassReport:
     retries_scheduled: int = 0
     kept: int = 0  # someone else (a Stripe event) recorded the outcome first
     errors: int = 0
+    # Proactive messages (bot/outreach.py)
+    offers_expired: int = 0
+    outreach_queued: int = 0
+    outreach_sent: int = 0
+    outreach_held: int = 0
+    outreach_skipped: int = 0
+    outreach_failed: int = 0
 
     @property
     def summary(self) -> str:
@@ -373,6 +393,7 @@ class Worker:
         config: WorkerConfig | None = None,
         limiter: RateLimiter | None = None,
         name: str = "worker",
+        sms_limiter: RateLimiter | None = None,
     ) -> None:
         self.database = database
         self.gateway = gateway
@@ -384,6 +405,9 @@ class Worker:
             self.config.rate, min_gap_share=self.config.min_gap_share
         )
         self.name = name
+        self.sms_limiter = sms_limiter or LocalRateLimiter(
+            self.config.sms_rate, min_gap_share=self.config.min_gap_share
+        )
         self._find_charge = gateway.find_charge if isinstance(gateway, ChargeLookup) else None
         self._stop = asyncio.Event()
         self._halted = False
@@ -427,7 +451,32 @@ class Worker:
             for _ in consumers:
                 await queue.put(None)
             await asyncio.gather(*consumers)
+        if self.config.outreach and not self._stop.is_set():
+            await self._outreach(report)
         return report
+
+    async def _outreach(self, report: PassReport) -> None:
+        """Offers expired, reminders queued, then every proactive message whose time has come."""
+        try:
+            planned = await outreach.plan_outreach(
+                database=self.database, settings=self.settings, clock=self.clock, actor=self.name
+            )
+            delivered = await outreach.deliver_due(
+                database=self.database, settings=self.settings, clock=self.clock,
+                sms=self.notifier.sms, email=self.notifier.email, sms_limiter=self.sms_limiter,
+                actor=self.name, should_stop=self._stop.is_set,
+            )
+        except Exception:
+            report.errors += 1
+            log.exception("outreach not completed this pass")
+            return
+        planned.add(delivered)
+        report.offers_expired += planned.expired
+        report.outreach_queued += planned.queued
+        report.outreach_sent += planned.sent
+        report.outreach_held += planned.held
+        report.outreach_skipped += planned.skipped
+        report.outreach_failed += planned.failed
 
     def _stopping(self) -> bool:
         return self._halted or self._stop.is_set()
@@ -1039,9 +1088,14 @@ async def run_worker(
             limiter: RateLimiter = RedisRateLimiter(
                 redis, config.rate, min_gap_share=config.min_gap_share
             )
+            sms_limiter: RateLimiter = RedisRateLimiter(
+                redis, config.sms_rate, min_gap_share=config.min_gap_share,
+                key="paybot:rate:sms",
+            )
             shared = "shared through Redis"
         else:
             limiter = LocalRateLimiter(config.rate, min_gap_share=config.min_gap_share)
+            sms_limiter = LocalRateLimiter(config.sms_rate, min_gap_share=config.min_gap_share)
             shared = "this process only (no REDIS_URL)"
         worker = Worker(
             database=database,
@@ -1051,6 +1105,7 @@ async def run_worker(
             clock=clock or SystemClock(),
             config=config,
             limiter=limiter,
+            sms_limiter=sms_limiter,
         )
         if once:
             report = await worker.run_once()

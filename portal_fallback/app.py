@@ -8,7 +8,7 @@ session, CSRF on every form.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,6 +16,7 @@ from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from bot import appkeys, ledger
+from bot.models import Offer
 from bot.money import format_cents
 from bot.rendering import format_day
 from portal_fallback import sessions
@@ -37,7 +38,7 @@ def build_pages() -> Environment:
 
 
 def add_routes(app: web.Application) -> None:
-    from portal_fallback import flow_pages, lookup
+    from portal_fallback import flow_pages, lookup, signing
 
     app[PAGES] = build_pages()
     app.router.add_get("/p/{token}", open_link)
@@ -47,6 +48,7 @@ def add_routes(app: web.Application) -> None:
     portal = web.Application(middlewares=[security_headers, with_session, require_csrf])
     flow_pages.add_routes(portal)
     lookup.add_routes(portal)
+    signing.add_routes(portal)
     app.add_subapp("/portal/", portal)
 
 
@@ -148,6 +150,20 @@ async def open_link(request: web.Request) -> web.StreamResponse:
         link = await ledger.link_for_token(db, token)
         if link is None:
             return page(request, "link_unknown.html", 404)
+        landing = "/portal/pay"
+        if link.purpose == "plan_offer" and link.offer_id is not None:
+            # Said before the link's own expiry: an offer that ended revokes its links too.
+            offer = await db.get(Offer, link.offer_id)
+            if offer is None or not plan_offer_reachable(offer, now):
+                withdrawn = offer is not None and offer.status == "withdrawn"
+                return page(
+                    request,
+                    "plan_closed.html",
+                    410,
+                    title="Offer no longer available",
+                    reason="withdrawn" if withdrawn else "expired",
+                )
+            landing = "/portal/plan"
         if link.revoked_at is not None or link.expires_at <= now:
             return page(request, "link_expired.html", 410)
         _, session_token = await sessions.start_session(
@@ -162,11 +178,18 @@ async def open_link(request: web.Request) -> web.StreamResponse:
             purpose=link.purpose,
         )
         await db.commit()
-    response = web.HTTPSeeOther("/portal/pay")
+    response = web.HTTPSeeOther(landing)
     sessions.set_cookie(request, response, session_token)
     for name, value in headers_for(request).items():
         response.headers[name] = value
     raise response
+
+
+def plan_offer_reachable(offer: Offer, now: datetime) -> bool:
+    """Open and not expired (to sign it), or accepted (to see the signed plan)."""
+    if offer.status == "accepted":
+        return True
+    return offer.status == "open" and (offer.expires_at is None or offer.expires_at > now)
 
 
 async def to_portal(_: web.Request) -> web.StreamResponse:

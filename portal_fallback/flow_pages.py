@@ -15,6 +15,7 @@ from multidict import MultiDictProxy
 from sqlalchemy import select
 
 from bot import appkeys
+from bot.accounts import ensure_processor_customer
 from bot.conversation import WebStep
 from bot.models import Account, Link, Payment, PaymentMethod
 from bot.parsing import Meaning, parse_reply
@@ -243,16 +244,9 @@ async def method_context(request: web.Request, flow: PaymentFlow) -> dict[str, A
         account = await db.get(Account, account_id_of(request))
         assert account is not None
         try:
-            account.processor_customer_id = await gateway.ensure_customer(
-                account_ref=account.account_ref,
-                name=f"{account.first_name} {account.last_name}",
-                email=account.email,
-                existing_id=account.processor_customer_id,
-            )
+            customer_id = await ensure_processor_customer(gateway, account)
             await db.commit()
-            _, client_secret = await gateway.create_setup_intent(
-                customer_id=account.processor_customer_id
-            )
+            _, client_secret = await gateway.create_setup_intent(customer_id=customer_id)
         except PaymentError:
             log.warning("could not prepare card entry")
             return {**context, "card_unavailable": True}
@@ -288,16 +282,9 @@ async def save_method(request: web.Request) -> web.StreamResponse:
         account = await db.get(Account, account_id)
         assert account is not None
         try:
-            account.processor_customer_id = await gateway.ensure_customer(
-                account_ref=account.account_ref,
-                name=f"{account.first_name} {account.last_name}",
-                email=account.email,
-                existing_id=account.processor_customer_id,
-            )
+            customer_id = await ensure_processor_customer(gateway, account)
             await db.commit()
-            saved = await gateway.save_method(
-                customer_id=account.processor_customer_id, method_ref=method_ref
-            )
+            saved = await gateway.save_method(customer_id=customer_id, method_ref=method_ref)
         except (MethodRejected, PaymentError):
             step = await engine.web_step(account_id)
             return await render_step(request, step, notices=[("method_failed", {})], status=422)

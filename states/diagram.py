@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from states import payment, verification
+from states import payment, plan_change, verification
 
 
 def mermaid(states: list[str], transitions: list[dict[str, Any]], initial: str) -> str:
@@ -49,6 +49,16 @@ def document() -> str:
             mermaid(verification.STATES, verification.TRANSITIONS, "new"),
             "```",
             "",
+            "## Plans by text: sign an offer, change a plan (`states/plan_change.py`)",
+            "",
+            "PLAN opens it from any state; MOVE, SKIP and EXTRA (or the same in words) start a",
+            "change between payments too. Each change is checked against the plan's rules",
+            "(`bot/plan_changes.py`) before YES is asked, and again when it is recorded.",
+            "",
+            "```mermaid",
+            mermaid(plan_change.STATES, plan_change.TRANSITIONS, "idle"),
+            "```",
+            "",
         ]
     )
 
@@ -63,6 +73,13 @@ def readme_section() -> str:
             README_START,
             "```mermaid",
             mermaid(payment.STATES, payment.TRANSITIONS, "idle"),
+            "```",
+            "",
+            "Plans by text (from `states/plan_change.py`): PLAN, then AGREE to sign an offer, or",
+            "MOVE, SKIP, EXTRA to change a signed plan, each confirmed by YES.",
+            "",
+            "```mermaid",
+            mermaid(plan_change.STATES, plan_change.TRANSITIONS, "idle"),
             "```",
             README_END,
         ]

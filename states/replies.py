@@ -12,6 +12,8 @@ class Reply:
     context: dict[str, Any] = field(default_factory=dict)
     # The secure link is minted (and its hash stored) only when a reply really carries one.
     needs_link: bool = False
+    # A link for one offer (a plan to sign on the web) rather than for the payment flow.
+    link_offer_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,10 @@ from bot.parsing import KINDS, REASONS, STEPS, Meaning, classify_keyword, parse_
 CORPUS = Path(__file__).parent / "data" / "sms_replies.tsv"
 TODAY = datetime.date(2026, 11, 25)  # a Wednesday, as the corpus says
 HORIZON = datetime.date(2027, 2, 23)
-CORPUS_STEPS = {"any", "confirm", "agree", "amount", "date", "menu", "contact"}
-KEYWORD_KINDS = {"opt_out", "opt_in", "help", "agent", "balance", "link", "menu", "ask_agent"}
+CORPUS_STEPS = {"any", "confirm", "agree", "amount", "date", "menu", "contact", "plan"}
+KEYWORD_KINDS = {
+    "opt_out", "opt_in", "help", "agent", "balance", "link", "menu", "plan", "ask_agent"
+}
 
 
 def _load_corpus() -> list[tuple[int, str, str, str]]:
@@ -50,7 +52,9 @@ def _expected(meaning: str) -> Meaning:
         return Meaning("choice", int(value))
     if kind == "email":
         return Meaning("email", value)
-    assert not value, f"{meaning!r}: only amount, date, choice and email carry a value"
+    if kind == "plan_extra" and value:
+        return Meaning("plan_extra", int(value))
+    assert not value, f"{meaning!r}: only amount, date, choice, email, plan_extra carry a value"
     return Meaning(kind)
 
 
@@ -110,6 +114,7 @@ def test_corpus_line(lineno, step, message, meaning):
         ("BALANCE", "balance"),
         ("LINK", "link"),
         ("MENU", "menu"),
+        ("PLAN", "plan"),
         ("START", "opt_in"),
         ("this is not my debt", "ask_agent"),
     ],

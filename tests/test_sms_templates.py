@@ -8,8 +8,11 @@ from importlib import resources
 import pytest
 
 from bot.gsm7 import is_gsm7, segment_count
+from bot.payments import PaymentOutcome
+from bot.plan_changes import DateChange, PlanRules, PlanStatus
 from bot.rendering import SmsRenderer
 from states.payment import MethodView, OfferView
+from states.plan_change import PlanOfferView
 from states.replies import Reply
 
 BASE = {
@@ -46,6 +49,56 @@ OUTCOME = {
     "pay_on": date(2027, 2, 23),
     "installments": 24,
     "failure_message": "The bank reported insufficient funds.",
+}
+
+PLAN_OFFER = PlanOfferView(
+    id=1,
+    installment_count=24,
+    first_cents=416_666_67,
+    last_cents=416_666_59,
+    total_cents=BIG,
+    first_due=date(2027, 12, 15),
+    frequency="biweekly",
+    expires_on=date(2027, 12, 31),
+)
+PLAN = PlanStatus(
+    plan_id=1,
+    frequency="biweekly",
+    today=date(2026, 11, 25),
+    rules=PlanRules(
+        skips_allowed=1, move_max_days=14, min_payment_cents=2500, furthest_schedule_days=90
+    ),
+    skips_used=0,
+    paid_cents=BIG,
+    remaining_cents=BIG,
+    remaining_count=24,
+    method_label="American Express ending 0005",
+    next_payment_id=1,
+    next_due=date(2027, 12, 15),
+    next_amount_cents=416_666_67,
+    original_due=date(2027, 12, 15),
+    following_due=date(2027, 12, 29),
+    last_due=date(2028, 11, 15),
+)
+CHANGE = DateChange("P-ZZZZZ", 416_666_67, date(2027, 12, 15), date(2028, 12, 15))
+EXTRA = {
+    "outcome": PaymentOutcome("P-ZZZZZ", "paid", BIG, "American Express ending 0005", None),
+    "left_cents": BIG,
+    "masked_email": "m***@northwind-recovery.example",
+}
+OUTREACH = {
+    "first_name": "Maximiliana-Josefina",
+    "offer_kind": "plan",
+    "total_cents": BIG,
+    "installment_count": 24,
+    "installment_cents": 416_666_67,
+    "odd_cents": 416_666_59,
+    "odd_position": "the last",
+    "first_on": date(2027, 12, 15),
+    "expires_on": date(2027, 12, 31),
+    "days_left": 3,
+    "sms_signing": True,
+    "compact": True,
 }
 
 CONTEXTS: dict[str, list[dict]] = {
@@ -116,9 +169,67 @@ CONTEXTS: dict[str, list[dict]] = {
     "verified": [{}],
     "verification_code": [{"code": "123456"}],
     "method_saved": [{"label": "Bank account", "last4": "6789"}],
+    # Plans by text (states/plan_change.py)
+    "plan_offer": [{"offer": PLAN_OFFER, "method_label": "American Express ending 0005"}],
+    "plan_signed": [
+        {
+            "offer": PLAN_OFFER,
+            "method_label": "American Express ending 0005",
+            "reference": "P-ZZZZZ",
+            "masked_email": "m***@northwind-recovery.example",
+        }
+    ],
+    "plan_status": [
+        {"plan": PLAN},
+        {"plan": PlanStatus(1, "monthly", date(2026, 11, 25), PLAN.rules, 0, BIG, 0, 0)},
+    ],
+    "plan_none": [{}],
+    "plan_sign_on_web": [{}],
+    "plan_add_method": [{"offer": PLAN_OFFER}],
+    "plan_offer_expired": [{"offer": PLAN_OFFER}],
+    "plan_offer_closed": [{"status": s} for s in ("accepted", "expired", "withdrawn")],
+    "plan_offer_declined": [{}],
+    "plan_ask_date": [{"next_due": date(2027, 12, 15), "latest": date(2027, 12, 28)}],
+    "plan_confirm_move": [
+        {"amount_cents": BIG, "old_date": date(2027, 12, 15), "new_date": date(2027, 12, 28)}
+    ],
+    "plan_confirm_skip": [
+        {"amount_cents": BIG, "old_date": date(2027, 12, 15), "new_date": date(2028, 12, 28)}
+    ],
+    "plan_ask_extra": [{"min_cents": 2500, "max_cents": BIG}],
+    "plan_confirm_extra": [
+        {"amount_cents": BIG, "method_label": "American Express ending 0005", "left_cents": BIG}
+    ],
+    "plan_moved": [{"change": CHANGE}],
+    "plan_skipped": [{"change": CHANGE}],
+    "plan_extra_paid": [
+        EXTRA,
+        {**EXTRA, "left_cents": 0},
+        {**EXTRA, "outcome": PaymentOutcome("P-ZZZZZ", "pending", BIG, "Bank ending 6789", None)},
+        {
+            **EXTRA,
+            "outcome": PaymentOutcome(
+                "P-ZZZZZ", "processing", BIG, "Bank ending 6789", None, "We could not reach."
+            ),
+        },
+    ],
+    "plan_change_canceled": [{}],
+    "plan_change_refused": [
+        {
+            "reason": "Your plan lets you move a payment up to 14 days; the latest date is "
+            "Dec 29, 2026."
+        },
+        {"reason": "The new date must be before your following payment on Dec 29, 2027."},
+        {"reason": "You can skip one payment on this plan and already did."},
+        {"reason": "That is more than is left on your plan ($9,999,999.99)."},
+    ],
+    # Proactive offers (bot/outreach.py composes them, shortening long names first)
+    "offer": [OUTREACH, {**OUTREACH, "offer_kind": "settlement"}],
+    "reminder": [OUTREACH, {**OUTREACH, "offer_kind": "settlement"}],
+    "offer_expired": [OUTREACH],
 }
 # The first message of a campaign may run longer, for the debt-collector disclosure.
-LONGER_ALLOWED = {"greeting"}
+LONGER_ALLOWED = {"greeting", "offer", "reminder", "offer_expired"}
 
 
 def template_names() -> set[str]:

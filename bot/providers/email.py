@@ -92,13 +92,23 @@ def _slug(text: str, limit: int = 40) -> str:
     return slug[:limit].rstrip("-") or "message"
 
 
+def _attachment_name(filename: str) -> str:
+    """A safe file name for an attachment: no folders, no odd characters, its extension kept."""
+    stem, dot, extension = Path(filename).name.rpartition(".")
+    if not dot:
+        stem, extension = extension, "bin"
+    extension = re.sub(r"[^A-Za-z0-9]", "", extension)[:10] or "bin"
+    return f"{_slug(stem, 60)}.{extension.lower()}"
+
+
 class SandboxEmail:
     """An email sender that sends nothing.
 
     Each message is kept in ``outbox`` (``SandboxEmailMessage``: message_id, to, subject,
     text, html, attachments, path) and, when ``outbox_dir`` is given, written there as
     ``NNNN-subject-slug.eml`` (multipart/alternative text + HTML, inside
-    multipart/mixed when there are attachments). Numbering continues after the files
+    multipart/mixed when there are attachments), each attachment also beside it as
+    ``NNNN-filename.ext``. Numbering continues after the files
     already in the folder, so a restarted demo overwrites nothing.
     """
 
@@ -188,6 +198,10 @@ class SandboxEmail:
         if self.outbox_dir is not None:
             path = self.outbox_dir / f"{number:04d}-{_slug(subject)}.eml"
             await asyncio.to_thread(self._write, path, msg.as_bytes())
+            # Each attachment also as a file beside the .eml, so a PDF opens with one click.
+            for att in attachments:
+                beside = self.outbox_dir / f"{number:04d}-{_attachment_name(att.filename)}"
+                await asyncio.to_thread(self._write, beside, att.data)
         self.outbox.append(
             SandboxEmailMessage(
                 message_id=message_id,
@@ -204,7 +218,7 @@ class SandboxEmail:
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".eml.tmp")
+        tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
 

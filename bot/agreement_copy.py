@@ -1,0 +1,272 @@
+"""The customer's copy of a signed plan agreement: an email (text and HTML) with the payment
+schedule and the authorization as signed, and the signed agreement as a PDF attachment.
+
+Whatever channel the plan was signed on (web or text), ``send_agreement_copy`` sends the copy at
+most once per agreement: an Outreach row with the dedupe key ``agreement_copy:{agreement_id}`` is
+the record, written as sent in the same transaction that claims it. It is transactional email (the
+customer's record of what they signed), so an email opt-out does not hold it back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from fpdf import FPDF
+from jinja2 import Environment
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import outreach
+from bot.models import Account, Agreement, Payment, PaymentMethod, Plan
+from bot.money import format_cents
+from bot.plan_terms import plan_summary_lines
+from bot.providers.email import Attachment
+from bot.rendering import format_day
+from bot.security import mask_email
+
+if TYPE_CHECKING:
+    from bot.conversation import ConversationEngine
+
+log = logging.getLogger(__name__)
+
+PNG_DATA_URL_PREFIX = "data:image/png;base64,"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+HOW_SIGNED = {
+    "typed": "typed name, on the web",
+    "drawn": "signature drawn on the web",
+    "sms_reply": "reply by text message",
+    "click": "clicked I agree, on the web",
+}
+
+
+@dataclass(frozen=True)
+class SignedPlan:
+    plan: Plan
+    account: Account
+    agreement: Agreement
+    installments: list[Payment]
+    method: PaymentMethod | None
+
+    @property
+    def schedule(self) -> list[tuple[date, int]]:
+        return [(p.scheduled_for, p.amount_cents) for p in self.installments]
+
+    @property
+    def total_cents(self) -> int:
+        return sum(p.amount_cents for p in self.installments)
+
+    @property
+    def method_label(self) -> str:
+        return f"{self.method.brand} ending {self.method.last4}" if self.method else "-"
+
+    @property
+    def agreement_ref(self) -> str:
+        return f"AG-{self.agreement.id:06d}"
+
+    @property
+    def how_signed(self) -> str:
+        return HOW_SIGNED.get(self.agreement.signature_kind, self.agreement.signature_kind)
+
+    @property
+    def signed_utc(self) -> str:
+        return f"{self.agreement.signed_at:%Y-%m-%d %H:%M:%S} UTC"
+
+    @property
+    def signed_local(self) -> str:
+        zone = ZoneInfo(self.account.timezone or "America/New_York")
+        local = self.agreement.signed_at.astimezone(zone)
+        return f"{format_day(local.date())} {local:%I:%M %p} {local.tzname()}"
+
+    @property
+    def signature_png(self) -> bytes | None:
+        if self.agreement.signature_kind != "drawn":
+            return None
+        return png_from_data_url(self.agreement.signature_data or "")
+
+
+async def load_signed_plan(session: AsyncSession, plan_id: int) -> SignedPlan | None:
+    plan = await session.get(Plan, plan_id)
+    if plan is None:
+        return None
+    agreement = await session.scalar(
+        select(Agreement).where(Agreement.plan_id == plan.id).order_by(Agreement.id).limit(1)
+    )
+    account = await session.get(Account, plan.account_id)
+    if agreement is None or account is None:
+        return None
+    installments = list(
+        await session.scalars(
+            select(Payment)
+            .where(Payment.plan_id == plan.id, Payment.installment_number.is_not(None))
+            .order_by(Payment.installment_number, Payment.scheduled_for)
+        )
+    )
+    method = await session.get(PaymentMethod, plan.method_id) if plan.method_id else None
+    return SignedPlan(plan, account, agreement, installments, method)
+
+
+def png_from_data_url(data_url: str) -> bytes | None:
+    """The PNG bytes of a ``data:image/png;base64,`` URL, or None when it is not one."""
+    if not data_url.startswith(PNG_DATA_URL_PREFIX):
+        return None
+    try:
+        raw = base64.b64decode(data_url[len(PNG_DATA_URL_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if raw.startswith(PNG_MAGIC) else None
+
+
+def _latin1(text: str) -> str:
+    # The PDF's built-in fonts cover Latin-1 only; anything else prints as "?".
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def agreement_pdf(signed: SignedPlan, *, brand: str, compress: bool = True) -> bytes:
+    """The signed agreement as a PDF: the terms, the schedule and the signature record."""
+    agreement = signed.agreement
+    pdf = FPDF(format="Letter")
+    pdf.set_compression(compress)
+    pdf.set_creation_date(agreement.signed_at)
+    pdf.set_title(_latin1(f"{brand} payment plan agreement {signed.agreement_ref}"))
+    pdf.set_author(_latin1(brand))
+    pdf.set_margins(20, 20, 20)
+    pdf.set_auto_page_break(True, margin=20)
+    pdf.add_page()
+    width = pdf.epw
+
+    def heading(text: str) -> None:
+        pdf.ln(3)
+        pdf.set_font("Helvetica", "B", 12)
+        pdf.multi_cell(width, 7, _latin1(text), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "", 10)
+
+    def line(text: str) -> None:
+        pdf.multi_cell(width, 5, _latin1(text), new_x="LMARGIN", new_y="NEXT")
+
+    pdf.set_font("Helvetica", "B", 15)
+    pdf.multi_cell(width, 8, _latin1(brand), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 10)
+    line(f"Signed payment plan agreement {signed.agreement_ref} (plan {signed.plan.id})")
+
+    heading("Payment schedule")
+    for installment in signed.installments:
+        line(
+            f"{installment.installment_number}. {format_day(installment.scheduled_for)}: "
+            f"{format_cents(installment.amount_cents)} (reference {installment.reference})"
+        )
+    line(f"Total: {format_cents(signed.total_cents)}, charged to {signed.method_label}")
+
+    heading("Agreement and authorization as signed")
+    for text_line in agreement.text.split("\n"):
+        if text_line.strip():
+            line(text_line)
+        else:
+            pdf.ln(2)
+
+    heading("Signature")
+    line(f"Signed by: {agreement.signer_name}")
+    line(f"How: {signed.how_signed}")
+    line(f"When: {signed.signed_utc} ({signed.signed_local})")
+    if agreement.esign_consent_at is not None:
+        line(f"Consent to electronic records: {agreement.esign_consent_at:%Y-%m-%d %H:%M:%S} UTC")
+    line(f"IP address: {agreement.ip_address or '-'}")
+    line(f"Device: {(agreement.user_agent or '-')[:200]}")
+    line(f"Terms version: {agreement.terms_version}")
+    line(f"SHA-256 of the agreement text: {agreement.text_sha256}")
+    pdf.ln(3)
+    png = signed.signature_png
+    if png is not None:
+        pdf.image(io.BytesIO(png), w=70)
+    elif agreement.signature_kind == "typed":
+        pdf.set_font("Times", "I", 22)
+        pdf.multi_cell(width, 11, _latin1(agreement.signature_data or ""))
+    else:
+        line(f"Reply received: {agreement.signature_data or ''}")
+    return bytes(pdf.output())
+
+
+def agreement_email(env: Environment, signed: SignedPlan, *, brand: str) -> dict[str, str]:
+    context = {
+        "brand": brand,
+        "account": signed.account,
+        "agreement": signed.agreement,
+        "schedule": signed.schedule,
+        "schedule_lines": plan_summary_lines(signed.schedule),
+        "total_cents": signed.total_cents,
+        "method_label": signed.method_label,
+        "how_signed": signed.how_signed,
+        "signed_utc": signed.signed_utc,
+        "signed_local": signed.signed_local,
+        "agreement_ref": signed.agreement_ref,
+    }
+    return {
+        "subject": " ".join(
+            env.get_template("email/plan_agreement_subject.txt").render(context).split()
+        ),
+        "text": env.get_template("email/plan_agreement.txt").render(context),
+        "html": env.get_template("email/plan_agreement.html").render(context),
+    }
+
+
+async def send_agreement_copy(
+    engine: ConversationEngine, session: AsyncSession, plan_id: int
+) -> bool:
+    """Email the customer the copy of plan ``plan_id``'s signed agreement, once.
+
+    Commits ``session`` (the Outreach record). True when this call handed the email to the
+    mailer; False when a copy was already sent (or claimed by a concurrent call), the customer has
+    no email address, or the mailer refused it (logged; the plan stands either way)."""
+    signed = await load_signed_plan(session, plan_id)
+    if signed is None:
+        return False
+    account, agreement = signed.account, signed.agreement
+    at = engine.clock.now()
+    key = f"agreement_copy:{agreement.id}"
+    record = await outreach.enqueue(
+        session,
+        dedupe_key=key,
+        account_id=account.id,
+        kind="agreement_copy",
+        channel="email",
+        at=at,
+        offer_id=agreement.offer_id,
+        plan_id=plan_id,
+        detail={"agreement_id": agreement.id, "transactional": True},
+    )
+    if record not in session.new:
+        return False  # already sent, or being sent by the call that queued it
+    # Claimed and recorded as sent in one commit: a concurrent call's insert fails on the key.
+    record.status = "sent" if account.email else "skipped"
+    record.sent_at = at if account.email else None
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        return False
+    if not account.email:
+        return False
+    brand = await engine.brand_for(session, account)
+    message = agreement_email(engine.notifier.env, signed, brand=brand)
+    pdf = agreement_pdf(signed, brand=brand)
+    sent = await engine.notifier.send_email(
+        to=account.email,
+        subject=message["subject"],
+        text=message["text"],
+        html=message["html"],
+        transactional=True,  # the customer's record of what they signed
+        attachments=(Attachment(f"{signed.agreement_ref}.pdf", "application/pdf", pdf),),
+    )
+    if not sent:
+        record.status, record.detail = "failed", {**record.detail, "error": "mailer"}
+        await session.commit()
+    else:
+        log.info("agreement copy sent to %s", mask_email(account.email))
+    return sent
