@@ -298,6 +298,34 @@ async def test_due_means_the_customers_date_and_daytime(app, client, clock, prov
     assert len(providers.payments.charges) == 1
 
 
+@pytest.mark.parametrize(
+    "zone_name", ["America/New_York", "Pacific/Honolulu"], ids=["new-york", "honolulu"]
+)
+@pytest.mark.parametrize(
+    "day", [date(2027, 3, 14), date(2027, 11, 7)], ids=["spring-forward", "fall-back"]
+)
+async def test_due_on_the_day_the_clocks_change(app, client, clock, providers, zone_name, day):
+    # Honolulu keeps no DST: the same UTC instants are other local hours there, and the worker
+    # must follow the customer's own clock either way.
+    zone = ZoneInfo(zone_name)
+    maria = await add_account(app, timezone=zone_name)
+    await add_scheduled(app, maria, day)
+    worker = make_worker(app)
+
+    clock.set(local(day - timedelta(days=1), 23, 59, zone))
+    assert (await worker.run_once()).claimed == 0
+    clock.set(local(day, 7, 59, zone))  # her date, but still quiet hours on her clock
+    report = await worker.run_once()
+    assert (report.claimed, report.held) == (0, 1)
+    assert providers.payments.charges == []
+    clock.set(local(day, 8, 0, zone))
+    assert (await worker.run_once()).paid == 1
+    assert len(providers.payments.charges) == 1
+    clock.advance(timedelta(days=1))
+    assert (await worker.run_once()).claimed == 0
+    assert len(providers.payments.charges) == 1
+
+
 def test_local_today_uses_the_account_zone_or_the_last_us_zone():
     now = datetime(2026, 12, 15, 8, 0, tzinfo=UTC)  # 3 a.m. in New York, 10 p.m. Dec 14 Hawaii
     assert local_today(now, "America/New_York") == date(2026, 12, 15)
