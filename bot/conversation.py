@@ -140,7 +140,7 @@ class ConversationEngine:
         sid = inbound.sid or f"local-{uuid.uuid4().hex}"
         body = _printable(inbound.body)[:1600]
         async with self.db.session() as session:
-            message, _created = await ledger.store_inbound(
+            message_id, _created = await ledger.store_inbound(
                 session,
                 phone=inbound.phone,
                 body=body,
@@ -149,8 +149,9 @@ class ConversationEngine:
                 at=self.clock.now(),
             )
             async with self.coordinator.conversation_lock(inbound.phone):
-                # Read afresh under the lock: another process may have answered it meanwhile.
-                await session.refresh(message)
+                # Read under the lock: another process may have answered it meanwhile.
+                message = await session.get(Message, message_id)
+                assert message is not None
                 if message.processed_at is not None:
                     # The same MessageSid again: answered once, processed once.
                     return await ledger.reply_texts(session, message.id)
@@ -367,10 +368,13 @@ class ConversationEngine:
         self, session: AsyncSession, message: Message, channel: str
     ) -> tuple[Turn, list[str]]:
         now = self.clock.now()
-        conversation = await ledger.conversation_for(session, message.phone, at=now)
+        conversation, account, opted_out = await ledger.conversation_at_hand(
+            session, message.phone, at=now
+        )
         turn = Turn(channel=channel)
-        account = await self._account_of(session, conversation)
-        await self._handle(session, conversation, account, message, turn, now)
+        if account is None:
+            account = await self._account_of(session, conversation)
+        await self._handle(session, conversation, account, message, turn, now, opted_out=opted_out)
         conversation.last_inbound_at = now
         conversation.updated_at = now
         # Both set together, so the inbound row is written once (autoflush would write it twice).
@@ -424,10 +428,11 @@ class ConversationEngine:
         message: Message,
         turn: Turn,
         now: datetime,
+        *,
+        opted_out: bool,
     ) -> None:
         keyword = classify_keyword(message.body)
         kind = keyword.kind if keyword else None
-        opted_out = await ledger.is_opted_out(session, conv.phone)
 
         if kind == "opt_out":
             if not opted_out:  # confirmed once, at once, with nothing else in it

@@ -6,6 +6,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,26 +47,31 @@ async def audit(
 
 async def store_inbound(
     session: AsyncSession, *, phone: str, body: str, sid: str, channel: str, at: datetime
-) -> tuple[Message, bool]:
-    """Store an inbound message before anything else; (message, False) when the sid was seen."""
-    message = Message(
-        direction="inbound",
-        channel=channel,
-        provider_sid=sid,
-        phone=phone,
-        body=body,
-        created_at=at,
+) -> tuple[int, bool]:
+    """Store an inbound message before anything else and commit; (id, False) when the sid was
+    seen. One statement either way: the unique sid decides, not a read before the write."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    inserted = await session.scalar(
+        insert(Message)
+        .values(
+            direction="inbound",
+            channel=channel,
+            provider_sid=sid,
+            phone=phone,
+            body=body,
+            created_at=at,
+        )
+        .on_conflict_do_nothing(index_elements=[Message.provider_sid])
+        .returning(Message.id)
     )
-    session.add(message)
-    try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        existing = await session.scalar(select(Message).where(Message.provider_sid == sid))
-        if existing is None:
-            raise
-        return existing, False
-    return message, True
+    await session.commit()
+    if inserted is not None:
+        return inserted, True
+    existing = await session.scalar(select(Message.id).where(Message.provider_sid == sid))
+    if existing is None:
+        raise LookupError("an inbound message was neither stored nor found")
+    return existing, False
 
 
 async def reply_texts(session: AsyncSession, inbound_id: int) -> list[str]:
@@ -122,6 +129,30 @@ async def conversation_for(session: AsyncSession, phone: str, *, at: datetime) -
         conversation = await session.scalar(select(Conversation).where(Conversation.phone == phone))
         assert conversation is not None
     return conversation
+
+
+async def conversation_at_hand(
+    session: AsyncSession, phone: str, *, at: datetime
+) -> tuple[Conversation, Account | None, bool]:
+    """The number's conversation, its account and whether the number opted out, in one round
+    trip (the account joins the session's identity map, so a later `session.get` is free)."""
+    row = (
+        await session.execute(
+            select(Conversation, Account, OptOut.opted_out)
+            .outerjoin(Account, Account.id == Conversation.account_id)
+            .outerjoin(OptOut, OptOut.phone == Conversation.phone)
+            .where(Conversation.phone == phone)
+        )
+    ).first()
+    if row is None:
+        conversation = await conversation_for(session, phone, at=at)
+        account = (
+            await session.get(Account, conversation.account_id)
+            if conversation.account_id is not None
+            else None
+        )
+        return conversation, account, await is_opted_out(session, phone)
+    return row[0], row[1], bool(row[2])
 
 
 # --- accounts ---
