@@ -26,7 +26,6 @@ from bot.security import ssn_digest
 REQUIRED = ("account_id", "first_name", "last_name", "phone", "email", "balance")
 OPTIONAL = ("ssn", "dob", "zip", "timezone", "creditor", "description")
 FIELDS = REQUIRED + OPTIONAL
-DEFAULT_TIMEZONE = "America/New_York"
 MAX_BALANCE_CENTS = 100_000_000_00
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -268,7 +267,6 @@ async def _upsert(
             first_name=data.first_name,
             last_name=data.last_name,
             description="",
-            timezone=DEFAULT_TIMEZONE,
         )
         session.add(account)
     changes: dict[str, Any] = {

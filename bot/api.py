@@ -718,7 +718,10 @@ ACCOUNT_SCHEMA: dict[str, Any] = {
         "phone": {"type": ["string", "null"], "examples": ["***-***-0100"]},
         "email": {"type": ["string", "null"], "examples": ["m***@example.com"]},
         "ssn": {"type": ["string", "null"], "examples": ["***-**-6789"]},
-        "timezone": {"type": "string"},
+        "timezone": {
+            "type": ["string", "null"],
+            "description": "null: not known (quiet hours then hold in every US zone)",
+        },
         "creditor": {"type": ["string", "null"]},
         "payments": {"type": "array", "items": {"$ref": "#/components/schemas/Payment"}},
         "plans": {"type": "array", "items": {"$ref": "#/components/schemas/Plan"}},

@@ -34,7 +34,7 @@ from bot.models import (
     WebSession,
 )
 from bot.money import format_cents
-from bot.offers import OfferRequest, create_offer
+from bot.offers import OfferRequest, account_zone, create_offer
 from bot.payments import STATUS_LABELS
 from bot.providers import Providers, build_providers
 from bot.providers.payments import PaymentGateway
@@ -198,7 +198,7 @@ async def make_plan_offers(app: web.Application) -> dict[str, Offer]:
         for ref, send_via in DEMO_PLAN_OFFERS:
             account = await ledger.account_by_ref(session, ref)
             assert account is not None
-            start = now.astimezone(ZoneInfo(account.timezone)).date() + timedelta(days=7)
+            start = now.astimezone(account_zone(account)).date() + timedelta(days=7)
             request = OfferRequest(
                 kind="plan", created_by="demo", frequency="monthly", start=start, count=3,
                 send_via=send_via,

@@ -82,7 +82,9 @@ class Account(Base):
     ssn_last4: Mapped[str | None] = mapped_column(String(4))
     dob: Mapped[date | None] = mapped_column(Date)
     zip_code: Mapped[str | None] = mapped_column(String(10))
-    timezone: Mapped[str] = mapped_column(String(64), default="America/New_York")
+    # None when the creditor did not say: quiet hours then hold in every US zone (Reg F), and
+    # dates are shown in Eastern time.
+    timezone: Mapped[str | None] = mapped_column(String(64))
     processor_customer_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

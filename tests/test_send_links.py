@@ -172,6 +172,25 @@ async def test_quiet_hours_opt_outs_and_carrier_opt_outs(app, client, providers)
     assert report.sms.carrier_opted_out == 0 and report.sms.opted_out == 2
 
 
+async def test_an_account_whose_zone_nobody_gave_waits_for_daytime_in_every_us_zone(
+    app, client, providers
+):
+    # Imported without a time zone: none is made up for it (Reg F: without better knowledge,
+    # every place the customer may be). 15:00 UTC is 10 a.m. in New York, 5 a.m. in Honolulu.
+    unknown = await add(app, "UNKNOWN", "+15555550209", None)  # type: ignore[arg-type]
+    await add(app, "NY", "+15555550201", "America/New_York")
+    async with app[appkeys.DATABASE].session() as session:
+        assert (await session.get(Account, unknown.id)).timezone is None  # type: ignore[union-attr]
+
+    report = await run(app)
+    assert [s.to for s in providers.sms.outbox] == ["+15555550201"]
+    assert report.sms.quiet_hours == 1
+    app[appkeys.CLOCK].advance(timedelta(hours=3))  # 8 a.m. in Honolulu: daytime everywhere
+    providers.sms.clear()
+    await run(app)
+    assert [s.to for s in providers.sms.outbox] == ["+15555550209"]
+
+
 async def test_the_evening_limit_is_9_pm_local(app, client, providers):
     await add(app, "NY", "+15555550201", "America/New_York")
     await add(app, "CHI", "+15555550202", "America/Chicago")
