@@ -248,3 +248,59 @@ async def cancel_plan(
     await session.commit()
     await session.refresh(plan)
     return Cancellation(plan=plan, account=account, canceled=canceled)
+
+
+async def switch_method(
+    session: AsyncSession, account: Account, method: PaymentMethod, *, at: datetime, actor: str
+) -> list[Payment]:
+    """Charge everything still to come to ``method`` and commit: it becomes the account's
+    default, the method of its active plans and of every scheduled payment (a scheduled retry of
+    a declined one included). Returns those payments, by date. A row the worker has already
+    claimed keeps the method it is being charged with."""
+    if method.account_id != account.id:
+        raise PlanError("That payment method is not on this account.")
+    await session.execute(
+        update(PaymentMethod)
+        .where(PaymentMethod.account_id == account.id)
+        .values(is_default=PaymentMethod.id == method.id)
+        .execution_options(synchronize_session=False)
+    )
+    plans = await session.execute(
+        update(Plan)
+        .where(Plan.account_id == account.id, Plan.status == "active")
+        .values(method_id=method.id)
+        .execution_options(synchronize_session=False)
+    )
+    # One conditional UPDATE: a row claimed meanwhile (status processing) is left alone.
+    await session.execute(
+        update(Payment)
+        .where(Payment.account_id == account.id, Payment.status == "scheduled")
+        .values(method_id=method.id, updated_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    switched = list(
+        await session.scalars(
+            select(Payment)
+            .where(
+                Payment.account_id == account.id,
+                Payment.status == "scheduled",
+                Payment.method_id == method.id,
+            )
+            .order_by(Payment.scheduled_for, Payment.id)
+            .execution_options(populate_existing=True)
+        )
+    )
+    await ledger.audit(
+        session,
+        "payment_method_switched",
+        at=at,
+        actor=actor[:40],
+        account_id=account.id,
+        method_id=method.id,
+        method_kind=method.kind,
+        plans=plans.rowcount,  # type: ignore[attr-defined]
+        payments=[p.reference for p in switched],
+    )
+    await session.commit()
+    method.is_default = True
+    return switched

@@ -57,8 +57,10 @@ released.
 
 **Decline retry rule** (``retry_declined_after_days``, ``max_decline_retries``; a creditor may
 override both with the keys ``decline_retry_days`` and ``decline_max_retries`` in its settings):
-off by default: a declined payment stays Declined, the customer gets one notice saying how to pay
-or update the method (reply PAY, text LINK) and that it will not be retried automatically. When
+off by default: a declined payment stays Declined, the customer gets one notice with a personalized
+link (a week, or through the retry date when later) to the page where they pick another method
+for what is still scheduled and pay the missed amount, and the sentence that it will not be retried
+automatically. When
 set to N days, a declined payment (except one the bank wants the customer to approve, or one
 with no method left) gets a new ``scheduled`` row for the same amount and method (the plan's
 method when it has one) on the customer's local today + N days, with the idempotency key
@@ -921,7 +923,8 @@ class Worker:
             if status in ("paid", "pending"):
                 email = self.notifier.receipt(account, outcome, brand=rules.brand)
             elif status == "declined":
-                email = self._decline_email(account, outcome, rules, result, retry_on)
+                update_url = await self._update_method_link(account, now, retry_on)
+                email = self._decline_email(account, outcome, rules, result, retry_on, update_url)
             else:
                 return
             await self.notifier.send_email(**email)
@@ -935,9 +938,10 @@ class Worker:
         rules: _Rules,
         result: ChargeResult,
         retry_on: date | None,
+        update_url: str | None = None,
     ) -> dict[str, Any]:
         # The same notice a Stripe event sends (webhooks/stripe.py), plus the retry rule.
-        from webhooks.stripe import Notice, decline_email
+        from webhooks.stripe import NOT_RETRIED, Notice, decline_email
 
         reason = result.failure_message or polite_decline_message(
             result.failure_code, result.decline_code
@@ -946,7 +950,7 @@ class Worker:
             rule = f"We will try this payment again on {retry_on:%b} {retry_on.day}, " \
                    f"{retry_on.year}."
         else:
-            rule = "We will not try this payment again automatically."
+            rule = NOT_RETRIED
         notice = Notice(
             kind="decline",
             account=account,
@@ -960,8 +964,31 @@ class Worker:
             ),
             creditor_name=rules.brand,
             disclosure=rules.disclosure,
+            update_url=update_url,
         )
         return decline_email(self.notifier, notice, brand=rules.brand)
+
+    async def _update_method_link(
+        self, account: Account, now: datetime, retry_on: date | None
+    ) -> str | None:
+        """The notice's link to update the method; without one the notice still goes (it says
+        how to get a link by text)."""
+        from webhooks.stripe import update_method_link
+
+        try:
+            async with self.database.session() as session:
+                url = await update_method_link(
+                    session,
+                    account=account,
+                    at=now,
+                    public_base_url=self.settings.public_base_url,
+                    retry_on=retry_on,
+                )
+                await session.commit()
+        except Exception:
+            log.exception("account %s: the update-method link could not be made", account.id)
+            return None
+        return url
 
     async def _schedule_retry(
         self, payment: Payment, account: Account, rules: _Rules, now: datetime,

@@ -38,7 +38,7 @@ def build_pages() -> Environment:
 
 
 def add_routes(app: web.Application) -> None:
-    from portal_fallback import flow_pages, lookup, signing
+    from portal_fallback import flow_pages, lookup, method_update, signing
 
     app[PAGES] = build_pages()
     app.router.add_get("/p/{token}", open_link)
@@ -49,6 +49,7 @@ def add_routes(app: web.Application) -> None:
     flow_pages.add_routes(portal)
     lookup.add_routes(portal)
     signing.add_routes(portal)
+    method_update.add_routes(portal)
     app.add_subapp("/portal/", portal)
 
 
@@ -164,6 +165,8 @@ async def open_link(request: web.Request) -> web.StreamResponse:
                     reason="withdrawn" if withdrawn else "expired",
                 )
             landing = "/portal/plan"
+        elif link.purpose == "update_method":
+            landing = "/portal/method"
         if link.revoked_at is not None or link.expires_at <= now:
             return page(request, "link_expired.html", 410)
         _, session_token = await sessions.start_session(

@@ -337,7 +337,8 @@ async def test_processing_then_failed_is_declined_with_one_decline_email(app, cl
     assert notice.to == "maria@example.com"
     assert notice.subject == f"Your payment {reference} did not go through"
     assert "$50.00" in notice.text and "insufficient funds" in notice.text
-    assert "reply PAY to our text or text LINK for a secure link" in notice.text
+    assert "Update your payment method" in notice.text and "https://paybot.test/p/" in notice.text
+    assert "We will not try this payment again automatically." in notice.text
     assert "UNSUBSCRIBE" in notice.text
     assert notice.text.startswith("Northwind Recovery")
     assert "This is a communication from a debt collector." in notice.text

@@ -355,7 +355,8 @@ async def test_a_decline_is_recorded_and_told_once(
     assert notice.subject == f"Your payment {payment.reference} did not go through"
     assert "Status: Declined" in notice.text
     assert "We will not try this payment again automatically." in notice.text
-    assert "reply PAY to our text or text LINK" in notice.text  # how to update the method
+    assert "Update your payment method" in notice.text  # and its personalized link
+    assert "https://paybot.test/p/" in notice.text
     assert "This is a communication from a debt collector." in notice.text
     attempts = by_reference(await payment_intents(localstripe))
     assert attempts[payment.reference] <= 1  # the declined attempt, if localstripe keeps it

@@ -16,6 +16,9 @@
   and a retried ACH debit can still turn Declined into Paid.
 * After the commit, the customer is emailed once about a change they have not heard of: the
   receipt when the event makes the payment Paid, the decline notice when it makes it Declined.
+  The decline notice carries a personalized link (purpose ``update_method``, minted in the same
+  transaction as the status change) to the page where the customer picks the method the missed
+  and the coming payments are charged to.
   A charge answered at once (paid or declined) was already told by the conversation, so the
   event that confirms it changes no status and sends nothing.
 """
@@ -26,8 +29,9 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import stripe
 from aiohttp import web
@@ -49,6 +53,8 @@ SOURCE = "stripe"
 TOLERANCE_SECONDS = 300  # Stripe's own default: an older signed timestamp is a replay
 MAX_EVENT_ID = 100  # processed_events.event_id
 MAX_EVENT_TYPE = 60  # processed_events.event_type
+UPDATE_METHOD_LINK_LIFETIME = timedelta(days=7)
+NOT_RETRIED = "We will not try this payment again automatically."
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class EventContext:
     event_id: str
     event_type: str
     at: datetime
+    public_base_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,7 @@ class Notice:
     outcome: PaymentOutcome
     creditor_name: str | None = None  # the brand the customer knows; else settings.brand
     disclosure: str = ""
+    update_url: str | None = None  # decline: the personalized link to update the method
 
 
 Handler = Callable[[AsyncSession, dict[str, Any], EventContext], Awaitable[Notice | None]]
@@ -111,7 +119,12 @@ async def handle(request: web.Request) -> web.Response:
         return _refuse("malformed event: data.object is required")
 
     database = request.config_dict[appkeys.DATABASE]
-    context = EventContext(event_id, event_type, request.config_dict[appkeys.CLOCK].now())
+    context = EventContext(
+        event_id,
+        event_type,
+        request.config_dict[appkeys.CLOCK].now(),
+        public_base_url=settings.public_base_url,
+    )
     try:
         async with database.session() as session:
             # The event first: a concurrent copy waits on the unique key, then sees it taken.
@@ -234,7 +247,10 @@ def payment_intent_handler(target: str) -> Handler:
             reason = polite_decline_message(
                 payment.failure_code, decline_code if isinstance(decline_code, str) else None
             )
-            return await _notice(session, payment, "decline", reason=reason)
+            # Only the worker schedules retries, and only for a decline it records itself.
+            return await _notice(
+                session, payment, "decline", reason=f"{reason} {NOT_RETRIED}", context=context
+            )
         return None
 
     return apply
@@ -269,11 +285,21 @@ async def _find_payment(session: AsyncSession, intent: dict[str, Any]) -> Paymen
 
 
 async def _notice(
-    session: AsyncSession, payment: Payment, kind: str, *, reason: str | None = None
+    session: AsyncSession,
+    payment: Payment,
+    kind: str,
+    *,
+    reason: str | None = None,
+    context: EventContext | None = None,
 ) -> Notice | None:
     account = await session.get(Account, payment.account_id)
     if account is None:
         return None
+    update_url = None
+    if kind == "decline" and context is not None and account.email:
+        update_url = await update_method_link(
+            session, account=account, at=context.at, public_base_url=context.public_base_url
+        )
     method = await session.get(PaymentMethod, payment.method_id) if payment.method_id else None
     creditor = await ledger.creditor_of(session, account)
     outcome = PaymentOutcome(
@@ -290,7 +316,32 @@ async def _notice(
         outcome=outcome,
         creditor_name=creditor.name if creditor else None,
         disclosure=creditor.disclosure if creditor and kind == "decline" else "",
+        update_url=update_url,
     )
+
+
+async def update_method_link(
+    session: AsyncSession,
+    *,
+    account: Account,
+    at: datetime,
+    public_base_url: str,
+    retry_on: date | None = None,
+) -> str:
+    """Mint the decline notice's link (the caller commits): a week, or through the day of the
+    retry when that is later, so the customer can still switch before the retry is charged."""
+    lifetime = UPDATE_METHOD_LINK_LIFETIME
+    if retry_on is not None:
+        try:
+            zone = ZoneInfo(account.timezone or "America/New_York")
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = ZoneInfo("America/New_York")
+        end_of_retry_day = datetime.combine(retry_on + timedelta(days=1), time(), tzinfo=zone)
+        lifetime = max(lifetime, end_of_retry_day - at)
+    token = await ledger.create_link(
+        session, account_id=account.id, at=at, lifetime=lifetime, purpose="update_method"
+    )
+    return f"{public_base_url}/p/{token}"
 
 
 HANDLERS: dict[str, Handler] = {
@@ -317,6 +368,7 @@ def decline_email(notifier: Notifier, notice: Notice, *, brand: str) -> dict[str
         "status_label": STATUS_LABELS["declined"],
         "reason": notice.outcome.failure_message or polite_decline_message(None),
         "disclosure": notice.disclosure,
+        "update_url": notice.update_url,
     }
     return {
         "to": notice.account.email,
