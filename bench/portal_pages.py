@@ -1,7 +1,11 @@
 """Portal page benchmark: server render time per page (p50/p99 under load) and bytes per page.
 
     .venv/bin/python -m bench.portal_pages [--backend embedded|services] [--seconds 5]
-        [--concurrency 16] [--json out.json]
+        [--concurrency 16] [--pages "plan:"] [--freeze-gc] [--json out.json]
+
+Pages: the lookup page, each step of the payment flow, and each step of signing a plan offer
+(review, method, terms, sign, and the confirmation once signed: every session signs an offer of
+its own for that one).
 
 The app runs in this process on 127.0.0.1 (sandbox providers, no network). A timing middleware
 measures the server's own time per request (routing, session, database, rendering), so the load
@@ -13,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import re
 import statistics
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,7 +36,7 @@ from bot.accounts import parse_account, save_method_at_processor, upsert_account
 from bot.app import create_app
 from bot.clock import FrozenClock
 from bot.config import Settings
-from bot.models import Creditor
+from bot.models import Creditor, Offer
 from bot.providers import Providers
 from bot.providers.email import SandboxEmail
 from bot.providers.payments import SandboxGateway
@@ -38,33 +44,62 @@ from bot.providers.sms import SandboxSms
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/paybot_bench_pages"
 REDIS_URL = "redis://127.0.0.1:6379/13"
-# Each page and the steps (form posts) that lead a fresh session to it.
-PAGES: dict[str, list[dict[str, str]]] = {
-    "lookup": [],
-    "pay: balance": [],
-    "pay: contact": [{"action": "start"}],
-    "pay: amount": [{"action": "start"}, {"action": "continue"}],
-    "pay: method": [
-        {"action": "start"},
-        {"action": "continue"},
-        {"action": "continue", "amount": "50"},
-    ],
-    "pay: confirm": [
+PAY = "/portal/pay"
+# A field value taken from the page before the post, as a browser's form would send it.
+FROM_PAGE = "<from the page>"
+PLAN_START = ("/portal/plan/start", {})
+PLAN_METHOD = ("/portal/plan/method", {"method": FROM_PAGE})
+PLAN_TERMS = ("/portal/plan/terms", {"esign_consent": "yes", "accept": "yes"})
+PLAN_SIGN = ("/portal/plan/sign", {"kind": "typed", "signer_name": "Maria Lopez"})
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page the benchmark GETs, the link a session opens (a payment link or a plan offer's),
+    and the form posts (path, fields) that lead a fresh session to it."""
+
+    path: str
+    link: str = "pay"
+    steps: tuple[tuple[str, dict[str, str]], ...] = ()
+
+
+def _pay(*steps: dict[str, str]) -> Page:
+    return Page(PAY, "pay", tuple((PAY, step) for step in steps))
+
+
+PAGES: dict[str, Page] = {
+    "lookup": Page("/portal/"),
+    "pay: balance": _pay(),
+    "pay: contact": _pay({"action": "start"}),
+    "pay: amount": _pay({"action": "start"}, {"action": "continue"}),
+    "pay: method": _pay(
+        {"action": "start"}, {"action": "continue"}, {"action": "continue", "amount": "50"}
+    ),
+    "pay: confirm": _pay(
         {"action": "start"},
         {"action": "continue"},
         {"action": "continue", "amount": "50"},
         {"action": "continue", "choice": "1"},
         {"action": "now"},
-    ],
-    "pay: agreement": [
+    ),
+    "pay: agreement": _pay(
         {"action": "start"},
         {"action": "continue"},
         {"action": "continue", "amount": "50"},
         {"action": "continue", "choice": "1"},
         {"action": "now"},
         {"action": "confirm"},
-    ],
+    ),
+    "plan: review": Page("/portal/plan", "plan"),
+    "plan: method": Page("/portal/plan/method", "plan", (PLAN_START,)),
+    "plan: terms": Page("/portal/plan/terms", "plan", (PLAN_START, PLAN_METHOD)),
+    "plan: sign": Page("/portal/plan/sign", "plan", (PLAN_START, PLAN_METHOD, PLAN_TERMS)),
+    "plan: confirmed": Page(
+        "/portal/plan", "plan", (PLAN_START, PLAN_METHOD, PLAN_TERMS, PLAN_SIGN)
+    ),
 }
+# A plan of three monthly installments that settles the seeded balance ($1,250.00).
+PLAN_SCHEDULE = [["2026-12-01", 40000], ["2027-01-01", 40000], ["2027-02-01", 45000]]
 TIMINGS: dict[str, list[float]] = defaultdict(list)
 SIZES: dict[str, list[int]] = defaultdict(list)
 
@@ -94,8 +129,9 @@ async def reset_postgres() -> None:
     await admin.close()
 
 
-async def seed(app: web.Application, accounts: int) -> list[str]:
-    """Accounts with a saved card; returns a link path per account."""
+async def seed(app: web.Application, accounts: int) -> list[dict[str, str]]:
+    """Accounts with a saved card, each with a payment link and an open plan offer's link;
+    returns the link paths per account, by kind ("pay", "plan")."""
     from datetime import timedelta
 
     from bot import ledger
@@ -124,21 +160,47 @@ async def seed(app: web.Application, accounts: int) -> list[str]:
             token = await ledger.create_link(
                 session, account_id=account.id, at=now, lifetime=timedelta(hours=72)
             )
-            paths.append(f"/p/{token}")
+            offer = Offer(
+                account_id=account.id,
+                kind="plan",
+                total_cents=sum(cents for _, cents in PLAN_SCHEDULE),
+                installment_count=len(PLAN_SCHEDULE),
+                frequency="monthly",
+                schedule=PLAN_SCHEDULE,
+                expires_at=now + timedelta(days=7),
+                status="open",
+                created_at=now,
+            )
+            session.add(offer)
+            await session.flush()
+            plan_token = await ledger.create_link(
+                session,
+                account_id=account.id,
+                at=now,
+                lifetime=timedelta(days=7),
+                purpose="plan_offer",
+                offer_id=offer.id,
+            )
+            paths.append({"pay": f"/p/{token}", "plan": f"/p/{plan_token}"})
         await session.commit()
     return paths
 
 
-async def open_session(server: TestServer, link: str, steps: list[dict[str, str]]) -> ClientSession:
+async def open_session(server: TestServer, link: str, page: Page) -> ClientSession:
+    """A browser session opened by the link and walked through the forms (CSRF included)."""
     jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
     client = ClientSession(base_url=server.make_url("/"), cookie_jar=jar)
     async with client.get(link) as response:
         html = await response.text()
-    for step in steps:
-        fields = {"csrf_token": _field(html, "csrf_token"), "state": _field(html, "state"), **step}
-        async with client.post("/portal/pay", data=fields) as response:
+        assert response.status == 200, (response.status, link)
+    for path, step in page.steps:
+        fields = {"csrf_token": _field(html, "csrf_token")}
+        if path == PAY:
+            fields["state"] = _field(html, "state")
+        fields.update({k: _field(html, k) if v == FROM_PAGE else v for k, v in step.items()})
+        async with client.post(path, data=fields) as response:
             html = await response.text()
-            assert response.status == 200, (response.status, step)
+            assert response.status == 200, (response.status, path, step)
     return client
 
 
@@ -187,7 +249,12 @@ def _p(times: list[float], q: float) -> float:
 
 
 async def run(
-    backend: str, seconds: float, concurrency: int, fraction: float
+    backend: str,
+    seconds: float,
+    concurrency: int,
+    fraction: float,
+    only: str = "",
+    freeze_gc: bool = False,
 ) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         if backend == "services":
@@ -208,12 +275,18 @@ async def run(
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         try:
-            links = await seed(app, concurrency * len(PAGES))
+            pages = {label: page for label, page in PAGES.items() if only in label}
+            links = await seed(app, concurrency * len(pages))
+            if freeze_gc:
+                # What a server does once started: the imports, the app and the caches it built
+                # move out of the collector's reach, so a full collection no longer walks them.
+                gc.collect()
+                gc.freeze()
             results = {}
-            for index, (label, steps) in enumerate(PAGES.items()):
+            for index, (label, page) in enumerate(pages.items()):
                 mine = links[index * concurrency : (index + 1) * concurrency]
-                path = "/portal/" if label == "lookup" else "/portal/pay"
-                clients = [await open_session(server, link, steps) for link in mine]
+                path = page.path
+                clients = [await open_session(server, own[page.link], page) for own in mine]
                 try:
                     deadline = time.perf_counter() + seconds
                     counts = await asyncio.gather(
@@ -251,12 +324,20 @@ def main() -> None:
         default=0.5,
         help="open-loop arrival rate as a share of the measured maximum",
     )
+    parser.add_argument("--pages", default="", help='only the pages whose name has this, "plan:"')
+    parser.add_argument(
+        "--freeze-gc",
+        action="store_true",
+        help="gc.freeze() once the app is up (without: full collections stall every request)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    results = asyncio.run(run(args.backend, args.seconds, args.concurrency, args.fraction))
+    results = asyncio.run(
+        run(args.backend, args.seconds, args.concurrency, args.fraction, args.pages, args.freeze_gc)
+    )
     print(
         f"backend={args.backend} concurrency={args.concurrency} seconds/page={args.seconds} "
-        f"open loop at {args.fraction:.0%} of max"
+        f"open loop at {args.fraction:.0%} of max" + (" gc frozen" if args.freeze_gc else "")
     )
     print(
         f"{'page':16} {'max/s':>7} {'closed p50':>10} {'p99':>7} {'open/s':>7} "

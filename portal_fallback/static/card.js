@@ -35,30 +35,55 @@
   if (typeof stripe.collectBankAccountForSetup !== "function") return;
   form.hidden = false;
   const errors = document.getElementById("bank-errors");
+  const button = document.getElementById("bank-save");
+  const failed = "That account could not be added. Please try again or use a card.";
+  function show(message) {
+    errors.textContent = message;
+    errors.hidden = false;
+    button.disabled = false;
+  }
   form.addEventListener("submit", async (event) => {
     if (form.elements.payment_method.value) return;
     event.preventDefault();
+    // One bank window at a time: a second tap would start a second SetupIntent flow.
+    button.disabled = true;
     errors.hidden = true;
     const secret = form.dataset.clientSecret;
+    // Stripe refuses an empty email, and an account may have none on file.
+    const billing = { name: form.dataset.name };
+    if (form.dataset.email) billing.email = form.dataset.email;
     const collected = await stripe.collectBankAccountForSetup({
       clientSecret: secret,
       params: {
         payment_method_type: "us_bank_account",
-        payment_method_data: { billing_details: { name: form.dataset.name, email: form.dataset.email } },
+        payment_method_data: { billing_details: billing },
       },
     });
     if (collected.error) {
-      errors.textContent = collected.error.message || "That account could not be added.";
-      errors.hidden = false;
+      show(collected.error.message || failed);
+      return;
+    }
+    if (!collected.setupIntent || collected.setupIntent.status !== "requires_confirmation") {
+      // The customer closed Stripe's bank window: no error, nothing chosen; they may pick again.
+      button.disabled = false;
       return;
     }
     const confirmed = await stripe.confirmUsBankAccountSetup(secret);
-    if (confirmed.error || !confirmed.setupIntent || !confirmed.setupIntent.payment_method) {
-      errors.textContent = (confirmed.error && confirmed.error.message) || "That account could not be added.";
-      errors.hidden = false;
+    if (confirmed.error) {
+      show(confirmed.error.message || failed);
       return;
     }
-    form.elements.payment_method.value = confirmed.setupIntent.payment_method;
+    const intent = confirmed.setupIntent || {};
+    if (intent.next_action && intent.next_action.type === "verify_with_microdeposits") {
+      // Entered by hand: usable only once small test deposits are verified, days from now.
+      show("That account needs a few days to be verified. Please use a card, or sign in to your bank to add it now.");
+      return;
+    }
+    if (intent.status !== "succeeded" || !intent.payment_method) {
+      show(failed);
+      return;
+    }
+    form.elements.payment_method.value = intent.payment_method;
     form.submit();
   });
 })();
