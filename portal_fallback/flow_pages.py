@@ -21,8 +21,9 @@ from bot.models import Account, Link, Payment, PaymentMethod
 from bot.parsing import Meaning, parse_reply
 from bot.payments import STATUS_LABELS
 from bot.phones import InvalidPhone, normalize_phone
-from bot.providers.payments import MethodRejected, PaymentError, SandboxGateway
+from bot.providers.payments import MethodRejected, PaymentError
 from portal_fallback.app import page
+from portal_fallback.method_entry import method_entry_context
 from portal_fallback.sessions import SESSION, client_ip
 from states.payment import PaymentFlow
 
@@ -39,14 +40,6 @@ STEP_TITLES = {
     "confirm": "Check and confirm",
     "agreement": "Payment agreement",
 }
-# Test methods the sandbox gateway knows, offered only when no real processor is configured.
-SANDBOX_METHODS = [
-    ("pm_card_visa", "Test Visa ending 4242"),
-    ("pm_card_chargeCustomerFail", "Test Visa ending 0341 (declines)"),
-    ("pm_usBankAccount", "Test bank account ending 6789 (settles later)"),
-]
-
-
 def add_routes(portal: web.Application) -> None:
     portal.router.add_get("/pay", show)
     portal.router.add_post("/pay", answer)
@@ -234,38 +227,11 @@ async def render_step(
 
 
 async def method_context(request: web.Request, flow: PaymentFlow) -> dict[str, Any]:
-    settings = request.config_dict[appkeys.SETTINGS]
-    gateway = request.config_dict[appkeys.PROVIDERS].payments
-    context: dict[str, Any] = {"new_choice": len(flow.account.methods) + 1}
-    if isinstance(gateway, SandboxGateway):
-        context["sandbox_methods"] = SANDBOX_METHODS
-        return context
     async with request.config_dict[appkeys.DATABASE].session() as db:
         account = await db.get(Account, account_id_of(request))
         assert account is not None
-        try:
-            customer_id = await ensure_processor_customer(gateway, account)
-            await db.commit()
-            _, client_secret = await gateway.create_setup_intent(customer_id=customer_id)
-        except PaymentError:
-            log.warning("could not prepare card entry")
-            return {**context, "card_unavailable": True}
-        bank_secret = None
-        if "us_bank_account" in flow.settings.methods_enabled:
-            try:  # where the processor offers ACH (Stripe does; localstripe does not)
-                _, bank_secret = await gateway.create_setup_intent(
-                    customer_id=account.processor_customer_id, kind="us_bank_account"
-                )
-            except PaymentError:
-                log.info("bank account entry is not available from this processor")
-    return {
-        **context,
-        "stripe_js_url": settings.stripe_js_url,
-        "stripe_publishable_key": settings.stripe_publishable_key or "pk_test_paybot",
-        "setup_client_secret": client_secret,
-        "bank_client_secret": bank_secret,
-        "account_email": account.email or "",
-    }
+        entry = await method_entry_context(request, db, account)
+    return {"new_choice": len(flow.account.methods) + 1, **entry}
 
 
 async def save_method(request: web.Request) -> web.StreamResponse:

@@ -31,8 +31,9 @@ from bot.models import Account, Payment, PaymentMethod, Plan
 from bot.plans import PlanError, switch_method
 from bot.providers.payments import MethodRejected, PaymentError, polite_decline_message
 from portal_fallback.app import page
+from portal_fallback.method_entry import method_entry_context
 from portal_fallback.sessions import SESSION
-from portal_fallback.signing import method_label, methods_of, new_method_context
+from portal_fallback.signing import method_label, methods_of
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ async def show(
             "selected": default.id if default else None,
             "notice": NOTICES.get(notice, notice) if notice else None,
         }
-        context.update(await new_method_context(request, db, account))
+        context.update(await method_entry_context(request, db, account))
     return page(request, "method_update.html", status, **context)
 
 

@@ -44,9 +44,10 @@ from bot.plans import (
     plan_for_offer,
     plan_installments,
 )
-from bot.providers.payments import MethodRejected, PaymentError, SandboxGateway
+from bot.providers.payments import MethodRejected, PaymentError
 from bot.security import mask_email
 from portal_fallback.app import page
+from portal_fallback.method_entry import method_entry_context
 from portal_fallback.sessions import SESSION, client_ip
 
 log = logging.getLogger(__name__)
@@ -337,32 +338,8 @@ async def choose_method(
             selected=progress.method_id or (methods[0].id if methods else None),
             notice=NOTICES.get(notice, notice) if notice else None,
         )
-        context.update(await new_method_context(request, db, signing.account))
+        context.update(await method_entry_context(request, db, signing.account))
     return page(request, "plan_method.html", status, **context)
-
-
-async def new_method_context(
-    request: web.Request, db: AsyncSession, account: Account
-) -> dict[str, Any]:
-    """What adding a card needs: the sandbox's test methods, or a Stripe SetupIntent."""
-    from portal_fallback.flow_pages import SANDBOX_METHODS
-
-    settings = request.config_dict[appkeys.SETTINGS]
-    gateway = request.config_dict[appkeys.PROVIDERS].payments
-    if isinstance(gateway, SandboxGateway):
-        return {"sandbox_methods": SANDBOX_METHODS}
-    try:
-        customer_id = await ensure_processor_customer(gateway, account)
-        await db.commit()
-        _, client_secret = await gateway.create_setup_intent(customer_id=customer_id)
-    except PaymentError:
-        log.warning("could not prepare card entry")
-        return {"card_unavailable": True}
-    return {
-        "stripe_js_url": settings.stripe_js_url,
-        "stripe_publishable_key": settings.stripe_publishable_key or "pk_test_paybot",
-        "setup_client_secret": client_secret,
-    }
 
 
 async def method_chosen(request: web.Request) -> web.StreamResponse:

@@ -217,8 +217,7 @@ async def test_a_bank_account_added_in_the_page_pays_by_ach(
         "params": {"payment_method_type": "us_bank_account", "payment_method_data": {}},
     }
     assert billing["email"] == "maria@example.com"
-    # The account holder's name as pay.html gives it (data-name: today the first name only).
-    assert billing["name"].split()[0] == "Maria"
+    assert billing["name"] == "Maria Lopez"  # ACH needs the account holder's full name
     assert await calls_of(tab, "confirmUsBankAccountSetup") == [[bank_secret]]
     assert await calls_of(tab, "confirmCardSetup") == []
 
@@ -302,4 +301,40 @@ async def test_a_closed_bank_window_or_an_unverified_account_saves_nothing(
     async with live.app[appkeys.DATABASE].session() as session:
         (method,) = await session.scalars(select(PaymentMethod))
     assert (method.kind, method.last4) == ("us_bank_account", "6789")
+    assert_clean(tab, live, stripe_standin)
+
+
+async def test_a_plan_is_signed_with_a_bank_account_added_on_the_way(
+    live: LiveServer, tab: Tab, gateway: ProcessorStandIn, stripe_standin: str
+) -> None:
+    from tests.test_browser_signing import accept_terms, review_and_start, signed
+    from tests.test_signing import add_plan_offer
+
+    account = await add_account(live.app, methods=())
+    _, link = await add_plan_offer(live.app, account.id)
+    page = tab.page
+    await review_and_start(tab, link)
+    bank_form = page.locator("#bank-form")
+    await expect(bank_form).to_be_visible()
+    await expect(bank_form).to_contain_text("NACHA WEB")
+    await tab.shot("plan-method")
+    await tab.press("Add a bank account")
+    await accept_terms(tab)
+    ((collect,),) = await calls_of(tab, "collectBankAccountForSetup")
+    assert collect["params"]["payment_method_data"]["billing_details"]["name"] == "Maria Lopez"
+
+    name = page.get_by_label("Full name")
+    await name.fill("")
+    await tab.type_into(name, "Maria Lopez")
+    await tab.press("Sign with my typed name")
+    await expect(page.locator("h1")).to_have_text("Your payment plan is set up")
+    await expect(page.locator("main")).to_contain_text("Bank ending 6789")
+    await tab.shot("plan-signed")
+
+    plan, payments, agreement = await signed(live)
+    async with live.app[appkeys.DATABASE].session() as session:
+        method = await session.get(PaymentMethod, plan.method_id)
+    assert method is not None and (method.kind, method.last4) == ("us_bank_account", "6789")
+    assert {p.method_id for p in payments} == {method.id}
+    assert NACHA in agreement.text  # a recurring debit of a bank account: the authorization says so
     assert_clean(tab, live, stripe_standin)
