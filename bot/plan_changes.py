@@ -283,24 +283,9 @@ async def move_next_installment(
     plan = await _locked_plan(session, plan_id)
     status = await plan_status(session, plan, settings=settings, today=today, lock=True)
     check_move(status, new_date)
-    payment = await session.get(Payment, status.next_payment_id)
-    assert payment is not None
-    old = payment.scheduled_for
-    payment.scheduled_for, payment.updated_at = new_date, at
-    await ledger.audit(
-        session,
-        MOVED,
-        at=at,
-        account_id=plan.account_id,
-        plan_id=plan.id,
-        payment_id=payment.id,
-        reference=payment.reference,
-        old_date=old.isoformat(),
-        new_date=new_date.isoformat(),
-        channel=channel,
+    return await _reschedule_next(
+        session, plan, status, new_date, MOVED, at=at, channel=channel, skips_left=status.skips_left
     )
-    await session.commit()
-    return DateChange(payment.reference, payment.amount_cents, old, new_date, status.skips_left)
 
 
 async def skip_next_installment(
@@ -315,26 +300,46 @@ async def skip_next_installment(
     plan = await _locked_plan(session, plan_id)
     status = await plan_status(session, plan, settings=settings, today=today, lock=True)
     check_skip(status)
-    payment = await session.get(Payment, status.next_payment_id)
-    assert payment is not None and status.skip_to is not None
-    old, new = payment.scheduled_for, status.skip_to
-    payment.scheduled_for, payment.updated_at = new, at
+    assert status.skip_to is not None
     plan.skips_used = (plan.skips_used or 0) + 1
+    return await _reschedule_next(
+        session, plan, status, status.skip_to, SKIPPED, at=at, channel=channel,
+        skips_left=status.skips_left - 1, skips_used=plan.skips_used,
+    )
+
+
+async def _reschedule_next(
+    session: AsyncSession,
+    plan: Plan,
+    status: PlanStatus,
+    new_date: date,
+    event: str,
+    *,
+    at: datetime,
+    channel: str,
+    skips_left: int,
+    **detail: Any,
+) -> DateChange:
+    """Give the plan's next payment a new date, audited, and commit."""
+    payment = await session.get(Payment, status.next_payment_id)
+    assert payment is not None
+    old = payment.scheduled_for
+    payment.scheduled_for, payment.updated_at = new_date, at
     await ledger.audit(
         session,
-        SKIPPED,
+        event,
         at=at,
         account_id=plan.account_id,
         plan_id=plan.id,
         payment_id=payment.id,
         reference=payment.reference,
         old_date=old.isoformat(),
-        new_date=new.isoformat(),
-        skips_used=plan.skips_used,
+        new_date=new_date.isoformat(),
         channel=channel,
+        **detail,
     )
     await session.commit()
-    return DateChange(payment.reference, payment.amount_cents, old, new, status.skips_left - 1)
+    return DateChange(payment.reference, payment.amount_cents, old, new_date, skips_left)
 
 
 @dataclass(frozen=True)
