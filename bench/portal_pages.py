@@ -1,49 +1,49 @@
 """Portal page benchmark: server render time per page (p50/p99 under load) and bytes per page.
 
     .venv/bin/python -m bench.portal_pages [--backend embedded|services] [--seconds 5]
-        [--concurrency 16] [--pages "plan:"] [--freeze-gc] [--json out.json]
+        [--concurrency 16] [--pages "plan:"] [--no-freeze-gc] [--json out.json]
 
 Pages: the lookup page, each step of the payment flow, and each step of signing a plan offer
 (review, method, terms, sign, and the confirmation once signed: every session signs an offer of
 its own for that one).
 
-The app runs in this process on 127.0.0.1 (sandbox providers, no network). A timing middleware
-measures the server's own time per request (routing, session, database, rendering), so the load
-generator's costs are not counted; bytes are the response bodies. Stripe.js is not included
-(it is Stripe's, loaded by the browser from Stripe's origin).
+The benchmark seeds the database, then starts the app in a process of its own on 127.0.0.1
+(bench/portal_server.py: sandbox providers, no network, gc frozen at start-up as `paybot serve`
+does) and drives it over HTTP from this process. A timing middleware in the server measures its
+own time per request (routing, session, database, rendering), so neither the load generator's
+work nor its garbage collections are counted; bytes are the response bodies. Stripe.js is not
+included (it is Stripe's, loaded by the browser from Stripe's origin).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
+import os
 import re
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiohttp import ClientSession, CookieJar, web
-from aiohttp.test_utils import TestServer
+from aiohttp import ClientError, ClientSession, CookieJar
 
-from bot import appkeys
 from bot.accounts import parse_account, save_method_at_processor, upsert_account
-from bot.app import create_app
-from bot.clock import FrozenClock
-from bot.config import Settings
+from bot.db import Database
 from bot.models import Creditor, Offer
-from bot.providers import Providers
-from bot.providers.email import SandboxEmail
 from bot.providers.payments import SandboxGateway
-from bot.providers.sms import SandboxSms
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/paybot_bench_pages"
 REDIS_URL = "redis://127.0.0.1:6379/13"
+# The clock the server runs at (its links and offers are seeded from it).
+NOW = datetime(2026, 11, 25, 15, tzinfo=UTC)
+READY_WITHIN_S = 60.0
 PAY = "/portal/pay"
 # A field value taken from the page before the post, as a browser's form would send it.
 FROM_PAGE = "<from the page>"
@@ -100,20 +100,6 @@ PAGES: dict[str, Page] = {
 }
 # A plan of three monthly installments that settles the seeded balance ($1,250.00).
 PLAN_SCHEDULE = [["2026-12-01", 40000], ["2027-01-01", 40000], ["2027-02-01", 45000]]
-TIMINGS: dict[str, list[float]] = defaultdict(list)
-SIZES: dict[str, list[int]] = defaultdict(list)
-
-
-@web.middleware
-async def timing(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    started = time.perf_counter()
-    response = await handler(request)
-    label = request.headers.get("X-Bench-Page")
-    if label:
-        TIMINGS[label].append((time.perf_counter() - started) * 1000)
-        body = getattr(response, "body", None)
-        SIZES[label].append(len(body) if isinstance(body, bytes | bytearray) else 0)
-    return response
 
 
 async def reset_postgres() -> None:
@@ -129,17 +115,20 @@ async def reset_postgres() -> None:
     await admin.close()
 
 
-async def seed(app: web.Application, accounts: int) -> list[dict[str, str]]:
+async def seed(database_url: str, accounts: int) -> list[dict[str, str]]:
     """Accounts with a saved card, each with a payment link and an open plan offer's link;
     returns the link paths per account, by kind ("pay", "plan")."""
     from datetime import timedelta
 
     from bot import ledger
 
-    gateway = app[appkeys.PROVIDERS].payments
-    now = app[appkeys.CLOCK].now()
+    # The server's own sandbox gateway starts empty; it accepts the customer ids made here.
+    gateway = SandboxGateway()
+    now = NOW
     paths = []
-    async with app[appkeys.DATABASE].session() as session:
+    database = Database(database_url)
+    await database.migrate()
+    async with database.session() as session:
         session.add(Creditor(code="bench", name="Bench Recovery", disclosure="", settings={}))
         await session.flush()
         for n in range(accounts):
@@ -183,13 +172,64 @@ async def seed(app: web.Application, accounts: int) -> list[dict[str, str]]:
             )
             paths.append({"pay": f"/p/{token}", "plan": f"/p/{plan_token}"})
         await session.commit()
+    await database.close()
     return paths
 
 
-async def open_session(server: TestServer, link: str, page: Page) -> ClientSession:
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(env: dict[str, str], port: int, freeze_gc: bool) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "bench.portal_server", "--port", str(port)]
+    command += ["--at", NOW.isoformat()] + ([] if freeze_gc else ["--no-freeze-gc"])
+    return subprocess.Popen(command, env={**os.environ, **env}, cwd=Path(__file__).parent.parent)
+
+
+async def wait_until_ready(server: subprocess.Popen[bytes], base_url: str) -> None:
+    """Poll the health check (database and Redis reachable) until it answers 200."""
+    deadline = time.perf_counter() + READY_WITHIN_S
+    async with ClientSession() as client:
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"portal server exited with {server.returncode} at start-up")
+            try:
+                async with client.get(f"{base_url}/healthz") as response:
+                    if response.status == 200:
+                        return
+            except ClientError:
+                pass
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"portal server not ready after {READY_WITHIN_S:.0f} s")
+            await asyncio.sleep(0.05)
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is None:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+async def fetch_timings(base_url: str, label: str) -> tuple[list[float], list[int]]:
+    """The server's recorded times (ms) and body sizes for one page; it forgets them."""
+    async with ClientSession() as client:
+        url = f"{base_url}/__bench/timings"
+        async with client.get(url, params={"label": label, "reset": "1"}) as response:
+            assert response.status == 200, response.status
+            recorded = (await response.json())[label]
+    return recorded["ms"], recorded["bytes"]
+
+
+async def open_session(base_url: str, link: str, page: Page) -> ClientSession:
     """A browser session opened by the link and walked through the forms (CSRF included)."""
-    jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
-    client = ClientSession(base_url=server.make_url("/"), cookie_jar=jar)
+    jar = CookieJar(unsafe=True, treat_as_secure_origin=[f"{base_url}/"])
+    client = ClientSession(base_url=f"{base_url}/", cookie_jar=jar)
     async with client.get(link) as response:
         html = await response.text()
         assert response.status == 200, (response.status, link)
@@ -254,48 +294,41 @@ async def run(
     concurrency: int,
     fraction: float,
     only: str = "",
-    freeze_gc: bool = False,
+    freeze_gc: bool = True,
 ) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         if backend == "services":
             await reset_postgres()
-            database_url, redis_url = PG_URL, REDIS_URL
+            env = {"DATABASE_URL": PG_URL, "REDIS_URL": REDIS_URL}
         else:
-            database_url, redis_url = f"sqlite:///{tmp}/bench.sqlite3", None
-        settings = Settings(
-            database_url=database_url,
-            redis_url=redis_url,
-            public_base_url="https://pay.bench.test",
-            secret_key="bench",
-            data_dir=Path(tmp),
-        )
-        providers = Providers(sms=SandboxSms(), email=SandboxEmail(), payments=SandboxGateway())
-        app = create_app(settings, providers, FrozenClock(datetime(2026, 11, 25, 15, tzinfo=UTC)))
-        app.middlewares.append(timing)
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
+            # No REDIS_URL: in-process Redis, which is the server's alone.
+            env = {"DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3", "REDIS_URL": ""}
+        env |= {
+            "PUBLIC_BASE_URL": "https://pay.bench.test",
+            "SECRET_KEY": "bench",
+            "PAYBOT_DATA_DIR": tmp,
+        }
+        pages = {label: page for label, page in PAGES.items() if only in label}
+        links = await seed(env["DATABASE_URL"], concurrency * len(pages))
+        port = _free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        server = start_server(env, port, freeze_gc)
         try:
-            pages = {label: page for label, page in PAGES.items() if only in label}
-            links = await seed(app, concurrency * len(pages))
-            if freeze_gc:
-                # What a server does once started: the imports, the app and the caches it built
-                # move out of the collector's reach, so a full collection no longer walks them.
-                gc.collect()
-                gc.freeze()
+            await wait_until_ready(server, base_url)
             results = {}
             for index, (label, page) in enumerate(pages.items()):
                 mine = links[index * concurrency : (index + 1) * concurrency]
                 path = page.path
-                clients = [await open_session(server, own[page.link], page) for own in mine]
+                clients = [await open_session(base_url, own[page.link], page) for own in mine]
                 try:
                     deadline = time.perf_counter() + seconds
                     counts = await asyncio.gather(
                         *(hammer(c, path, label, deadline) for c in clients)
                     )
-                    closed = list(TIMINGS[label])
-                    TIMINGS[label].clear()
+                    closed, _ = await fetch_timings(base_url, label)
                     max_rate = sum(counts) / seconds
                     await open_loop(clients, path, label, max_rate * fraction, seconds)
+                    opened, sizes = await fetch_timings(base_url, label)
                 finally:
                     for client in clients:
                         await client.close()
@@ -304,13 +337,13 @@ async def run(
                     "closed_p50_ms": _p(closed, 0.5),
                     "closed_p99_ms": _p(closed, 0.99),
                     "open_rate": round(max_rate * fraction, 1),
-                    "open_p50_ms": _p(TIMINGS[label], 0.5),
-                    "open_p99_ms": _p(TIMINGS[label], 0.99),
-                    "bytes": int(statistics.median(SIZES[label])),
+                    "open_p50_ms": _p(opened, 0.5),
+                    "open_p99_ms": _p(opened, 0.99),
+                    "bytes": int(statistics.median(sizes)),
                 }
             return results
         finally:
-            await server.close()
+            stop_server(server)
 
 
 def main() -> None:
@@ -326,9 +359,11 @@ def main() -> None:
     )
     parser.add_argument("--pages", default="", help='only the pages whose name has this, "plan:"')
     parser.add_argument(
-        "--freeze-gc",
-        action="store_true",
-        help="gc.freeze() once the app is up (without: full collections stall every request)",
+        "--no-freeze-gc",
+        dest="freeze_gc",
+        action="store_false",
+        help="leave the server's start-up objects to the collector (paybot serve freezes them, "
+        "as the benchmark's server does by default; without: full collections stall requests)",
     )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

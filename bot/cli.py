@@ -107,12 +107,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if settings.secret_key == Settings.secret_key:
         logging.warning("SECRET_KEY is not set: using a development key (never in production)")
     app = create_app(settings)
-    app.on_startup.append(_freeze_startup_objects)
+    app.on_startup.append(freeze_startup_objects)
     web.run_app(app, host=args.host, port=args.port, access_log=None)
     return 0
 
 
-async def _freeze_startup_objects(_: web.Application) -> None:
+async def freeze_startup_objects(_: web.Application) -> None:
     """What start-up made (modules, templates, compiled SQL) lives as long as the process: kept
     out of the collector, a full collection no longer stalls every request in flight for
     ~60 ms (measured: docs/benchmarks.md, portal pages)."""
