@@ -303,8 +303,15 @@ async def skip_next_installment(
     assert status.skip_to is not None
     plan.skips_used = (plan.skips_used or 0) + 1
     return await _reschedule_next(
-        session, plan, status, status.skip_to, SKIPPED, at=at, channel=channel,
-        skips_left=status.skips_left - 1, skips_used=plan.skips_used,
+        session,
+        plan,
+        status,
+        status.skip_to,
+        SKIPPED,
+        at=at,
+        channel=channel,
+        skips_left=status.skips_left - 1,
+        skips_used=plan.skips_used,
     )
 
 
@@ -325,21 +332,43 @@ async def _reschedule_next(
     assert payment is not None
     old = payment.scheduled_for
     payment.scheduled_for, payment.updated_at = new_date, at
+    await _record_change(
+        session,
+        plan,
+        payment,
+        event,
+        at=at,
+        channel=channel,
+        payment_id=payment.id,
+        old_date=old.isoformat(),
+        new_date=new_date.isoformat(),
+        **detail,
+    )
+    return DateChange(payment.reference, payment.amount_cents, old, new_date, skips_left)
+
+
+async def _record_change(
+    session: AsyncSession,
+    plan: Plan,
+    payment: Payment,
+    event: str,
+    *,
+    at: datetime,
+    channel: str,
+    **detail: Any,
+) -> None:
+    """Audit a change the customer made to `plan` through `payment`, and commit it."""
     await ledger.audit(
         session,
         event,
         at=at,
         account_id=plan.account_id,
         plan_id=plan.id,
-        payment_id=payment.id,
         reference=payment.reference,
-        old_date=old.isoformat(),
-        new_date=new_date.isoformat(),
         channel=channel,
         **detail,
     )
     await session.commit()
-    return DateChange(payment.reference, payment.amount_cents, old, new_date, skips_left)
 
 
 @dataclass(frozen=True)
@@ -426,18 +455,16 @@ async def pay_extra(
     remaining = sum(p.amount_cents for p in scheduled if p.status == "scheduled")
     if remaining == 0 and payment.status == "paid":
         plan.status = "completed"
-    await ledger.audit(
+    await _record_change(
         session,
+        plan,
+        payment,
         EXTRA_PAID,
         at=at,
-        account_id=account.id,
-        plan_id=plan.id,
-        reference=payment.reference,
+        channel=channel,
         amount_cents=payment.amount_cents,
         status=payment.status,
         reduced=[{"reference": r, "old_cents": o, "new_cents": n} for r, o, n in reduced],
         remaining_cents=remaining,
-        channel=channel,
     )
-    await session.commit()
     return ExtraPayment(outcome, applied=True, reduced=reduced, remaining_cents=remaining)
