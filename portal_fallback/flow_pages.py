@@ -40,6 +40,8 @@ STEP_TITLES = {
     "confirm": "Check and confirm",
     "agreement": "Payment agreement",
 }
+
+
 def add_routes(portal: web.Application) -> None:
     portal.router.add_get("/pay", show)
     portal.router.add_post("/pay", answer)

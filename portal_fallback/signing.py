@@ -21,7 +21,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -216,11 +216,15 @@ async def load_signing(request: web.Request, db: AsyncSession) -> Signing:
     )
 
 
-async def closed_or_signed(request: web.Request, db: AsyncSession, signing: Signing) -> None:
-    """Signed already: the confirmation. No longer open: the 410 page. Else carry on."""
+async def closed_or_signed(
+    request: web.Request, db: AsyncSession, signing: Signing, *, forget_progress: bool = False
+) -> None:
+    """Signed already: the confirmation (without the progress cookie when ``forget_progress``).
+    No longer open: the 410 page. Else carry on."""
     plan = await plan_for_offer(db, signing.offer.id)
     if plan is not None:
-        raise web.HTTPSeeOther("/portal/plan")
+        confirmation_page = web.HTTPSeeOther("/portal/plan")
+        raise _clear(confirmation_page) if forget_progress else confirmation_page
     if not offer_is_open(signing.offer, signing.now):
         response = closed_page(request, signing)
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
@@ -258,6 +262,49 @@ async def chosen_method(
         return None
     method = await db.get(PaymentMethod, progress.method_id)
     return method if method is not None and method.account_id == signing.account.id else None
+
+
+async def open_signing(
+    request: web.Request, db: AsyncSession, *, forget_progress_if_signed: bool = False
+) -> Signing:
+    """How every step but the review starts: this session's offer, unsigned and still open.
+    Otherwise it raises the page to show instead (see load_signing and closed_or_signed)."""
+    signing = await load_signing(request, db)
+    await closed_or_signed(request, db, signing, forget_progress=forget_progress_if_signed)
+    return signing
+
+
+class MethodStep(NamedTuple):
+    """Where a customer past the method step stands."""
+
+    signing: Signing
+    progress: Progress
+    method: PaymentMethod
+
+
+async def open_signing_with_method(
+    request: web.Request,
+    db: AsyncSession,
+    *,
+    consent_needed: bool = False,
+    forget_progress_if_signed: bool = False,
+) -> MethodStep:
+    """How the steps after the payment method start: the open offer and the method chosen for
+    it. A customer who skipped a step (no method, or no consent where ``consent_needed``) is
+    sent back to it."""
+    signing = await open_signing(request, db, forget_progress_if_signed=forget_progress_if_signed)
+    progress = read_progress(request, signing.offer.id)
+    method = await chosen_method(db, signing, progress)
+    if method is None:
+        raise web.HTTPSeeOther("/portal/plan/method")
+    if consent_needed and progress.consent_at is None:
+        raise web.HTTPSeeOther("/portal/plan/terms")
+    return MethodStep(signing, progress, method)
+
+
+def notice_text(notice: str | None) -> str | None:
+    """A notice key's sentence; a message that is not a key (a PlanError's) as it is."""
+    return NOTICES.get(notice, notice) if notice else None
 
 
 def method_label(method: PaymentMethod) -> str:
@@ -317,8 +364,7 @@ async def review(request: web.Request) -> web.Response:
 
 async def get_started(request: web.Request) -> web.StreamResponse:
     async with request.config_dict[appkeys.DATABASE].session() as db:
-        signing = await load_signing(request, db)
-        await closed_or_signed(request, db, signing)
+        signing = await open_signing(request, db)
     raise go(request, "/portal/plan/method", signing.offer.id, Progress())
 
 
@@ -326,8 +372,7 @@ async def choose_method(
     request: web.Request, *, notice: str | None = None, status: int = 200
 ) -> web.Response:
     async with request.config_dict[appkeys.DATABASE].session() as db:
-        signing = await load_signing(request, db)
-        await closed_or_signed(request, db, signing)
+        signing = await open_signing(request, db)
         progress = read_progress(request, signing.offer.id)
         methods = await methods_of(db, signing.account.id)
         context = base_context(
@@ -336,7 +381,7 @@ async def choose_method(
             step=2,
             methods=methods,
             selected=progress.method_id or (methods[0].id if methods else None),
-            notice=NOTICES.get(notice, notice) if notice else None,
+            notice=notice_text(notice),
         )
         context.update(await method_entry_context(request, db, signing.account))
     return page(request, "plan_method.html", status, **context)
@@ -345,8 +390,7 @@ async def choose_method(
 async def method_chosen(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     async with request.config_dict[appkeys.DATABASE].session() as db:
-        signing = await load_signing(request, db)
-        await closed_or_signed(request, db, signing)
+        signing = await open_signing(request, db)
         choice = _text(form, "method")
         method = await db.get(PaymentMethod, int(choice)) if choice.isdigit() else None
         if method is None or method.account_id != signing.account.id:
@@ -360,8 +404,7 @@ async def save_new_method(request: web.Request) -> web.StreamResponse:
     method_ref = _text(form, "payment_method")
     gateway = request.config_dict[appkeys.PROVIDERS].payments
     async with request.config_dict[appkeys.DATABASE].session() as db:
-        signing = await load_signing(request, db)
-        await closed_or_signed(request, db, signing)
+        signing = await open_signing(request, db)
         if not method_ref.startswith("pm_") or len(method_ref) > 64:
             return await choose_method(request, notice="method_failed", status=422)
         account = signing.account
@@ -382,19 +425,14 @@ async def show_terms(
     request: web.Request, *, notice: str | None = None, status: int = 200
 ) -> web.Response:
     async with request.config_dict[appkeys.DATABASE].session() as db:
-        signing = await load_signing(request, db)
-        await closed_or_signed(request, db, signing)
-        progress = read_progress(request, signing.offer.id)
-        method = await chosen_method(db, signing, progress)
-        if method is None:
-            raise web.HTTPSeeOther("/portal/plan/method")
+        signing, _, method = await open_signing_with_method(request, db)
         context = base_context(
             signing,
             title="Terms and Conditions",
             step=3,
             method_label=method_label(method),
             agreement_text=agreement_text_for(request, signing, method),
-            notice=NOTICES.get(notice, notice) if notice else None,
+            notice=notice_text(notice),
         )
     return page(request, "plan_terms.html", status, **context)
 
@@ -402,12 +440,7 @@ async def show_terms(
 async def terms_accepted(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     async with request.config_dict[appkeys.DATABASE].session() as db:
-        signing = await load_signing(request, db)
-        await closed_or_signed(request, db, signing)
-        progress = read_progress(request, signing.offer.id)
-        method = await chosen_method(db, signing, progress)
-        if method is None:
-            raise web.HTTPSeeOther("/portal/plan/method")
+        signing, progress, method = await open_signing_with_method(request, db)
         if _text(form, "esign_consent") != "yes" or _text(form, "accept") != "yes":
             return await show_terms(request, notice="consent_required", status=422)
         text = agreement_text_for(request, signing, method)
@@ -425,21 +458,14 @@ async def show_sign(
     typed_name: str = "",
 ) -> web.Response:
     async with request.config_dict[appkeys.DATABASE].session() as db:
-        signing = await load_signing(request, db)
-        await closed_or_signed(request, db, signing)
-        progress = read_progress(request, signing.offer.id)
-        method = await chosen_method(db, signing, progress)
-        if method is None:
-            raise web.HTTPSeeOther("/portal/plan/method")
-        if progress.consent_at is None:
-            raise web.HTTPSeeOther("/portal/plan/terms")
+        signing, _, method = await open_signing_with_method(request, db, consent_needed=True)
         account = signing.account
         context = base_context(
             signing,
             title="Sign your agreement",
             step=4,
             method_label=method_label(method),
-            notice=NOTICES.get(notice, notice) if notice else None,
+            notice=notice_text(notice),
             typed_name=typed_name or f"{account.first_name} {account.last_name}",
             name_max=SIGNER_NAME_MAX,
         )
@@ -450,17 +476,10 @@ async def sign(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     engine = request.config_dict[appkeys.ENGINE]
     async with request.config_dict[appkeys.DATABASE].session() as db:
-        signing = await load_signing(request, db)
-        existing = await plan_for_offer(db, signing.offer.id)
-        if existing is not None:  # a second tap, or signed in another tab: that plan stands
-            raise _clear(web.HTTPSeeOther("/portal/plan"))
-        await closed_or_signed(request, db, signing)
-        progress = read_progress(request, signing.offer.id)
-        method = await chosen_method(db, signing, progress)
-        if method is None:
-            raise web.HTTPSeeOther("/portal/plan/method")
-        if progress.consent_at is None:
-            raise web.HTTPSeeOther("/portal/plan/terms")
+        # Signed already (a second tap, or another tab): that plan stands, the progress goes.
+        signing, progress, method = await open_signing_with_method(
+            request, db, consent_needed=True, forget_progress_if_signed=True
+        )
         account = signing.account
         text = agreement_text_for(request, signing, method)
         if progress.text_sha256 != agreement_digest(text):
