@@ -13,6 +13,7 @@ import pytest
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import expect
 
+from tests.browser_support import agree_to_pay, confirm_payment, expect_receipt, save_test_card
 from tests.fixtures_browser import *  # noqa: F403
 from tests.fixtures_browser import LiveServer, Tab
 from tests.seed import add_account
@@ -30,21 +31,10 @@ async def link_in_reply(live: LiveServer, body: str = "hi") -> str:
 
 
 async def add_card(tab: Tab) -> None:
-    """Type a test card into localstripe's Stripe.js fields (two-digit year) and save it."""
-    page = tab.page
-    fields = {
-        "number": "4242424242424242",
-        "exp_month": "12",
-        "exp_year": "34",
-        "cvc": "123",
-        "postal_code": "10001",
-    }
-    for placeholder, value in fields.items():
-        await tab.type_into(page.get_by_placeholder(placeholder, exact=True), value)
-    await tab.shot("card-typed")
-    await tab.press("Save card")
+    """Save the test card through localstripe's Stripe.js; the flow moves on to the date."""
+    await save_test_card(tab)
     # confirmCardSetup -> pm_... -> POST /portal/methods -> the flow moves on to the date.
-    await expect(page.locator("h1")).to_have_text("When")
+    await expect(tab.page.locator("h1")).to_have_text("When")
 
 
 async def test_the_link_journey_with_a_new_card(live: LiveServer, tab: Tab) -> None:
@@ -76,31 +66,11 @@ async def test_the_link_journey_with_a_new_card(live: LiveServer, tab: Tab) -> N
 
     await add_card(tab)
     await tab.shot("schedule")
-    await tab.press("Pay today")
-    await expect(page.locator("h1")).to_have_text("Check and confirm")
-    summary = page.locator("dl.summary")
-    await expect(summary).to_contain_text("$75.50")
-    await expect(summary).to_contain_text("Visa ending 4242")
-    await tab.shot("confirm")
-
-    await tab.press("Confirm")
-    await expect(page.locator("h1")).to_have_text("Payment agreement")
-    await expect(page.locator(".agreement")).to_contain_text("$75.50")
+    await confirm_payment(tab, "$75.50", "Visa ending 4242")
     await tab.shot("agreement")
-    for box in ["I consent to receive", "I authorize this payment"]:
-        checkbox = page.get_by_role("checkbox", name=re.compile(box))
-        if tab.mobile:
-            await checkbox.tap()
-        else:
-            await checkbox.check()
-        await expect(checkbox).to_be_checked()
-    await tab.press("I agree")
+    await agree_to_pay(tab)
 
-    await expect(page.locator("h1")).to_have_text("Thank you")
-    receipt = page.locator(".receipt")
-    await expect(receipt).to_contain_text("Paid")
-    await expect(receipt).to_contain_text("$75.50")
-    await expect(receipt).to_contain_text("Visa ending 4242")
+    await expect_receipt(tab, "Thank you", "Paid", "$75.50", "Visa ending 4242")
     assert "/portal/receipt/P-" in page.url
     await tab.shot("receipt")
 

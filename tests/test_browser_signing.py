@@ -4,65 +4,16 @@ localstripe's Stripe.js. Screenshots of each step land in test-artifacts/screens
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from playwright.async_api import expect
-from sqlalchemy import select
 
-from bot import appkeys
-from bot.models import Agreement, Payment, Plan
+from tests.browser_support import accept_terms, review_and_start, save_test_card, signed
 from tests.fixtures_browser import *  # noqa: F403
 from tests.fixtures_browser import LiveServer, Tab
 from tests.seed import add_account
 from tests.test_signing import add_plan_offer, pdf_text
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-async def check(tab: Tab, name: str) -> None:
-    checkbox = tab.page.get_by_role("checkbox", name=re.compile(name))
-    if tab.mobile:
-        await checkbox.tap()
-    else:
-        await checkbox.check()
-    await expect(checkbox).to_be_checked()
-
-
-async def review_and_start(tab: Tab, link: str) -> None:
-    page = tab.page
-    await page.goto(link)
-    await expect(page.locator("h1")).to_have_text("Complete Payment Agreement")
-    schedule = page.locator("table.schedule")
-    await expect(schedule).to_contain_text("Dec 1, 2026")
-    await expect(schedule).to_contain_text("$450.00")
-    await expect(schedule).to_contain_text("$1,250.00")
-    await tab.shot("review")
-    await tab.press("Get Started")
-    await expect(page.locator("h1")).to_have_text("Payment method")
-
-
-async def accept_terms(tab: Tab) -> None:
-    page = tab.page
-    await expect(page.locator("h1")).to_have_text("Terms and Conditions")
-    await expect(page.locator("#agreement-text")).to_contain_text("Dec 1, 2026: $400.00")
-    await expect(page.locator("#agreement-text")).to_contain_text("E-SIGN")
-    await tab.shot("terms")
-    # Continue without the consent: the browser itself holds the form back.
-    await tab.press("Continue")
-    await expect(page.locator("h1")).to_have_text("Terms and Conditions")
-    await check(tab, "I agree to use electronic records and signatures")
-    await check(tab, "I authorize the payments")
-    await tab.press("Continue")
-    await expect(page.locator("h1")).to_have_text("Sign your agreement")
-
-
-async def signed(live: LiveServer) -> tuple[Plan, list[Payment], Agreement]:
-    async with live.app[appkeys.DATABASE].session() as session:
-        (plan,) = list(await session.scalars(select(Plan)))
-        payments = list(await session.scalars(select(Payment).order_by(Payment.scheduled_for)))
-        (agreement,) = list(await session.scalars(select(Agreement)))
-        return plan, payments, agreement
 
 
 async def test_signing_with_a_typed_name(live: LiveServer, tab: Tab) -> None:
@@ -102,17 +53,7 @@ async def test_signing_with_a_drawn_signature_and_a_new_card(live: LiveServer, t
     page = tab.page
     await review_and_start(tab, link)
     await expect(page.locator("#card-element input")).to_have_count(5)
-    fields = {
-        "number": "4242424242424242",
-        "exp_month": "12",
-        "exp_year": "34",
-        "cvc": "123",
-        "postal_code": "10001",
-    }
-    for placeholder, value in fields.items():
-        await tab.type_into(page.get_by_placeholder(placeholder, exact=True), value)
-    await tab.shot("card-typed")
-    await tab.press("Save card")
+    await save_test_card(tab)
     await expect(page.locator("main")).to_contain_text("Visa ending 4242")
     await accept_terms(tab)
 
