@@ -44,10 +44,8 @@ from bench.sms_load import (
 )
 
 WHAT_IFS = {
-    "no-pre-ping": "the SQL pool without pool_pre_ping (no ping round trip per checkout)",
     "no-autoflush": "sessions without autoflush (pending changes go out once, at commit)",
     "no-redis-lock": "no per-conversation Redis lock (what the lock costs; unsafe)",
-    "no-feed": "no publish to the agents' live feed (what the PUBLISH costs)",
 }
 
 
@@ -58,20 +56,13 @@ def apply_what_ifs(app: Any, names: list[str]) -> None:
     remove a guarantee: they only tell what a piece costs."""
     import contextlib
 
-    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+    from sqlalchemy.ext.asyncio import async_sessionmaker
 
     from bot import appkeys
-    from bot.db import async_url
+    from bot.coordination import HeldConversation
 
     database = app[appkeys.DATABASE]
     coordinator = app[appkeys.COORDINATOR]
-    if "no-pre-ping" in names and not database.is_sqlite:
-        old = database.engine
-        database.engine = create_async_engine(
-            async_url(database.url), pool_size=10, max_overflow=10, pool_pre_ping=False
-        )
-        database.sessions = async_sessionmaker(database.engine, expire_on_commit=False)
-        asyncio.get_running_loop().create_task(old.dispose())
     if "no-autoflush" in names:
         database.sessions = async_sessionmaker(
             database.engine, expire_on_commit=False, autoflush=False
@@ -79,16 +70,10 @@ def apply_what_ifs(app: Any, names: list[str]) -> None:
     if "no-redis-lock" in names:
 
         @contextlib.asynccontextmanager
-        async def no_lock(phone: str) -> Any:
-            yield
+        async def no_lock(key: str) -> Any:
+            yield HeldConversation()
 
         coordinator.conversation_lock = no_lock
-    if "no-feed" in names:
-
-        async def no_publish(*_: Any, **__: Any) -> None:
-            return None
-
-        coordinator.publish = no_publish
 
 
 class SqlCounter:

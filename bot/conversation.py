@@ -65,8 +65,18 @@ log = logging.getLogger(__name__)
 PAY_WORDS = {"pay", "pay now", "make a payment", "i want to pay", "payment", "pagar", "pago"}
 PLAN_FLOW = "plan"  # Conversation.flow while signing or changing a plan by text
 PLAN_CHANGES = {"plan_move", "plan_skip", "plan_extra"}
+ANSWERED_IN_PLACE = {"balance", "link"}  # keywords that leave the flow where it stands
 CODE_LIFETIME = timedelta(minutes=10)
 VERIFICATION_TRIES = 3
+
+
+@dataclass(frozen=True)
+class StoredInbound:
+    """An inbound message once it is in the ledger: what a turn reads of it."""
+
+    id: int
+    phone: str
+    body: str
 
 
 @dataclass(frozen=True)
@@ -139,23 +149,24 @@ class ConversationEngine:
     async def receive(self, inbound: Inbound) -> list[str]:
         sid = inbound.sid or f"local-{uuid.uuid4().hex}"
         body = _printable(inbound.body)[:1600]
-        async with self.db.session() as session:
+        async with self.db.autocommit.connect() as connection:
             message_id, _created = await ledger.store_inbound(
-                session,
+                connection,
                 phone=inbound.phone,
                 body=body,
                 sid=sid,
                 channel=inbound.channel,
                 at=self.clock.now(),
             )
-            async with self.coordinator.conversation_lock(inbound.phone):
-                # Read under the lock: another process may have answered it meanwhile.
-                message = await session.get(Message, message_id)
-                assert message is not None
-                if message.processed_at is not None:
+        message = StoredInbound(id=message_id, phone=inbound.phone, body=body)
+        async with self.coordinator.conversation_lock(inbound.phone) as held:
+            async with self.db.session() as session:
+                processed = await self._process(session, message, inbound.channel)
+                if processed is None:
                     # The same MessageSid again: answered once, processed once.
                     return await ledger.reply_texts(session, message.id)
-                turn, texts = await self._process(session, message, inbound.channel)
+            turn, texts = processed
+            held.events.extend(turn.events)  # told to the agents as the lock is let go
         for email in turn.emails:
             await self.notifier.send_email(**email)
         for plan_id in turn.agreement_copies:
@@ -164,15 +175,7 @@ class ConversationEngine:
                     await send_agreement_copy(self, session, plan_id)
             except Exception:  # the plan is signed and told; the copy is recorded as not sent
                 log.exception("agreement copy for plan %d not sent", plan_id)
-        for event in turn.events:
-            await self._publish(event)
         return texts
-
-    async def _publish(self, event: dict[str, Any]) -> None:
-        try:
-            await self.coordinator.publish(event)
-        except Exception:  # the live feed is a convenience; the ledger has everything
-            log.warning("agent feed unavailable", exc_info=True)
 
     # ------------------------------------------------------------------ the web side
 
@@ -365,35 +368,35 @@ class ConversationEngine:
     # ------------------------------------------------------------------ one message
 
     async def _process(
-        self, session: AsyncSession, message: Message, channel: str
-    ) -> tuple[Turn, list[str]]:
+        self, session: AsyncSession, message: StoredInbound, channel: str
+    ) -> tuple[Turn, list[str]] | None:
+        """One turn, in one transaction; None when the message was already processed."""
         now = self.clock.now()
         conversation, account, opted_out = await ledger.conversation_at_hand(
             session, message.phone, at=now
         )
+        # Claimed under the lock, before any side effect: another process may have answered it.
+        if not await ledger.claim_inbound(
+            session, message.id, conversation_id=conversation.id, at=now
+        ):
+            return None
         turn = Turn(channel=channel)
         if account is None:
             account = await self._account_of(session, conversation)
         await self._handle(session, conversation, account, message, turn, now, opted_out=opted_out)
         conversation.last_inbound_at = now
         conversation.updated_at = now
-        # Both set together, so the inbound row is written once (autoflush would write it twice).
-        message.conversation_id, message.processed_at = conversation.id, now
         account = await self._account_of(session, conversation)
         texts = await self._render(session, conversation, account, turn.replies, now)
-        for text in texts:
-            session.add(
-                Message(
-                    conversation_id=conversation.id,
-                    direction="outbound",
-                    channel=channel,
-                    phone=message.phone,
-                    body=text,
-                    in_reply_to_id=message.id,
-                    created_at=now,
-                    status="replied",
-                )
-            )
+        await ledger.store_replies(
+            session,
+            texts,
+            inbound_id=message.id,
+            conversation_id=conversation.id,
+            phone=message.phone,
+            channel=channel,
+            at=now,
+        )
         turn.events.append(
             {
                 "type": "message",
@@ -425,7 +428,7 @@ class ConversationEngine:
         session: AsyncSession,
         conv: Conversation,
         account: Account | None,
-        message: Message,
+        message: StoredInbound,
         turn: Turn,
         now: datetime,
         *,
@@ -514,7 +517,7 @@ class ConversationEngine:
         session: AsyncSession,
         conv: Conversation,
         account: Account,
-        message: Message,
+        message: StoredInbound,
         keyword: Meaning | None,
         turn: Turn,
         now: datetime,
@@ -550,20 +553,14 @@ class ConversationEngine:
         conv: Conversation,
         account: Account,
         flow: PaymentFlow,
-        message: Message,
+        message: StoredInbound,
         keyword: Meaning | None,
         turn: Turn,
         now: datetime,
     ) -> None:
         kind = keyword.kind if keyword else None
-        if kind == "balance":
-            turn.replies.append(await self._balance_reply(session, account))
-            if flow.state != "idle":
-                turn.replies.append(flow.prompt())
-        elif kind == "link":
-            turn.replies.append(
-                Reply("link", {"link_hours": self.settings.link_lifetime_hours}, needs_link=True)
-            )
+        if kind in ANSWERED_IN_PLACE:
+            await self._answer_in_place(session, account, flow, kind, turn)
         elif kind == "menu":
             flow.restart()
             flow.context = {}
@@ -573,6 +570,24 @@ class ConversationEngine:
             await self._advance(session, conv, account, flow, meaning, turn, now, message.body)
         conv.state = flow.state
         conv.context = dict(flow.context)
+
+    async def _answer_in_place(
+        self,
+        session: AsyncSession,
+        account: Account,
+        flow: PaymentFlow | PlanFlow,
+        kind: str,
+        turn: Turn,
+    ) -> None:
+        """BALANCE and LINK mean the same in every flow: answered, and the step still waits."""
+        if kind == "balance":
+            turn.replies.append(await self._balance_reply(session, account))
+            if flow.state != "idle":
+                turn.replies.append(flow.prompt())
+        else:
+            turn.replies.append(
+                Reply("link", {"link_hours": self.settings.link_lifetime_hours}, needs_link=True)
+            )
 
     async def _balance_reply(self, session: AsyncSession, account: Account) -> Reply:
         pending = await session.scalar(
@@ -758,7 +773,7 @@ class ConversationEngine:
         session: AsyncSession,
         conv: Conversation,
         account: Account,
-        message: Message,
+        message: StoredInbound,
         keyword: Meaning | None,
         now: datetime,
     ) -> bool:
@@ -840,7 +855,7 @@ class ConversationEngine:
         session: AsyncSession,
         conv: Conversation,
         account: Account,
-        message: Message,
+        message: StoredInbound,
         keyword: Meaning | None,
         turn: Turn,
         now: datetime,
@@ -855,16 +870,8 @@ class ConversationEngine:
                 flow.restart()
                 flow.context = {}
                 flow.plan_requested()
-            elif kind == "balance":
-                turn.replies.append(await self._balance_reply(session, account))
-                if flow.state != "idle":
-                    turn.replies.append(flow.prompt())
-            elif kind == "link":
-                turn.replies.append(
-                    Reply(
-                        "link", {"link_hours": self.settings.link_lifetime_hours}, needs_link=True
-                    )
-                )
+            elif kind in ANSWERED_IN_PLACE:
+                await self._answer_in_place(session, account, flow, kind, turn)
             elif kind == "menu":
                 flow.restart()
                 view = await self._account_view(session, account, now)
@@ -905,7 +912,7 @@ class ConversationEngine:
         conv: Conversation,
         account: Account,
         flow: PlanFlow,
-        message: Message,
+        message: StoredInbound,
         turn: Turn,
         now: datetime,
     ) -> None:
@@ -935,7 +942,7 @@ class ConversationEngine:
         account: Account,
         flow: PlanFlow,
         effect: Effect,
-        message: Message,
+        message: StoredInbound,
         turn: Turn,
         now: datetime,
     ) -> None:
@@ -976,7 +983,7 @@ class ConversationEngine:
         session: AsyncSession,
         account: Account,
         args: dict[str, Any],
-        message: Message,
+        message: StoredInbound,
         turn: Turn,
         now: datetime,
     ) -> None:
@@ -1120,7 +1127,7 @@ class ConversationEngine:
         self,
         session: AsyncSession,
         conv: Conversation,
-        message: Message,
+        message: StoredInbound,
         keyword: Meaning | None,
         turn: Turn,
         now: datetime,
@@ -1174,7 +1181,7 @@ class ConversationEngine:
         session: AsyncSession,
         conv: Conversation,
         flow: VerificationFlow,
-        message: Message,
+        message: StoredInbound,
         turn: Turn,
         now: datetime,
     ) -> None:
@@ -1214,7 +1221,7 @@ class ConversationEngine:
         session: AsyncSession,
         conv: Conversation,
         flow: VerificationFlow,
-        message: Message,
+        message: StoredInbound,
         turn: Turn,
         now: datetime,
     ) -> None:
@@ -1337,8 +1344,8 @@ class ConversationEngine:
     async def _account_view(
         self, session: AsyncSession, account: Account, now: datetime
     ) -> AccountView:
-        offers = await ledger.open_offers(session, account.id, at=now)
-        methods = await ledger.payment_methods(session, account.id)
+        offers = await ledger.open_offer_terms(session, account.id, at=now)
+        methods = await ledger.method_labels(session, account.id)
         zone = ZoneInfo(account.timezone or "America/New_York")
         settings = await self.flow_settings(session, account)
         return AccountView(

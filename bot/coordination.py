@@ -6,13 +6,20 @@ Nothing here is the source of truth: losing Redis loses no message, payment or a
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import fakeredis
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 AGENT_FEED = "paybot:agent-feed"
 
@@ -24,25 +31,61 @@ def connect_redis(url: str | None) -> aioredis.Redis:
     return fakeredis.FakeAsyncRedis()
 
 
+# Release the lock only if it is still ours (it may have expired and been taken by another
+# process), then hand the turn's events to the agents' feed: one round trip for both.
+RELEASE_AND_PUBLISH = """
+if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end
+for i = 2, #ARGV do redis.call('publish', KEYS[2], ARGV[i]) end
+return 0
+"""
+
+
+class LockNotAcquired(Exception):
+    """Another message of the conversation held the lock for longer than a turn may last."""
+
+
+@dataclass
+class HeldConversation:
+    """A conversation while its lock is held: events put here reach the agents' live feed
+    when the lock is let go."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
 class Coordinator:
-    def __init__(self, redis: aioredis.Redis, *, lock_timeout: float = 30.0) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, *, lock_timeout: float = 30.0, retry_every: float = 0.005
+    ) -> None:
         self.redis = redis
         self.lock_timeout = lock_timeout
+        self.retry_every = retry_every
+        self._release_and_publish = redis.register_script(RELEASE_AND_PUBLISH)
 
     @asynccontextmanager
-    async def conversation_lock(self, phone: str) -> AsyncIterator[None]:
+    async def conversation_lock(self, key: str) -> AsyncIterator[HeldConversation]:
         """One message of a conversation at a time, across every web process."""
-        lock = self.redis.lock(
-            f"paybot:conv-lock:{phone}",
-            timeout=self.lock_timeout,  # a crashed holder frees the lock by itself
-            sleep=0.005,
-            blocking_timeout=self.lock_timeout,
-        )
-        async with lock:
-            yield
+        lock_key, token = f"paybot:conv-lock:{key}", uuid.uuid4().hex
+        await self._acquire(lock_key, token)
+        held = HeldConversation()
+        try:
+            yield held
+        finally:
+            events = [json.dumps(event, default=str) for event in held.events]
+            try:
+                await self._release_and_publish(keys=[lock_key, AGENT_FEED], args=[token, *events])
+            except RedisError:  # the lock expires by itself; the ledger has every message
+                log.warning("conversation lock not released, agents' feed not told", exc_info=True)
 
-    async def publish(self, event: dict[str, Any]) -> None:
-        await self.redis.publish(AGENT_FEED, json.dumps(event, default=str))
+    async def _acquire(self, lock_key: str, token: str) -> None:
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.lock_timeout
+        # The expiry frees the lock of a process that crashed while holding it.
+        expiry_ms = int(self.lock_timeout * 1000)
+        while not await self.redis.set(lock_key, token, nx=True, px=expiry_ms):
+            if loop.time() >= give_up_at:
+                raise LockNotAcquired(lock_key)
+            # Messages of one conversation rarely overlap: a short poll beats a subscription.
+            await asyncio.sleep(self.retry_every)
 
     async def ping(self) -> None:
         await self.redis.ping()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -31,7 +34,7 @@ def async_url(database_url: str) -> str:
 
 
 class Database:
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *, ping_after_idle_seconds: float = 5.0) -> None:
         self.url = database_url
         self.is_sqlite = database_url.startswith("sqlite:")
         if self.is_sqlite:
@@ -40,9 +43,12 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             self.engine = create_async_engine(
-                async_url(database_url), pool_size=10, max_overflow=10, pool_pre_ping=True
+                async_url(database_url), pool_size=10, max_overflow=10, pool_recycle=1800
             )
+            _ping_when_idle(self.engine, after_seconds=ping_after_idle_seconds)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # One statement, one round trip, durable when it returns: no BEGIN/COMMIT around it.
+        self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -59,6 +65,34 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def _ping_when_idle(engine: AsyncEngine, *, after_seconds: float) -> None:
+    """Check a pooled connection before use only when it has sat idle for a while.
+
+    A database restart or a proxy's idle cut leaves dead connections in the pool; pinging on
+    every checkout (pool_pre_ping) would find them but costs a round trip per transaction,
+    twice per inbound SMS. A connection in steady use is alive; one that waited is pinged, and a
+    failed ping makes the pool connect afresh (DisconnectionError)."""
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(pool, "connect")
+    @event.listens_for(pool, "checkin")
+    def _mark_used(_dbapi_connection: Any, record: Any) -> None:
+        record.info[LAST_USED] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get(LAST_USED, 0.0) < after_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError("a pooled connection failed its ping") from error
+
+
+LAST_USED = "paybot_last_used"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

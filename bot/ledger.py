@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.models import (
     Account,
@@ -22,6 +22,7 @@ from bot.models import (
     Offer,
     OptOut,
     PaymentMethod,
+    UTCDateTime,
     VerificationAttempt,
 )
 from bot.security import new_link_token, token_digest
@@ -45,33 +46,105 @@ async def audit(
 # --- messages ---
 
 
-async def store_inbound(
-    session: AsyncSession, *, phone: str, body: str, sid: str, channel: str, at: datetime
-) -> tuple[int, bool]:
-    """Store an inbound message before anything else and commit; (id, False) when the sid was
-    seen. One statement either way: the unique sid decides, not a read before the write."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    inserted = await session.scalar(
-        insert(Message)
+# Table-level statements: the ORM's bookkeeping (identity map, synchronize_session) buys
+# nothing for rows that no session holds.
+MESSAGES = Message.__table__
+
+
+def _insert_inbound(dialect: str) -> Any:
+    dialect_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        dialect_insert(MESSAGES)
         .values(
             direction="inbound",
-            channel=channel,
-            provider_sid=sid,
-            phone=phone,
-            body=body,
-            created_at=at,
+            channel=bindparam("channel"),
+            provider_sid=bindparam("sid"),
+            phone=bindparam("phone"),
+            body=bindparam("body"),
+            created_at=bindparam("at", type_=UTCDateTime()),
         )
-        .on_conflict_do_nothing(index_elements=[Message.provider_sid])
-        .returning(Message.id)
+        .on_conflict_do_nothing(index_elements=[MESSAGES.c.provider_sid])
+        .returning(MESSAGES.c.id)
     )
-    await session.commit()
+
+
+# Built once: constructing a statement costs more than running a cached one on the hot path.
+INSERT_INBOUND = {dialect: _insert_inbound(dialect) for dialect in ("postgresql", "sqlite")}
+INBOUND_BY_SID = select(MESSAGES.c.id).where(MESSAGES.c.provider_sid == bindparam("sid"))
+CLAIM_INBOUND = (
+    update(MESSAGES)
+    .where(MESSAGES.c.id == bindparam("message_id"), MESSAGES.c.processed_at.is_(None))
+    .values(
+        processed_at=bindparam("at", type_=UTCDateTime()),
+        conversation_id=bindparam("conversation_id"),
+    )
+)
+INSERT_REPLY = insert(MESSAGES).values(
+    direction="outbound",
+    status="replied",
+    channel=bindparam("channel"),
+    phone=bindparam("phone"),
+    body=bindparam("body"),
+    conversation_id=bindparam("conversation_id"),
+    in_reply_to_id=bindparam("in_reply_to_id"),
+    created_at=bindparam("at", type_=UTCDateTime()),
+)
+
+
+async def store_inbound(
+    connection: AsyncConnection, *, phone: str, body: str, sid: str, channel: str, at: datetime
+) -> tuple[int, bool]:
+    """Store an inbound message before anything else; (id, False) when the sid was seen.
+
+    The connection is in autocommit: the row is durable when the statement returns, in one
+    round trip. The unique sid decides, not a read before the write."""
+    params = {"phone": phone, "body": body, "sid": sid, "channel": channel, "at": at}
+    inserted = await connection.scalar(INSERT_INBOUND[connection.dialect.name], params)
     if inserted is not None:
         return inserted, True
-    existing = await session.scalar(select(Message.id).where(Message.provider_sid == sid))
+    existing = await connection.scalar(INBOUND_BY_SID, {"sid": sid})
     if existing is None:
         raise LookupError("an inbound message was neither stored nor found")
     return existing, False
+
+
+async def claim_inbound(
+    session: AsyncSession, message_id: int, *, conversation_id: int, at: datetime
+) -> bool:
+    """Mark the inbound message processed, in the turn's own transaction: False when another
+    process got to it first (it is then answered from the ledger). A turn that fails rolls its
+    claim back with everything else, so the provider's retry processes it again."""
+    result = await session.execute(
+        CLAIM_INBOUND, {"message_id": message_id, "conversation_id": conversation_id, "at": at}
+    )
+    return bool(result.rowcount)
+
+
+async def store_replies(
+    session: AsyncSession,
+    texts: list[str],
+    *,
+    inbound_id: int,
+    conversation_id: int,
+    phone: str,
+    channel: str,
+    at: datetime,
+) -> None:
+    if texts:
+        await session.execute(
+            INSERT_REPLY,
+            [
+                {
+                    "channel": channel,
+                    "phone": phone,
+                    "body": text,
+                    "conversation_id": conversation_id,
+                    "in_reply_to_id": inbound_id,
+                    "at": at,
+                }
+                for text in texts
+            ],
+        )
 
 
 async def reply_texts(session: AsyncSession, inbound_id: int) -> list[str]:
@@ -131,19 +204,20 @@ async def conversation_for(session: AsyncSession, phone: str, *, at: datetime) -
     return conversation
 
 
+CONVERSATION_AT_HAND = (
+    select(Conversation, Account, OptOut.opted_out)
+    .outerjoin(Account, Account.id == Conversation.account_id)
+    .outerjoin(OptOut, OptOut.phone == Conversation.phone)
+    .where(Conversation.phone == bindparam("phone"))
+)
+
+
 async def conversation_at_hand(
     session: AsyncSession, phone: str, *, at: datetime
 ) -> tuple[Conversation, Account | None, bool]:
     """The number's conversation, its account and whether the number opted out, in one round
     trip (the account joins the session's identity map, so a later `session.get` is free)."""
-    row = (
-        await session.execute(
-            select(Conversation, Account, OptOut.opted_out)
-            .outerjoin(Account, Account.id == Conversation.account_id)
-            .outerjoin(OptOut, OptOut.phone == Conversation.phone)
-            .where(Conversation.phone == phone)
-        )
-    ).first()
+    row = (await session.execute(CONVERSATION_AT_HAND, {"phone": phone})).first()
     if row is None:
         conversation = await conversation_for(session, phone, at=at)
         account = (
@@ -180,16 +254,6 @@ async def creditor_of(session: AsyncSession, account: Account) -> Creditor | Non
     return await session.get(Creditor, account.creditor_code)
 
 
-async def open_offers(session: AsyncSession, account_id: int, *, at: datetime) -> list[Offer]:
-    rows = await session.scalars(
-        select(Offer)
-        .where(Offer.account_id == account_id, Offer.status == "open")
-        .where((Offer.expires_at.is_(None)) | (Offer.expires_at > at))
-        .order_by(Offer.id)
-    )
-    return list(rows)
-
-
 async def payment_methods(session: AsyncSession, account_id: int) -> list[PaymentMethod]:
     rows = await session.scalars(
         select(PaymentMethod)
@@ -197,6 +261,51 @@ async def payment_methods(session: AsyncSession, account_id: int) -> list[Paymen
         .order_by(PaymentMethod.is_default.desc(), PaymentMethod.id)
     )
     return list(rows)
+
+
+# What every turn shows of an account's offers and methods: plain rows, read with statements
+# built once (no ORM instances to track for data the turn only reads).
+OFFERS, METHODS = Offer.__table__, PaymentMethod.__table__
+OPEN_OFFER_TERMS = (
+    select(
+        OFFERS.c.id,
+        OFFERS.c.kind,
+        OFFERS.c.total_cents,
+        OFFERS.c.installment_count,
+        OFFERS.c.frequency,
+        OFFERS.c.expires_at,
+        OFFERS.c.schedule,
+    )
+    .where(OFFERS.c.account_id == bindparam("account_id"), OFFERS.c.status == "open")
+    .where(
+        OFFERS.c.expires_at.is_(None) | (OFFERS.c.expires_at > bindparam("at", type_=UTCDateTime()))
+    )
+    .order_by(OFFERS.c.id)
+)
+METHOD_LABELS = (
+    select(METHODS.c.id, METHODS.c.kind, METHODS.c.brand, METHODS.c.last4)
+    .where(METHODS.c.account_id == bindparam("account_id"))
+    .order_by(METHODS.c.is_default.desc(), METHODS.c.id)
+)
+
+
+async def _flush_changed(session: AsyncSession, kind: type) -> None:
+    """Core reads do not autoflush: a turn that changed an offer or a method reads its change."""
+    if any(isinstance(obj, kind) for obj in (*session.new, *session.dirty)):
+        await session.flush()
+
+
+async def open_offer_terms(session: AsyncSession, account_id: int, *, at: datetime) -> list[Any]:
+    """The terms of the account's open offers, as rows (id, kind, total_cents, ...)."""
+    await _flush_changed(session, Offer)
+    result = await session.execute(OPEN_OFFER_TERMS, {"account_id": account_id, "at": at})
+    return list(result)
+
+
+async def method_labels(session: AsyncSession, account_id: int) -> list[Any]:
+    """The account's saved methods as rows (id, kind, brand, last4), the default first."""
+    await _flush_changed(session, PaymentMethod)
+    return list(await session.execute(METHOD_LABELS, {"account_id": account_id}))
 
 
 # --- consent ---

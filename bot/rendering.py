@@ -27,6 +27,7 @@ def build_environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=False,
         autoescape=False,
+        auto_reload=False,  # packaged templates do not change under a running process
     )
     env.filters["money"] = format_cents
     env.filters["day"] = format_day

@@ -30,7 +30,9 @@ STATIC = Path(__file__).parent / "static"
 
 def build_pages() -> Environment:
     env = Environment(
-        loader=PackageLoader("portal_fallback", "templates"), autoescape=select_autoescape()
+        loader=PackageLoader("portal_fallback", "templates"),
+        autoescape=select_autoescape(),
+        auto_reload=False,  # packaged templates do not change under a running process
     )
     env.filters["money"] = format_cents
     env.filters["day"] = format_day
