@@ -23,13 +23,13 @@ from datetime import datetime
 from aiohttp import web
 
 from bot.app import create_app
-from bot.cli import freeze_startup_objects
 from bot.clock import FrozenClock
 from bot.config import Settings
 from bot.providers import Providers
 from bot.providers.email import SandboxEmail
 from bot.providers.payments import SandboxGateway
 from bot.providers.sms import SandboxSms
+from bot.serving import freeze_startup_objects
 
 TIMINGS: dict[str, list[float]] = defaultdict(list)
 SIZES: dict[str, list[int]] = defaultdict(list)

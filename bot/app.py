@@ -34,7 +34,7 @@ def create_app(
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_providers_ctx(providers))
     app.cleanup_ctx.append(_engine_ctx)
-    app.add_subapp("/webhooks/twilio/", twilio_webhooks.create_app())
+    app.add_subapp("/webhooks/twilio/", twilio_webhooks.create_app(settings.sms_turns_in_flight))
     app.router.add_post("/webhooks/stripe", stripe_webhooks.handle)
     app.router.add_post("/webhooks/sendgrid", sendgrid_webhooks.handle)
     app.add_subapp("/api/v1/", api.create_app())

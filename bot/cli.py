@@ -33,6 +33,13 @@ def main(argv: list[str] | None = None) -> None:
     serve = sub.add_parser("serve", help="run the web server (webhooks, API, links)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="web processes sharing the port, about one per core (above 1 needs REDIS_URL)",
+    )
 
     worker = sub.add_parser("worker", help="charge scheduled payments when they are due")
     worker.add_argument("--once", action="store_true",
@@ -102,24 +109,15 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.app import create_app
+    from bot.serving import serve
 
     if settings.secret_key == Settings.secret_key:
         logging.warning("SECRET_KEY is not set: using a development key (never in production)")
-    app = create_app(settings)
-    app.on_startup.append(freeze_startup_objects)
-    web.run_app(app, host=args.host, port=args.port, access_log=None)
-    return 0
-
-
-async def freeze_startup_objects(_: web.Application) -> None:
-    """What start-up made (modules, templates, compiled SQL) lives as long as the process: kept
-    out of the collector, a full collection no longer stalls every request in flight for
-    ~60 ms (measured: docs/benchmarks.md, portal pages)."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
+    try:
+        return serve(settings, host=args.host, port=args.port, processes=args.workers)
+    except ConfigError as exc:
+        print(f"paybot serve: {exc}", file=sys.stderr)
+        return 2
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:

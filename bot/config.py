@@ -108,6 +108,18 @@ def _bool(value: str | None, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _positive_int(name: str, value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1")
+    return number
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = f"sqlite:///{DEFAULT_DATA_DIR / 'paybot.sqlite3'}"
@@ -141,6 +153,9 @@ class Settings:
 
     link_lifetime_hours: int = 72
     verification_lock_minutes: int = 30
+    # Inbound SMS turns one web process works on at once; the rest wait their turn in order.
+    # A few in flight keep the database busy; many only slow every one of them down.
+    sms_turns_in_flight: int = 8
     flow: FlowSettings = field(default_factory=FlowSettings)
 
     @property
@@ -194,6 +209,9 @@ class Settings:
             "sendgrid_from_email": get("SENDGRID_FROM_EMAIL") or cls.sendgrid_from_email,
             "sendgrid_host": get("SENDGRID_HOST"),
             "sendgrid_webhook_public_key": get("SENDGRID_WEBHOOK_PUBLIC_KEY"),
+            "sms_turns_in_flight": _positive_int(
+                "PAYBOT_SMS_TURNS_IN_FLIGHT", get("PAYBOT_SMS_TURNS_IN_FLIGHT"), 8
+            ),
         }
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()

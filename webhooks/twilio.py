@@ -6,6 +6,7 @@ behind a proxy the request's own URL is not what Twilio signed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -19,11 +20,15 @@ from bot.phones import InvalidPhone, normalize_phone
 log = logging.getLogger(__name__)
 
 FORM = web.RequestKey("twilio_form", dict)
+TURNS = web.AppKey("sms_turns", asyncio.Semaphore)
 OPTED_OUT_ERROR = "21610"
 
 
-def create_app() -> web.Application:
+def create_app(turns_in_flight: int) -> web.Application:
     app = web.Application(middlewares=[verify_signature])
+    # Admission control: past a few turns at once, each extra one only stretches every other
+    # one's latency (they share one core); waiting in order keeps the tail short under bursts.
+    app[TURNS] = asyncio.Semaphore(turns_in_flight)
     app.router.add_post("/sms", inbound_sms)
     app.router.add_post("/status", message_status)
     return app
@@ -61,7 +66,8 @@ async def inbound_sms(request: web.Request) -> web.Response:
         return twiml([])  # short codes and alphanumeric senders: nothing to answer
     engine = request.config_dict[appkeys.ENGINE]
     try:
-        texts = await engine.receive(Inbound(phone=phone, body=form.get("Body", ""), sid=sid))
+        async with request.app[TURNS]:
+            texts = await engine.receive(Inbound(phone=phone, body=form.get("Body", ""), sid=sid))
     except Exception:
         # The message is stored; Twilio's retry (same MessageSid) will process it again.
         log.exception("inbound SMS %s could not be processed", sid)

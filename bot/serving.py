@@ -1,0 +1,135 @@
+"""`paybot serve`: the web app in one process, or in several sharing one port.
+
+Several processes are how one machine uses more than one core: each is the same stateless app
+(the ledger is in SQL; the conversation locks and the agents' feed are in Redis), and the kernel
+spreads new connections over them (SO_REUSEPORT). The parent only migrates the schema once,
+starts the processes and stops them all when one ends or when it is told to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+import socket
+from multiprocessing.connection import wait
+from types import FrameType
+
+from aiohttp import web
+
+from bot.config import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 70.0  # aiohttp lets requests in flight finish for up to 60 s
+
+
+def serve(settings: Settings, *, host: str, port: int, processes: int = 1) -> int:
+    if processes < 1:
+        raise ConfigError("--workers must be at least 1")
+    if processes == 1:
+        serve_one(settings, host, port, reuse_port=False)
+        return 0
+    if settings.redis_url is None:
+        raise ConfigError(
+            "--workers above 1 needs REDIS_URL: the in-process Redis is not shared between "
+            "processes, so two messages of one conversation could run at once"
+        )
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise ConfigError("--workers above 1 needs SO_REUSEPORT (Linux, macOS, BSD)")
+    return _serve_many(settings, host, port, processes)
+
+
+def serve_one(settings: Settings, host: str, port: int, *, reuse_port: bool) -> None:
+    from bot.app import create_app
+
+    app = create_app(settings)
+    app.on_startup.append(freeze_startup_objects)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        access_log=None,
+        reuse_port=reuse_port or None,
+        loop=fast_event_loop(),
+    )
+
+
+def _serve_many(settings: Settings, host: str, port: int, count: int) -> int:
+    if settings.migrate_on_start:  # once, here: processes racing through Alembic would collide
+        from bot.db import Database
+
+        async def migrate() -> None:
+            database = Database(settings.database_url)
+            try:
+                await database.migrate()
+            finally:
+                await database.close()
+
+        asyncio.run(migrate())
+    child_settings = settings.replace(migrate_on_start=False)
+    context = multiprocessing.get_context("spawn")  # nothing of the parent's state is inherited
+    children = [
+        context.Process(
+            target=_child,
+            args=(child_settings, host, port),
+            name=f"paybot-web-{n + 1}",
+        )
+        for n in range(count)
+    ]
+
+    def stop(_signum: int = signal.SIGTERM, _frame: FrameType | None = None) -> None:
+        for child in children:
+            if child.is_alive():
+                child.terminate()  # SIGTERM: aiohttp finishes the requests in flight
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for child in children:
+            child.start()
+        log.info("serving on %s:%d with %d processes", host, port, count)
+        ended = wait([child.sentinel for child in children])
+        first = next(child for child in children if child.sentinel in ended)
+        if first.exitcode:
+            log.error("%s ended with code %s: stopping the others", first.name, first.exitcode)
+        stop()
+        for child in children:
+            child.join(STOP_GRACE_SECONDS)
+            if child.is_alive():
+                child.kill()
+                child.join()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 1 if first.exitcode else 0
+
+
+def _child(settings: Settings, host: str, port: int) -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # The parent's terminal Ctrl-C reaches every process of the group; the parent decides.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    serve_one(settings, host, port, reuse_port=True)
+
+
+def fast_event_loop() -> asyncio.AbstractEventLoop | None:
+    """uvloop where it is installed (every platform but Windows): the same asyncio API with
+    less overhead per socket event, which a webhook server spends much of its time in."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop()
+
+
+async def freeze_startup_objects(_: web.Application) -> None:
+    """What start-up made (modules, templates, compiled SQL) lives as long as the process: kept
+    out of the collector, a full collection no longer stalls every request in flight for
+    ~60 ms (measured: docs/benchmarks.md, portal pages)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()

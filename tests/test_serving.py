@@ -1,0 +1,105 @@
+"""`paybot serve --workers N`: several web processes on one port, one conversation lock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+from sqlalchemy import func, select
+
+from bot import appkeys
+from bot.config import Settings
+from bot.models import Payment
+from tests.conftest import AUTH_TOKEN, BACKEND, PUBLIC_BASE_URL, SmsPhone
+from tests.seed import add_account
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIRM_STEPS = ["pay", "ok", "50", "1", "now", "yes"]
+
+
+def server_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYBOT_", "REDIS_"))}
+    env.update(
+        DATABASE_URL=settings.database_url,
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        PUBLIC_BASE_URL=PUBLIC_BASE_URL,
+        SECRET_KEY="test-secret-key",
+        PAYBOT_DATA_DIR=str(tmp_path / "var"),
+        PAYBOT_MIGRATE_ON_START="0",
+    )
+    if settings.redis_url:
+        env["REDIS_URL"] = settings.redis_url
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_more_than_one_process_needs_a_shared_redis(settings: Settings, tmp_path: Path) -> None:
+    env = server_env(settings.replace(redis_url=None), tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "serve", "--workers", "2", "--port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--workers above 1 needs REDIS_URL" in result.stderr
+
+
+@pytest.mark.skipif(
+    BACKEND != "services", reason="needs a Redis that processes share: runs in the services pass"
+)
+async def test_two_processes_answer_on_one_port_and_charge_once(
+    client, app, settings: Settings, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    await add_account(app)
+    port = free_port()
+    server = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "bot.cli", "serve", "--workers", "2", "--port", str(port)],
+        cwd=ROOT,
+        env=server_env(settings, tmp_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        # aiohttp prints one "Running on" line per process once it listens.
+        assert server.stdout is not None
+        listening = 0
+        while listening < 2:
+            line = await server.stdout.readline()
+            assert line, "the server ended before both processes listened"
+            listening += b"Running on" in line
+
+        connector = aiohttp.TCPConnector(force_close=True)  # each request a new connection
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", connector=connector) as web:
+            maria = SmsPhone(client=web, number="+15555550100")  # type: ignore[arg-type]
+            for text in CONFIRM_STEPS:
+                await maria.send(text)
+            # Two taps of AGREE at once, on separate connections (so, likely, processes).
+            replies = await asyncio.gather(maria.send("agree"), maria.send("agree"))
+        done = [r for reply in replies for r in reply if r.startswith("Done: $50.00 paid")]
+        assert len(done) == 1
+        async with app[appkeys.DATABASE].session() as session:
+            assert await session.scalar(select(func.count()).select_from(Payment)) == 1
+
+        server.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(server.wait(), 90) == 0
+        with pytest.raises(OSError):  # nothing listens any more
+            await asyncio.open_connection("127.0.0.1", port)
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
