@@ -591,6 +591,16 @@ class Server:
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def pids(self) -> list[int]:
+        """The process and its children (`paybot serve --workers N` runs N of them), so the
+        CPU columns count every process that serves."""
+        try:
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return [self.pid, *map(int, children)]
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -670,7 +680,7 @@ async def run_target(
     profile: bool,
 ) -> list[PhaseResult]:
     results: list[PhaseResult] = []
-    pids = [server.pid for server in servers]
+    pids = [pid for server in servers for pid in server.pids]
     async with Load([server.port for server in servers], conversations, args.connections) as load:
         print(f"  {target}: warm-up {args.warmup:.0f}s", flush=True)
         await load.closed(target, "warmup", max(args.concurrency), args.warmup, pids)
@@ -755,6 +765,8 @@ async def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> 
         for n in range(args.servers):  # one after another: each runs the migrations at start
             port = free_port()
             serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+            if args.workers > 1:
+                serve += ["--workers", str(args.workers)]
             if args.profile:
                 profile_out = ROOT / args.profile_dir / f"paybot-{backend}-{args.profile}"
                 out = profile_out if n == 0 else profile_out.with_name(f"{profile_out.name}-{n}")
@@ -844,7 +856,9 @@ async def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> 
 
     summary: dict[str, Any] = {
         "backend": backend,
-        "paybot_processes": args.servers,
+        "paybot_processes": args.servers * args.workers,
+        "paybot_servers": args.servers,
+        "paybot_workers_per_server": args.workers,
         "database": database_url.split("@")[-1] if backend == "services" else "sqlite (temp file)",
         "redis": redis_url or "in-process (fakeredis)",
         "seed_seconds": round(seed_seconds, 2),
@@ -1041,6 +1055,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-bare", action="store_true", help="skip the bare handler")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="`paybot serve --workers N`: N processes sharing one port (the kernel spreads the "
+        "connections). Needs Redis, so services only. Default 1",
+    )
+    parser.add_argument(
         "--servers",
         type=int,
         default=1,
@@ -1095,6 +1116,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("warmup", "duration", "open_duration", "bare_open_duration", "wait_quiet"):
         setattr(args, name, min(max(getattr(args, name), 0.0), 120.0))  # bounded, whatever asked
     args.servers = max(1, min(args.servers, 8))
+    args.workers = max(1, min(args.workers, 8))
     args.accounts = max(max(args.concurrency), min(args.accounts, 20_000))
     args.active = max(max(args.concurrency), min(args.active, args.accounts))
     return args

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -12,11 +13,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from sqlalchemy import func, select
 
 from bot import appkeys
 from bot.config import Settings
 from bot.models import Payment
+from bot.serving import freeze_again_when_warm
 from tests.conftest import AUTH_TOKEN, BACKEND, PUBLIC_BASE_URL, SmsPhone
 from tests.seed import add_account
 
@@ -43,6 +46,24 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+async def test_what_the_first_requests_built_is_frozen_out_of_the_collector(aiohttp_client):
+    async def hello(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    freeze_again_when_warm(app, after=3)
+    client = await aiohttp_client(app)
+    before = gc.get_freeze_count()
+    try:
+        for n in range(3):
+            assert gc.get_freeze_count() == before, f"frozen after {n} requests"
+            assert (await client.get("/")).status == 200
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()  # the rest of the test session keeps its collector
 
 
 def test_more_than_one_process_needs_a_shared_redis(settings: Settings, tmp_path: Path) -> None:
