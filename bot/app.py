@@ -85,6 +85,7 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
         app[appkeys.CLOCK],
     )
     yield
+    await app[appkeys.ENGINE].settled()  # no email of an answered turn is dropped on shutdown
 
 
 def build_engine(

@@ -11,6 +11,7 @@ Order of work for each message (the guarantees of DESIGN.md):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -139,6 +140,7 @@ class ConversationEngine:
         self.clock = clock
         self.renderer = renderer or SmsRenderer()
         self._creditors: dict[str, tuple[CreditorTerms | None, datetime]] = {}
+        self._deliveries: set[asyncio.Task[None]] = set()  # emails sent after their reply
         # One machine per flow for the process; each message adds its model and removes it.
         self.payment_machine = payment_flow.build_machine()
         self.verification_machine = verification_flow.build_machine()
@@ -146,7 +148,11 @@ class ConversationEngine:
 
     # ------------------------------------------------------------------ entry point
 
-    async def receive(self, inbound: Inbound) -> list[str]:
+    async def receive(self, inbound: Inbound, *, reply_first: bool = False) -> list[str]:
+        """Answer one inbound message. The emails the turn asked for (receipts, agreement
+        copies) go out before this returns, or, with `reply_first` (the SMS webhook), after:
+        the reply does not wait on the email provider's round trip. `settled()` waits for them.
+        """
         sid = inbound.sid or f"local-{uuid.uuid4().hex}"
         body = _printable(inbound.body)[:1600]
         async with self.db.autocommit.connect() as connection:
@@ -167,15 +173,33 @@ class ConversationEngine:
                     return await ledger.reply_texts(session, message.id)
             turn, texts = processed
             held.events.extend(turn.events)  # told to the agents as the lock is let go
+        if reply_first:
+            if turn.emails or turn.agreement_copies:
+                delivery = asyncio.get_running_loop().create_task(self._deliver(turn))
+                self._deliveries.add(delivery)
+                delivery.add_done_callback(self._deliveries.discard)
+        else:
+            await self._deliver(turn)
+        return texts
+
+    async def _deliver(self, turn: Turn) -> None:
+        """What a turn sends by email, once its reply is decided and committed."""
         for email in turn.emails:
-            await self.notifier.send_email(**email)
+            try:
+                await self.notifier.send_email(**email)
+            except Exception:  # the payment stands; the receipt is what did not go
+                log.exception("an email of a turn was not sent")
         for plan_id in turn.agreement_copies:
             try:
                 async with self.db.session() as session:
                     await send_agreement_copy(self, session, plan_id)
             except Exception:  # the plan is signed and told; the copy is recorded as not sent
                 log.exception("agreement copy for plan %d not sent", plan_id)
-        return texts
+
+    async def settled(self) -> None:
+        """Wait until the emails of every turn answered so far are sent (shutdown, tests)."""
+        while self._deliveries:
+            await asyncio.gather(*self._deliveries, return_exceptions=True)
 
     # ------------------------------------------------------------------ the web side
 

@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import text
 from twilio.request_validator import RequestValidator
 
+from bot import appkeys
 from bot.app import create_app
 from bot.clock import FrozenClock
 from bot.config import Settings
@@ -137,8 +138,11 @@ def redis_test_url() -> Iterator[str]:
     claims = redis.Redis.from_url("redis://127.0.0.1:6379/0")
     try:
         held = next(
-            (n for n in range(1, 16) if claims.set(f"paybot-test-run:db{n}", os.getpid(),
-                                                   nx=True, ex=3 * 3600)),
+            (
+                n
+                for n in range(1, 16)
+                if claims.set(f"paybot-test-run:db{n}", os.getpid(), nx=True, ex=3 * 3600)
+            ),
             None,
         )
     except redis.ConnectionError as exc:
@@ -213,6 +217,7 @@ class SmsPhone:
     client: TestClient
     number: str
     sent: list[str] = field(default_factory=list)
+    in_process: bool = True  # the app runs in this process (not a `paybot serve` of its own)
     _counter: int = 0
 
     async def send(self, body: str, *, sid: str | None = None) -> list[str]:
@@ -234,6 +239,9 @@ class SmsPhone:
         }
         response = await signed_post(self.client, "/webhooks/twilio/sms", params, token=token)
         text_body = await response.text()
+        if self.in_process:
+            # The webhook answers before the turn's emails go out: a test reads them once sent.
+            await self.client.app[appkeys.ENGINE].settled()
         if response.status != 200:
             return response.status, [text_body]
         self.sent.append(body)

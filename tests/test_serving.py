@@ -106,7 +106,7 @@ async def test_two_processes_answer_on_one_port_and_charge_once(
 
         connector = aiohttp.TCPConnector(force_close=True)  # each request a new connection
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", connector=connector) as web:
-            maria = SmsPhone(client=web, number="+15555550100")  # type: ignore[arg-type]
+            maria = SmsPhone(client=web, number="+15555550100", in_process=False)  # type: ignore[arg-type]
             for text in CONFIRM_STEPS:
                 await maria.send(text)
             # Two taps of AGREE at once, on separate connections (so, likely, processes).

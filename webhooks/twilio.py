@@ -67,7 +67,9 @@ async def inbound_sms(request: web.Request) -> web.Response:
     engine = request.config_dict[appkeys.ENGINE]
     try:
         async with request.app[TURNS]:
-            texts = await engine.receive(Inbound(phone=phone, body=form.get("Body", ""), sid=sid))
+            texts = await engine.receive(
+                Inbound(phone=phone, body=form.get("Body", ""), sid=sid), reply_first=True
+            )
     except Exception:
         # The message is stored; Twilio's retry (same MessageSid) will process it again.
         log.exception("inbound SMS %s could not be processed", sid)
