@@ -155,7 +155,7 @@ class ConversationEngine:
         """
         sid = inbound.sid or f"local-{uuid.uuid4().hex}"
         body = _printable(inbound.body)[:1600]
-        async with self.db.autocommit.connect() as connection:
+        async with self.db.writer(), self.db.autocommit.connect() as connection:
             message_id, _created = await ledger.store_inbound(
                 connection,
                 phone=inbound.phone,
@@ -166,7 +166,7 @@ class ConversationEngine:
             )
         message = StoredInbound(id=message_id, phone=inbound.phone, body=body)
         async with self.coordinator.conversation_lock(inbound.phone) as held:
-            async with self.db.session() as session:
+            async with self.db.writer(), self.db.session() as session:
                 processed = await self._process(session, message, inbound.channel)
                 if processed is None:
                     # The same MessageSid again: answered once, processed once.

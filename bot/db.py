@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -47,6 +48,9 @@ class Database:
             )
             _ping_when_idle(self.engine, after_seconds=ping_after_idle_seconds)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite lets one writer in at a time and makes the others sleep and retry (its busy
+        # handler backs off up to 100 ms a try): writers of this process queue here instead.
+        self._writers = asyncio.Lock() if self.is_sqlite else None
         # One statement, one round trip, durable when it returns: no BEGIN/COMMIT around it.
         self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
@@ -54,6 +58,16 @@ class Database:
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self.sessions() as session:
             yield session
+
+    @asynccontextmanager
+    async def writer(self) -> AsyncIterator[None]:
+        """Around work that writes: on SQLite, one such block of this process at a time, in
+        order; on PostgreSQL, nothing (row locks and MVCC let writers overlap)."""
+        if self._writers is None:
+            yield
+            return
+        async with self._writers:
+            yield
 
     async def migrate(self) -> None:
         async with self.engine.begin() as conn:

@@ -3,6 +3,7 @@ database connections that outlive a cut."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -91,3 +92,37 @@ async def test_a_pooled_connection_cut_while_idle(settings, idle_seconds, surviv
     finally:
         await database.close()
         await admin.close()
+
+
+async def test_writers_of_one_process_take_turns_on_sqlite_only(settings):
+    """SQLite admits one writer and makes the others sleep and retry; this process's writers
+    queue instead. PostgreSQL lets them overlap."""
+    database = Database(settings.database_url)
+    order: list[str] = []
+    first_in, let_go = asyncio.Event(), asyncio.Event()
+
+    async def first() -> None:
+        async with database.writer():
+            order.append("first in")
+            first_in.set()
+            await let_go.wait()
+            order.append("first out")
+
+    async def second() -> None:
+        await first_in.wait()
+        async with database.writer():
+            order.append("second in")
+
+    try:
+        tasks = [asyncio.create_task(first()), asyncio.create_task(second())]
+        await first_in.wait()
+        for _ in range(5):  # let the second writer run up to wherever it has to wait
+            await asyncio.sleep(0)
+        let_go.set()
+        await asyncio.gather(*tasks)
+    finally:
+        await database.close()
+    if database.is_sqlite:
+        assert order == ["first in", "first out", "second in"]
+    else:
+        assert order == ["first in", "second in", "first out"]
