@@ -1152,6 +1152,10 @@ async def run_worker(
             stop.set()
 
         for sig in (signal.SIGTERM, signal.SIGINT):
+            # Where the loop cannot watch signals (Windows: NotImplementedError; a thread other
+            # than the main one: RuntimeError) the graceful stop is not offered, and Ctrl-C
+            # stops the worker at once (KeyboardInterrupt, exit code 130) as a second signal
+            # would: rows left half-done are recovered by the next pass.
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, on_signal)
         try:
@@ -1161,7 +1165,7 @@ async def run_worker(
             return 130
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
+                with contextlib.suppress(NotImplementedError, RuntimeError):  # as when added
                     loop.remove_signal_handler(sig)
         log.info("worker stopped")
         return 0
