@@ -155,15 +155,12 @@ class ConversationEngine:
         """
         sid = inbound.sid or f"local-{uuid.uuid4().hex}"
         body = _printable(inbound.body)[:1600]
-        async with self.db.writer(), self.db.autocommit.connect() as connection:
-            message_id, _created = await ledger.store_inbound(
-                connection,
-                phone=inbound.phone,
-                body=body,
-                sid=sid,
-                channel=inbound.channel,
-                at=self.clock.now(),
+        at = self.clock.now()
+        message_id, _created = await self.db.autocommit_once(
+            lambda connection: ledger.store_inbound(
+                connection, phone=inbound.phone, body=body, sid=sid, channel=inbound.channel, at=at
             )
+        )
         message = StoredInbound(id=message_id, phone=inbound.phone, body=body)
         async with self.coordinator.conversation_lock(inbound.phone) as held:
             async with self.db.writer(), self.db.session() as session:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 
 
 def async_url(database_url: str) -> str:
@@ -68,6 +70,19 @@ class Database:
             return
         async with self._writers:
             yield
+
+    async def autocommit_once(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run `work` (one idempotent statement) on an autocommit connection, and once more on
+        a fresh connection if the first was found cut (a database restart within the idle-ping
+        window): the pool then drops every connection it had, so the retry connects anew."""
+        try:
+            async with self.writer(), self.autocommit.connect() as connection:
+                return await work(connection)
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+        async with self.writer(), self.autocommit.connect() as connection:
+            return await work(connection)
 
     async def migrate(self) -> None:
         async with self.engine.begin() as conn:

@@ -7,12 +7,15 @@ import asyncio
 import json
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from bot import appkeys
+from bot.app import build_engine
+from bot.conversation import Inbound
 from bot.coordination import AGENT_FEED, Coordinator, LockNotAcquired
 from bot.db import Database
+from bot.models import Message
 from tests.conftest import BACKEND
 from tests.seed import add_account
 
@@ -126,3 +129,34 @@ async def test_writers_of_one_process_take_turns_on_sqlite_only(settings):
         assert order == ["first in", "first out", "second in"]
     else:
         assert order == ["first in", "second in", "first out"]
+
+
+@pytest.mark.skipif(BACKEND != "services", reason="SQLite has no server connection to cut")
+async def test_a_message_arriving_on_a_cut_connection_is_still_stored_and_answered(
+    app, client, settings
+):
+    """Inside the idle-ping window a restart is found by the first statement: the inbound
+    insert runs once more on a fresh connection rather than losing the message."""
+    await add_account(app)
+    database = Database(settings.database_url, ping_after_idle_seconds=3600.0)
+    engine = build_engine(
+        settings,
+        database,
+        app[appkeys.COORDINATOR],
+        app[appkeys.PROVIDERS],
+        app[appkeys.CLOCK],
+    )
+    try:
+        async with database.session() as session:
+            backend = await session.scalar(text("SELECT pg_backend_pid()"))
+        async with app[appkeys.DATABASE].engine.connect() as connection:
+            await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        (reply,) = await engine.receive(Inbound(phone="+15555550100", body="balance", sid="SMcut1"))
+        assert "Your balance on Acme Card ending 4821 is $1,250.00" in reply
+        async with database.session() as session:
+            stored = await session.scalar(
+                select(func.count()).select_from(Message).where(Message.provider_sid == "SMcut1")
+            )
+        assert stored == 1
+    finally:
+        await database.close()
