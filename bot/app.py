@@ -99,7 +99,7 @@ def build_engine(
         settings=settings,
         db=database,
         coordinator=coordinator,
-        payments=PaymentService(providers.payments, clock),
+        payments=PaymentService(providers.payments, clock, between_writes=database.between_writes),
         notifier=Notifier(
             sms=providers.sms,
             email=providers.email,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -53,6 +54,9 @@ class Database:
         # SQLite lets one writer in at a time and makes the others sleep and retry (its busy
         # handler backs off up to 100 ms a try): writers of this process queue here instead.
         self._writers = asyncio.Lock() if self.is_sqlite else None
+        self._writing: contextvars.ContextVar[bool] = contextvars.ContextVar(
+            "paybot_writing", default=False
+        )
         # One statement, one round trip, durable when it returns: no BEGIN/COMMIT around it.
         self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
@@ -65,11 +69,30 @@ class Database:
     async def writer(self) -> AsyncIterator[None]:
         """Around work that writes: on SQLite, one such block of this process at a time, in
         order; on PostgreSQL, nothing (row locks and MVCC let writers overlap)."""
-        if self._writers is None:
+        if self._writers is None or self._writing.get():
             yield
             return
         async with self._writers:
+            holding = self._writing.set(True)
+            try:
+                yield
+            finally:
+                self._writing.reset(holding)
+
+    @asynccontextmanager
+    async def between_writes(self) -> AsyncIterator[None]:
+        """Around a wait on the outside world (a card processor) between two transactions of
+        writing work: other writers of this process go on meanwhile, then it queues again."""
+        if self._writers is None or not self._writing.get():
             yield
+            return
+        self._writers.release()
+        paused = self._writing.set(False)
+        try:
+            yield
+        finally:
+            self._writing.reset(paused)
+            await self._writers.acquire()
 
     async def autocommit_once(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run `work` (one idempotent statement) on an autocommit connection, and once more on

@@ -8,6 +8,8 @@ and a later retry sends the same idempotency key, which the processor replays.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -86,9 +88,17 @@ def installment_schedule(
 
 
 class PaymentService:
-    def __init__(self, gateway: PaymentGateway, clock: Clock) -> None:
+    def __init__(
+        self,
+        gateway: PaymentGateway,
+        clock: Clock,
+        *,
+        between_writes: Callable[[], AbstractAsyncContextManager[None]] = nullcontext,
+    ) -> None:
         self.gateway = gateway
         self.clock = clock
+        # The processor call sits between two commits; on SQLite it lets other writers go on.
+        self.between_writes = between_writes
 
     async def submit(
         self, session: AsyncSession, account: Account, request: PaymentRequest, *, today: date
@@ -228,17 +238,18 @@ class PaymentService:
         if not account.processor_customer_id:
             raise PaymentRefused("That payment method is no longer on file.")
         try:
-            result = await self.gateway.charge(
-                customer_id=account.processor_customer_id,
-                method_ref=method.processor_ref,
-                amount_cents=payment.amount_cents + payment.fee_cents,
-                idempotency_key=payment.idempotency_key,
-                method_kind=method.kind,
-                metadata={
-                    "paybot_reference": payment.reference,
-                    "account_ref": account.account_ref,
-                },
-            )
+            async with self.between_writes():
+                result = await self.gateway.charge(
+                    customer_id=account.processor_customer_id,
+                    method_ref=method.processor_ref,
+                    amount_cents=payment.amount_cents + payment.fee_cents,
+                    idempotency_key=payment.idempotency_key,
+                    method_kind=method.kind,
+                    metadata={
+                        "paybot_reference": payment.reference,
+                        "account_ref": account.account_ref,
+                    },
+                )
         except GatewayUnavailable:
             payment.failure_code = "processor_unavailable"
             payment.updated_at = self.clock.now()
