@@ -11,6 +11,9 @@ from bot import appkeys
 from bot.accounts import add_offers, parse_account, save_method_at_processor, upsert_account
 from bot.models import Account, Creditor
 
+# The replies that take a seeded account (saved Visa, no offers) to AGREE for $50.00 now.
+CONFIRM_STEPS = ["pay", "ok", "50", "1", "now", "yes"]
+
 
 async def add_account(
     app: web.Application,

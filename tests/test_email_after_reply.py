@@ -13,9 +13,7 @@ from bot.providers import Providers
 from bot.providers.email import SandboxEmail, SentEmail
 from bot.providers.payments import PaymentGateway
 from bot.providers.sms import SandboxSms
-from tests.seed import add_account
-
-CONFIRM_STEPS = ["pay", "ok", "50", "1", "now", "yes"]
+from tests.seed import CONFIRM_STEPS, add_account
 
 
 class SlowEmail(SandboxEmail):

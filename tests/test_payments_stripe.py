@@ -10,9 +10,7 @@ from sqlalchemy import func, select
 
 from bot import appkeys
 from bot.models import Payment
-from tests.seed import add_account
-
-CONFIRM_STEPS = ["pay", "ok", "50", "1", "now", "yes"]
+from tests.seed import CONFIRM_STEPS, add_account
 
 
 @pytest.fixture

@@ -21,10 +21,9 @@ from bot.config import Settings
 from bot.models import Payment
 from bot.serving import freeze_again_when_warm
 from tests.conftest import AUTH_TOKEN, BACKEND, PUBLIC_BASE_URL, SmsPhone
-from tests.seed import add_account
+from tests.seed import CONFIRM_STEPS, add_account
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIRM_STEPS = ["pay", "ok", "50", "1", "now", "yes"]
 
 
 def server_env(settings: Settings, tmp_path: Path) -> dict[str, str]:

@@ -7,9 +7,7 @@ import asyncio
 import pytest
 
 from bot.providers.payments import ChargeResult, SandboxGateway
-from tests.seed import add_account
-
-CONFIRM_STEPS = ["pay", "ok", "50", "1", "now", "yes"]
+from tests.seed import CONFIRM_STEPS, add_account
 
 
 class SlowProcessor(SandboxGateway):
