@@ -289,22 +289,14 @@ METHOD_LABELS = (
 )
 
 
-async def _flush_changed(session: AsyncSession, kind: type) -> None:
-    """Core reads do not autoflush: a turn that changed an offer or a method reads its change."""
-    if any(isinstance(obj, kind) for obj in (*session.new, *session.dirty)):
-        await session.flush()
-
-
 async def open_offer_terms(session: AsyncSession, account_id: int, *, at: datetime) -> list[Any]:
     """The terms of the account's open offers, as rows (id, kind, total_cents, ...)."""
-    await _flush_changed(session, Offer)
     result = await session.execute(OPEN_OFFER_TERMS, {"account_id": account_id, "at": at})
     return list(result)
 
 
 async def method_labels(session: AsyncSession, account_id: int) -> list[Any]:
     """The account's saved methods as rows (id, kind, brand, last4), the default first."""
-    await _flush_changed(session, PaymentMethod)
     return list(await session.execute(METHOD_LABELS, {"account_id": account_id}))
 
 
