@@ -119,6 +119,9 @@ class Database:
         await self.engine.dispose()
 
 
+LAST_USED = "paybot_last_used"  # where a pooled connection's record keeps when it was last used
+
+
 def _ping_when_idle(engine: AsyncEngine, *, after_seconds: float) -> None:
     """Check a pooled connection before use only when it has sat idle for a while.
 
@@ -142,9 +145,6 @@ def _ping_when_idle(engine: AsyncEngine, *, after_seconds: float) -> None:
             dialect.do_ping(dbapi_connection)
         except Exception as error:
             raise DisconnectionError("a pooled connection failed its ping") from error
-
-
-LAST_USED = "paybot_last_used"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from bot import appkeys
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.models import Payment
 from bot.serving import freeze_again_when_warm
 from tests.conftest import AUTH_TOKEN, BACKEND, PUBLIC_BASE_URL, SmsPhone
@@ -123,3 +123,14 @@ async def test_two_processes_answer_on_one_port_and_charge_once(
         if server.returncode is None:
             server.kill()
             await server.wait()
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "eight", "2.5"])
+def test_the_turns_in_flight_setting_refuses_nonsense(value: str) -> None:
+    with pytest.raises(ConfigError, match="PAYBOT_SMS_TURNS_IN_FLIGHT must be a whole number"):
+        Settings.from_env({"PAYBOT_SMS_TURNS_IN_FLIGHT": value})
+
+
+def test_the_turns_in_flight_setting_is_read() -> None:
+    assert Settings.from_env({}).sms_turns_in_flight == 8
+    assert Settings.from_env({"PAYBOT_SMS_TURNS_IN_FLIGHT": "3"}).sms_turns_in_flight == 3
