@@ -393,14 +393,13 @@ class ConversationEngine:
     ) -> tuple[Turn, list[str]] | None:
         """One turn, in one transaction; None when the message was already processed."""
         now = self.clock.now()
-        conversation, account, opted_out = await ledger.conversation_at_hand(
-            session, message.phone, at=now
-        )
         # Claimed under the lock, before any side effect: another process may have answered it.
-        if not await ledger.claim_inbound(
-            session, message.id, conversation_id=conversation.id, at=now
-        ):
+        at_hand = await ledger.claim_with_conversation_at_hand(
+            session, message.id, message.phone, at=now
+        )
+        if at_hand is None:
             return None
+        conversation, account, opted_out = at_hand
         turn = Turn(channel=channel)
         if account is None:
             account = await self._account_of(session, conversation)
@@ -1365,8 +1364,7 @@ class ConversationEngine:
     async def _account_view(
         self, session: AsyncSession, account: Account, now: datetime
     ) -> AccountView:
-        offers = await ledger.open_offer_terms(session, account.id, at=now)
-        methods = await ledger.method_labels(session, account.id)
+        offers, methods = await ledger.account_choices(session, account.id, at=now)
         zone = ZoneInfo(account.timezone or "America/New_York")
         settings = await self.flow_settings(session, account)
         return AccountView(

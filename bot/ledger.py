@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import (
+    bindparam,
+    case,
+    func,
+    insert,
+    literal_column,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -212,6 +222,38 @@ CONVERSATION_AT_HAND = (
 )
 
 
+def _claimed_with_conversation_at_hand() -> Any:
+    """PostgreSQL: the claim of the inbound row and the read of its conversation, account and
+    opt-out in one statement (a data-modifying CTE), where they were two round trips. The row
+    always comes back, with the conversation columns empty for a number never seen. (The
+    number's parameter is not called `phone`: in an UPDATE that would also set messages.phone.)"""
+    conversations = Conversation.__table__
+    claim = (
+        update(MESSAGES)
+        .where(MESSAGES.c.id == bindparam("message_id"), MESSAGES.c.processed_at.is_(None))
+        .values(
+            processed_at=bindparam("at", type_=UTCDateTime()),
+            conversation_id=select(conversations.c.id)
+            .where(conversations.c.phone == bindparam("number"))
+            .scalar_subquery(),
+        )
+        .returning(MESSAGES.c.id)
+        .cte("claim")
+    )
+    one_row = select(literal_column("1").label("one")).subquery("one_row")
+    claimed = select(func.count()).select_from(claim).scalar_subquery().label("claimed")
+    return (
+        select(claimed, Conversation, Account, OptOut.opted_out)
+        .select_from(one_row)
+        .outerjoin(Conversation, Conversation.phone == bindparam("number"))
+        .outerjoin(Account, Account.id == Conversation.account_id)
+        .outerjoin(OptOut, OptOut.phone == bindparam("number"))
+    )
+
+
+CLAIMED_WITH_CONVERSATION_AT_HAND = _claimed_with_conversation_at_hand()
+
+
 async def conversation_at_hand(
     session: AsyncSession, phone: str, *, at: datetime
 ) -> tuple[Conversation, Account | None, bool]:
@@ -227,6 +269,32 @@ async def conversation_at_hand(
         )
         return conversation, account, await is_opted_out(session, phone)
     return row[0], row[1], bool(row[2])
+
+
+async def claim_with_conversation_at_hand(
+    session: AsyncSession, message_id: int, phone: str, *, at: datetime
+) -> tuple[Conversation, Account | None, bool] | None:
+    """Claim the inbound message and read what its turn works on, in the turn's transaction:
+    None when another process got to the message first (it is then answered from the ledger).
+
+    On PostgreSQL this is one round trip; elsewhere, and for a number's very first message
+    (its conversation is created here), the read and the claim go one after the other."""
+    if session.bind.dialect.name == "postgresql":
+        row = (
+            await session.execute(
+                CLAIMED_WITH_CONVERSATION_AT_HAND,
+                {"message_id": message_id, "number": phone, "at": at},
+            )
+        ).one()
+        if not row.claimed:
+            return None
+        if row[1] is not None:
+            return row[1], row[2], bool(row[3])
+        await session.rollback()  # a number never seen: undo the claim, take the general path
+    conversation, account, opted_out = await conversation_at_hand(session, phone, at=at)
+    if not await claim_inbound(session, message_id, conversation_id=conversation.id, at=at):
+        return None
+    return conversation, account, opted_out
 
 
 # --- accounts ---
@@ -263,7 +331,7 @@ async def payment_methods(session: AsyncSession, account_id: int) -> list[Paymen
     return list(rows)
 
 
-# What every turn shows of an account's offers and methods: plain rows, read with statements
+# What every turn shows of an account's offers and methods: plain rows, read with one statement
 # built once (no ORM instances to track for data the turn only reads).
 OFFERS, METHODS = Offer.__table__, PaymentMethod.__table__
 OPEN_OFFER_TERMS = (
@@ -280,24 +348,44 @@ OPEN_OFFER_TERMS = (
     .where(
         OFFERS.c.expires_at.is_(None) | (OFFERS.c.expires_at > bindparam("at", type_=UTCDateTime()))
     )
-    .order_by(OFFERS.c.id)
-)
-METHOD_LABELS = (
-    select(METHODS.c.id, METHODS.c.kind, METHODS.c.brand, METHODS.c.last4)
-    .where(METHODS.c.account_id == bindparam("account_id"))
-    .order_by(METHODS.c.is_default.desc(), METHODS.c.id)
 )
 
 
-async def open_offer_terms(session: AsyncSession, account_id: int, *, at: datetime) -> list[Any]:
-    """The terms of the account's open offers, as rows (id, kind, total_cents, ...)."""
-    result = await session.execute(OPEN_OFFER_TERMS, {"account_id": account_id, "at": at})
-    return list(result)
+# Offers and methods in one round trip: the offers first (by id), then the methods (the default
+# first). The first branch gives the columns their types; `rank` tells the rows apart.
+OFFER_RANK, DEFAULT_METHOD_RANK, OTHER_METHOD_RANK = 0, 1, 2
+ACCOUNT_CHOICES = union_all(
+    OPEN_OFFER_TERMS.add_columns(
+        null().label("brand"), null().label("last4"), literal_column(str(OFFER_RANK)).label("rank")
+    ),
+    select(
+        METHODS.c.id,
+        METHODS.c.kind,
+        null(),
+        null(),
+        null(),
+        null(),
+        null(),
+        METHODS.c.brand,
+        METHODS.c.last4,
+        case(
+            (METHODS.c.is_default, literal_column(str(DEFAULT_METHOD_RANK))),
+            else_=literal_column(str(OTHER_METHOD_RANK)),
+        ),
+    ).where(METHODS.c.account_id == bindparam("account_id")),
+).order_by(literal_column("rank"), literal_column("id"))
 
 
-async def method_labels(session: AsyncSession, account_id: int) -> list[Any]:
-    """The account's saved methods as rows (id, kind, brand, last4), the default first."""
-    return list(await session.execute(METHOD_LABELS, {"account_id": account_id}))
+async def account_choices(
+    session: AsyncSession, account_id: int, *, at: datetime
+) -> tuple[list[Any], list[Any]]:
+    """The account's open offers (id, kind, total_cents, installment_count, frequency,
+    expires_at, schedule) and its saved methods (id, kind, brand, last4; the default first),
+    as rows, in one round trip."""
+    offers, methods = [], []
+    for row in await session.execute(ACCOUNT_CHOICES, {"account_id": account_id, "at": at}):
+        (offers if row.rank == OFFER_RANK else methods).append(row)
+    return offers, methods
 
 
 # --- consent ---
