@@ -256,14 +256,14 @@ async def send_agreement_copy(
     brand = await engine.brand_for(session, account)
     message = agreement_email(engine.notifier.env, signed, brand=brand)
     pdf = agreement_pdf(signed, brand=brand)
-    sent = await engine.notifier.send_email(
+    sent = bool(await engine.notifier.send_email(
         to=account.email,
         subject=message["subject"],
         text=message["text"],
         html=message["html"],
         transactional=True,  # the customer's record of what they signed
         attachments=(Attachment(f"{signed.agreement_ref}.pdf", "application/pdf", pdf),),
-    )
+    ))
     if not sent:
         record.status, record.detail = "failed", {**record.detail, "error": "mailer"}
         await session.commit()

@@ -20,7 +20,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from bot import appkeys, ledger, offers, plans
+from bot import appkeys, email_outbox, ledger, offers, plans
 from bot.accounts import FIELDS, InvalidAccount, parse_account, upsert_account
 from bot.models import Account, Conversation, Offer, Payment, PaymentMethod, Plan
 from bot.money import InvalidAmount, dollars_to_cents
@@ -387,13 +387,15 @@ async def notify_cancellation(engine: Any, result: plans.Cancellation, brand: st
         return
     env = engine.notifier.env
     context = result.email_context(brand)
-    await engine.notifier.send_email(
-        to=result.account.email,
-        subject=f"{brand}: your payment plan is canceled",
-        text=env.get_template("email/plan_canceled.txt").render(context),
-        html=env.get_template("email/plan_canceled.html").render(context),
-        transactional=True,
-    )
+    email = {
+        "to": result.account.email,
+        "subject": f"{brand}: your payment plan is canceled",
+        "text": env.get_template("email/plan_canceled.txt").render(context),
+        "html": env.get_template("email/plan_canceled.html").render(context),
+        "transactional": True,
+    }
+    await email_outbox.send_now(engine.db, engine.notifier, email, kind="plan_canceled",
+                                account_id=result.account.id, clock=engine.clock)
 
 
 OFFER_FIELDS = (

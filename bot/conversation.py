@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import ledger, plan_changes
+from bot import email_outbox, ledger, plan_changes
 from bot.accounts import record_saved_method
 from bot.agreement_copy import send_agreement_copy
 from bot.config import FlowSettings, Settings
@@ -33,6 +33,7 @@ from bot.models import (
     Conversation,
     Message,
     Offer,
+    OutboundEmail,
     Payment,
     PaymentMethod,
     VerificationAttempt,
@@ -114,7 +115,8 @@ class Turn:
     ip_address: str | None = None
     user_agent: str | None = None
     replies: list[Reply] = field(default_factory=list)
-    emails: list[dict[str, Any]] = field(default_factory=list)
+    emails: list[dict[str, Any]] = field(default_factory=list)  # receipts, queued at the commit
+    queued_emails: list[OutboundEmail] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     outcome: PaymentOutcome | None = None
     agreement_copies: list[int] = field(default_factory=list)  # plans signed: email the copy
@@ -171,7 +173,7 @@ class ConversationEngine:
             turn, texts = processed
             held.events.extend(turn.events)  # told to the agents as the lock is let go
         if reply_first:
-            if turn.emails or turn.agreement_copies:
+            if turn.queued_emails or turn.agreement_copies:
                 delivery = asyncio.get_running_loop().create_task(self._deliver(turn))
                 self._deliveries.add(delivery)
                 delivery.add_done_callback(self._deliveries.discard)
@@ -181,17 +183,21 @@ class ConversationEngine:
 
     async def _deliver(self, turn: Turn) -> None:
         """What a turn sends by email, once its reply is decided and committed."""
-        for email in turn.emails:
-            try:
-                await self.notifier.send_email(**email)
-            except Exception:  # the payment stands; the receipt is what did not go
-                log.exception("an email of a turn was not sent")
+        await self._deliver_emails(turn)
         for plan_id in turn.agreement_copies:
             try:
                 async with self.db.session() as session:
                     await send_agreement_copy(self, session, plan_id)
             except Exception:  # the plan is signed and told; the copy is recorded as not sent
                 log.exception("agreement copy for plan %d not sent", plan_id)
+
+    async def _deliver_emails(self, turn: Turn) -> None:
+        try:
+            await email_outbox.deliver(
+                self.db, self.notifier, [row.id for row in turn.queued_emails], clock=self.clock
+            )
+        except Exception:  # the payment stands; the worker sends what is still queued
+            log.exception("the emails of a turn were not sent; left to the worker")
 
     async def settled(self) -> None:
         """Wait until the emails of every turn answered so far are sent (shutdown, tests)."""
@@ -258,13 +264,13 @@ class ConversationEngine:
                         await self._advance(session, conv, account, flow, meaning, turn, now, None)
                     conv.state, conv.context = flow.state, dict(flow.context)
                     conv.updated_at = now
+                    self._queue_emails(session, turn, account.id, now)
                     await session.commit()
                     view = await self._flow_for(session, conv, account, now)
                     brand = await self.brand_for(session, account)
                 finally:
                     self.payment_machine.remove_model(flow)
-        for email in turn.emails:
-            await self.notifier.send_email(**email)
+        await self._deliver_emails(turn)
         return WebStep(flow=view, notices=turn.replies, outcome=turn.outcome, brand=brand)
 
     async def method_saved(
@@ -429,8 +435,19 @@ class ConversationEngine:
                 "at": now.isoformat(),
             }
         )
+        self._queue_emails(session, turn, conversation.account_id, now)
         await session.commit()
         return turn, texts
+
+    @staticmethod
+    def _queue_emails(
+        session: AsyncSession, turn: Turn, account_id: int | None, now: datetime
+    ) -> None:
+        """The turn's receipts join its transaction: written if and only if the turn is."""
+        turn.queued_emails = [
+            email_outbox.queue(session, email, kind="receipt", account_id=account_id, at=now)
+            for email in turn.emails
+        ]
 
     async def _account_of(self, session: AsyncSession, conv: Conversation) -> Account | None:
         if conv.account_id is None:

@@ -363,3 +363,33 @@ class Outreach(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+class OutboundEmail(Base):
+    """An email that records something the ledger did (a receipt, a plan cancellation),
+    written in the transaction that makes it true and sent after the commit; the worker sends
+    what a stopped process left ``queued`` (bot/email_outbox.py).
+
+    queued -> sending (claimed, committed before the provider is called) -> sent | skipped
+    (the address opted out of a non-transactional email) | queued again, later (the provider
+    refused) | failed (refused ``MAX_ATTEMPTS`` times). A row left ``sending`` by a crash during
+    the provider's call is never sent again: at most one copy leaves.
+    """
+
+    __tablename__ = "outbound_emails"
+    __table_args__ = (Index("ix_outbound_emails_status", "status", "not_before"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    kind: Mapped[str] = mapped_column(String(30))  # receipt | plan_canceled
+    to_address: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(200))
+    text_body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str] = mapped_column(Text)
+    transactional: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime]  # the worker leaves a fresh row to the process that wrote it
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    provider_message_id: Mapped[str | None] = mapped_column(String(100))

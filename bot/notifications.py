@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,15 @@ def ledger_email_opt_outs(database: Database) -> EmailOptOutLookup:
             return await ledger.is_email_opted_out(session, address)
 
     return opted_out
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    status: str  # sent | opted_out | failed
+    message_id: str | None = None  # the provider's, when sent
+
+    def __bool__(self) -> bool:
+        return self.status == "sent"
 
 
 class Notifier:
@@ -107,8 +117,9 @@ class Notifier:
         html: str,
         transactional: bool = False,
         attachments: tuple[Attachment, ...] = (),
-    ) -> bool:
-        """Send, or log why not; never raises for the mailer. True when the mailer took it.
+    ) -> Dispatch:
+        """Send, or say why not (``opted_out``, ``failed``); never raises for the mailer. The
+        answer is true when the mailer took the email.
 
         An email that is not ``transactional`` (a campaign, a reminder, anything the customer
         did not ask for) is not sent to an address that opted out of email; a receipt, a
@@ -116,19 +127,19 @@ class Notifier:
         opt-out cannot be looked up, a non-transactional email is held back."""
         if not transactional and await self._opted_out(to):
             log.info("email not sent: the recipient opted out of email (subject %r)", subject)
-            return False
+            return Dispatch("opted_out")
         try:
             if attachments:
-                await self.email.send(
+                sent = await self.email.send(
                     to=to, subject=subject, text=text, html=html, attachments=attachments
                 )
             else:
-                await self.email.send(to=to, subject=subject, text=text, html=html)
+                sent = await self.email.send(to=to, subject=subject, text=text, html=html)
         except EmailError:
             # The payment stands whatever the mailer says; the failure is logged, never the body.
             log.warning("email not sent (subject %r)", subject)
-            return False
-        return True
+            return Dispatch("failed")
+        return Dispatch("sent", sent.message_id)
 
     async def _opted_out(self, address: str) -> bool:
         if self.email_opted_out is None:

@@ -99,7 +99,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot import ledger, outreach
+from bot import email_outbox, ledger, outreach
 from bot.clock import Clock, SystemClock
 from bot.compliance import in_quiet_hours
 from bot.config import FlowSettings, Settings
@@ -204,6 +204,11 @@ class PassReport:
     outreach_held: int = 0
     outreach_skipped: int = 0
     outreach_failed: int = 0
+    # Receipts and notices left unsent (bot/email_outbox.py)
+    emails_sent: int = 0
+    emails_retrying: int = 0
+    emails_skipped: int = 0
+    emails_failed: int = 0
 
     @property
     def summary(self) -> str:
@@ -455,7 +460,24 @@ class Worker:
             await asyncio.gather(*consumers)
         if self.config.outreach and not self._stop.is_set():
             await self._outreach(report)
+        if not self._stop.is_set():
+            await self._overdue_emails(report)
         return report
+
+    async def _overdue_emails(self, report: PassReport) -> None:
+        """Receipts and notices a stopped process left unsent, and refusals due for a retry."""
+        try:
+            emails = await email_outbox.deliver_overdue(
+                self.database, self.notifier, clock=self.clock
+            )
+        except Exception:
+            report.errors += 1
+            log.exception("overdue emails not sent this pass")
+            return
+        report.emails_sent += emails.sent
+        report.emails_retrying += emails.retrying
+        report.emails_skipped += emails.skipped
+        report.emails_failed += emails.failed
 
     async def _outreach(self, report: PassReport) -> None:
         """Offers expired, reminders queued, then every proactive message whose time has come."""
@@ -922,12 +944,13 @@ class Worker:
         try:
             if status in ("paid", "pending"):
                 email = self.notifier.receipt(account, outcome, brand=rules.brand)
+                await email_outbox.send_now(self.database, self.notifier, email, kind="receipt",
+                                            account_id=account.id, clock=self.clock)
             elif status == "declined":
+                # Carries a personal link, which the ledger keeps only hashed: sent, not stored.
                 update_url = await self._update_method_link(account, now, retry_on)
                 email = self._decline_email(account, outcome, rules, result, retry_on, update_url)
-            else:
-                return
-            await self.notifier.send_email(**email)
+                await self.notifier.send_email(**email)
         except Exception:
             log.exception("payment %s: the %s email could not be sent", payment.reference, status)
 

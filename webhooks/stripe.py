@@ -40,7 +40,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import appkeys, ledger
+from bot import appkeys, email_outbox, ledger
 from bot.models import Account, Payment, PaymentMethod, ProcessedEvent
 from bot.notifications import Notifier, ledger_email_opt_outs
 from bot.payments import STATUS_LABELS, PaymentOutcome, apply_charge_result
@@ -398,8 +398,12 @@ async def _send(request: web.Request, notice: Notice) -> None:
     try:
         if notice.kind == "receipt":
             email = notifier.receipt(notice.account, notice.outcome, brand=brand)
+            await email_outbox.send_now(
+                request.config_dict[appkeys.DATABASE], notifier, email, kind="receipt",
+                account_id=notice.account.id, clock=request.config_dict[appkeys.CLOCK],
+            )
         else:
-            email = decline_email(notifier, notice, brand=brand)
-        await notifier.send_email(**email)
+            # Carries a personal link, which the ledger keeps only hashed: sent, not stored.
+            await notifier.send_email(**decline_email(notifier, notice, brand=brand))
     except Exception:
         log.exception("the %s email for payment %s could not be sent", notice.kind, reference)

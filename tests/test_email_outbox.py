@@ -1,0 +1,209 @@
+"""Receipts survive what happens after the reply: a refusing email provider, a process that stops
+before the email leaves, two workers at once. Asserted on what SendGrid's API (a local fake,
+driven by the real SDK) accepted and on what the ledger's outbox holds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot import appkeys, email_outbox, ledger
+from bot.config import Settings
+from bot.models import OutboundEmail, Payment
+from bot.notifications import Notifier, ledger_email_opt_outs
+from bot.providers import Providers
+from bot.providers.payments import PaymentGateway
+from bot.providers.sms import SandboxSms
+from tests.seed import CONFIRM_STEPS, add_account
+from tests.test_worker import make_worker
+
+
+@pytest.fixture
+async def providers(
+    settings: Settings, gateway: PaymentGateway, sendgrid_email: Any
+) -> AsyncIterator[Providers]:
+    providers = Providers(sms=SandboxSms(), email=sendgrid_email, payments=gateway)
+    yield providers
+    await providers.close()
+
+
+async def outbox_rows(app) -> list[OutboundEmail]:  # type: ignore[no-untyped-def]
+    async with app[appkeys.DATABASE].session() as session:
+        return list(await session.scalars(select(OutboundEmail).order_by(OutboundEmail.id)))
+
+
+def accepted_receipts(sendgrid_fake) -> list[str]:  # type: ignore[no-untyped-def]
+    """The plain text of every receipt SendGrid accepted."""
+    return [
+        sendgrid_fake.content(body, "text/plain")
+        for body in sendgrid_fake.messages
+        if "receipt" in body["subject"]
+    ]
+
+
+async def pay_by_text(phone) -> None:  # type: ignore[no-untyped-def]
+    maria = phone()
+    for text in CONFIRM_STEPS:
+        await maria.send(text)
+    (done,) = await maria.send("agree")
+    assert done.startswith("Done: $50.00 paid")
+
+
+async def test_a_paid_turn_records_its_receipt_as_sent_with_the_providers_id(
+    app, phone, sendgrid_fake
+):
+    await add_account(app)
+    await pay_by_text(phone)
+
+    (receipt,) = accepted_receipts(sendgrid_fake)
+    assert "Amount: $50.00" in receipt
+    (row,) = await outbox_rows(app)
+    assert (row.kind, row.status, row.attempts) == ("receipt", "sent", 1)
+    assert row.to_address == "maria@example.com"
+    assert row.provider_message_id == sendgrid_fake.requests[-1].message_id
+    async with app[appkeys.DATABASE].session() as session:
+        (payment,) = await session.scalars(select(Payment))
+    assert payment.reference in row.subject
+
+
+async def test_a_receipt_the_provider_refused_goes_out_with_a_later_worker_pass(
+    app, phone, clock, sendgrid_fake
+):
+    await add_account(app)
+    sendgrid_fake.fail_next(503, "Service Unavailable")
+    await pay_by_text(phone)  # the customer is told "Done" whatever the mailer said
+    assert accepted_receipts(sendgrid_fake) == []
+    (row,) = await outbox_rows(app)
+    assert (row.status, row.attempts) == ("queued", 1)
+
+    worker = make_worker(app)
+    report = await worker.run_once()
+    assert report.emails_sent == 0  # not yet: the retry waits RETRY_AFTER
+    assert accepted_receipts(sendgrid_fake) == []
+
+    clock.advance(email_outbox.RETRY_AFTER)
+    report = await worker.run_once()
+    assert report.emails_sent == 1
+    (receipt,) = accepted_receipts(sendgrid_fake)
+    assert "Amount: $50.00" in receipt
+    (row,) = await outbox_rows(app)
+    assert (row.status, row.attempts) == ("sent", 2)
+
+    clock.advance(timedelta(hours=1))
+    await worker.run_once()
+    assert len(accepted_receipts(sendgrid_fake)) == 1  # sent once, never again
+
+
+async def test_a_receipt_left_by_a_process_that_stopped_before_sending_it_is_sent_once(
+    app, phone, clock, sendgrid_fake
+):
+    await add_account(app)
+    maria = phone()
+    maria.in_process = False  # the reply comes back before the emails are sent
+    for text in CONFIRM_STEPS:
+        await maria.send(text)
+    engine = app[appkeys.ENGINE]
+    await engine.settled()
+    (done,) = await maria.send("agree")
+    assert done.startswith("Done: $50.00 paid")
+    # The process stops here: the task that would send the receipt never runs.
+    for delivery in list(engine._deliveries):
+        delivery.cancel()
+    await engine.settled()
+    assert accepted_receipts(sendgrid_fake) == []
+    (row,) = await outbox_rows(app)
+    assert row.status == "queued"
+
+    worker = make_worker(app)
+    await worker.run_once()
+    assert accepted_receipts(sendgrid_fake) == []  # a fresh row is left to its writer a while
+
+    clock.advance(email_outbox.GRACE)
+    report = await worker.run_once()
+    assert report.emails_sent == 1
+    (receipt,) = accepted_receipts(sendgrid_fake)
+    assert "Amount: $50.00" in receipt and "Hi Maria" in receipt
+    clock.advance(timedelta(hours=1))
+    await worker.run_once()
+    assert len(accepted_receipts(sendgrid_fake)) == 1
+
+
+async def test_two_workers_at_once_send_an_overdue_receipt_once(
+    app, client, clock, sendgrid_fake
+):
+    await queue_receipt(app, clock)
+    clock.advance(email_outbox.GRACE)
+
+    reports = await asyncio.gather(make_worker(app, name="w1").run_once(),
+                                   make_worker(app, name="w2").run_once())
+    assert sorted(r.emails_sent for r in reports) == [0, 1]
+    assert len(accepted_receipts(sendgrid_fake)) == 1
+    (row,) = await outbox_rows(app)
+    assert row.status == "sent"
+
+
+async def test_refused_every_time_it_is_given_up_after_max_attempts(
+    app, client, clock, sendgrid_fake
+):
+    await queue_receipt(app, clock)
+    worker = make_worker(app)
+    for _ in range(email_outbox.MAX_ATTEMPTS + 2):
+        sendgrid_fake.fail_next(500)
+        clock.advance(email_outbox.RETRY_AFTER * email_outbox.MAX_ATTEMPTS)
+        await worker.run_once()
+    (row,) = await outbox_rows(app)
+    assert (row.status, row.attempts) == ("failed", email_outbox.MAX_ATTEMPTS)
+    assert len(sendgrid_fake.requests) == email_outbox.MAX_ATTEMPTS  # no try after giving up
+    assert sendgrid_fake.messages == []
+
+
+async def test_a_non_transactional_email_to_an_unsubscribed_address_is_skipped(
+    app, client, clock, sendgrid_fake
+):
+    account = await add_account(app)
+    database = app[appkeys.DATABASE]
+    async with database.session() as session:
+        await ledger.set_email_opt_out(session, "maria@example.com", opted_out=True,
+                                       reason="unsubscribe", at=clock.now())
+        row = email_outbox.queue(session, {**receipt_email(), "transactional": False},
+                                 kind="notice", account_id=account.id, at=clock.now())
+        await session.commit()
+    providers = app[appkeys.PROVIDERS]
+    notifier = Notifier(sms=providers.sms, email=providers.email, brand="Northwind Recovery",
+                        email_opted_out=ledger_email_opt_outs(database))
+
+    report = await email_outbox.deliver(database, notifier, [row.id], clock=clock)
+    assert (report.sent, report.skipped) == (0, 1)
+    assert sendgrid_fake.requests == []
+    (stored,) = await outbox_rows(app)
+    assert stored.status == "skipped"
+
+
+def test_an_email_with_an_attachment_is_refused_by_the_outbox():
+    with pytest.raises(ValueError, match="attachments"):
+        email_outbox.queue(None, {**receipt_email(), "attachments": ("x",)},  # type: ignore[arg-type]
+                           kind="receipt", account_id=None, at=None)  # type: ignore[arg-type]
+
+
+async def queue_receipt(app, clock) -> None:  # type: ignore[no-untyped-def]
+    """One receipt written as a turn writes it, for Maria's account."""
+    account = await add_account(app)
+    async with app[appkeys.DATABASE].session() as session:
+        email_outbox.queue(session, receipt_email(), kind="receipt", account_id=account.id,
+                           at=clock.now())
+        await session.commit()
+
+
+def receipt_email() -> dict[str, Any]:
+    return {
+        "to": "maria@example.com",
+        "subject": "Your payment receipt P-TEST1",
+        "text": "Northwind Recovery\n\nHi Maria,\n\nAmount: $50.00\n",
+        "html": "<p>Hi Maria,</p><p>Amount: $50.00</p>",
+        "transactional": True,
+    }
