@@ -141,56 +141,61 @@ class PaymentService:
         now = self.clock.now()
         start = request.pay_on or today
         status_for = lambda day: "scheduled" if day > today else "processing"  # noqa: E731
-        plan_id = None
-        schedule = [(start, request.amount_cents)]
-        if request.offer_kind == "plan" and request.installment_count > 1:
-            plan = Plan(
-                account_id=account.id,
-                offer_id=request.offer_id,
-                total_cents=request.plan_total_cents or request.amount_cents,
-                installment_count=request.installment_count,
-                frequency=request.frequency or "monthly",
-                method_id=method.id,
-                created_at=now,
-            )
-            session.add(plan)
-            await session.flush()
-            plan_id = plan.id
-            schedule = installment_schedule(
-                total_cents=plan.total_cents,
-                count=plan.installment_count,
-                installment_cents=request.amount_cents,
-                frequency=plan.frequency,
-                start=start,
-            )
-        references = await unused_references(session, len(schedule))
-        payments = [
-            Payment(
-                reference=references[n - 1],
-                # The first installment carries the request's key: a retry finds it.
-                idempotency_key=request.idempotency_key
-                if n == 1
-                else f"{request.idempotency_key}#{n}",
-                account_id=account.id,
-                method_id=method.id,
-                offer_id=request.offer_id,
-                plan_id=plan_id,
-                installment_number=n if plan_id else None,
-                amount_cents=amount,
-                fee_cents=request.fee_cents if n == 1 and plan_id is None else 0,
-                scheduled_for=day,
-                status=status_for(day),
-                channel=request.channel,
-                created_at=now,
-                updated_at=now,
-            )
-            for n, (day, amount) in enumerate(schedule, start=1)
-        ]
-        session.add_all(payments)
+        # A SAVEPOINT: when the same request won a race elsewhere (two processes without a
+        # shared lock), only these rows are undone; the turn's claim and reads stand.
         try:
-            await session.flush()
+            async with session.begin_nested():
+                plan_id = None
+                schedule = [(start, request.amount_cents)]
+                if request.offer_kind == "plan" and request.installment_count > 1:
+                    plan = Plan(
+                        account_id=account.id,
+                        offer_id=request.offer_id,
+                        total_cents=request.plan_total_cents or request.amount_cents,
+                        installment_count=request.installment_count,
+                        frequency=request.frequency or "monthly",
+                        method_id=method.id,
+                        created_at=now,
+                    )
+                    session.add(plan)
+                    await session.flush()
+                    plan_id = plan.id
+                    schedule = installment_schedule(
+                        total_cents=plan.total_cents,
+                        count=plan.installment_count,
+                        installment_cents=request.amount_cents,
+                        frequency=plan.frequency,
+                        start=start,
+                    )
+                references = await unused_references(session, len(schedule))
+                payments = [
+                    Payment(
+                        reference=references[n - 1],
+                        # The first installment carries the request's key: a retry finds it.
+                        idempotency_key=request.idempotency_key
+                        if n == 1
+                        else f"{request.idempotency_key}#{n}",
+                        account_id=account.id,
+                        method_id=method.id,
+                        offer_id=request.offer_id,
+                        plan_id=plan_id,
+                        installment_number=n if plan_id else None,
+                        amount_cents=amount,
+                        fee_cents=request.fee_cents if n == 1 and plan_id is None else 0,
+                        scheduled_for=day,
+                        status=status_for(day),
+                        channel=request.channel,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    for n, (day, amount) in enumerate(schedule, start=1)
+                ]
+                session.add_all(payments)
         except IntegrityError:
-            return await self._collided(session, request)
+            existing = await _payment_by_key(session, request.idempotency_key)
+            if existing is not None:
+                return existing, False  # theirs is the one
+            raise PaymentRefused("We could not record the payment. Nothing was charged.") from None
         session.add(
             Agreement(
                 account_id=account.id,

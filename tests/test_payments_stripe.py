@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot import appkeys
 from bot.models import Payment
@@ -107,11 +107,75 @@ async def test_the_ledger_guard_holds_even_without_the_redis_lock(
         app[appkeys.PROVIDERS],
         app[appkeys.CLOCK],
     )
-    await asyncio.gather(
+    replies = await asyncio.gather(
         engine.receive(Inbound(phone="+15555550100", body="agree", sid="SMrace1")),
         lonely.receive(Inbound(phone="+15555550100", body="agree", sid="SMrace2")),
     )
     assert len(await payment_intents(localstripe)) == 1
-    async with app[appkeys.DATABASE].session() as session:
-        assert await session.scalar(select(func.count()).select_from(Payment)) == 1
+    assert len(await ledger_payments(app)) == 1
+    # Both messages are processed like any other: Twilio's retry of either gets the same answer
+    # and charges nothing.
+    for sid, reply in zip(("SMrace1", "SMrace2"), replies, strict=True):
+        again = await engine.receive(Inbound(phone="+15555550100", body="agree", sid=sid))
+        assert again == reply
+    assert len(await payment_intents(localstripe)) == 1
     await lonely.coordinator.redis.aclose()
+
+
+async def test_two_agrees_held_inside_their_turns_at_once_answer_about_one_payment(
+    app, client, settings, localstripe
+):
+    """Two engines without a shared lock, both held inside their turns at once (a table lock
+    on the audit trail stops the first just before its commit; the second waits on the first's
+    rows): the ledger, not Redis, decides. One charge; the second turn answers about the payment
+    the first made, and both messages are processed (a retry gets the same answer)."""
+    import asyncpg
+
+    from bot.app import build_engine
+    from bot.conversation import Inbound
+    from bot.coordination import Coordinator, connect_redis
+    from tests.conftest import BACKEND
+
+    if BACKEND != "services":
+        pytest.skip("SQLite's writers of one process queue: two INSERTs never overlap")
+    await add_account(app)
+    engine = app[appkeys.ENGINE]
+    for n, text in enumerate(CONFIRM_STEPS):
+        await engine.receive(Inbound(phone="+15555550100", body=text, sid=f"SMprep{n}"))
+    lonely = build_engine(
+        settings, app[appkeys.DATABASE], Coordinator(connect_redis(None)),
+        app[appkeys.PROVIDERS], app[appkeys.CLOCK],
+    )
+    # A table lock on the audit trail holds the first turn after its payment INSERT, uncommitted.
+    blocker = await asyncpg.connect(settings.database_url)
+    try:
+        holding = blocker.transaction()
+        await holding.start()
+        await blocker.execute("LOCK TABLE audit_events IN EXCLUSIVE MODE")
+        turns = asyncio.gather(
+            engine.receive(Inbound(phone="+15555550100", body="agree", sid="SMcollide1")),
+            lonely.receive(Inbound(phone="+15555550100", body="agree", sid="SMcollide2")),
+        )
+        # One turn waits on the table lock, the other on the first one's transaction.
+        # PostgreSQL tells no one when a backend starts to wait on a lock: pg_locks is read.
+        async with asyncio.timeout(30):
+            while await blocker.fetchval(  # noqa: ASYNC110
+                "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted"
+            ) < 2:
+                await asyncio.sleep(0.01)
+        await holding.commit()
+        replies = await turns
+    finally:
+        await blocker.close()
+        await lonely.coordinator.redis.aclose()
+
+    (payment,) = await ledger_payments(app)
+    assert len(await payment_intents(localstripe)) == 1
+    texts = sorted(text for reply in replies for text in reply)
+    assert len(texts) == 2, texts
+    assert texts[0].startswith("Done: $50.00 paid") and payment.reference in texts[0], texts
+    assert "is being processed" in texts[1] and payment.reference in texts[1], texts
+    for sid, reply in zip(("SMcollide1", "SMcollide2"), replies, strict=True):
+        again = await engine.receive(Inbound(phone="+15555550100", body="agree", sid=sid))
+        assert again == reply
+    assert len(await payment_intents(localstripe)) == 1
