@@ -1,10 +1,13 @@
 """The customer's copy of a signed plan agreement: an email (text and HTML) with the payment
 schedule and the authorization as signed, and the signed agreement as a PDF attachment.
 
-Whatever channel the plan was signed on (web or text), ``send_agreement_copy`` sends the copy at
-most once per agreement: an Outreach row with the dedupe key ``agreement_copy:{agreement_id}`` is
-the record, written as sent in the same transaction that claims it. It is transactional email (the
-customer's record of what they signed), so an email opt-out does not hold it back.
+Whatever channel the plan was signed on (web or text), the signing's own transaction queues an
+Outreach row with the dedupe key ``agreement_copy:{agreement_id}`` (``queue_copy``);
+``send_agreement_copy`` then claims it and sends the copy, at most once per agreement. When the
+signing process stopped before sending it, or the mailer refused it, the worker's next pass sends
+it (``deliver_overdue_copies``), on the same schedule as receipts (bot/email_outbox.py). It is
+transactional email (the customer's record of what they signed), so an email opt-out does not
+hold it back.
 """
 
 from __future__ import annotations
@@ -14,18 +17,18 @@ import binascii
 import io
 import logging
 from dataclasses import dataclass
-from datetime import date
-from typing import TYPE_CHECKING
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from fpdf import FPDF
 from jinja2 import Environment
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import outreach
-from bot.models import Account, Agreement, Payment, PaymentMethod, Plan
+from bot import email_outbox, ledger, outreach
+from bot.models import Account, Agreement, Outreach, Payment, PaymentMethod, Plan
 from bot.money import format_cents
 from bot.plan_terms import plan_summary_lines
 from bot.providers.email import Attachment
@@ -33,7 +36,8 @@ from bot.rendering import format_day
 from bot.security import mask_email
 
 if TYPE_CHECKING:
-    from bot.conversation import ConversationEngine
+    from bot.db import Database
+    from bot.notifications import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -216,57 +220,136 @@ def agreement_email(env: Environment, signed: SignedPlan, *, brand: str) -> dict
     }
 
 
-async def send_agreement_copy(
-    engine: ConversationEngine, session: AsyncSession, plan_id: int
-) -> bool:
-    """Email the customer the copy of plan ``plan_id``'s signed agreement, once.
+def copy_key(agreement_id: int) -> str:
+    return f"agreement_copy:{agreement_id}"
 
-    Commits ``session`` (the Outreach record). True when this call handed the email to the
-    mailer; False when a copy was already sent (or claimed by a concurrent call), the customer has
-    no email address, or the mailer refused it (logged; the plan stands either way)."""
-    signed = await load_signed_plan(session, plan_id)
-    if signed is None:
-        return False
-    account, agreement = signed.account, signed.agreement
-    at = engine.clock.now()
-    key = f"agreement_copy:{agreement.id}"
-    record = await outreach.enqueue(
+
+async def queue_copy(session: AsyncSession, agreement: Agreement, *, at: datetime) -> Outreach:
+    """The copy's record, ``held``, in the caller's transaction (the signing's own): if the
+    process stops before the email leaves, the worker finds it. The same agreement again
+    returns the record already made."""
+    return await outreach.enqueue(
         session,
-        dedupe_key=key,
-        account_id=account.id,
+        dedupe_key=copy_key(agreement.id),
+        account_id=agreement.account_id,
         kind="agreement_copy",
         channel="email",
         at=at,
+        not_before=at + email_outbox.GRACE,  # the worker leaves it to the signing process a while
         offer_id=agreement.offer_id,
-        plan_id=plan_id,
+        plan_id=agreement.plan_id,
         detail={"agreement_id": agreement.id, "transactional": True},
     )
-    if record not in session.new:
-        return False  # already sent, or being sent by the call that queued it
-    # Claimed and recorded as sent in one commit: a concurrent call's insert fails on the key.
-    record.status = "sent" if account.email else "skipped"
-    record.sent_at = at if account.email else None
+
+
+async def send_agreement_copy(
+    database: Database, notifier: Notifier, *, plan_id: int, clock: Any, default_brand: str
+) -> bool:
+    """Email the customer the copy of plan ``plan_id``'s signed agreement, once: True when this
+    call handed it to the mailer; False when it was sent already (or is being sent), there is no
+    email address, or the mailer refused it (then the worker tries again later)."""
+    async with database.writer(), database.session() as session:
+        signed = await load_signed_plan(session, plan_id)
+        if signed is None:
+            return False
+        record = await queue_copy(session, signed.agreement, at=clock.now())
+        if record in session.new:  # a plan signed before copies were queued with the signing
+            try:
+                await session.commit()
+            except IntegrityError:  # queued meanwhile by a concurrent call: that one sends it
+                return False
+        record_id = record.id
+    return await deliver_copy(database, notifier, record_id, clock=clock,
+                              default_brand=default_brand) == "sent"
+
+
+async def deliver_overdue_copies(
+    database: Database, notifier: Notifier, *, clock: Any, default_brand: str, limit: int = 100
+) -> email_outbox.EmailReport:
+    """The worker's share: copies whose signing process stopped first, refusals due again."""
+    async with database.session() as session:
+        ids = list(await session.scalars(
+            select(Outreach.id)
+            .where(Outreach.kind == "agreement_copy", Outreach.status == "held",
+                   Outreach.not_before <= clock.now())
+            .order_by(Outreach.not_before, Outreach.id)
+            .limit(limit)
+        ))
+    report = email_outbox.EmailReport()
+    for record_id in ids:
+        outcome = await deliver_copy(database, notifier, record_id, clock=clock,
+                                     default_brand=default_brand)
+        if outcome is not None:
+            setattr(report, outcome, getattr(report, outcome) + 1)
+    return report
+
+
+async def deliver_copy(
+    database: Database, notifier: Notifier, record_id: int, *, clock: Any, default_brand: str
+) -> str | None:
+    """Claim the record (``held`` -> ``sending``, committed before the mailer is called, so one
+    caller sends it), send, write the outcome back: ``sent``, ``skipped`` (no email address),
+    ``retrying`` (held again, later) or ``failed``; None when someone else has it."""
+    async with database.writer(), database.session() as session:
+        claimed = await session.execute(
+            update(Outreach)
+            .where(Outreach.id == record_id, Outreach.status == "held")
+            .values(status="sending")
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        record = await session.get(Outreach, record_id)
+        assert record is not None
+        signed = await load_signed_plan(session, record.plan_id) if record.plan_id else None
+        creditor = await ledger.creditor_of(session, signed.account) if signed else None
+        attempts = int((record.detail or {}).get("attempts", 0))
+        await session.commit()
+    if signed is None or not signed.account.email:
+        await _write_back(database, record_id, status="skipped", detail={"reason": "no_email"})
+        return "skipped"
+    brand = creditor.name if creditor is not None and creditor.name else default_brand
     try:
+        message = agreement_email(notifier.env, signed, brand=brand)
+        pdf = agreement_pdf(signed, brand=brand)
+        sent = await notifier.send_email(
+            to=signed.account.email,
+            subject=message["subject"],
+            text=message["text"],
+            html=message["html"],
+            transactional=True,  # the customer's record of what they signed
+            attachments=(Attachment(f"{signed.agreement_ref}.pdf", "application/pdf", pdf),),
+        )
+    except Exception:  # left `sending`: never sent twice; a person looks
+        log.exception("agreement copy %d: the send broke off", record_id)
+        return "failed"
+    now = clock.now()
+    attempts += 1
+    if sent:
+        log.info("agreement copy sent to %s", mask_email(signed.account.email))
+        await _write_back(database, record_id, status="sent", sent_at=now,
+                          detail={"attempts": attempts, "message_id": sent.message_id})
+        return "sent"
+    if attempts < email_outbox.MAX_ATTEMPTS:
+        await _write_back(database, record_id, status="held",
+                          not_before=now + email_outbox.RETRY_AFTER * attempts,
+                          detail={"attempts": attempts, "error": "mailer"})
+        return "retrying"
+    await _write_back(database, record_id, status="failed",
+                      detail={"attempts": attempts, "error": "mailer"})
+    log.error("agreement copy %d: the mailer refused it %d times; given up", record_id, attempts)
+    return "failed"
+
+
+async def _write_back(
+    database: Database, record_id: int, *, status: str, detail: dict[str, Any],
+    sent_at: datetime | None = None, not_before: datetime | None = None,
+) -> None:
+    async with database.writer(), database.session() as session:
+        record = await session.get(Outreach, record_id)
+        assert record is not None
+        record.status, record.sent_at = status, sent_at
+        if not_before is not None:
+            record.not_before = not_before
+        record.detail = {**(record.detail or {}), **detail}
         await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        return False
-    if not account.email:
-        return False
-    brand = await engine.brand_for(session, account)
-    message = agreement_email(engine.notifier.env, signed, brand=brand)
-    pdf = agreement_pdf(signed, brand=brand)
-    sent = bool(await engine.notifier.send_email(
-        to=account.email,
-        subject=message["subject"],
-        text=message["text"],
-        html=message["html"],
-        transactional=True,  # the customer's record of what they signed
-        attachments=(Attachment(f"{signed.agreement_ref}.pdf", "application/pdf", pdf),),
-    ))
-    if not sent:
-        record.status, record.detail = "failed", {**record.detail, "error": "mailer"}
-        await session.commit()
-    else:
-        log.info("agreement copy sent to %s", mask_email(account.email))
-    return sent

@@ -186,9 +186,9 @@ class ConversationEngine:
         await self._deliver_emails(turn)
         for plan_id in turn.agreement_copies:
             try:
-                async with self.db.session() as session:
-                    await send_agreement_copy(self, session, plan_id)
-            except Exception:  # the plan is signed and told; the copy is recorded as not sent
+                await send_agreement_copy(self.db, self.notifier, plan_id=plan_id,
+                                          clock=self.clock, default_brand=self.settings.brand)
+            except Exception:  # the plan is signed and told; the worker sends the copy
                 log.exception("agreement copy for plan %d not sent", plan_id)
 
     async def _deliver_emails(self, turn: Turn) -> None:

@@ -47,6 +47,10 @@ class EmailReport:
     skipped: int = 0  # the address opted out of an email that is not transactional
     failed: int = 0  # refused MAX_ATTEMPTS times, or lost in a crash during the send
 
+    def add(self, other: EmailReport) -> None:
+        for name in ("sent", "retrying", "skipped", "failed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
 
 def queue(
     session: AsyncSession,

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import ledger
+from bot.agreement_copy import queue_copy
 from bot.models import Account, Agreement, Offer, Payment, PaymentMethod, Plan
 from bot.payments import unused_references
 
@@ -117,24 +118,23 @@ async def accept_plan_offer(
         )
         for n, (day, amount) in enumerate(schedule, start=1)
     )
-    session.add(
-        Agreement(
-            account_id=account.id,
-            plan_id=plan.id,
-            offer_id=offer.id,
-            terms_version=terms_version,
-            text_sha256=agreement_digest(agreement_text),
-            text=agreement_text,
-            signer_name=signature.signer_name[:160],
-            signature_kind=signature.kind,
-            signature_data=signature.data,
-            channel=signature.channel,
-            ip_address=signature.ip_address,
-            user_agent=(signature.user_agent or "")[:400] or None,
-            esign_consent_at=signature.esign_consent_at,
-            signed_at=at,
-        )
+    agreement = Agreement(
+        account_id=account.id,
+        plan_id=plan.id,
+        offer_id=offer.id,
+        terms_version=terms_version,
+        text_sha256=agreement_digest(agreement_text),
+        text=agreement_text,
+        signer_name=signature.signer_name[:160],
+        signature_kind=signature.kind,
+        signature_data=signature.data,
+        channel=signature.channel,
+        ip_address=signature.ip_address,
+        user_agent=(signature.user_agent or "")[:400] or None,
+        esign_consent_at=signature.esign_consent_at,
+        signed_at=at,
     )
+    session.add(agreement)
     # Only an offer still open at write time is taken: a withdrawal or expiry that committed while
     # the customer was signing wins, and nothing of this signature is kept.
     taken = await session.execute(
@@ -161,6 +161,8 @@ async def accept_plan_offer(
         channel=signature.channel,
         signature_kind=signature.kind,
     )
+    await session.flush()  # the agreement's id names its copy
+    await queue_copy(session, agreement, at=at)  # signed and owed a copy: one commit
     try:
         await session.commit()
     except IntegrityError:

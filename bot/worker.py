@@ -99,7 +99,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot import email_outbox, ledger, outreach
+from bot import agreement_copy, email_outbox, ledger, outreach
 from bot.clock import Clock, SystemClock
 from bot.compliance import in_quiet_hours
 from bot.config import FlowSettings, Settings
@@ -465,11 +465,15 @@ class Worker:
         return report
 
     async def _overdue_emails(self, report: PassReport) -> None:
-        """Receipts and notices a stopped process left unsent, and refusals due for a retry."""
+        """Receipts, notices and agreement copies a stopped process left unsent, and refusals
+        due for a retry."""
         try:
             emails = await email_outbox.deliver_overdue(
                 self.database, self.notifier, clock=self.clock
             )
+            emails.add(await agreement_copy.deliver_overdue_copies(
+                self.database, self.notifier, clock=self.clock, default_brand=self.settings.brand
+            ))
         except Exception:
             report.errors += 1
             log.exception("overdue emails not sent this pass")

@@ -531,7 +531,8 @@ async def sign(request: web.Request) -> web.StreamResponse:
             message = str(exc)
             return await show_sign(request, notice=message, status=422)
         try:
-            await send_agreement_copy(engine, db, plan.id)
+            await send_agreement_copy(engine.db, engine.notifier, plan_id=plan.id,
+                                      clock=engine.clock, default_brand=engine.settings.brand)
         except Exception:
             # The plan is signed and committed; a copy that fails is logged, never a 500.
             log.exception("the agreement copy of plan %s could not be prepared", plan.id)

@@ -14,12 +14,13 @@ from sqlalchemy import select
 
 from bot import appkeys, email_outbox, ledger
 from bot.config import Settings
-from bot.models import OutboundEmail, Payment
+from bot.models import OutboundEmail, Outreach, Payment
 from bot.notifications import Notifier, ledger_email_opt_outs
 from bot.providers import Providers
 from bot.providers.payments import PaymentGateway
 from bot.providers.sms import SandboxSms
 from tests.seed import CONFIRM_STEPS, add_account
+from tests.test_plan_sms import add_plan_offer
 from tests.test_worker import make_worker
 
 
@@ -182,6 +183,78 @@ async def test_a_non_transactional_email_to_an_unsubscribed_address_is_skipped(
     assert sendgrid_fake.requests == []
     (stored,) = await outbox_rows(app)
     assert stored.status == "skipped"
+
+
+# --------------------------------------------------------------- the copy of a signed plan
+
+
+def agreement_copies(sendgrid_fake) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """Accepted emails that carry the signed agreement as a PDF."""
+    return [body for body in sendgrid_fake.messages
+            if any(name.endswith(".pdf") for name, _, _ in sendgrid_fake.attachments(body))]
+
+
+async def copy_record(app) -> Outreach:  # type: ignore[no-untyped-def]
+    async with app[appkeys.DATABASE].session() as session:
+        (record,) = await session.scalars(select(Outreach).where(Outreach.kind == "agreement_copy"))
+        return record
+
+
+async def sign_plan(phone) -> None:  # type: ignore[no-untyped-def]
+    maria = phone()
+    await maria.send("PLAN")
+    (done,) = await maria.send("I agree")
+    assert "plan is set up" in done or "Ref " in done, done
+
+
+async def test_a_plan_signed_by_text_whose_copy_the_mailer_refused_gets_it_later(
+    app, client, phone, clock, sendgrid_fake
+):
+    await add_plan_offer(app, await add_account(app))
+    sendgrid_fake.fail_next(503, "Service Unavailable")
+    await sign_plan(phone)
+    assert agreement_copies(sendgrid_fake) == []
+    record = await copy_record(app)
+    assert (record.status, record.detail["attempts"]) == ("held", 1)
+
+    worker = make_worker(app)
+    await worker.run_once()
+    assert agreement_copies(sendgrid_fake) == []  # the retry waits RETRY_AFTER
+    clock.advance(email_outbox.RETRY_AFTER)
+    report = await worker.run_once()
+    assert report.emails_sent == 1
+    (copy,) = agreement_copies(sendgrid_fake)
+    assert copy["personalizations"][0]["to"][0]["email"] == "maria@example.com"
+    assert "agreement" in copy["subject"].lower()
+    assert (await copy_record(app)).status == "sent"
+    clock.advance(timedelta(hours=1))
+    await worker.run_once()
+    assert len(agreement_copies(sendgrid_fake)) == 1
+
+
+async def test_the_copy_of_a_plan_signed_just_before_a_stop_is_sent_by_the_worker_once(
+    app, client, phone, clock, sendgrid_fake
+):
+    await add_plan_offer(app, await add_account(app))
+    maria = phone()
+    maria.in_process = False
+    await maria.send("PLAN")
+    engine = app[appkeys.ENGINE]
+    await engine.settled()
+    (done,) = await maria.send("I agree")
+    for delivery in list(engine._deliveries):  # the process stops: the copy's task never runs
+        delivery.cancel()
+    await engine.settled()
+    assert agreement_copies(sendgrid_fake) == []
+    assert (await copy_record(app)).status == "held"  # written with the signing
+
+    worker = make_worker(app)
+    await worker.run_once()
+    assert agreement_copies(sendgrid_fake) == []  # left to the signing process a while
+    clock.advance(email_outbox.GRACE)
+    await asyncio.gather(worker.run_once(), make_worker(app, name="w2").run_once())
+    assert len(agreement_copies(sendgrid_fake)) == 1
+    assert (await copy_record(app)).status == "sent"
 
 
 def test_an_email_with_an_attachment_is_refused_by_the_outbox():

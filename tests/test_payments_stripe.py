@@ -137,7 +137,7 @@ async def test_two_agrees_held_inside_their_turns_at_once_answer_about_one_payme
     from tests.conftest import BACKEND
 
     if BACKEND != "services":
-        pytest.skip("SQLite's writers of one process queue: two INSERTs never overlap")
+        pytest.skip("SQLite's writers of one process queue: two turns are never inside at once")
     await add_account(app)
     engine = app[appkeys.ENGINE]
     for n, text in enumerate(CONFIRM_STEPS):
