@@ -294,7 +294,7 @@ async def deliver_copy(
         claimed = await session.execute(
             update(Outreach)
             .where(Outreach.id == record_id, Outreach.status == "held")
-            .values(status="sending")
+            .values(status="sending", sent_at=clock.now())  # as outreach claims: when it went
             .execution_options(synchronize_session=False)
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""Emails that record what the ledger did: payment receipts, plan cancellations.
+"""Emails that record what the ledger did: payment receipts, decline notices, plan cancellations.
 
 Each one is a row of ``outbound_emails`` written with, or right after, the change it reports, and
 sent once that is committed: by the process that wrote it (after the SMS reply, so the reply
@@ -9,24 +9,30 @@ wrote it, so the worker does not race it.
 A row is claimed (``queued`` -> ``sending``, committed) before the provider is called, so of the
 writer and any number of workers exactly one sends it; a process that dies during the provider's
 call leaves it ``sending`` and it is not sent again: the provider takes no idempotency key, so
-a second try could deliver a second copy.
+a second try could deliver a second copy. After ``STUCK_AFTER`` the worker marks such a row
+``unknown`` and counts it in its pass summary, for a person to look at (``mark_cut_off``).
 
-Bodies are kept as sent, so an email that carries a personal link (a decline notice with its
-"update your payment method" link) does not come here: the ledger keeps links only as hashes.
+An email that carries a personal link (a decline notice and its "update your payment method"
+link) is queued *sealed*: its bodies are encrypted with a key derived from ``SECRET_KEY``, which
+the database does not hold, and wiped once the row is done (sent, skipped or given up). So the
+ledger still holds no usable link, only hashes of them.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.models import OutboundEmail
+from bot.models import OutboundEmail, Outreach
 
 if TYPE_CHECKING:
     from bot.db import Database
@@ -35,9 +41,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GRACE = timedelta(minutes=2)
+STUCK_AFTER = timedelta(minutes=15)  # `sending` this long: the process stopped during the send
 RETRY_AFTER = timedelta(minutes=10)  # times the attempts made: 10, 20, 30... minutes
 MAX_ATTEMPTS = 5
 SUBJECT_LIMIT = 200
+
+
+class Seal:
+    """Encrypts the bodies of an email that carries a personal link while it waits."""
+
+    def __init__(self, secret_key: str) -> None:
+        digest = hashlib.sha256(b"paybot email outbox\0" + secret_key.encode()).digest()
+        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+
+    def close(self, text: str) -> str:
+        return self._fernet.encrypt(text.encode()).decode("ascii")
+
+    def open(self, sealed: str) -> str:
+        """The text; ``InvalidToken`` when it was sealed under another SECRET_KEY."""
+        return self._fernet.decrypt(sealed.encode("ascii")).decode()
 
 
 @dataclass
@@ -59,21 +81,27 @@ def queue(
     kind: str,
     account_id: int | None,
     at: datetime,
+    seal: Seal | None = None,
 ) -> OutboundEmail:
     """Add one email to the session (no commit): it leaves only if the session commits.
 
     ``email`` is what ``Notifier.receipt`` and the other builders return: to, subject, text,
     html and transactional. Attachments are not kept here (the agreement copy, which has one,
-    is rebuilt from the ledger by ``bot.agreement_copy``)."""
+    is rebuilt from the ledger by ``bot.agreement_copy``). With ``seal``, the bodies are kept
+    encrypted (an email with a personal link)."""
     if email.get("attachments"):
         raise ValueError("the email outbox keeps no attachments")
+    text, html = str(email["text"]), str(email["html"])
+    if seal is not None:
+        text, html = seal.close(text), seal.close(html)
     row = OutboundEmail(
         account_id=account_id,
         kind=kind,
         to_address=str(email["to"]),
         subject=str(email["subject"])[:SUBJECT_LIMIT],
-        text_body=str(email["text"]),
-        html_body=str(email["html"]),
+        text_body=text,
+        html_body=html,
+        sealed=seal is not None,
         transactional=bool(email.get("transactional", False)),
         status="queued",
         attempts=0,
@@ -92,30 +120,34 @@ async def send_now(
     kind: str,
     account_id: int | None,
     clock: Any,
+    seal: Seal | None = None,
 ) -> EmailReport:
     """Queue in a transaction of its own, then send: for a change already committed."""
     async with database.writer(), database.session() as session:
-        row = queue(session, email, kind=kind, account_id=account_id, at=clock.now())
+        row = queue(session, email, kind=kind, account_id=account_id, at=clock.now(), seal=seal)
         await session.commit()
-    return await deliver(database, notifier, [row.id], clock=clock)
+    return await deliver(database, notifier, [row.id], clock=clock, seal=seal)
 
 
 async def deliver(
-    database: Database, notifier: Notifier, ids: Iterable[int], *, clock: Any
+    database: Database, notifier: Notifier, ids: Iterable[int], *, clock: Any,
+    seal: Seal | None = None,
 ) -> EmailReport:
-    """Send the given rows that are still queued (whatever their ``not_before``)."""
+    """Send the given rows that are still queued (whatever their ``not_before``); ``seal``
+    opens the sealed ones."""
     report = EmailReport()
     wanted = list(ids)
     if not wanted:
         return report
     claimed = await _claim(database, wanted, clock.now())
     for row in claimed:
-        await _send(database, notifier, row, clock, report)
+        await _send(database, notifier, row, clock, seal, report)
     return report
 
 
 async def deliver_overdue(
-    database: Database, notifier: Notifier, *, clock: Any, limit: int = 200
+    database: Database, notifier: Notifier, *, clock: Any, seal: Seal | None = None,
+    limit: int = 200,
 ) -> EmailReport:
     """The worker's share: rows whose writer never sent them, and refusals due for a retry."""
     async with database.session() as session:
@@ -127,7 +159,29 @@ async def deliver_overdue(
                 .limit(limit)
             )
         )
-    return await deliver(database, notifier, ids, clock=clock)
+    return await deliver(database, notifier, ids, clock=clock, seal=seal)
+
+
+async def mark_cut_off(session: AsyncSession, *, now: datetime) -> int:
+    """Rows claimed more than STUCK_AFTER ago and still ``sending`` (their process stopped during
+    the provider's call, so whether they left is not known) become ``unknown``: never sent
+    again, counted once, for a person to look at. Receipts and notices here; agreement copies
+    and proactive messages in ``outreach``. Commits."""
+    since = now - STUCK_AFTER
+    emails = await session.execute(
+        update(OutboundEmail)
+        .where(OutboundEmail.status == "sending", OutboundEmail.claimed_at < since)
+        .values(status="unknown")
+        .execution_options(synchronize_session=False)
+    )
+    others = await session.execute(
+        update(Outreach)
+        .where(Outreach.status == "sending", Outreach.sent_at < since)
+        .values(status="unknown")
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    return int(emails.rowcount or 0) + int(others.rowcount or 0)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -138,6 +192,7 @@ class _Claimed:
     subject: str
     text_body: str
     html_body: str
+    sealed: bool
     transactional: bool
     attempts: int
 
@@ -148,7 +203,7 @@ async def _claim(database: Database, ids: list[int], now: datetime) -> list[_Cla
         result = await session.execute(
             update(OutboundEmail)
             .where(OutboundEmail.id.in_(ids), OutboundEmail.status == "queued")
-            .values(status="sending")
+            .values(status="sending", claimed_at=now)
             .returning(
                 OutboundEmail.id,
                 OutboundEmail.kind,
@@ -156,6 +211,7 @@ async def _claim(database: Database, ids: list[int], now: datetime) -> list[_Cla
                 OutboundEmail.subject,
                 OutboundEmail.text_body,
                 OutboundEmail.html_body,
+                OutboundEmail.sealed,
                 OutboundEmail.transactional,
                 OutboundEmail.attempts,
             )
@@ -167,14 +223,26 @@ async def _claim(database: Database, ids: list[int], now: datetime) -> list[_Cla
 
 
 async def _send(
-    database: Database, notifier: Notifier, row: _Claimed, clock: Any, report: EmailReport
+    database: Database, notifier: Notifier, row: _Claimed, clock: Any, seal: Seal | None,
+    report: EmailReport,
 ) -> None:
+    text, html = row.text_body, row.html_body
+    if row.sealed:
+        try:
+            if seal is None:
+                raise InvalidToken
+            text, html = seal.open(text), seal.open(html)
+        except InvalidToken:
+            report.failed += 1
+            log.error("email %d (%s): sealed under another SECRET_KEY; given up", row.id, row.kind)
+            await _write_back(database, row, {"status": "failed", "attempts": row.attempts})
+            return
     try:
         outcome = await notifier.send_email(
             to=row.to_address,
             subject=row.subject,
-            text=row.text_body,
-            html=row.html_body,
+            text=text,
+            html=html,
             transactional=row.transactional,
         )
     except Exception:  # left `sending`: a person looks; never sent twice
@@ -200,6 +268,12 @@ async def _send(
         report.failed += 1
         log.error("email %d (%s): the provider refused it %d times; given up",
                   row.id, row.kind, attempts)
+    await _write_back(database, row, values)
+
+
+async def _write_back(database: Database, row: _Claimed, values: dict[str, Any]) -> None:
+    if row.sealed and values["status"] != "queued":
+        values = {**values, "text_body": "", "html_body": ""}  # done: the link goes with it
     async with database.writer(), database.session() as session:
         await session.execute(
             update(OutboundEmail)

@@ -366,14 +366,15 @@ class Outreach(Base):
 
 
 class OutboundEmail(Base):
-    """An email that records something the ledger did (a receipt, a plan cancellation),
+    """An email that records something the ledger did (a receipt, a decline, a cancellation),
     written in the transaction that makes it true and sent after the commit; the worker sends
     what a stopped process left ``queued`` (bot/email_outbox.py).
 
     queued -> sending (claimed, committed before the provider is called) -> sent | skipped
     (the address opted out of a non-transactional email) | queued again, later (the provider
     refused) | failed (refused ``MAX_ATTEMPTS`` times). A row left ``sending`` by a crash during
-    the provider's call is never sent again: at most one copy leaves.
+    the provider's call is never sent again (at most one copy leaves): the worker marks it
+    ``unknown`` for a person to look at.
     """
 
     __tablename__ = "outbound_emails"
@@ -381,15 +382,18 @@ class OutboundEmail(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
-    kind: Mapped[str] = mapped_column(String(30))  # receipt | plan_canceled
+    kind: Mapped[str] = mapped_column(String(30))  # receipt | decline | plan_canceled
     to_address: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str] = mapped_column(String(200))
     text_body: Mapped[str] = mapped_column(Text)
     html_body: Mapped[str] = mapped_column(Text)
+    # Encrypted bodies (a personal link inside), wiped when the row is done: email_outbox.Seal.
+    sealed: Mapped[bool] = mapped_column(Boolean, default=False)
     transactional: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[str] = mapped_column(String(20))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     not_before: Mapped[datetime]  # the worker leaves a fresh row to the process that wrote it
     created_at: Mapped[datetime]
+    claimed_at: Mapped[datetime | None]  # the last claim: a row `sending` for long was cut off
     sent_at: Mapped[datetime | None]
     provider_message_id: Mapped[str | None] = mapped_column(String(100))

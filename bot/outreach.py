@@ -14,8 +14,8 @@ Each worker pass runs two steps after charging:
   claimed (``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, then the portable conditional
   ``UPDATE ... SET status='sending' WHERE status='held'``) and committed before anything is sent,
   so of several workers only one ever sends it. A worker that dies between the claim and the
-  write-back leaves the row ``sending``: it is never sent again (at most once), and shows up for
-  a person to look at.
+  write-back leaves the row ``sending``: it is never sent again (at most once); a later pass marks
+  it ``unknown`` and counts it in its report, for a person to look at.
 """
 
 from __future__ import annotations
@@ -488,7 +488,7 @@ async def _cap_release(
     found = await session.execute(
         select(Outreach.sent_at, Outreach.detail).where(
             Outreach.account_id == account_id,
-            Outreach.status.in_(("sent", "sending")),
+            Outreach.status.in_(("sent", "sending", "unknown")),  # unknown: may have gone
             Outreach.sent_at > now - CAP_WINDOW,
         )
     )

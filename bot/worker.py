@@ -209,6 +209,7 @@ class PassReport:
     emails_retrying: int = 0
     emails_skipped: int = 0
     emails_failed: int = 0
+    emails_cut_off: int = 0  # found `sending` long after their claim: now `unknown`
 
     @property
     def summary(self) -> str:
@@ -406,6 +407,7 @@ class Worker:
         self.gateway = gateway
         self.notifier = notifier
         self.settings = settings
+        self.seal = email_outbox.Seal(settings.secret_key)  # decline notices carry a link
         self.clock = clock
         self.config = config or WorkerConfig()
         self.limiter = limiter or LocalRateLimiter(
@@ -469,7 +471,7 @@ class Worker:
         due for a retry."""
         try:
             emails = await email_outbox.deliver_overdue(
-                self.database, self.notifier, clock=self.clock
+                self.database, self.notifier, clock=self.clock, seal=self.seal
             )
             emails.add(await agreement_copy.deliver_overdue_copies(
                 self.database, self.notifier, clock=self.clock, default_brand=self.settings.brand
@@ -478,6 +480,12 @@ class Worker:
             report.errors += 1
             log.exception("overdue emails not sent this pass")
             return
+        async with self.database.writer(), self.database.session() as session:
+            report.emails_cut_off = await email_outbox.mark_cut_off(session, now=self.clock.now())
+        if report.emails_cut_off:
+            log.warning("%d emails or texts were being sent when a process stopped: whether they "
+                        "left is not known, so they are not sent again; their rows (outbound_emails"
+                        ", outreach) now say 'unknown'", report.emails_cut_off)
         report.emails_sent += emails.sent
         report.emails_retrying += emails.retrying
         report.emails_skipped += emails.skipped
@@ -951,10 +959,11 @@ class Worker:
                 await email_outbox.send_now(self.database, self.notifier, email, kind="receipt",
                                             account_id=account.id, clock=self.clock)
             elif status == "declined":
-                # Carries a personal link, which the ledger keeps only hashed: sent, not stored.
                 update_url = await self._update_method_link(account, now, retry_on)
                 email = self._decline_email(account, outcome, rules, result, retry_on, update_url)
-                await self.notifier.send_email(**email)
+                await email_outbox.send_now(self.database, self.notifier, email, kind="decline",
+                                            account_id=account.id, clock=self.clock,
+                                            seal=self.seal)
         except Exception:
             log.exception("payment %s: the %s email could not be sent", payment.reference, status)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ from bot.providers.payments import PaymentGateway
 from bot.providers.sms import SandboxSms
 from tests.seed import CONFIRM_STEPS, add_account
 from tests.test_plan_sms import add_plan_offer
-from tests.test_worker import make_worker
+from tests.test_worker import add_scheduled, local, make_worker
 
 
 @pytest.fixture
@@ -185,6 +185,51 @@ async def test_a_non_transactional_email_to_an_unsubscribed_address_is_skipped(
     assert stored.status == "skipped"
 
 
+# --------------------------------------------------------------- decline notices: sealed
+
+
+async def test_a_decline_notice_the_mailer_refused_waits_sealed_and_goes_later(
+    app, client, clock, sendgrid_fake
+):
+    maria = await add_account(app, methods=("pm_card_chargeCustomerFail",))
+    (reference,) = await add_scheduled(app, maria, date(2026, 12, 15))
+    worker = make_worker(app)
+    clock.set(local(date(2026, 12, 15), 10))
+    sendgrid_fake.fail_next(503, "Service Unavailable")
+    assert (await worker.run_once()).declined == 1
+    assert sendgrid_fake.messages == []
+    (row,) = await outbox_rows(app)
+    assert (row.kind, row.status, row.sealed, row.attempts) == ("decline", "queued", True, 1)
+    # What waits in the ledger is no usable link, nor anything readable.
+    assert reference in row.subject
+    for body in (row.text_body, row.html_body):
+        assert "/p/" not in body and "payment method" not in body and "Maria" not in body
+
+    clock.advance(email_outbox.RETRY_AFTER)
+    assert (await worker.run_once()).emails_sent == 1
+    (notice,) = sendgrid_fake.messages
+    text = sendgrid_fake.content(notice, "text/plain")
+    assert "Update your payment method" in text and "https://paybot.test/p/" in text
+    assert reference in notice["subject"]
+    (row,) = await outbox_rows(app)
+    assert (row.status, row.text_body, row.html_body) == ("sent", "", "")  # the link is gone
+
+
+async def test_a_notice_sealed_under_another_secret_key_is_given_up_and_wiped(
+    app, client, clock, sendgrid_fake
+):
+    account = await add_account(app)
+    async with app[appkeys.DATABASE].session() as session:
+        email_outbox.queue(session, receipt_email(), kind="decline", account_id=account.id,
+                           at=clock.now(), seal=email_outbox.Seal("the key before a rotation"))
+        await session.commit()
+    clock.advance(email_outbox.GRACE)
+    assert (await make_worker(app).run_once()).emails_failed == 1
+    assert sendgrid_fake.requests == []
+    (row,) = await outbox_rows(app)
+    assert (row.status, row.text_body, row.html_body) == ("failed", "", "")
+
+
 # --------------------------------------------------------------- the copy of a signed plan
 
 
@@ -280,3 +325,26 @@ def receipt_email() -> dict[str, Any]:
         "html": "<p>Hi Maria,</p><p>Amount: $50.00</p>",
         "transactional": True,
     }
+
+
+async def test_a_send_cut_off_by_a_stop_is_marked_unknown_counted_once_and_never_resent(
+    app, client, clock, sendgrid_fake
+):
+    await queue_receipt(app, clock)
+    database = app[appkeys.DATABASE]
+    async with database.session() as session:  # claimed, then the process died mid-send
+        (row,) = await session.scalars(select(OutboundEmail))
+        row.status, row.claimed_at = "sending", clock.now()
+        await session.commit()
+    worker = make_worker(app)
+    clock.advance(email_outbox.STUCK_AFTER / 2)
+    assert (await worker.run_once()).emails_cut_off == 0  # may still be on its way
+
+    clock.advance(email_outbox.STUCK_AFTER)
+    report = await worker.run_once()
+    assert (report.emails_cut_off, report.emails_sent) == (1, 0)
+    assert "emails cut off 1" in report.summary
+    assert (await worker.run_once()).emails_cut_off == 0  # told once
+    (row,) = await outbox_rows(app)
+    assert row.status == "unknown"
+    assert sendgrid_fake.requests == []

@@ -396,14 +396,15 @@ async def _send(request: web.Request, notice: Notice) -> None:
         email_opted_out=ledger_email_opt_outs(request.config_dict[appkeys.DATABASE]),
     )
     try:
+        seal = None
         if notice.kind == "receipt":
             email = notifier.receipt(notice.account, notice.outcome, brand=brand)
-            await email_outbox.send_now(
-                request.config_dict[appkeys.DATABASE], notifier, email, kind="receipt",
-                account_id=notice.account.id, clock=request.config_dict[appkeys.CLOCK],
-            )
-        else:
-            # Carries a personal link, which the ledger keeps only hashed: sent, not stored.
-            await notifier.send_email(**decline_email(notifier, notice, brand=brand))
+        else:  # carries a personal link: kept sealed until it is sent
+            email = decline_email(notifier, notice, brand=brand)
+            seal = email_outbox.Seal(request.config_dict[appkeys.SETTINGS].secret_key)
+        await email_outbox.send_now(
+            request.config_dict[appkeys.DATABASE], notifier, email, kind=notice.kind,
+            account_id=notice.account.id, clock=request.config_dict[appkeys.CLOCK], seal=seal,
+        )
     except Exception:
         log.exception("the %s email for payment %s could not be sent", notice.kind, reference)
