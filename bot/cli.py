@@ -82,6 +82,19 @@ def main(argv: list[str] | None = None) -> None:
 
     _add_plans_parser(sub)
 
+    emails = sub.add_parser("emails", help="receipts and notices: those that need a look, and "
+                                           "sending one again")
+    emails_sub = emails.add_subparsers(dest="emails_command", required=True)
+    listing = emails_sub.add_parser("list", help="emails given up or cut off mid-send (newest "
+                                                 "first); --all for every one")
+    listing.add_argument("--account", help="only this account_id")
+    listing.add_argument("--all", action="store_true", dest="every_status",
+                         help="every status, not only failed and unknown")
+    listing.add_argument("--limit", type=int, default=50)
+    resend = emails_sub.add_parser("resend", help="send one email again now (e.g. a receipt the "
+                                                  "customer did not get)")
+    resend.add_argument("email_id", type=int)
+
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -91,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     handler = {
         "demo": _demo, "serve": _serve, "worker": _worker, "chat": _chat,
         "import-accounts": _import, "send-links": _send_links, "plans": _plans,
+        "emails": _emails,
     }[args.command]
     try:
         code = handler(settings, args)
@@ -266,6 +280,73 @@ def _send_links(settings: Settings, args: argparse.Namespace) -> int:
 
 
 # --- paybot plans: offers and plans made by an operator or an agent ---
+
+
+def _emails(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import email_outbox
+
+    logging.getLogger().setLevel(logging.WARNING)
+    command = _emails_list if args.emails_command == "list" else _emails_resend
+
+    async def body(engine, app):  # type: ignore[no-untyped-def]
+        return await command(engine, app, args)
+
+    try:
+        return asyncio.run(_with_engine(settings, body))
+    except (email_outbox.CannotResend, _PlansInputError) as exc:
+        print(f"paybot emails {args.emails_command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _email_line(row, account_ref: str | None) -> str:  # type: ignore[no-untyped-def]
+    from bot.security import mask_email
+
+    tries = f", {row.attempts} tr{'y' if row.attempts == 1 else 'ies'}" if row.attempts else ""
+    return (f"{row.id:>5}  {row.created_at:%Y-%m-%d %H:%M} UTC  {row.kind:<13} "
+            f"{account_ref or '-':<12} {mask_email(row.to_address)}  {row.status}{tries}  "
+            f"{row.subject}")
+
+
+async def _emails_list(engine, app, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from bot import appkeys, email_outbox
+    from bot.models import Account
+
+    async with app[appkeys.DATABASE].session() as session:
+        account_id = None
+        if args.account:
+            account_id = (await _plans_account(session, args.account)).id
+        rows = await email_outbox.recent(session, account_id=account_id,
+                                         every_status=args.every_status, limit=args.limit)
+        refs = {a.id: a.account_ref for a in await session.scalars(
+            select(Account).where(Account.id.in_({r.account_id for r in rows if r.account_id})))}
+    if not rows:
+        print("No emails." if args.every_status else "No email was given up or cut off.")
+    for row in rows:
+        print(_email_line(row, refs.get(row.account_id)))
+    return 0
+
+
+async def _emails_resend(engine, app, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    from bot import appkeys, email_outbox
+    from bot.security import mask_email
+
+    database, clock = app[appkeys.DATABASE], app[appkeys.CLOCK]
+    async with database.writer(), database.session() as session:
+        row = await email_outbox.requeue(session, args.email_id, at=clock.now())
+        kind, to = row.kind, mask_email(row.to_address)
+        await session.commit()
+    report = await email_outbox.deliver(database, engine.notifier, [args.email_id], clock=clock,
+                                        seal=email_outbox.Seal(engine.settings.secret_key))
+    if report.sent:
+        print(f"Email {args.email_id} ({kind}) sent to {to}.")
+        return 0
+    if report.retrying:
+        print(f"Email {args.email_id} ({kind}): the provider refused it; the worker tries again.")
+    else:
+        print(f"Email {args.email_id} ({kind}) not sent to {to}: see `paybot emails list`.")
+    return 1
 
 
 def _add_plans_parser(sub) -> None:  # type: ignore[no-untyped-def]

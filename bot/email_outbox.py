@@ -162,6 +162,41 @@ async def deliver_overdue(
     return await deliver(database, notifier, ids, clock=clock, seal=seal)
 
 
+class CannotResend(Exception):
+    """An email that ``requeue`` will not send again, and why (one line for the operator)."""
+
+
+NEEDS_A_LOOK = ("failed", "unknown")
+
+
+async def recent(
+    session: AsyncSession, *, account_id: int | None = None, every_status: bool = False,
+    limit: int = 50,
+) -> list[OutboundEmail]:
+    """Newest first: the ones given up or cut off mid-send, or with ``every_status`` all."""
+    query = select(OutboundEmail).order_by(OutboundEmail.id.desc()).limit(limit)
+    if not every_status:
+        query = query.where(OutboundEmail.status.in_(NEEDS_A_LOOK))
+    if account_id is not None:
+        query = query.where(OutboundEmail.account_id == account_id)
+    return list(await session.scalars(query))
+
+
+async def requeue(session: AsyncSession, email_id: int, *, at: datetime) -> OutboundEmail:
+    """Queue an email again, due now, with its tries counted afresh (no commit): a receipt the
+    customer says never came, one given up, one cut off mid-send."""
+    row = await session.get(OutboundEmail, email_id)
+    if row is None:
+        raise CannotResend(f"no email {email_id}")
+    if row.status in ("queued", "sending"):
+        raise CannotResend(f"email {email_id} is on its way already ({row.status})")
+    if row.sealed and not row.text_body:
+        raise CannotResend(f"email {email_id} carried a personal link and its text was not kept; "
+                           "the customer can text LINK for a new link")
+    row.status, row.attempts, row.not_before = "queued", 0, at
+    return row
+
+
 async def mark_cut_off(session: AsyncSession, *, now: datetime) -> int:
     """Rows claimed more than STUCK_AFTER ago and still ``sending`` (their process stopped during
     the provider's call, so whether they left is not known) become ``unknown``: never sent

@@ -204,7 +204,7 @@ class PassReport:
     outreach_held: int = 0
     outreach_skipped: int = 0
     outreach_failed: int = 0
-    # Receipts and notices left unsent (bot/email_outbox.py)
+    # Receipts, notices and agreement copies sent late (bot/email_outbox.py, agreement_copy.py)
     emails_sent: int = 0
     emails_retrying: int = 0
     emails_skipped: int = 0
@@ -476,16 +476,18 @@ class Worker:
             emails.add(await agreement_copy.deliver_overdue_copies(
                 self.database, self.notifier, clock=self.clock, default_brand=self.settings.brand
             ))
+            async with self.database.writer(), self.database.session() as session:
+                report.emails_cut_off = await email_outbox.mark_cut_off(
+                    session, now=self.clock.now()
+                )
         except Exception:
             report.errors += 1
             log.exception("overdue emails not sent this pass")
             return
-        async with self.database.writer(), self.database.session() as session:
-            report.emails_cut_off = await email_outbox.mark_cut_off(session, now=self.clock.now())
         if report.emails_cut_off:
             log.warning("%d emails or texts were being sent when a process stopped: whether they "
-                        "left is not known, so they are not sent again; their rows (outbound_emails"
-                        ", outreach) now say 'unknown'", report.emails_cut_off)
+                        "left is not known, so they are not sent again; they are marked 'unknown' "
+                        "(`paybot emails list` shows the emails)", report.emails_cut_off)
         report.emails_sent += emails.sent
         report.emails_retrying += emails.retrying
         report.emails_skipped += emails.skipped
