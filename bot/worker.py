@@ -104,7 +104,15 @@ from bot.clock import Clock, SystemClock
 from bot.compliance import in_quiet_hours
 from bot.config import FlowSettings, Settings
 from bot.db import Database
-from bot.models import Account, AuditEvent, Creditor, Payment, PaymentMethod, Plan
+from bot.models import (
+    Account,
+    AuditEvent,
+    Creditor,
+    OutboundEmail,
+    Payment,
+    PaymentMethod,
+    Plan,
+)
 from bot.notifications import Notifier
 from bot.payments import PaymentOutcome, apply_charge_result
 from bot.providers.payments import (
@@ -933,6 +941,19 @@ class Worker:
             # Loaded (locked) already when the payment was paid; else read now, in this session.
             account = await session.get(Account, payment.account_id)
             assert account is not None
+            outcome = PaymentOutcome(
+                reference=payment.reference,
+                status=payment.status,
+                amount_cents=payment.amount_cents,
+                method_label=method_label,
+                pay_on=None,
+                failure_message=result.failure_message,
+                fee_cents=payment.fee_cents,
+            )
+            # Receipts and decline notices are about a payment the customer authorized: they go
+            # even after an email unsubscribe (which stops campaigns and reminders, not these).
+            # A receipt is written with the payment it reports.
+            receipt = self._queue_receipt(session, account, outcome, rules, now)
             await session.commit()
         status = payment.status
         setattr(report, status, getattr(report, status) + 1)
@@ -941,25 +962,13 @@ class Worker:
         retry_on = None
         if status == "declined":
             retry_on = await self._schedule_retry(payment, account, rules, now, report)
-        # Receipts and decline notices are about a payment the customer authorized: they go even
-        # after an email unsubscribe (which stops campaigns and reminders, not these).
         if not account.email:
             log.info("payment %s: no email on file, none sent", payment.reference)
             return
-        outcome = PaymentOutcome(
-            reference=payment.reference,
-            status=status,
-            amount_cents=payment.amount_cents,
-            method_label=method_label,
-            pay_on=None,
-            failure_message=result.failure_message,
-            fee_cents=payment.fee_cents,
-        )
         try:
-            if status in ("paid", "pending"):
-                email = self.notifier.receipt(account, outcome, brand=rules.brand)
-                await email_outbox.send_now(self.database, self.notifier, email, kind="receipt",
-                                            account_id=account.id, clock=self.clock)
+            if receipt is not None:
+                await email_outbox.deliver(self.database, self.notifier, [receipt.id],
+                                           clock=self.clock)
             elif status == "declined":
                 update_url = await self._update_method_link(account, now, retry_on)
                 email = self._decline_email(account, outcome, rules, result, retry_on, update_url)
@@ -968,6 +977,19 @@ class Worker:
                                             seal=self.seal)
         except Exception:
             log.exception("payment %s: the %s email could not be sent", payment.reference, status)
+
+    def _queue_receipt(
+        self, session: Any, account: Account, outcome: PaymentOutcome, rules: _Rules,
+        now: datetime,
+    ) -> OutboundEmail | None:
+        if not account.email or outcome.status not in ("paid", "pending"):
+            return None
+        try:
+            email = self.notifier.receipt(account, outcome, brand=rules.brand)
+        except Exception:  # the charge is recorded whatever the template does
+            log.exception("payment %s: the receipt could not be written", outcome.reference)
+            return None
+        return email_outbox.queue(session, email, kind="receipt", account_id=account.id, at=now)
 
     def _decline_email(
         self,

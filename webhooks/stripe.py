@@ -41,7 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import appkeys, email_outbox, ledger
-from bot.models import Account, Payment, PaymentMethod, ProcessedEvent
+from bot.models import Account, OutboundEmail, Payment, PaymentMethod, ProcessedEvent
 from bot.notifications import Notifier, ledger_email_opt_outs
 from bot.payments import STATUS_LABELS, PaymentOutcome, apply_charge_result
 from bot.providers.payments import polite_decline_message
@@ -140,13 +140,20 @@ async def handle(request: web.Request) -> web.Response:
                 log.info("Stripe event %s (%s) seen before: acknowledged", event_id, event_type)
                 return web.Response(text="already processed")
             notice = await handler(session, obj, context)
+            # The customer's email is written with the change it reports, then sent.
+            queued = _queue_notice(request, session, notice) if notice is not None else None
             await session.commit()
     except Exception:
         # Nothing was kept (not even the event id): Stripe retries a non-2xx answer.
         log.exception("Stripe event %s (%s) could not be processed", event_id, event_type)
         return web.Response(status=503, text="temporarily unable to process the event")
-    if notice is not None:
-        await _send(request, notice)
+    if queued is not None:
+        row, notifier, seal = queued
+        try:
+            await email_outbox.deliver(database, notifier, [row.id], seal=seal,
+                                       clock=request.config_dict[appkeys.CLOCK])
+        except Exception:  # the row stays queued: the worker sends it
+            log.exception("the email of Stripe event %s could not be sent now", event_id)
     return web.Response(text="ok")
 
 
@@ -380,14 +387,18 @@ def decline_email(notifier: Notifier, notice: Notice, *, brand: str) -> dict[str
     }
 
 
-async def _send(request: web.Request, notice: Notice) -> None:
-    """Best effort, after the commit: the ledger stands whatever the mailer says."""
+def _queue_notice(
+    request: web.Request, session: AsyncSession, notice: Notice
+) -> tuple[OutboundEmail, Notifier, email_outbox.Seal | None] | None:
+    """The notice's email, added to the event's transaction; None when there is nothing to send
+    (no address) or it could not be built (logged: the event itself is not refused for it)."""
     reference = notice.outcome.reference
     if not notice.account.email:
         log.info("no email on file for payment %s: %s not sent", reference, notice.kind)
-        return
+        return None
     providers = request.config_dict[appkeys.PROVIDERS]
-    brand = notice.creditor_name or request.config_dict[appkeys.SETTINGS].brand
+    settings = request.config_dict[appkeys.SETTINGS]
+    brand = notice.creditor_name or settings.brand
     notifier = Notifier(
         sms=providers.sms,
         email=providers.email,
@@ -395,16 +406,16 @@ async def _send(request: web.Request, notice: Notice) -> None:
         env=_environment(),
         email_opted_out=ledger_email_opt_outs(request.config_dict[appkeys.DATABASE]),
     )
+    seal = None
     try:
-        seal = None
         if notice.kind == "receipt":
             email = notifier.receipt(notice.account, notice.outcome, brand=brand)
         else:  # carries a personal link: kept sealed until it is sent
             email = decline_email(notifier, notice, brand=brand)
-            seal = email_outbox.Seal(request.config_dict[appkeys.SETTINGS].secret_key)
-        await email_outbox.send_now(
-            request.config_dict[appkeys.DATABASE], notifier, email, kind=notice.kind,
-            account_id=notice.account.id, clock=request.config_dict[appkeys.CLOCK], seal=seal,
-        )
+            seal = email_outbox.Seal(settings.secret_key)
     except Exception:
-        log.exception("the %s email for payment %s could not be sent", notice.kind, reference)
+        log.exception("the %s email for payment %s could not be written", notice.kind, reference)
+        return None
+    row = email_outbox.queue(session, email, kind=notice.kind, account_id=notice.account.id,
+                             at=request.config_dict[appkeys.CLOCK].now(), seal=seal)
+    return row, notifier, seal
