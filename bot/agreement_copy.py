@@ -263,6 +263,37 @@ async def send_agreement_copy(
                               default_brand=default_brand) == "sent"
 
 
+async def recent_copies(
+    session: AsyncSession, *, account_id: int | None = None, every_status: bool = False,
+    limit: int = 50,
+) -> list[Outreach]:
+    """Agreement copies, newest first: given up or cut off mid-send, or with ``every_status``
+    all (the operator's view, beside ``email_outbox.recent``)."""
+    query = (select(Outreach).where(Outreach.kind == "agreement_copy")
+             .order_by(Outreach.id.desc()).limit(limit))
+    if not every_status:
+        query = query.where(Outreach.status.in_(email_outbox.NEEDS_A_LOOK))
+    if account_id is not None:
+        query = query.where(Outreach.account_id == account_id)
+    return list(await session.scalars(query))
+
+
+async def requeue_copy(session: AsyncSession, plan_id: int, *, at: datetime) -> Outreach:
+    """Queue plan ``plan_id``'s agreement copy again, due now, its tries counted afresh (no
+    commit): one given up, cut off, or sent and lost by the customer."""
+    signed = await load_signed_plan(session, plan_id)
+    if signed is None:
+        raise email_outbox.CannotResend(f"no signed plan {plan_id}")
+    if not signed.account.email:
+        raise email_outbox.CannotResend(f"plan {plan_id}: the account has no email address")
+    record = await queue_copy(session, signed.agreement, at=at)
+    if record.status == "sending":
+        raise email_outbox.CannotResend(f"the copy of plan {plan_id} is on its way already")
+    record.status, record.sent_at, record.not_before = "held", None, at
+    record.detail = {**(record.detail or {}), "attempts": 0}
+    return record
+
+
 async def deliver_overdue_copies(
     database: Database, notifier: Notifier, *, clock: Any, default_brand: str, limit: int = 100
 ) -> email_outbox.EmailReport:

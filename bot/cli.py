@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> None:
     resend = emails_sub.add_parser("resend", help="send one email again now (e.g. a receipt the "
                                                   "customer did not get)")
     resend.add_argument("email_id", type=int)
+    resend_copy = emails_sub.add_parser("resend-copy", help="send the copy of a plan's signed "
+                                                            "agreement again now")
+    resend_copy.add_argument("plan_id", type=int)
 
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -286,7 +289,8 @@ def _emails(settings: Settings, args: argparse.Namespace) -> int:
     from bot import email_outbox
 
     logging.getLogger().setLevel(logging.WARNING)
-    command = _emails_list if args.emails_command == "list" else _emails_resend
+    command = {"list": _emails_list, "resend": _emails_resend,
+               "resend-copy": _emails_resend_copy}[args.emails_command]
 
     async def body(engine, app):  # type: ignore[no-untyped-def]
         return await command(engine, app, args)
@@ -301,17 +305,21 @@ def _emails(settings: Settings, args: argparse.Namespace) -> int:
 def _email_line(row, account_ref: str | None) -> str:  # type: ignore[no-untyped-def]
     from bot.security import mask_email
 
-    tries = f", {row.attempts} tr{'y' if row.attempts == 1 else 'ies'}" if row.attempts else ""
     return (f"{row.id:>5}  {row.created_at:%Y-%m-%d %H:%M} UTC  {row.kind:<13} "
-            f"{account_ref or '-':<12} {mask_email(row.to_address)}  {row.status}{tries}  "
-            f"{row.subject}")
+            f"{account_ref or '-':<12} {mask_email(row.to_address)}  {row.status}"
+            f"{_tries(row.attempts)}  {row.subject}")
+
+
+def _tries(count: int) -> str:
+    return f", {count} tr{'y' if count == 1 else 'ies'}" if count else ""
 
 
 async def _emails_list(engine, app, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
     from sqlalchemy import select
 
-    from bot import appkeys, email_outbox
+    from bot import agreement_copy, appkeys, email_outbox
     from bot.models import Account
+    from bot.security import mask_email
 
     async with app[appkeys.DATABASE].session() as session:
         account_id = None
@@ -319,13 +327,48 @@ async def _emails_list(engine, app, args: argparse.Namespace) -> int:  # type: i
             account_id = (await _plans_account(session, args.account)).id
         rows = await email_outbox.recent(session, account_id=account_id,
                                          every_status=args.every_status, limit=args.limit)
-        refs = {a.id: a.account_ref for a in await session.scalars(
-            select(Account).where(Account.id.in_({r.account_id for r in rows if r.account_id})))}
-    if not rows:
+        copies = await agreement_copy.recent_copies(session, account_id=account_id,
+                                                    every_status=args.every_status,
+                                                    limit=args.limit)
+        owners = {r.account_id for r in [*rows, *copies] if r.account_id}
+        accounts = {a.id: a for a in await session.scalars(
+            select(Account).where(Account.id.in_(owners)))}
+    if not rows and not copies:
         print("No emails." if args.every_status else "No email was given up or cut off.")
     for row in rows:
-        print(_email_line(row, refs.get(row.account_id)))
+        owner = accounts.get(row.account_id) if row.account_id else None
+        print(_email_line(row, owner.account_ref if owner else None))
+    for copy in copies:
+        owner = accounts.get(copy.account_id)
+        tries = int((copy.detail or {}).get("attempts", 0))
+        print(f"{'copy':>5}  {copy.created_at:%Y-%m-%d %H:%M} UTC  {'agreement':<13} "
+              f"{owner.account_ref if owner else '-':<12} "
+              f"{mask_email(owner.email) if owner and owner.email else '-'}  {copy.status}"
+              f"{_tries(tries)}  copy of the agreement of plan {copy.plan_id} "
+              f"(paybot emails resend-copy {copy.plan_id})")
     return 0
+
+
+async def _emails_resend_copy(engine, app, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    from bot import agreement_copy, appkeys
+
+    database, clock = app[appkeys.DATABASE], app[appkeys.CLOCK]
+    async with database.writer(), database.session() as session:
+        record = await agreement_copy.requeue_copy(session, args.plan_id, at=clock.now())
+        await session.commit()
+        record_id = record.id
+    outcome = await agreement_copy.deliver_copy(database, engine.notifier, record_id,
+                                                clock=clock, default_brand=engine.settings.brand)
+    if outcome == "sent":
+        print(f"The copy of plan {args.plan_id}'s agreement was sent.")
+        return 0
+    if outcome == "retrying":
+        print(f"The copy of plan {args.plan_id}'s agreement: the provider refused it; the "
+              "worker tries again.")
+    else:
+        print(f"The copy of plan {args.plan_id}'s agreement was not sent: see "
+              "`paybot emails list`.")
+    return 1
 
 
 async def _emails_resend(engine, app, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]

@@ -4,16 +4,12 @@ does); the command's own email provider is the sandbox, which writes each messag
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
-from typing import Any
-
 import pytest
 from sqlalchemy import select
 
-from bot import appkeys, cli, email_outbox
+from bot import appkeys, email_outbox
 from bot.models import OutboundEmail
+from tests.cli_support import in_process_paybot
 from tests.seed import add_account
 from tests.test_email_outbox import receipt_email
 
@@ -21,34 +17,7 @@ from tests.test_email_outbox import receipt_email
 @pytest.fixture
 def paybot(settings, monkeypatch, capsys):  # type: ignore[no-untyped-def]
     """Run `paybot emails ARGS...` in this process: (exit code, stdout, stderr)."""
-    for name in list(os.environ):
-        if name.startswith(("STRIPE_", "TWILIO_", "SENDGRID_", "PAYBOT_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    if settings.redis_url:
-        monkeypatch.setenv("REDIS_URL", settings.redis_url)
-    else:
-        monkeypatch.delenv("REDIS_URL", raising=False)
-    monkeypatch.setenv("PAYBOT_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("SECRET_KEY", settings.secret_key)
-    monkeypatch.setenv("PAYBOT_MIGRATE_ON_START", "0")
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-
-    async def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            await asyncio.to_thread(cli.main, ["emails", *args])
-            code: Any = 0
-        except SystemExit as exc:
-            code = exc.code
-        finally:
-            root.setLevel(level)
-            root.handlers[:] = handlers
-        out, err = capsys.readouterr()
-        return (code if isinstance(code, int) else 1), out, err
-
-    return run
+    return in_process_paybot(settings, monkeypatch, capsys, "emails")
 
 
 async def add_email(app, account_id: int, *, status: str, attempts: int = 0,  # type: ignore[no-untyped-def]
@@ -68,7 +37,8 @@ async def add_email(app, account_id: int, *, status: str, attempts: int = 0,  # 
 
 def sent_files(settings) -> list[str]:  # type: ignore[no-untyped-def]
     folder = settings.outbox_dir / "email"
-    return sorted(p.read_text() for p in folder.glob("*.eml")) if folder.exists() else []
+    """The messages the sandbox wrote, oldest first (its files are numbered)."""
+    return [p.read_text() for p in sorted(folder.glob("*.eml"))] if folder.exists() else []
 
 
 async def test_list_shows_what_needs_a_look_masked_and_newest_first(app, client, paybot):
@@ -135,3 +105,39 @@ async def test_resend_refuses_what_it_cannot_send_and_changes_nothing(
 async def test_resend_of_an_unknown_id_is_one_clear_line(app, client, paybot):
     assert await paybot("resend", "999") == (
         2, "", "paybot emails resend: no email 999\n")
+
+
+async def test_an_agreement_copy_given_up_is_listed_and_resent_rebuilt_from_the_ledger(
+    app, client, phone, paybot, settings
+):
+    from bot.models import Outreach
+    from tests.test_plan_sms import add_plan_offer
+
+    await add_plan_offer(app, await add_account(app))
+    maria = phone()
+    await maria.send("PLAN")
+    await maria.send("I agree")
+    async with app[appkeys.DATABASE].session() as session:  # as if the mailer refused it 5 times
+        record = await session.scalar(select(Outreach).where(Outreach.kind == "agreement_copy"))
+        record.status, record.detail = "failed", {**record.detail, "attempts": 5}
+        plan_id = record.plan_id
+        await session.commit()
+    before = len(sent_files(settings))
+
+    code, out, _ = await paybot("list")
+    assert code == 0
+    (line,) = out.splitlines()
+    assert line.split()[0] == "copy" and "ACC-1001" in line and "m***@example.com" in line
+    assert line.endswith(f"failed, 5 tries  copy of the agreement of plan {plan_id} "
+                         f"(paybot emails resend-copy {plan_id})")
+
+    assert await paybot("resend-copy", str(plan_id)) == (
+        0, f"The copy of plan {plan_id}'s agreement was sent.\n", "")
+    (copy,) = sent_files(settings)[before:]
+    assert "maria@example.com" in copy and "application/pdf" in copy
+    async with app[appkeys.DATABASE].session() as session:
+        record = await session.scalar(select(Outreach).where(Outreach.kind == "agreement_copy"))
+    assert (record.status, record.detail["attempts"]) == ("sent", 1)
+    assert await paybot("list") == (0, "No email was given up or cut off.\n", "")
+    code, _, err = await paybot("resend-copy", "999")
+    assert (code, err) == (2, "paybot emails resend-copy: no signed plan 999\n")

@@ -4,16 +4,12 @@ test's database; `--at` pins "now" to the suite's clock."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
-from typing import Any
-
 import pytest
 from sqlalchemy import func, select
 
-from bot import appkeys, cli, plans
+from bot import appkeys, plans
 from bot.models import Offer, Outreach, PaymentMethod, Plan
+from tests.cli_support import in_process_paybot
 from tests.conftest import START
 from tests.seed import add_account
 
@@ -22,35 +18,8 @@ AT = ["--at", "2026-11-25T10:00-05:00"]
 
 @pytest.fixture
 def paybot(settings, monkeypatch, capsys):  # type: ignore[no-untyped-def]
-    """Run `paybot ARGS...` in this process: (exit code, stdout, stderr)."""
-    for name in list(os.environ):
-        if name.startswith(("STRIPE_", "TWILIO_", "SENDGRID_", "PAYBOT_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    if settings.redis_url:
-        monkeypatch.setenv("REDIS_URL", settings.redis_url)
-    else:
-        monkeypatch.delenv("REDIS_URL", raising=False)
-    monkeypatch.setenv("PAYBOT_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("SECRET_KEY", settings.secret_key)
-    monkeypatch.setenv("PAYBOT_MIGRATE_ON_START", "0")
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-
-    async def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            await asyncio.to_thread(cli.main, ["plans", *args])
-            code: Any = 0
-        except SystemExit as exc:
-            code = exc.code
-        finally:
-            root.setLevel(level)
-            root.handlers[:] = handlers
-        out, err = capsys.readouterr()
-        return (code if isinstance(code, int) else 1), out, err
-
-    return run
+    """Run `paybot plans ARGS...` in this process: (exit code, stdout, stderr)."""
+    return in_process_paybot(settings, monkeypatch, capsys, "plans")
 
 
 async def ledger_counts(app) -> tuple[int, int]:  # type: ignore[no-untyped-def]
