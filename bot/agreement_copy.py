@@ -361,14 +361,13 @@ async def deliver_copy(
         await _write_back(database, record_id, status="sent", sent_at=now,
                           detail={"attempts": attempts, "message_id": sent.message_id})
         return "sent"
-    if attempts < email_outbox.MAX_ATTEMPTS:
-        await _write_back(database, record_id, status="held",
-                          not_before=now + email_outbox.RETRY_AFTER * attempts,
+    retry_at = email_outbox.next_try(attempts, now, f"agreement copy {record_id}")
+    if retry_at is not None:
+        await _write_back(database, record_id, status="held", not_before=retry_at,
                           detail={"attempts": attempts, "error": "mailer"})
         return "retrying"
     await _write_back(database, record_id, status="failed",
                       detail={"attempts": attempts, "error": "mailer"})
-    log.error("agreement copy %d: the mailer refused it %d times; given up", record_id, attempts)
     return "failed"
 
 

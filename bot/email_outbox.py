@@ -24,7 +24,7 @@ import base64
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -70,8 +70,8 @@ class EmailReport:
     failed: int = 0  # refused MAX_ATTEMPTS times, or lost in a crash during the send
 
     def add(self, other: EmailReport) -> None:
-        for name in ("sent", "retrying", "skipped", "failed"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 def queue(
@@ -293,17 +293,23 @@ async def _send(
     elif outcome.status == "opted_out":
         values.update(status="skipped")
         report.skipped += 1
-    elif attempts < MAX_ATTEMPTS:
-        values.update(status="queued", not_before=now + RETRY_AFTER * attempts)
+    elif (retry_at := next_try(attempts, now, f"email {row.id} ({row.kind})")) is not None:
+        values.update(status="queued", not_before=retry_at)
         report.retrying += 1
-        log.warning("email %d (%s): the provider refused; tried again after %s",
-                    row.id, row.kind, RETRY_AFTER * attempts)
     else:
         values.update(status="failed")
         report.failed += 1
-        log.error("email %d (%s): the provider refused it %d times; given up",
-                  row.id, row.kind, attempts)
     await _write_back(database, row, values)
+
+
+def next_try(attempts: int, now: datetime, what: str) -> datetime | None:
+    """After the provider refused ``attempts`` times: when to try again, or None to give up
+    (the one rule for receipts, notices and agreement copies). Logged either way."""
+    if attempts < MAX_ATTEMPTS:
+        log.warning("%s: the provider refused; tried again after %s", what, RETRY_AFTER * attempts)
+        return now + RETRY_AFTER * attempts
+    log.error("%s: the provider refused it %d times; given up", what, attempts)
+    return None
 
 
 async def _write_back(database: Database, row: _Claimed, values: dict[str, Any]) -> None:
