@@ -43,4 +43,4 @@ diagrams: setup
 	$(PY) -m states.diagram --readme
 
 bench: setup services
-	$(PY) -m bench.sms_load --backend services
+	$(PY) -m bench.sms_load --backend services --floor

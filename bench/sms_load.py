@@ -20,7 +20,9 @@ What one backend's run does (about 80 s; figures in docs/benchmarks.md):
    latency counts from each message's scheduled arrival (no coordinated omission);
 5. stops PayBot and loads bench/bare_server.py (signature check + TwiML, nothing else) the same
    way; the ratio of the two maxima is the headline figure; --floor adds the bare handler plus
-   one INSERT per message (the least that "stored before answered" costs);
+   one INSERT per message (the least that "stored before answered" costs) and the bare handler
+   plus the least whole turn that keeps PayBot's guarantees (2 SQL + 2 Redis round trips, no
+   business), with its own open loop: the ceiling of any implementation on this machine;
 6. prints a table (with the CPU each party used: a shared machine skews figures) and a sanity
    line (flows completed, ledger counts, server log errors); --json writes everything.
 
@@ -830,29 +832,31 @@ async def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> 
 
     floor_results: list[PhaseResult] = []
     if backend == "services" and args.floor and not args.profile:
-        port = free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "bench.bare_server",
-            "--port",
-            str(port),
-            "--store",
-            database_url,
+        floors = [
+            ("floor", "bare + one INSERT per message", ["--store", database_url], 0.0),
+            (
+                "turn",
+                "bare + the least a turn with PayBot's guarantees costs (2 SQL + 2 Redis)",
+                ["--store", database_url, "--redis", redis_url or DEFAULT_REDIS],
+                args.open_duration,
+            ),
         ]
-        print(f"[{backend}] starting the floor handler: bare + one INSERT per message", flush=True)
-        floor = await start_server("floor", argv, env, port, workdir / backend / "floor.log")
-        try:
-            floor_results = await run_target(
-                target="floor",
-                servers=[floor],
-                conversations=make_conversations(active, today, None),
-                args=args,
-                open_seconds=0,
-                profile=False,
-            )
-        finally:
-            await floor.stop()
+        for name, what, options, open_seconds in floors:
+            port = free_port()
+            argv = [sys.executable, "-m", "bench.bare_server", "--port", str(port), *options]
+            print(f"[{backend}] starting the {name} handler: {what}", flush=True)
+            floor = await start_server(name, argv, env, port, workdir / backend / f"{name}.log")
+            try:
+                floor_results += await run_target(
+                    target=name,
+                    servers=[floor],
+                    conversations=make_conversations(active, today, None),
+                    args=args,
+                    open_seconds=open_seconds,
+                    profile=False,
+                )
+            finally:
+                await floor.stop()
 
     summary: dict[str, Any] = {
         "backend": backend,
@@ -875,13 +879,17 @@ async def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> 
             r.target not in closed or r.msgs_per_s > closed[r.target].msgs_per_s
         ):
             closed[r.target] = r
-    opened = {r.target: r for r in paybot_results if r.phase == "open"}
+    opened = {r.target: r for r in paybot_results + floor_results if r.phase == "open"}
     if "paybot" in closed:
         summary["paybot_max_msgs_per_s"] = closed["paybot"].msgs_per_s
     if "bare" in closed:
         summary["bare_max_msgs_per_s"] = closed["bare"].msgs_per_s
     if "floor" in closed:
         summary["floor_max_msgs_per_s"] = closed["floor"].msgs_per_s
+    if "turn" in closed:
+        summary["turn_max_msgs_per_s"] = closed["turn"].msgs_per_s
+    if "turn" in opened:
+        summary["turn_open_p99_ms"] = opened["turn"].p99_ms
     if "paybot" in closed and "bare" in closed and closed["bare"].msgs_per_s:
         ratio = closed["paybot"].msgs_per_s / closed["bare"].msgs_per_s
         summary["throughput_ratio"] = round(ratio, 3)
@@ -953,6 +961,17 @@ def print_table(summaries: list[dict[str, Any]], args: argparse.Namespace) -> No
             print(
                 f"[{b}] floor (bare + one INSERT per message): {s['floor_max_msgs_per_s']:.0f} "
                 f"msgs/s = {s['floor_max_msgs_per_s'] / s['bare_max_msgs_per_s']:.3f} of bare"
+            )
+        if "turn_max_msgs_per_s" in s and s.get("bare_max_msgs_per_s"):
+            print(
+                f"[{b}] least turn with the guarantees (2 SQL + 2 Redis round trips, no "
+                f"business): {s['turn_max_msgs_per_s']:.0f} msgs/s = "
+                f"{s['turn_max_msgs_per_s'] / s['bare_max_msgs_per_s']:.3f} of bare"
+                + (
+                    f", p99 {s['turn_open_p99_ms']:.1f} ms at {args.load_fraction:.0%} of its max"
+                    if "turn_open_p99_ms" in s
+                    else ""
+                )
             )
         flows = [p for p in s["phases"] if p["target"] == "paybot"]
         done = sum(p["flows_done"] for p in flows)
@@ -1073,7 +1092,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--floor",
         action="store_true",
         help="services only: also load the bare handler + one INSERT per message "
-        "(raw asyncpg), the floor of 'stored before answered' (+25 s)",
+        "(raw asyncpg), the floor of 'stored before answered', and the least whole turn that "
+        "keeps PayBot's guarantees (bench/bare_server.py --redis) (+60 s)",
     )
     parser.add_argument(
         "--wait-quiet",
