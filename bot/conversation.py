@@ -40,7 +40,13 @@ from bot.models import (
 )
 from bot.notifications import Notifier
 from bot.parsing import Meaning, classify_keyword, parse_reply
-from bot.payments import PaymentOutcome, PaymentRefused, PaymentRequest, PaymentService
+from bot.payments import (
+    OnRecorded,
+    PaymentOutcome,
+    PaymentRefused,
+    PaymentRequest,
+    PaymentService,
+)
 from bot.plan_changes import PlanChangeRefused
 from bot.plan_terms import plan_agreement_text
 from bot.plans import OfferNotOpen, PlanError, Signature, accept_plan_offer, offer_schedule
@@ -115,7 +121,7 @@ class Turn:
     ip_address: str | None = None
     user_agent: str | None = None
     replies: list[Reply] = field(default_factory=list)
-    emails: list[dict[str, Any]] = field(default_factory=list)  # receipts, queued at the commit
+    # Receipts, written in the transaction that records their payment; sent after the reply.
     queued_emails: list[OutboundEmail] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     outcome: PaymentOutcome | None = None
@@ -264,7 +270,6 @@ class ConversationEngine:
                         await self._advance(session, conv, account, flow, meaning, turn, now, None)
                     conv.state, conv.context = flow.state, dict(flow.context)
                     conv.updated_at = now
-                    self._queue_emails(session, turn, account.id, now)
                     await session.commit()
                     view = await self._flow_for(session, conv, account, now)
                     brand = await self.brand_for(session, account)
@@ -435,19 +440,24 @@ class ConversationEngine:
                 "at": now.isoformat(),
             }
         )
-        self._queue_emails(session, turn, conversation.account_id, now)
         await session.commit()
         return turn, texts
 
-    @staticmethod
-    def _queue_emails(
-        session: AsyncSession, turn: Turn, account_id: int | None, now: datetime
-    ) -> None:
-        """The turn's receipts join its transaction: written if and only if the turn is."""
-        turn.queued_emails = [
-            email_outbox.queue(session, email, kind="receipt", account_id=account_id, at=now)
-            for email in turn.emails
-        ]
+    def _receipts(
+        self, session: AsyncSession, turn: Turn, account: Account, brand: str, now: datetime
+    ) -> OnRecorded:
+        """A payment's receipt joins the transaction that records the payment's outcome (before
+        the turn's own commit): a process that stops in between loses no receipt."""
+
+        def queue_receipt(outcome: PaymentOutcome) -> None:
+            if account.email and outcome.status in {"paid", "scheduled", "pending"}:
+                email = self.notifier.receipt(account, outcome, brand=brand)
+                row = email_outbox.queue(
+                    session, email, kind="receipt", account_id=account.id, at=now
+                )
+                turn.queued_emails.append(row)
+
+        return queue_receipt
 
     async def _account_of(self, session: AsyncSession, conv: Conversation) -> Account | None:
         if conv.account_id is None:
@@ -776,7 +786,11 @@ class ConversationEngine:
         conv.state, conv.context = flow.state, dict(flow.context)
         try:
             outcome = await self.payments.submit(
-                session, account, request, today=flow.account.today
+                session,
+                account,
+                request,
+                today=flow.account.today,
+                on_recorded=self._receipts(session, turn, account, brand, now),
             )
         except PaymentRefused as refused:
             flow.replies.append(Reply("payment_refused", {"reason": str(refused)}))
@@ -796,12 +810,6 @@ class ConversationEngine:
             if flow.context.get("pay_on"):
                 flow.context["pay_on"] = str(flow.context["pay_on"])
             flow.charge_failed()
-        elif (
-            account.email
-            and outcome.receipt_due
-            and outcome.status in {"paid", "scheduled", "pending"}
-        ):
-            turn.emails.append(self.notifier.receipt(account, outcome, brand=brand))
 
     # ------------------------------------------------------------------ plans by text
 
@@ -1123,6 +1131,7 @@ class ConversationEngine:
             payments=self.payments,
             # One confirmation, one key: a retried message or a second YES never charges twice.
             idempotency_key=f"plan-extra:{conv.id}:{args['change_id']}",
+            on_recorded=self._receipts(session, turn, account, brand, now),
             agreement_text=self.notifier.agreement_text(
                 account=account,
                 amount_cents=amount,
@@ -1155,8 +1164,6 @@ class ConversationEngine:
             )
         else:
             turn.replies.append(_outcome_reply(outcome, mask_email(account.email)))
-        if account.email and outcome.receipt_due and outcome.status in {"paid", "pending"}:
-            turn.emails.append(self.notifier.receipt(account, outcome, brand=brand))
 
     # ------------------------------------------------------------------ unknown numbers
 

@@ -78,6 +78,11 @@ class PaymentOutcome:
     fee_cents: int = 0
 
 
+# Called with the outcome just before the commit that records it, only by the call that recorded
+# it: what must be written with the payment (its receipt) is then durable exactly when it is.
+OnRecorded = Callable[[PaymentOutcome], None]
+
+
 def installment_schedule(
     *, total_cents: int, count: int, installment_cents: int, frequency: str, start: date
 ) -> list[tuple[date, int]]:
@@ -101,30 +106,35 @@ class PaymentService:
         self.between_writes = between_writes
 
     async def submit(
-        self, session: AsyncSession, account: Account, request: PaymentRequest, *, today: date
+        self,
+        session: AsyncSession,
+        account: Account,
+        request: PaymentRequest,
+        *,
+        today: date,
+        on_recorded: OnRecorded | None = None,
     ) -> PaymentOutcome:
+        """Record the payment and, when it is due today, charge it. ``on_recorded`` adds to the
+        session what must be written with the outcome (the receipt): a process that stops
+        between the charge and the end of its turn then loses no receipt."""
         method = await session.get(PaymentMethod, request.method_id)
         if method is None or method.account_id != account.id:
             raise PaymentRefused("That payment method is no longer on file.")
-        payment, created = await self._record(session, account, method, request, today=today)
+
+        def recorded(payment: Payment) -> None:
+            if on_recorded is not None:
+                on_recorded(_outcome(payment, method, request, receipt_due=True))
+
+        payment, created = await self._record(
+            session, account, method, request, today=today, on_scheduled=recorded
+        )
         # Only the request that wrote the row charges: any other (a retry, a race) reads it. A row
         # left `processing` by a crash is retried by the worker with the same idempotency key.
         receipt_due = created
         if created and payment.status == "processing":
-            receipt_due = await self._charge(session, account, method, payment)
+            receipt_due = await self._charge(session, account, method, payment, on_changed=recorded)
             payment = await session.get(Payment, payment.id, populate_existing=True) or payment
-        count = request.installment_count if request.offer_kind == "plan" else 1
-        return PaymentOutcome(
-            reference=payment.reference,
-            status=payment.status,
-            amount_cents=payment.amount_cents,
-            method_label=f"{method.brand} ending {method.last4}",
-            pay_on=payment.scheduled_for if payment.status == "scheduled" else None,
-            failure_message=_failure_text(payment.failure_code),
-            installments=count,
-            receipt_due=receipt_due,
-            fee_cents=payment.fee_cents,
-        )
+        return _outcome(payment, method, request, receipt_due=receipt_due)
 
     async def _record(
         self,
@@ -134,6 +144,7 @@ class PaymentService:
         request: PaymentRequest,
         *,
         today: date,
+        on_scheduled: Callable[[Payment], None] | None = None,
     ) -> tuple[Payment, bool]:
         existing = await _payment_by_key(session, request.idempotency_key)
         if existing is not None:
@@ -222,6 +233,8 @@ class PaymentService:
             installments=len(payments),
             channel=request.channel,
         )
+        if on_scheduled is not None and payments[0].status == "scheduled":
+            on_scheduled(payments[0])
         try:
             await session.commit()
         except IntegrityError:
@@ -237,7 +250,13 @@ class PaymentService:
         raise PaymentRefused("We could not record the payment. Nothing was charged.")
 
     async def _charge(
-        self, session: AsyncSession, account: Account, method: PaymentMethod, payment: Payment
+        self,
+        session: AsyncSession,
+        account: Account,
+        method: PaymentMethod,
+        payment: Payment,
+        *,
+        on_changed: Callable[[Payment], None] | None = None,
     ) -> bool:
         """Charge now; True when this call recorded the outcome."""
         if not account.processor_customer_id:
@@ -271,6 +290,8 @@ class PaymentService:
             failure_code=result.failure_code,
             at=self.clock.now(),
         )
+        if changed and on_changed is not None:
+            on_changed(fresh)
         await session.commit()
         return changed
 
@@ -329,6 +350,22 @@ async def unused_references(session: AsyncSession, count: int) -> list[str]:
         )
         chosen += [r for r in dict.fromkeys(wanted) if r not in taken and r not in chosen]
     return chosen
+
+
+def _outcome(
+    payment: Payment, method: PaymentMethod, request: PaymentRequest, *, receipt_due: bool
+) -> PaymentOutcome:
+    return PaymentOutcome(
+        reference=payment.reference,
+        status=payment.status,
+        amount_cents=payment.amount_cents,
+        method_label=f"{method.brand} ending {method.last4}",
+        pay_on=payment.scheduled_for if payment.status == "scheduled" else None,
+        failure_message=_failure_text(payment.failure_code),
+        installments=request.installment_count if request.offer_kind == "plan" else 1,
+        receipt_due=receipt_due,
+        fee_cents=payment.fee_cents,
+    )
 
 
 async def _payment_by_key(session: AsyncSession, key: str) -> Payment | None:

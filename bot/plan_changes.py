@@ -29,6 +29,7 @@ from bot.models import Account, AuditEvent, Payment, PaymentMethod, Plan
 from bot.money import format_cents
 from bot.payments import (
     FREQUENCY_STEP,
+    OnRecorded,
     PaymentOutcome,
     PaymentRequest,
     PaymentService,
@@ -393,6 +394,7 @@ async def pay_extra(
     today: date,
     at: datetime,
     channel: str = "sms",
+    on_recorded: OnRecorded | None = None,
 ) -> ExtraPayment:
     """Charge `amount_cents` now with the plan's method (one payment, one key: a retry finds
     it) and take it off the LAST installments, cancelling those that reach zero, so what is
@@ -427,6 +429,7 @@ async def pay_extra(
             terms_version=terms_version,
         ),
         today=today,
+        on_recorded=on_recorded,
     )
     payment = await session.scalar(
         select(Payment).where(Payment.idempotency_key == idempotency_key).with_for_update()

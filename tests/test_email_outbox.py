@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date, timedelta
 from typing import Any
 
@@ -132,6 +133,70 @@ async def test_a_receipt_left_by_a_process_that_stopped_before_sending_it_is_sen
     clock.advance(timedelta(hours=1))
     await worker.run_once()
     assert len(accepted_receipts(sendgrid_fake)) == 1
+
+
+@asynccontextmanager
+async def replies_refused_by_the_database(app, number: str):  # type: ignore[no-untyped-def]
+    """A trigger makes the database refuse the replies to one number: a turn then fails after
+    its charge was recorded and before its own commit, as a process that stops there would."""
+    database = app[appkeys.DATABASE]
+    async with database.engine.begin() as conn:
+        if database.is_sqlite:
+            await conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_replies BEFORE INSERT ON messages WHEN "
+                f"NEW.direction = 'outbound' AND NEW.phone = '{number}' "
+                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+        else:
+            await conn.exec_driver_sql(
+                "CREATE OR REPLACE FUNCTION refuse_replies() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.direction = 'outbound' AND NEW.phone = '{number}' THEN "
+                "RAISE EXCEPTION 'disk full'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            await conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_replies BEFORE INSERT ON messages "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_replies()"
+            )
+    try:
+        yield
+    finally:
+        async with database.engine.begin() as conn:
+            if database.is_sqlite:
+                await conn.exec_driver_sql("DROP TRIGGER refuse_replies")
+            else:
+                await conn.exec_driver_sql("DROP TRIGGER refuse_replies ON messages")
+                await conn.exec_driver_sql("DROP FUNCTION refuse_replies()")
+
+
+@pytest.mark.parametrize(
+    ("when", "receipt_says"),
+    [("now", "Status: Paid"), ("next friday", "Status: Scheduled for")],
+)
+async def test_a_turn_that_fails_after_recording_its_payment_loses_no_receipt(
+    app, phone, clock, sendgrid_fake, when, receipt_says
+):
+    await add_account(app)
+    maria = phone()
+    for text in ["pay", "ok", "50", "1", when, "yes"]:
+        await maria.send(text)
+    async with replies_refused_by_the_database(app, maria.number):
+        (answer,) = await maria.send("agree")
+    assert answer.startswith("Sorry, something went wrong on our side")
+
+    async with app[appkeys.DATABASE].session() as session:
+        (payment,) = await session.scalars(select(Payment))
+    assert payment.status == ("paid" if when == "now" else "scheduled")
+    (row,) = await outbox_rows(app)  # written with the payment, not with the failed turn
+    assert (row.kind, row.status) == ("receipt", "queued")
+    assert payment.reference in row.subject
+    assert accepted_receipts(sendgrid_fake) == []
+
+    clock.advance(email_outbox.GRACE)
+    report = await make_worker(app).run_once()
+    assert report.emails_sent == 1
+    (receipt,) = accepted_receipts(sendgrid_fake)
+    assert f"Reference: {payment.reference}" in receipt and receipt_says in receipt
+    assert "Amount: $50.00" in receipt
 
 
 async def test_two_workers_at_once_send_an_overdue_receipt_once(
