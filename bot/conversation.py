@@ -450,11 +450,10 @@ class ConversationEngine:
         the turn's own commit): a process that stops in between loses no receipt."""
 
         def queue_receipt(outcome: PaymentOutcome) -> None:
-            if account.email and outcome.status in {"paid", "scheduled", "pending"}:
-                email = self.notifier.receipt(account, outcome, brand=brand)
-                row = email_outbox.queue(
-                    session, email, kind="receipt", account_id=account.id, at=now
-                )
+            row = email_outbox.queue_receipt(
+                session, self.notifier, account, outcome, brand=brand, at=now
+            )
+            if row is not None:
                 turn.queued_emails.append(row)
 
         return queue_receipt

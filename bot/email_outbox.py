@@ -32,11 +32,12 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.models import OutboundEmail, Outreach
+from bot.models import Account, OutboundEmail, Outreach
 
 if TYPE_CHECKING:
     from bot.db import Database
     from bot.notifications import Notifier
+    from bot.payments import PaymentOutcome
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,31 @@ def queue(
     )
     session.add(row)
     return row
+
+
+RECEIPT_STATUSES = frozenset({"paid", "pending", "scheduled"})  # a decline gets a notice instead
+
+
+def queue_receipt(
+    session: AsyncSession,
+    notifier: Notifier,
+    account: Account,
+    outcome: PaymentOutcome,
+    *,
+    brand: str,
+    at: datetime,
+) -> OutboundEmail | None:
+    """The receipt of a payment, added to the session that records the payment (no commit);
+    None when none is due. It never raises for the template: the payment is recorded whatever
+    the receipt's text does."""
+    if not account.email or outcome.status not in RECEIPT_STATUSES:
+        return None
+    try:
+        email = notifier.receipt(account, outcome, brand=brand)
+    except Exception:
+        log.exception("payment %s: the receipt could not be written", outcome.reference)
+        return None
+    return queue(session, email, kind="receipt", account_id=account.id, at=at)
 
 
 async def send_now(

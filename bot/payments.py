@@ -73,13 +73,12 @@ class PaymentOutcome:
     pay_on: date | None
     failure_message: str | None = None
     installments: int = 1
-    # False when someone else (a Stripe webhook that won the race) already told the customer.
-    receipt_due: bool = True
     fee_cents: int = 0
 
 
 # Called with the outcome just before the commit that records it, only by the call that recorded
-# it: what must be written with the payment (its receipt) is then durable exactly when it is.
+# it (not by a retry, nor after a Stripe event that got there first): what must be written with
+# the payment (its receipt) is then durable exactly when it is.
 OnRecorded = Callable[[PaymentOutcome], None]
 
 
@@ -123,18 +122,17 @@ class PaymentService:
 
         def recorded(payment: Payment) -> None:
             if on_recorded is not None:
-                on_recorded(_outcome(payment, method, request, receipt_due=True))
+                on_recorded(_outcome(payment, method, request))
 
         payment, created = await self._record(
-            session, account, method, request, today=today, on_scheduled=recorded
+            session, account, method, request, today=today, recorded=recorded
         )
         # Only the request that wrote the row charges: any other (a retry, a race) reads it. A row
         # left `processing` by a crash is retried by the worker with the same idempotency key.
-        receipt_due = created
         if created and payment.status == "processing":
-            receipt_due = await self._charge(session, account, method, payment, on_changed=recorded)
+            await self._charge(session, account, method, payment, recorded=recorded)
             payment = await session.get(Payment, payment.id, populate_existing=True) or payment
-        return _outcome(payment, method, request, receipt_due=receipt_due)
+        return _outcome(payment, method, request)
 
     async def _record(
         self,
@@ -144,7 +142,7 @@ class PaymentService:
         request: PaymentRequest,
         *,
         today: date,
-        on_scheduled: Callable[[Payment], None] | None = None,
+        recorded: Callable[[Payment], None],
     ) -> tuple[Payment, bool]:
         existing = await _payment_by_key(session, request.idempotency_key)
         if existing is not None:
@@ -233,8 +231,8 @@ class PaymentService:
             installments=len(payments),
             channel=request.channel,
         )
-        if on_scheduled is not None and payments[0].status == "scheduled":
-            on_scheduled(payments[0])
+        if payments[0].status == "scheduled":
+            recorded(payments[0])  # its outcome is final now; one due today is after the charge
         try:
             await session.commit()
         except IntegrityError:
@@ -256,9 +254,10 @@ class PaymentService:
         method: PaymentMethod,
         payment: Payment,
         *,
-        on_changed: Callable[[Payment], None] | None = None,
-    ) -> bool:
-        """Charge now; True when this call recorded the outcome."""
+        recorded: Callable[[Payment], None],
+    ) -> None:
+        """Charge now; ``recorded`` is called when this call, not an earlier event, wrote the
+        outcome."""
         if not account.processor_customer_id:
             raise PaymentRefused("That payment method is no longer on file.")
         try:
@@ -278,7 +277,7 @@ class PaymentService:
             payment.failure_code = "processor_unavailable"
             payment.updated_at = self.clock.now()
             await session.commit()
-            return False
+            return
         # A webhook may have recorded this charge while we waited: read the row afresh, locked.
         fresh = await session.get(Payment, payment.id, with_for_update=True, populate_existing=True)
         assert fresh is not None
@@ -290,10 +289,9 @@ class PaymentService:
             failure_code=result.failure_code,
             at=self.clock.now(),
         )
-        if changed and on_changed is not None:
-            on_changed(fresh)
+        if changed:
+            recorded(fresh)
         await session.commit()
-        return changed
 
 
 async def apply_charge_result(
@@ -352,9 +350,7 @@ async def unused_references(session: AsyncSession, count: int) -> list[str]:
     return chosen
 
 
-def _outcome(
-    payment: Payment, method: PaymentMethod, request: PaymentRequest, *, receipt_due: bool
-) -> PaymentOutcome:
+def _outcome(payment: Payment, method: PaymentMethod, request: PaymentRequest) -> PaymentOutcome:
     return PaymentOutcome(
         reference=payment.reference,
         status=payment.status,
@@ -363,7 +359,6 @@ def _outcome(
         pay_on=payment.scheduled_for if payment.status == "scheduled" else None,
         failure_message=_failure_text(payment.failure_code),
         installments=request.installment_count if request.offer_kind == "plan" else 1,
-        receipt_due=receipt_due,
         fee_cents=payment.fee_cents,
     )
 

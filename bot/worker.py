@@ -108,7 +108,6 @@ from bot.models import (
     Account,
     AuditEvent,
     Creditor,
-    OutboundEmail,
     Payment,
     PaymentMethod,
     Plan,
@@ -953,7 +952,9 @@ class Worker:
             # Receipts and decline notices are about a payment the customer authorized: they go
             # even after an email unsubscribe (which stops campaigns and reminders, not these).
             # A receipt is written with the payment it reports.
-            receipt = self._queue_receipt(session, account, outcome, rules, now)
+            receipt = email_outbox.queue_receipt(
+                session, self.notifier, account, outcome, brand=rules.brand, at=now
+            )
             await session.commit()
         status = payment.status
         setattr(report, status, getattr(report, status) + 1)
@@ -977,19 +978,6 @@ class Worker:
                                             seal=self.seal)
         except Exception:
             log.exception("payment %s: the %s email could not be sent", payment.reference, status)
-
-    def _queue_receipt(
-        self, session: Any, account: Account, outcome: PaymentOutcome, rules: _Rules,
-        now: datetime,
-    ) -> OutboundEmail | None:
-        if not account.email or outcome.status not in ("paid", "pending"):
-            return None
-        try:
-            email = self.notifier.receipt(account, outcome, brand=rules.brand)
-        except Exception:  # the charge is recorded whatever the template does
-            log.exception("payment %s: the receipt could not be written", outcome.reference)
-            return None
-        return email_outbox.queue(session, email, kind="receipt", account_id=account.id, at=now)
 
     def _decline_email(
         self,
