@@ -152,8 +152,8 @@ class Notifier:
 
     async def send_code(self, account: Account, code: str, *, brand: str, by_sms: bool) -> None:
         """By text to the phone on file unless it opted out; else by email."""
-        body = self.env.get_template("sms/verification_code.txt").render(brand=brand, code=code)
-        body = " ".join(body.split())
+        context = {"brand": brand, "code": code}
+        body = " ".join(self.env.get_template("sms/verification_code.txt").render(context).split())
         if by_sms and account.phone:
             try:
                 await self.sms.send(to=account.phone, body=body)
@@ -165,6 +165,6 @@ class Notifier:
                 to=account.email,
                 subject=f"{brand}: your verification code",
                 text=body,
-                html=f"<p>{body}</p>",
+                html=self.env.get_template("email/verification_code.html").render(context).strip(),
                 transactional=True,  # asked for, this minute, by the customer
             )

@@ -6,7 +6,7 @@ import re
 from datetime import date
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from bot.gsm7 import to_gsm7
 from bot.money import format_cents
@@ -26,7 +26,9 @@ def build_environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
-        autoescape=False,
+        # Every .html template (emails) escapes what it is given; texts (SMS, plain email) are
+        # not HTML and stay as written.
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         auto_reload=False,  # packaged templates do not change under a running process
     )
     env.filters["money"] = format_cents
