@@ -194,7 +194,8 @@ async def method_chosen(request: web.Request) -> web.StreamResponse:
         account = await load_account(request, db)
         choice = _text(form, "method")
         method = await db.get(PaymentMethod, int(choice)) if choice.isdigit() else None
-        if method is None:
+        # Another account's method is answered like one that does not exist: ids reveal nothing.
+        if method is None or method.account_id != account.id:
             return await show(request, notice="choose_method", status=422)
         try:
             await switch_method(db, account, method, at=now, actor="customer:web")

@@ -234,7 +234,7 @@ async def test_a_form_without_csrf_or_with_another_accounts_method_changes_nothi
 
     theirs = await method_id(app, other.id, "pm_card_visa")
     await browser.post("/portal/method", {"method": str(theirs)}, status=422)
-    assert "That payment method is not on this account." in browser.text
+    assert "Please choose how you will pay." in browser.text  # as for an id that does not exist
     await browser.post("/portal/method", {"method": "nonsense"}, status=422)
     assert "Please choose how you will pay." in browser.text
     await browser.post(
