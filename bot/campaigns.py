@@ -198,7 +198,7 @@ async def _send_sms(
         if await ledger.is_opted_out(session, phone):
             return "opted_out"
         creditor = await ledger.creditor_of(session, account)
-        flow = settings.flow.merged(creditor.settings if creditor else None)
+        flow = settings.flow.for_creditor(creditor)
         if in_quiet_hours(now, account.timezone, flow):
             return "quiet_hours"
         if await _link_sent_since(session, account.id, now - lifetime, channel="sms"):
@@ -256,7 +256,7 @@ async def _send_email(
         if await email_opted_out(session, address):
             return "opted_out"
         creditor = await ledger.creditor_of(session, account)
-        flow = settings.flow.merged(creditor.settings if creditor else None)
+        flow = settings.flow.for_creditor(creditor)
         if in_quiet_hours(now, account.timezone, flow):  # Reg F: the same hours as a text
             return "quiet_hours"
         if await _link_sent_since(session, account.id, now - lifetime, channel="email"):

@@ -6,100 +6,18 @@ Nothing here is read at import time; `Settings.from_env` takes the mapping to re
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# Per-creditor flow settings live in their own module (checked when written, read key by key).
+from bot.flow_settings import FlowSettings
 
 DEFAULT_DATA_DIR = Path("var")
 
 
 class ConfigError(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class FlowSettings:
-    """Per creditor (or portfolio) switches of the payment journey."""
-
-    contact_review: bool = True
-    virtual_collection: bool = True
-    allow_skip_offer: bool = True
-    schedule_payment: bool = True
-    min_payment_cents: int = 2500
-    furthest_schedule_days: int = 90
-    methods_enabled: tuple[str, ...] = ("card", "us_bank_account")
-    quiet_hours_start: int = 21  # no proactive message from 9 p.m. ...
-    quiet_hours_end: int = 8  # ... to 8 a.m., customer's local time
-    session_timeout_minutes: int = 30
-    terms_version: str = "2026-11"
-    max_invalid_replies: int = 3
-    # Plans and offers (journeys 3 to 5)
-    sms_plan_signing: bool = True  # the terms allow a plan to be signed by replying AGREE
-    offer_lifetime_days: int = 14  # an offer's default expiry
-    reminder_days_before: tuple[int, ...] = (7, 3, 1)  # at most three, before an offer expires
-    plan_max_installments: int = 24
-    plan_start_horizon_days: int = 30  # the first installment at most this far ahead
-    plan_skips_allowed: int = 1  # installments a customer may skip (pushed to the end) by text
-    plan_move_max_days: int = 14  # how far a customer may move the next installment by text
-    max_proactive_per_week: int = 5  # per customer, receipts and replies aside
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, object] | None) -> FlowSettings:
-        """Settings as stored per creditor; a value of the wrong type is an error, not a crash
-        later in the middle of a customer's conversation."""
-        if not data:
-            return cls()
-        defaults = cls()
-        values: dict[str, object] = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in data:
-                continue
-            value, default = data[f.name], getattr(defaults, f.name)
-            if isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise ConfigError(f"flow setting {f.name} must be true or false")
-            elif isinstance(default, int):
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise ConfigError(f"flow setting {f.name} must be a whole number")
-            elif isinstance(default, tuple) and default and isinstance(default[0], int):
-                if not isinstance(value, list | tuple) or not all(
-                    isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
-                ):
-                    raise ConfigError(f"flow setting {f.name} must be a list of whole numbers")
-                value = tuple(value)
-            elif isinstance(default, tuple):
-                if not isinstance(value, list | tuple) or not all(
-                    isinstance(v, str) for v in value
-                ):
-                    raise ConfigError(f"flow setting {f.name} must be a list of names")
-                value = tuple(value)
-            elif not isinstance(value, str):
-                raise ConfigError(f"flow setting {f.name} must be text")
-            values[f.name] = value
-        settings = cls(**values)  # type: ignore[arg-type]
-        if not (0 <= settings.quiet_hours_end <= 23 and 0 <= settings.quiet_hours_start <= 24):
-            raise ConfigError("quiet hours must be hours of the day")
-        if len(settings.reminder_days_before) > 3:
-            raise ConfigError("at most three reminders before an offer expires")
-        return settings
-
-    def merged(self, overrides: Mapping[str, object] | None) -> FlowSettings:
-        """These settings with a creditor's overrides; a broken override set is logged and
-        ignored, so a typo in one creditor's settings never breaks a customer's conversation."""
-        if not overrides:
-            return self
-        try:
-            return FlowSettings.from_mapping({**self.to_mapping(), **overrides})
-        except (ConfigError, TypeError):
-            logging.getLogger(__name__).error("ignoring invalid creditor flow settings")
-            return self
-
-    def to_mapping(self) -> dict[str, object]:
-        data = dataclasses.asdict(self)
-        data["methods_enabled"] = list(self.methods_enabled)
-        data["reminder_days_before"] = list(self.reminder_days_before)
-        return data
 
 
 def _bool(value: str | None, default: bool) -> bool:

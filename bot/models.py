@@ -19,8 +19,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeDecorator
+
+from bot.flow_settings import check_creditor_settings
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -64,6 +66,12 @@ class Creditor(Base):
     # Reg F: the first message says it is from a debt collector; wording set per creditor.
     disclosure: Mapped[str] = mapped_column(Text, default="")
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    @validates("settings")
+    def _checked(self, _: str, value: dict[str, Any] | None) -> dict[str, Any]:
+        # Checked whenever they are written (import, API, demo, CLI, a test): a bad key is
+        # refused, named, instead of being found later in a customer's conversation.
+        return check_creditor_settings(value)
 
 
 class Account(Base):

@@ -372,7 +372,7 @@ async def flow_settings_for(
     session: AsyncSession, account: Account, base: FlowSettings
 ) -> FlowSettings:
     creditor = await ledger.creditor_of(session, account)
-    return base.merged(creditor.settings if creditor is not None else None)
+    return base.for_creditor(creditor)
 
 
 def account_zone(account: Account) -> ZoneInfo:

@@ -296,7 +296,7 @@ async def _add_reminders(
 
 async def _flow(session: AsyncSession, settings: Settings, account: Account) -> FlowSettings:
     creditor = await ledger.creditor_of(session, account)
-    return settings.flow.merged(creditor.settings if creditor else None)
+    return settings.flow.for_creditor(creditor)
 
 
 # --------------------------------------------------------------------------- delivery
@@ -378,7 +378,7 @@ async def _claim(
         if account is None:
             return await _skip(session, row, "no_account", report)
         creditor = await ledger.creditor_of(session, account)
-        flow = settings.flow.merged(creditor.settings if creditor else None)
+        flow = settings.flow.for_creditor(creditor)
         offer = await session.get(Offer, row.offer_id) if row.offer_id is not None else None
         if row.kind in OFFER_KINDS:
             if offer is None or offer.status != "open" or (

@@ -580,7 +580,7 @@ class Worker:
                 log.error("creditor %s: decline_max_retries must be a whole number; ignored",
                           creditor_code)
         rules = _Rules(
-            flow=self.settings.flow.merged(overrides or None),
+            flow=self.settings.flow.for_creditor(creditor),
             brand=creditor.name if creditor is not None else self.settings.brand,
             disclosure=creditor.disclosure if creditor is not None else "",
             retry_days=retry_days,
