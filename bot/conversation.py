@@ -292,17 +292,25 @@ class ConversationEngine:
             account = await session.get(Account, account_id)
             assert account is not None
             now = self.clock.now()
-            await record_saved_method(session, account, saved, at=now, default=True, channel="web")
+            method = await record_saved_method(
+                session, account, saved, at=now, default=True, channel="web"
+            )
             await session.commit()
+            method_id = method.id
             key = await self._conversation_key(session, account)
             conv = await self._conversation_of(session, account, key, now)
             from_text = (conv.context or {}).get("last_channel") == "sms"
             await session.commit()
         if conv.state not in {"method", "awaiting_method"}:
             return await self.web_step(account_id)
-        # The saved method is the default, so it is option 1 of the method step.
+        # Chosen by its own place in the method step's list (the kinds the creditor takes), so
+        # Confirm shows the very method saved; one that is not in the list chooses nothing.
+        listed = (await self.web_step(account_id)).flow.account.methods
+        place = next((n for n, m in enumerate(listed, 1) if m.id == method_id), None)
+        if place is None:
+            return await self.web_step(account_id)
         step = await self.web_step(
-            account_id, Meaning("choice", 1), ip_address=ip_address, user_agent=user_agent
+            account_id, Meaning("choice", place), ip_address=ip_address, user_agent=user_agent
         )
         if from_text and not key.startswith("web:"):
             await self._text_after_web(key, account_id, step, saved)
@@ -1331,9 +1339,11 @@ class ConversationEngine:
             "support_contact": self.settings.support_contact,
             "first_name": account.first_name if account else "",
             "disclosure": "",
+            "method_words": self.settings.flow.method_words,
         }
         if account is not None:
             base["brand"] = await self.brand_for(session, account)
+            base["method_words"] = (await self.flow_settings(session, account)).method_words
             offer_id = next((r.link_offer_id for r in replies if r.link_offer_id), None)
             if offer_id is not None:
                 # The offer's own link: the portal opens the plan to review and sign.
@@ -1371,7 +1381,7 @@ class ConversationEngine:
         terms = None
         if creditor is not None:
             terms = CreditorTerms(
-                name=creditor.name, settings=self.settings.flow.merged(creditor.settings)
+                name=creditor.name, settings=self.settings.flow.for_creditor(creditor)
             )
         self._creditors[code] = (terms, now)
         return terms

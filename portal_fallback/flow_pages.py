@@ -15,7 +15,6 @@ from multidict import MultiDictProxy
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.accounts import ensure_processor_customer
 from bot.conversation import WebStep
 from bot.models import Account, Link, Payment, PaymentMethod
 from bot.parsing import Meaning, parse_reply
@@ -23,7 +22,11 @@ from bot.payments import STATUS_LABELS
 from bot.phones import InvalidPhone, normalize_phone
 from bot.providers.payments import MethodRejected, PaymentError
 from portal_fallback.app import page
-from portal_fallback.method_entry import method_entry_context
+from portal_fallback.method_entry import (
+    MethodNotTaken,
+    method_entry_context,
+    save_entered_method,
+)
 from portal_fallback.sessions import SESSION, client_ip
 from states.payment import PaymentFlow
 
@@ -242,7 +245,6 @@ async def save_method(request: web.Request) -> web.StreamResponse:
     account_id = account_id_of(request)
     form = await request.post()
     method_ref = _text(form, "payment_method")
-    gateway = request.config_dict[appkeys.PROVIDERS].payments
     if not method_ref.startswith("pm_") or len(method_ref) > 64:
         step = await engine.web_step(account_id)
         return await render_step(request, step, notices=[("method_failed", {})], status=422)
@@ -250,12 +252,14 @@ async def save_method(request: web.Request) -> web.StreamResponse:
         account = await db.get(Account, account_id)
         assert account is not None
         try:
-            customer_id = await ensure_processor_customer(gateway, account)
-            await db.commit()
-            saved = await gateway.save_method(customer_id=customer_id, method_ref=method_ref)
+            saved = await save_entered_method(request, db, account, method_ref)
         except (MethodRejected, PaymentError):
             step = await engine.web_step(account_id)
             return await render_step(request, step, notices=[("method_failed", {})], status=422)
+        except MethodNotTaken as refused:
+            step = await engine.web_step(account_id)
+            notice = ("payment_refused", {"reason": refused.notice})
+            return await render_step(request, step, notices=[notice], status=422)
     await engine.method_saved(
         account_id,
         saved,

@@ -12,35 +12,77 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import appkeys
 from bot.accounts import ensure_processor_customer
+from bot.config import FlowSettings
 from bot.models import Account
-from bot.providers.payments import PaymentError, SandboxGateway
+from bot.providers.payments import PaymentError, SandboxGateway, SavedMethod
 
 log = logging.getLogger(__name__)
 
-# Test methods the sandbox gateway knows, offered only when no real processor is configured.
+# Test methods the sandbox gateway knows, offered only when no real processor is configured
+# (and only of the kinds the creditor takes).
 SANDBOX_METHODS = [
-    ("pm_card_visa", "Test Visa ending 4242"),
-    ("pm_card_chargeCustomerFail", "Test Visa ending 0341 (declines)"),
-    ("pm_usBankAccount", "Test bank account ending 6789 (settles later)"),
+    ("pm_card_visa", "Test Visa ending 4242", "card"),
+    ("pm_card_chargeCustomerFail", "Test Visa ending 0341 (declines)", "card"),
+    ("pm_usBankAccount", "Test bank account ending 6789 (settles later)", "us_bank_account"),
 ]
+
+
+class MethodNotTaken(Exception):
+    """A method of a kind the account's creditor does not take; ``notice`` says what is."""
+
+    def __init__(self, flow: FlowSettings):
+        self.notice = f"We can take only a {flow.method_words} for this account."
+        super().__init__(self.notice)
+
+
+async def flow_of(request: web.Request, db: AsyncSession, account: Account) -> FlowSettings:
+    return await request.config_dict[appkeys.ENGINE].flow_settings(db, account)
+
+
+async def save_entered_method(
+    request: web.Request, db: AsyncSession, account: Account, method_ref: str
+) -> SavedMethod:
+    """Keep a method entered on a page at the processor (its customer made and committed first,
+    so a retry makes no second one). Raises MethodRejected or PaymentError when it cannot be
+    saved, MethodNotTaken when the creditor does not take its kind: the ledger keeps nothing
+    of it then, so no page or text can offer it and no payment can use it."""
+    gateway = request.config_dict[appkeys.PROVIDERS].payments
+    flow = await flow_of(request, db, account)
+    customer_id = await ensure_processor_customer(gateway, account)
+    await db.commit()
+    saved = await gateway.save_method(customer_id=customer_id, method_ref=method_ref)
+    if saved.kind not in flow.methods_enabled:
+        log.info("a %s was entered for a creditor that does not take it", saved.kind)
+        raise MethodNotTaken(flow)
+    return saved
 
 
 async def method_entry_context(
     request: web.Request, db: AsyncSession, account: Account
 ) -> dict[str, Any]:
-    """What the add-a-method forms need (commits the processor's customer id if new)."""
+    """What the add-a-method forms need (commits the processor's customer id if new): only
+    the kinds of method the account's creditor takes."""
     settings = request.config_dict[appkeys.SETTINGS]
     gateway = request.config_dict[appkeys.PROVIDERS].payments
+    flow = await flow_of(request, db, account)
+    kinds_taken = flow.methods_enabled
+    takes_cards = "card" in kinds_taken
+    kinds = {
+        "card_enabled": takes_cards,
+        "new_method_noun": "card" if takes_cards else "bank account",
+    }
     if isinstance(gateway, SandboxGateway):
-        return {"sandbox_methods": SANDBOX_METHODS}
-    flow = await request.config_dict[appkeys.ENGINE].flow_settings(db, account)
+        offered = [(ref, label) for ref, label, kind in SANDBOX_METHODS if kind in kinds_taken]
+        return {"sandbox_methods": offered, **kinds}
     try:
         customer_id = await ensure_processor_customer(gateway, account)
         await db.commit()
-        _, card_secret = await gateway.create_setup_intent(customer_id=customer_id)
+        card_secret = None
+        if takes_cards:
+            _, card_secret = await gateway.create_setup_intent(customer_id=customer_id)
     except PaymentError:
         log.warning("could not prepare card entry")
-        return {"card_unavailable": True}
+        return {"card_unavailable": True, **kinds}
     bank_secret = None
     if "us_bank_account" in flow.methods_enabled:
         try:  # where the processor offers ACH (Stripe does; localstripe does not)
@@ -50,6 +92,7 @@ async def method_entry_context(
         except PaymentError:
             log.info("bank account entry is not available from this processor")
     return {
+        **kinds,
         "stripe_js_url": settings.stripe_js_url,
         "stripe_publishable_key": settings.stripe_publishable_key or "pk_test_paybot",
         "setup_client_secret": card_secret,

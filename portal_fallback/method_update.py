@@ -26,14 +26,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import appkeys
-from bot.accounts import ensure_processor_customer, record_saved_method
+from bot.accounts import record_saved_method
 from bot.models import Account, Payment, PaymentMethod, Plan
 from bot.plans import PlanError, switch_method
 from bot.providers.payments import MethodRejected, PaymentError, polite_decline_message
 from portal_fallback.app import page
-from portal_fallback.method_entry import method_entry_context
+from portal_fallback.method_entry import MethodNotTaken, method_entry_context, save_entered_method
 from portal_fallback.sessions import SESSION
-from portal_fallback.signing import method_label, methods_of
+from portal_fallback.signing import method_label, methods_of, methods_taken
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ async def show(
     async with request.config_dict[appkeys.DATABASE].session() as db:
         account = await load_account(request, db)
         missed = await last_missed(db, account)
-        methods = await methods_of(db, account.id)
+        methods = await methods_taken(request, db, account)
         default = next((m for m in methods if m.is_default), None)
         context: dict[str, Any] = {
             "title": "Update your payment method",
@@ -195,7 +195,7 @@ async def method_chosen(request: web.Request) -> web.StreamResponse:
         choice = _text(form, "method")
         method = await db.get(PaymentMethod, int(choice)) if choice.isdigit() else None
         # Another account's method is answered like one that does not exist: ids reveal nothing.
-        if method is None or method.account_id != account.id:
+        if method is None or method not in await methods_taken(request, db, account):
             return await show(request, notice="choose_method", status=422)
         try:
             await switch_method(db, account, method, at=now, actor="customer:web")
@@ -209,18 +209,17 @@ async def save_new_method(request: web.Request) -> web.StreamResponse:
     """A card saved with Stripe.js (or a sandbox test method): keep it, switch to it."""
     form = await request.post()
     method_ref = _text(form, "payment_method")
-    gateway = request.config_dict[appkeys.PROVIDERS].payments
     now = request.config_dict[appkeys.CLOCK].now()
     async with request.config_dict[appkeys.DATABASE].session() as db:
         account = await load_account(request, db)
         if not method_ref.startswith("pm_") or len(method_ref) > 64:
             return await show(request, notice="method_failed", status=422)
         try:
-            customer_id = await ensure_processor_customer(gateway, account)
-            await db.commit()
-            saved = await gateway.save_method(customer_id=customer_id, method_ref=method_ref)
+            saved = await save_entered_method(request, db, account, method_ref)
         except (MethodRejected, PaymentError):
             return await show(request, notice="method_failed", status=422)
+        except MethodNotTaken as refused:
+            return await show(request, notice=refused.notice, status=422)
         method = await record_saved_method(db, account, saved, at=now, default=True, channel="web")
         await db.flush()
         try:

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import appkeys
-from bot.accounts import ensure_processor_customer, record_saved_method
+from bot.accounts import record_saved_method
 from bot.agreement_copy import PNG_DATA_URL_PREFIX, PNG_MAGIC, send_agreement_copy
 from bot.models import Account, Agreement, Link, Offer, Payment, PaymentMethod, Plan
 from bot.plan_terms import plan_agreement_text
@@ -47,7 +47,12 @@ from bot.plans import (
 from bot.providers.payments import MethodRejected, PaymentError
 from bot.security import mask_email
 from portal_fallback.app import page
-from portal_fallback.method_entry import method_entry_context
+from portal_fallback.method_entry import (
+    MethodNotTaken,
+    flow_of,
+    method_entry_context,
+    save_entered_method,
+)
 from portal_fallback.sessions import SESSION, client_ip
 
 log = logging.getLogger(__name__)
@@ -245,6 +250,14 @@ def closed_page(request: web.Request, signing: Signing | None) -> web.Response:
     )
 
 
+async def methods_taken(
+    request: web.Request, db: AsyncSession, account: Account
+) -> list[PaymentMethod]:
+    """The account's saved methods of the kinds its creditor takes, the default first."""
+    kinds = (await flow_of(request, db, account)).methods_enabled
+    return [m for m in await methods_of(db, account.id) if m.kind in kinds]
+
+
 async def methods_of(db: AsyncSession, account_id: int) -> list[PaymentMethod]:
     return list(
         await db.scalars(
@@ -374,7 +387,7 @@ async def choose_method(
     async with request.config_dict[appkeys.DATABASE].session() as db:
         signing = await open_signing(request, db)
         progress = read_progress(request, signing.offer.id)
-        methods = await methods_of(db, signing.account.id)
+        methods = await methods_taken(request, db, signing.account)
         context = base_context(
             signing,
             title="Payment method",
@@ -393,7 +406,7 @@ async def method_chosen(request: web.Request) -> web.StreamResponse:
         signing = await open_signing(request, db)
         choice = _text(form, "method")
         method = await db.get(PaymentMethod, int(choice)) if choice.isdigit() else None
-        if method is None or method.account_id != signing.account.id:
+        if method is None or method not in await methods_taken(request, db, signing.account):
             return await choose_method(request, notice="choose_method", status=422)
     raise go(request, "/portal/plan/terms", signing.offer.id, Progress(method_id=method.id))
 
@@ -402,18 +415,17 @@ async def save_new_method(request: web.Request) -> web.StreamResponse:
     """A card saved with Stripe.js (or a sandbox test method): keep it, sign with it."""
     form = await request.post()
     method_ref = _text(form, "payment_method")
-    gateway = request.config_dict[appkeys.PROVIDERS].payments
     async with request.config_dict[appkeys.DATABASE].session() as db:
         signing = await open_signing(request, db)
         if not method_ref.startswith("pm_") or len(method_ref) > 64:
             return await choose_method(request, notice="method_failed", status=422)
         account = signing.account
         try:
-            customer_id = await ensure_processor_customer(gateway, account)
-            await db.commit()
-            saved = await gateway.save_method(customer_id=customer_id, method_ref=method_ref)
+            saved = await save_entered_method(request, db, account, method_ref)
         except (MethodRejected, PaymentError):
             return await choose_method(request, notice="method_failed", status=422)
+        except MethodNotTaken as refused:
+            return await choose_method(request, notice=refused.notice, status=422)
         method = await record_saved_method(
             db, account, saved, at=signing.now, default=None, channel="web"
         )

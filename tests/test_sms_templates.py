@@ -21,6 +21,7 @@ BASE = {
     "first_name": "Maximiliana-Josefina",
     "disclosure": "This is a communication from a debt collector.",
     "link_url": "https://pay.northwind-recovery.example/p/AbCdEfGhIjKlMnOpQrStUvWx",
+    "method_words": "card or bank account",  # the longest: a creditor that takes both
 }
 OFFERS = [
     OfferView(1, "settlement", 1_234_567_89, 1, 1_234_567_89, None, date(2026, 12, 31), 98_765_43),
