@@ -305,10 +305,11 @@ class ConversationEngine:
             return await self.web_step(account_id)
         # Chosen by its own place in the method step's list (the kinds the creditor takes), so
         # Confirm shows the very method saved; one that is not in the list chooses nothing.
-        listed = (await self.web_step(account_id)).flow.account.methods
-        place = next((n for n, m in enumerate(listed, 1) if m.id == method_id), None)
+        listed = await self.web_step(account_id)
+        methods = listed.flow.account.methods
+        place = next((n for n, m in enumerate(methods, 1) if m.id == method_id), None)
         if place is None:
-            return await self.web_step(account_id)
+            return listed
         step = await self.web_step(
             account_id, Meaning("choice", place), ip_address=ip_address, user_agent=user_agent
         )
