@@ -6,6 +6,7 @@ Nothing here is read at import time; `Settings.from_env` takes the mapping to re
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,26 @@ def _positive_int(name: str, value: str | None, default: int) -> int:
     if number < 1:
         raise ConfigError(f"{name} must be a whole number of at least 1")
     return number
+
+
+ProxyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(name: str, value: str | None) -> tuple[ProxyNetwork, ...]:
+    """Comma-separated CIDRs (a bare address is its own /32 or /128). A network written with
+    host bits set (10.0.0.1/8) is refused: it is more likely a typo than what was meant."""
+    if value is None:
+        return ()
+    networks = []
+    for part in value.split(","):
+        try:
+            networks.append(ipaddress.ip_network(part.strip()))
+        except ValueError:
+            raise ConfigError(
+                f"{name}: {part.strip()!r} is not a network; write CIDRs separated by commas, "
+                "such as 10.0.0.0/8,192.0.2.7"
+            ) from None
+    return tuple(networks)
 
 
 @dataclass(frozen=True)
@@ -69,6 +90,9 @@ class Settings:
     # armour); webhooks/sendgrid.py reads either. Unset: POST /webhooks/sendgrid refuses (400).
     sendgrid_webhook_public_key: str | None = None
 
+    # Proxies whose X-Forwarded-For is believed (portal_fallback.sessions.client_ip); none by
+    # default: a client may write anything in that header.
+    trusted_proxies: tuple[ProxyNetwork, ...] = ()
     link_lifetime_hours: int = 72
     verification_lock_minutes: int = 30
     # Inbound SMS turns one web process works on at once; the rest wait their turn in order.
@@ -127,6 +151,9 @@ class Settings:
             "sendgrid_from_email": get("SENDGRID_FROM_EMAIL") or cls.sendgrid_from_email,
             "sendgrid_host": get("SENDGRID_HOST"),
             "sendgrid_webhook_public_key": get("SENDGRID_WEBHOOK_PUBLIC_KEY"),
+            "trusted_proxies": _networks(
+                "PAYBOT_TRUSTED_PROXIES", get("PAYBOT_TRUSTED_PROXIES")
+            ),
             "sms_turns_in_flight": _positive_int(
                 "PAYBOT_SMS_TURNS_IN_FLIGHT", get("PAYBOT_SMS_TURNS_IN_FLIGHT"), 8
             ),

@@ -6,6 +6,7 @@ the old token stops working, so a token seen before verification is worth nothin
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from datetime import datetime, timedelta
 
@@ -24,12 +25,56 @@ UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 def client_ip(request: web.Request) -> str | None:
-    # Behind a load balancer the first X-Forwarded-For hop is the client; trusted only because
-    # PayBot is deployed behind one (PUBLIC_BASE_URL); without it, the socket's peer.
-    forwarded = request.headers.get("X-Forwarded-For", "")
-    if forwarded:
-        return forwarded.split(",")[0].strip()[:45] or None
-    return request.remote
+    """The client's address, for everything that records or limits by address.
+
+    X-Forwarded-For is believed only when the socket's peer is one of PAYBOT_TRUSTED_PROXIES:
+    then the client is the rightmost hop that is not a trusted proxy (each proxy appends the
+    address it saw; what lies to the left of that is whatever the client chose to write).
+    Otherwise, and when a hop is not an address at all, the nearest address seen is the client.
+    """
+    trusted = request.config_dict[appkeys.SETTINGS].trusted_proxies
+    nearest = _address(request.remote)
+    if nearest is None:
+        return request.remote
+    if not trusted or not _within(nearest, trusted):
+        return str(nearest)
+    hops = [
+        hop.strip()
+        for header in request.headers.getall("X-Forwarded-For", [])
+        for hop in header.split(",")
+    ]
+    for hop in reversed(hops):
+        address = _address(hop)
+        if address is None:
+            break
+        nearest = address
+        if not _within(address, trusted):
+            break
+    return str(nearest)
+
+
+def _address(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if not text:
+        return None
+    text = text.strip()
+    if text.startswith("["):  # "[2001:db8::1]:443", as some proxies write it
+        text = text[1:].split("]", 1)[0]
+    elif text.count(":") == 1:  # "192.0.2.1:443"
+        text = text.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _within(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+) -> bool:
+    return any(address in network for network in networks)
 
 
 async def load_session(

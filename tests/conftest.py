@@ -33,7 +33,7 @@ from bot.providers.email import SandboxEmail
 from bot.providers.payments import PaymentGateway, SandboxGateway
 from bot.providers.sms import SandboxSms
 
-pytest_plugins = ["tests.fixtures_fakes", "tests.fixtures_stripe"]
+pytest_plugins = ["tests.fixtures_fakes", "tests.fixtures_stripe", "tests.portal_visitor"]
 
 BACKEND = os.environ.get("PAYBOT_TEST_BACKEND", "embedded")
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
