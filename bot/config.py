@@ -94,7 +94,6 @@ class Settings:
     # default: a client may write anything in that header.
     trusted_proxies: tuple[ProxyNetwork, ...] = ()
     link_lifetime_hours: int = 72
-    verification_lock_minutes: int = 30
     # Inbound SMS turns one web process works on at once; the rest wait their turn in order.
     # A few in flight keep the database busy; many only slow every one of them down.
     sms_turns_in_flight: int = 8

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import email_outbox, ledger, plan_changes
+from bot import email_outbox, ledger, plan_changes, second_factor
 from bot.accounts import record_saved_method
 from bot.agreement_copy import send_agreement_copy
 from bot.config import FlowSettings, Settings
@@ -36,7 +37,6 @@ from bot.models import (
     OutboundEmail,
     Payment,
     PaymentMethod,
-    VerificationAttempt,
 )
 from bot.notifications import Notifier
 from bot.parsing import Meaning, classify_keyword, parse_reply
@@ -53,13 +53,7 @@ from bot.plans import OfferNotOpen, PlanError, Signature, accept_plan_offer, off
 from bot.providers.payments import SavedMethod
 from bot.providers.sms import SmsError
 from bot.rendering import SmsRenderer
-from bot.security import (
-    code_digest,
-    constant_time_equal,
-    mask_email,
-    mask_phone,
-    new_one_time_code,
-)
+from bot.security import mask_email, mask_phone
 from states import payment as payment_flow
 from states import plan_change as plan_flow
 from states import verification as verification_flow
@@ -74,8 +68,6 @@ PAY_WORDS = {"pay", "pay now", "make a payment", "i want to pay", "payment", "pa
 PLAN_FLOW = "plan"  # Conversation.flow while signing or changing a plan by text
 PLAN_CHANGES = {"plan_move", "plan_skip", "plan_extra"}
 ANSWERED_IN_PLACE = {"balance", "link"}  # keywords that leave the flow where it stands
-CODE_LIFETIME = timedelta(minutes=10)
-VERIFICATION_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -126,6 +118,9 @@ class Turn:
     events: list[dict[str, Any]] = field(default_factory=list)
     outcome: PaymentOutcome | None = None
     agreement_copies: list[int] = field(default_factory=list)  # plans signed: email the copy
+    # Verification codes, sent after the reply: how long a reply takes says nothing of whether
+    # an account exists.
+    codes: list[second_factor.CodeToSend] = field(default_factory=list)
 
 
 class ConversationEngine:
@@ -179,16 +174,23 @@ class ConversationEngine:
             turn, texts = processed
             held.events.extend(turn.events)  # told to the agents as the lock is let go
         if reply_first:
-            if turn.queued_emails or turn.agreement_copies:
-                delivery = asyncio.get_running_loop().create_task(self._deliver(turn))
-                self._deliveries.add(delivery)
-                delivery.add_done_callback(self._deliveries.discard)
+            if turn.queued_emails or turn.agreement_copies or turn.codes:
+                self.after_reply(self._deliver(turn))
         else:
             await self._deliver(turn)
         return texts
 
+    def after_reply(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` (a send) while the reply goes out; `settled()` waits for it, and so does
+        the app's shutdown, so nothing handed over here is dropped."""
+        delivery = asyncio.get_running_loop().create_task(work)
+        self._deliveries.add(delivery)
+        delivery.add_done_callback(self._deliveries.discard)
+
     async def _deliver(self, turn: Turn) -> None:
-        """What a turn sends by email, once its reply is decided and committed."""
+        """What a turn sends (codes, emails), once its reply is decided and committed."""
+        for code in turn.codes:
+            await second_factor.send_code(self.notifier, code)
         await self._deliver_emails(turn)
         for plan_id in turn.agreement_copies:
             try:
@@ -1184,21 +1186,13 @@ class ConversationEngine:
         turn: Turn,
         now: datetime,
     ) -> None:
-        context = dict(conv.context or {})
-        failures = await self._failures(
-            session, conv.phone, context.get("candidate_account_id"), now
-        )
-        flow = VerificationFlow(context=context, tries_left=VERIFICATION_TRIES - failures)
+        flow = VerificationFlow(context=dict(conv.context or {}))
         conv.flow = "verification"
+        # A checkpoint from before these states (a lock) starts over.
         initial = conv.state if conv.state in verification_flow.STATES else "new"
         self.verification_machine.add_model(flow, initial=initial)
         try:
-            if flow.state == "locked":
-                if flow.out_of_tries():
-                    turn.replies.append(flow.prompt())
-                else:  # the lock window has passed
-                    flow.ask_account()
-            elif flow.state == "new":
+            if flow.state == "new":
                 flow.ask_account()
             elif keyword is not None:
                 turn.replies.append(flow.prompt())
@@ -1212,21 +1206,6 @@ class ConversationEngine:
                 conv.state, conv.context = flow.state, flow.context
         finally:
             self.verification_machine.remove_model(flow)
-        minutes = self.settings.verification_lock_minutes
-        turn.replies = [
-            Reply(r.template, {"lock_minutes": minutes})
-            if r.template == "verification_locked"
-            else r
-            for r in turn.replies
-        ]
-
-    async def _failures(
-        self, session: AsyncSession, phone: str, account_id: int | None, now: datetime
-    ) -> int:
-        since = now - timedelta(minutes=self.settings.verification_lock_minutes)
-        return await ledger.recent_verification_failures(
-            session, phone=phone, account_id=account_id, since=since
-        )
 
     async def _account_id_given(
         self,
@@ -1243,29 +1222,52 @@ class ConversationEngine:
             turn.replies.append(flow.prompt())
             return
         account = await ledger.account_by_ref(session, str(meaning.value))
-        code = new_one_time_code()
+        # An unknown account id is capped, counted and answered exactly like a real one.
+        subject = (
+            second_factor.account_subject(account.id)
+            if account is not None
+            else second_factor.unknown_subject(self.settings.secret_key, str(meaning.value))
+        )
+        wait = await second_factor.wait_left(
+            session, subject=subject, client=f"sms:{conv.phone}", now=now
+        )
+        if wait:
+            turn.replies.append(_wait_reply(wait))
+            return
+        texts_allowed, brand = False, ""
+        if account is not None and (account.phone or account.email):
+            texts_allowed = bool(account.phone) and not await ledger.is_opted_out(
+                session, account.phone or ""
+            )
+            brand = await self.brand_for(session, account)
+        try:
+            challenge = await second_factor.open_challenge(
+                session,
+                subject=subject,
+                account=account,
+                scope=conv.phone,
+                secret_key=self.settings.secret_key,
+                now=now,
+                purpose="sms_verification",
+                brand=brand,
+                texts_allowed=texts_allowed,
+            )
+        except second_factor.CodeLimitReached:
+            await ledger.audit(
+                session, "code_limit_reached", at=now, phone=conv.phone,
+                account_id=account.id if account else None,
+            )
+            turn.replies.append(Reply("code_limit_reached"))
+            return
         flow.context = {
             "candidate_account_id": account.id if account else None,
-            "code_expires": (now + CODE_LIFETIME).isoformat(),
+            "subject": subject,
+            "challenge": challenge.id,
+            "code_sha": challenge.digest,
+            "code_expires": challenge.expires_at.isoformat(),
         }
-        flow.has_contact_on_file = account is None or bool(account.phone or account.email)
-        if account is not None:
-            # An account under attack from other numbers gets no code, and says nothing of it.
-            locked = (
-                await self._failures(session, conv.phone, account.id, now) >= VERIFICATION_TRIES
-            )
-            if flow.has_contact_on_file and not locked:
-                flow.context["code_sha"] = code_digest(self.settings.secret_key, conv.phone, code)
-                texts_allowed = bool(account.phone) and not await ledger.is_opted_out(
-                    session, account.phone or ""
-                )
-                await self.notifier.send_code(
-                    account,
-                    code,
-                    brand=await self.brand_for(session, account),
-                    by_sms=texts_allowed,
-                )
-        # An unknown account id gets the same answer as a real one.
+        if challenge.code is not None:
+            turn.codes.append(challenge.code)
         flow.account_given()
 
     async def _answer_given(
@@ -1277,42 +1279,64 @@ class ConversationEngine:
         turn: Turn,
         now: datetime,
     ) -> None:
-        meaning = parse_reply(message.body, "code", today=now.date())
-        account_id = flow.context.get("candidate_account_id")
+        context = flow.context
+        subject, challenge_id = context.get("subject"), context.get("challenge")
+        if not subject or not challenge_id:  # a checkpoint from before these limits
+            flow.ask_account()
+            return
+        client = f"sms:{conv.phone}"
+        wait = await second_factor.wait_left(session, subject=subject, client=client, now=now)
+        if wait:  # not even tried: a number that waits learns nothing from its guesses
+            turn.replies.append(_wait_reply(wait))
+            return
+        account_id = context.get("candidate_account_id")
         account = await session.get(Account, account_id) if account_id else None
+        meaning = parse_reply(message.body, "code", today=now.date())
         ok = False
-        locked = await self._failures(session, conv.phone, account_id, now) >= VERIFICATION_TRIES
-        if meaning.kind == "text" and account is not None and not locked:
+        if meaning.kind == "text":
             answer = str(meaning.value)
-            if flow.state == "awaiting_code" and "|" not in answer:
-                expires = datetime.fromisoformat(flow.context.get("code_expires", now.isoformat()))
-                expected = flow.context.get("code_sha", "")
-                ok = now < expires and constant_time_equal(
-                    code_digest(self.settings.secret_key, conv.phone, answer), expected
-                )
-            elif flow.state == "awaiting_knowledge" and "|" in answer:
+            if "|" in answer:
                 last4, dob = answer.split("|", 1)
-                ok = (
-                    bool(account.ssn_last4 and account.dob)
-                    and constant_time_equal(last4, account.ssn_last4 or "")
-                    and dob == (account.dob.isoformat() if account.dob else "")
+                ok = second_factor.knowledge_matches(account, last4, dob)
+            else:
+                ok = second_factor.code_matches(
+                    context.get("code_sha"),
+                    datetime.fromisoformat(context["code_expires"]),
+                    secret_key=self.settings.secret_key,
+                    scope=conv.phone,
+                    answer=answer,
+                    now=now,
                 )
-        session.add(
-            VerificationAttempt(
-                phone=conv.phone, account_id=account_id, succeeded=ok, attempted_at=now
-            )
+        second_factor.record_attempt(
+            session,
+            subject=subject,
+            client=client,
+            challenge_id=challenge_id,
+            account_id=account_id,
+            succeeded=ok,
+            now=now,
+            phone=conv.phone,
         )
         if not ok:
-            flow.tries_left -= 1
             await ledger.audit(
                 session, "verification_failed", at=now, phone=conv.phone, account_id=account_id
             )
-            if flow.tries_left > 0:
-                turn.replies.append(Reply("verification_failed", {"tries_left": flow.tries_left}))
+            await session.flush()
+            flow.tries_left = await second_factor.tries_left(session, challenge_id)
+            wait = await second_factor.wait_left(session, subject=subject, client=client, now=now)
+            turn.replies.append(
+                Reply(
+                    "verification_failed",
+                    {
+                        "tries_left": flow.tries_left,
+                        "wait_minutes": second_factor.minutes(wait) if wait else None,
+                    },
+                )
+            )
             flow.answer_wrong()
             return
         assert account is not None
-        verified_by = "code" if flow.state == "awaiting_code" else "knowledge"
+        verified_by = "code" if "|" not in str(meaning.value) else "knowledge"
         await ledger.audit(
             session, "verified", at=now, phone=conv.phone, account_id=account.id, by=verified_by
         )
@@ -1433,6 +1457,10 @@ class ConversationEngine:
 
 
 _CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10, 13))
+
+
+def _wait_reply(wait: timedelta) -> Reply:
+    return Reply("verification_wait", {"minutes": second_factor.minutes(wait)})
 
 
 def _printable(text: str) -> str:

@@ -21,6 +21,7 @@ from bot.config import Settings
 from bot.conversation import ConversationEngine, Inbound
 from bot.models import (
     Agreement,
+    CodeSend,
     Conversation,
     Creditor,
     Link,
@@ -38,6 +39,7 @@ from bot.offers import OfferRequest, account_zone, create_offer
 from bot.payments import STATUS_LABELS
 from bot.providers import Providers, build_providers
 from bot.providers.payments import PaymentGateway
+from bot.second_factor import account_subject
 
 DEMO_CREDITOR = {
     "code": "northwind",
@@ -152,6 +154,7 @@ async def reset_history(session: AsyncSession, account_id: int) -> None:
         (Link, Link.account_id == account_id),
         (Offer, Offer.account_id == account_id),
         (VerificationAttempt, VerificationAttempt.account_id == account_id),
+        (CodeSend, CodeSend.cap_key == account_subject(account_id)),  # a fresh code allowance
     ]:
         await session.execute(delete(table).where(condition))
 

@@ -495,27 +495,42 @@ async def link_for_token(session: AsyncSession, token: str) -> Link | None:
 # --- verification ---
 
 
-async def recent_verification_failures(
-    session: AsyncSession, *, phone: str, account_id: int | None, since: datetime
-) -> int:
-    """Failures for this number or this account since `since`, whichever is higher."""
-    by_phone = await session.scalar(
-        select(func.count()).where(
-            VerificationAttempt.phone == phone,
-            VerificationAttempt.succeeded.is_(False),
-            VerificationAttempt.attempted_at >= since,
+async def verification_failures(
+    session: AsyncSession, *, subject: str, client: str, since: datetime
+) -> tuple[int, datetime | None]:
+    """How many times this client failed on this subject since `since` and since its last
+    success, and when it last failed. Other clients' failures do not count: a stranger failing
+    on an account never slows down its owner."""
+    mine = (
+        VerificationAttempt.subject == subject,
+        VerificationAttempt.client == client,
+        VerificationAttempt.attempted_at >= since,
+    )
+    # By id, not time: attempts in the same instant still come in the order they were made.
+    last_success = await session.scalar(
+        select(func.max(VerificationAttempt.id)).where(
+            *mine, VerificationAttempt.succeeded.is_(True)
         )
     )
-    by_account = 0
-    if account_id is not None:
-        by_account = (
-            await session.scalar(
-                select(func.count()).where(
-                    VerificationAttempt.account_id == account_id,
-                    VerificationAttempt.succeeded.is_(False),
-                    VerificationAttempt.attempted_at >= since,
-                )
+    count, last = (
+        await session.execute(
+            select(func.count(), func.max(VerificationAttempt.attempted_at)).where(
+                *mine,
+                VerificationAttempt.succeeded.is_(False),
+                VerificationAttempt.id > (last_success or 0),
             )
-            or 0
         )
-    return max(by_phone or 0, by_account)
+    ).one()
+    return int(count or 0), last
+
+
+async def challenge_failures(session: AsyncSession, challenge: str) -> int:
+    return int(
+        await session.scalar(
+            select(func.count()).where(
+                VerificationAttempt.challenge == challenge,
+                VerificationAttempt.succeeded.is_(False),
+            )
+        )
+        or 0
+    )

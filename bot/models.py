@@ -279,14 +279,37 @@ class OptOut(Base):
 
 
 class VerificationAttempt(Base):
+    """One answer to a second-factor challenge (bot/second_factor.py). A client's wait is read
+    from its failures on one subject; a challenge's tries from the failures against it."""
+
     __tablename__ = "verification_attempts"
-    __table_args__ = (Index("ix_verification_phone_at", "phone", "attempted_at"),)
+    __table_args__ = (
+        Index("ix_verification_phone_at", "phone", "attempted_at"),
+        Index("ix_verification_subject_client_at", "subject", "client", "attempted_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    phone: Mapped[str] = mapped_column(String(20))
+    phone: Mapped[str | None] = mapped_column(String(20))  # the texting number (SMS only)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    # "account:ID", or "ref:HMAC" of an identifier that matched nothing (treated alike)
+    subject: Mapped[str | None] = mapped_column(String(80))
+    client: Mapped[str | None] = mapped_column(String(64))  # "ip:ADDRESS" or "sms:+1..."
+    challenge: Mapped[str | None] = mapped_column(String(32), index=True)
     succeeded: Mapped[bool] = mapped_column(Boolean)
     attempted_at: Mapped[datetime]
+
+
+class CodeSend(Base):
+    """A second-factor challenge handed out, once per cap it counts against (the account or
+    identifier asked for, each destination a code may reach): bot/second_factor.py."""
+
+    __tablename__ = "code_sends"
+    __table_args__ = (Index("ix_code_sends_cap_key_at", "cap_key", "sent_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cap_key: Mapped[str] = mapped_column(String(260))
+    purpose: Mapped[str] = mapped_column(String(30))
+    sent_at: Mapped[datetime]
 
 
 class AuditEvent(Base):
@@ -316,6 +339,7 @@ class WebSession(Base):
     pending_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
     pending_code_sha256: Mapped[str | None] = mapped_column(String(64))
     pending_code_expires_at: Mapped[datetime | None]
+    pending_subject: Mapped[str | None] = mapped_column(String(80))  # bot/second_factor.py
     ip_address: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(400))
     created_at: Mapped[datetime]

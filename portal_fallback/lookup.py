@@ -1,30 +1,31 @@
 """Journey 2: the portal without a link. The account is found by account ID or SSN, then a second
-factor (a code to the phone or email on file; else last 4 of the SSN and the date of birth).
+factor: a code sent to the phone or email on file, or, only for an account with neither, the last
+4 of the SSN and the date of birth (bot/second_factor.py).
 
-The answer is the same whether or not an account was found; three failures lock the browser's
-address and the account; look-ups are rate limited per address.
+Every answer is the same whether or not an account was found, and the code goes out after the
+answer. Codes are capped per account and per destination; a client that keeps failing waits
+longer and longer, and no one else is slowed down by it. Look-ups are rate limited per address.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import date
 
 from aiohttp import web
 from sqlalchemy import select
 
-from bot import appkeys, ledger
-from bot.models import Account, VerificationAttempt, WebSession
-from bot.security import code_digest, constant_time_equal, new_one_time_code, ssn_digest
+from bot import appkeys, ledger, second_factor
+from bot.models import Account, WebSession
+from bot.security import ssn_digest
 from portal_fallback import sessions
 from portal_fallback.app import page
 from portal_fallback.sessions import SESSION, client_ip
 
-CODE_LIFETIME = timedelta(minutes=10)
-TRIES = 3
 LOOKUPS_PER_WINDOW = 10
 RATE_WINDOW_SECONDS = 15 * 60
 _SSN = re.compile(r"^\d{3}-?\d{2}-?\d{4}$")
+TITLE = "Verify it's you"
 
 
 def add_routes(portal: web.Application) -> None:
@@ -48,9 +49,8 @@ async def lookup_form(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def attempt_key(request: web.Request) -> str:
-    # The verification_attempts table keys failures by "phone"; on the web it is the address.
-    return f"ip:{client_ip(request) or 'unknown'}"[:20]
+def client_key(request: web.Request) -> str:
+    return f"ip:{client_ip(request) or 'unknown'}"
 
 
 async def rate_limited(request: web.Request) -> bool:
@@ -72,10 +72,11 @@ async def lookup(request: web.Request) -> web.StreamResponse:
     if not identifier:
         return page(request, "lookup.html", 422, title="Find your account", missing=True)
     settings = request.config_dict[appkeys.SETTINGS]
-    clock = request.config_dict[appkeys.CLOCK]
     engine = request.config_dict[appkeys.ENGINE]
-    now = clock.now()
-    async with request.config_dict[appkeys.DATABASE].session() as db:
+    database = request.config_dict[appkeys.DATABASE]
+    now = request.config_dict[appkeys.CLOCK].now()
+    to_send = None
+    async with database.writer(), database.session() as db:
         if _SSN.match(identifier):
             account = await db.scalar(
                 select(Account)
@@ -85,37 +86,81 @@ async def lookup(request: web.Request) -> web.StreamResponse:
             )
         else:
             account = await ledger.account_by_ref(db, identifier)
-        stored = await db.get(WebSession, row.id)
+        subject = (
+            second_factor.account_subject(account.id)
+            if account is not None
+            else second_factor.unknown_subject(settings.secret_key, identifier)
+        )
+        stored = await db.get(WebSession, row.id, with_for_update=True)
         assert stored is not None
         stored.pending_account_id = account.id if account else None
-        stored.pending_code_sha256 = None
-        locked = await _failures(db, request, stored.pending_account_id, now) >= TRIES
-        if account is not None and not locked and (account.phone or account.email):
-            code = new_one_time_code()
-            stored.pending_code_sha256 = code_digest(settings.secret_key, f"web:{row.id}", code)
-            stored.pending_code_expires_at = now + CODE_LIFETIME
-            texts_allowed = bool(account.phone) and not await ledger.is_opted_out(
-                db, account.phone or ""
-            )
-            brand = await engine.brand_for(db, account)
-            await engine.notifier.send_code(account, code, brand=brand, by_sms=texts_allowed)
+        stored.pending_subject = subject
+        stored.pending_code_sha256 = stored.pending_code_expires_at = None
+        waiting = await second_factor.wait_left(
+            db, subject=subject, client=client_key(request), now=now
+        )
+        if not waiting:
+            texts_allowed, brand = False, ""
+            if account is not None and (account.phone or account.email):
+                texts_allowed = bool(account.phone) and not await ledger.is_opted_out(
+                    db, account.phone or ""
+                )
+                brand = await engine.brand_for(db, account)
+            try:
+                challenge = await second_factor.open_challenge(
+                    db,
+                    subject=subject,
+                    account=account,
+                    scope=f"web:{row.id}",
+                    secret_key=settings.secret_key,
+                    now=now,
+                    purpose="portal_lookup",
+                    brand=brand,
+                    texts_allowed=texts_allowed,
+                )
+            except second_factor.CodeLimitReached:
+                await ledger.audit(
+                    db, "code_limit_reached", at=now, account_id=stored.pending_account_id,
+                    channel="web",
+                )
+            else:
+                stored.pending_code_sha256 = challenge.digest
+                stored.pending_code_expires_at = challenge.expires_at
+                to_send = challenge.code
         await ledger.audit(
             db, "portal_lookup", at=now, account_id=account.id if account else None, channel="web"
         )
         await db.commit()
+    if to_send is not None:
+        engine.after_reply(second_factor.send_code(engine.notifier, to_send))
     raise web.HTTPSeeOther("/portal/verify")
 
 
-async def verify_form(request: web.Request) -> web.Response:
+async def verify_form(request: web.Request) -> web.StreamResponse:
     row = request.get(SESSION)
-    if row is None:
+    if row is None or row.pending_subject is None:
         raise web.HTTPSeeOther("/portal/")
     now = request.config_dict[appkeys.CLOCK].now()
     async with request.config_dict[appkeys.DATABASE].session() as db:
-        locked = await _failures(db, request, row.pending_account_id, now) >= TRIES
-    settings = request.config_dict[appkeys.SETTINGS]
-    return page(request, "verify.html", title="Verify it's you", locked=locked,
-                lock_minutes=settings.verification_lock_minutes)
+        standing = await _standing(db, request, row, now)
+    blocked = standing.get("wait_minutes") or standing.get("capped")
+    return page(request, "verify.html", 429 if blocked else 200, title=TITLE, **standing)
+
+
+async def _standing(db, request: web.Request, row: WebSession, now) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """What the verify page says before an answer: wait, no code could be sent, the code is
+    spent, or nothing (the form)."""
+    assert row.pending_subject is not None
+    wait = await second_factor.wait_left(
+        db, subject=row.pending_subject, client=client_key(request), now=now
+    )
+    if wait:
+        return {"wait_minutes": second_factor.minutes(wait)}
+    if row.pending_code_sha256 is None:
+        return {"capped": True}
+    if not await second_factor.tries_left(db, row.pending_code_sha256[:32]):
+        return {"spent": True}
+    return {}
 
 
 async def verify(request: web.Request) -> web.StreamResponse:
@@ -123,60 +168,65 @@ async def verify(request: web.Request) -> web.StreamResponse:
     assert row is not None
     form = await request.post()
     settings = request.config_dict[appkeys.SETTINGS]
+    database = request.config_dict[appkeys.DATABASE]
     now = request.config_dict[appkeys.CLOCK].now()
-    async with request.config_dict[appkeys.DATABASE].session() as db:
-        stored = await db.get(WebSession, row.id)
+    async with database.writer(), database.session() as db:
+        # Locked, so that answers sent at once through one session take their turns.
+        stored = await db.get(WebSession, row.id, with_for_update=True)
         assert stored is not None
+        subject = stored.pending_subject
+        if subject is None:
+            raise web.HTTPSeeOther("/portal/")
+        standing = await _standing(db, request, stored, now)
+        if standing:
+            blocked = standing.get("wait_minutes") or standing.get("capped")
+            return page(request, "verify.html", 429 if blocked else 422, title=TITLE, **standing)
+        assert stored.pending_code_sha256 is not None
+        challenge_id = stored.pending_code_sha256[:32]
         account_id = stored.pending_account_id
-        if await _failures(db, request, account_id, now) >= TRIES:
-            return page(
-                request,
-                "verify.html",
-                429,
-                title="Verify it's you",
-                locked=True,
-                lock_minutes=settings.verification_lock_minutes,
-            )
         account = await db.get(Account, account_id) if account_id else None
         method = "code" if form.get("code") else "knowledge"
-        ok = False
-        if account is not None and method == "code":
-            code = str(form.get("code") or "").strip()[:12]
-            expected = stored.pending_code_sha256 or ""
-            ok = (
-                bool(expected)
-                and stored.pending_code_expires_at is not None
-                and now < stored.pending_code_expires_at
-                and constant_time_equal(
-                    code_digest(settings.secret_key, f"web:{row.id}", code), expected
-                )
+        if method == "code":
+            ok = second_factor.code_matches(
+                stored.pending_code_sha256,
+                stored.pending_code_expires_at,
+                secret_key=settings.secret_key,
+                scope=f"web:{row.id}",
+                answer=str(form.get("code") or "").strip()[:12],
+                now=now,
             )
-        elif account is not None:
-            ok = _knowledge_matches(
-                account, str(form.get("ssn_last4") or ""), str(form.get("dob") or "")
+        else:
+            ok = second_factor.knowledge_matches(
+                account, str(form.get("ssn_last4") or ""), _iso_date(str(form.get("dob") or ""))
             )
-        db.add(
-            VerificationAttempt(
-                phone=attempt_key(request), account_id=account_id, succeeded=ok, attempted_at=now
-            )
+        second_factor.record_attempt(
+            db,
+            subject=subject,
+            client=client_key(request),
+            challenge_id=challenge_id,
+            account_id=account_id,
+            succeeded=ok,
+            now=now,
         )
         if not ok:
             await ledger.audit(
                 db, "verification_failed", at=now, account_id=account_id, channel="web"
             )
+            await db.flush()
+            tries = await second_factor.tries_left(db, challenge_id)
+            wait = await second_factor.wait_left(
+                db, subject=subject, client=client_key(request), now=now
+            )
             await db.commit()
-            left = TRIES - await _failures(db, request, account_id, now)
-            if left <= 0:
-                return page(
-                    request,
-                    "verify.html",
-                    429,
-                    title="Verify it's you",
-                    locked=True,
-                    lock_minutes=settings.verification_lock_minutes,
-                )
             return page(
-                request, "verify.html", 422, title="Verify it's you", wrong=True, tries_left=left
+                request,
+                "verify.html",
+                422,
+                title=TITLE,
+                wrong=True,
+                tries_left=tries,
+                spent=not tries,
+                wait_minutes=second_factor.minutes(wait) if wait else None,
             )
         assert account is not None
         _, token = await sessions.start_session(
@@ -189,25 +239,8 @@ async def verify(request: web.Request) -> web.StreamResponse:
     raise response
 
 
-def _knowledge_matches(account: Account, last4: str, dob_text: str) -> bool:
-    last4 = last4.strip()
+def _iso_date(text: str) -> str:
     try:
-        dob = date.fromisoformat(dob_text.strip())
+        return date.fromisoformat(text.strip()).isoformat()
     except ValueError:
-        return False
-    return (
-        bool(account.ssn_last4)
-        and account.dob is not None
-        and constant_time_equal(last4, account.ssn_last4 or "")
-        and dob == account.dob
-    )
-
-
-async def _failures(db, request: web.Request, account_id: int | None, now: datetime) -> int:  # type: ignore[no-untyped-def]
-    settings = request.config_dict[appkeys.SETTINGS]
-    return await ledger.recent_verification_failures(
-        db,
-        phone=attempt_key(request),
-        account_id=account_id,
-        since=now - timedelta(minutes=settings.verification_lock_minutes),
-    )
+        return ""

@@ -1,12 +1,14 @@
 r"""Proving who texts from a number we do not know, before anything about an account is shown.
 
-    new --any--> awaiting_account --account id--> awaiting_code (code to phone/email on file)
-                                               \-> awaiting_knowledge (no contact: SSN last 4 + DOB)
-    awaiting_code / awaiting_knowledge --wrong answer--> (same state), or locked after the last try
-    locked --lock expired--> awaiting_account
+    new --any--> awaiting_account --account id--> awaiting_code
+    awaiting_account --account id, while the number must wait or no code may go out--> (same)
+    awaiting_code --wrong answer--> (same), or awaiting_account once the code is spent
 
-Whether an account exists is never told: an unknown account id gets the same answer as a real one.
-The engine performs the look-ups; this module only decides where the conversation goes.
+In awaiting_code the answer is the code sent to the phone or email on file, or, only for an
+account with neither, the last 4 of the SSN and the date of birth. Whether an account exists is
+never told: an unknown account id gets the same answers as a real one, whatever happens next.
+The engine performs the look-ups, the limits and the sends (bot/second_factor.py); this module
+only decides where the conversation goes.
 """
 
 from __future__ import annotations
@@ -18,33 +20,26 @@ from transitions import Machine
 
 from states.replies import Reply
 
-STATES = ["new", "awaiting_account", "awaiting_code", "awaiting_knowledge", "locked"]
+STATES = ["new", "awaiting_account", "awaiting_code"]
 
 READS = {
     "new": "any",
     "awaiting_account": "account_id",
     "awaiting_code": "code",
-    "awaiting_knowledge": "code",
-    "locked": "any",
 }
 
 TRANSITIONS: list[dict[str, Any]] = [
-    {"trigger": "ask_account", "source": ["new", "locked"], "dest": "awaiting_account"},
-    {
-        "trigger": "account_given",
-        "source": "awaiting_account",
-        "dest": "awaiting_knowledge",
-        "conditions": "knowledge_only",
-    },
-    {"trigger": "account_given", "source": "awaiting_account", "dest": "awaiting_code"},
+    {"trigger": "ask_account", "source": STATES, "dest": "awaiting_account", "after": "say_ask"},
+    {"trigger": "account_given", "source": "awaiting_account", "dest": "awaiting_code",
+     "after": "say_ask"},
+    # The engine says why (wrong, spent, wait): neither transition re-prompts.
     {
         "trigger": "answer_wrong",
-        "source": ["awaiting_code", "awaiting_knowledge"],
-        "dest": "locked",
-        "conditions": "out_of_tries",
+        "source": "awaiting_code",
+        "dest": "awaiting_account",
+        "conditions": "code_spent",
     },
-    # An internal transition (dest None): the engine says how many tries are left, no re-prompt.
-    {"trigger": "answer_wrong", "source": ["awaiting_code", "awaiting_knowledge"], "dest": None},
+    {"trigger": "answer_wrong", "source": "awaiting_code", "dest": None},
     {"trigger": "restart", "source": STATES, "dest": "new"},
 ]
 
@@ -54,33 +49,17 @@ class VerificationFlow:
     context: dict[str, Any] = field(default_factory=dict)
     replies: list[Reply] = field(default_factory=list)
     state: str = "new"
-    has_contact_on_file: bool = False
-    tries_left: int = 3
+    tries_left: int = 3  # of the code (or the SSN + DOB chance) being answered
 
-    def knowledge_only(self) -> bool:
-        return not self.has_contact_on_file
-
-    def out_of_tries(self) -> bool:
+    def code_spent(self) -> bool:
         return self.tries_left <= 0
 
-    def on_enter_awaiting_account(self, *_: Any) -> None:
-        self.replies.append(Reply("ask_account_id"))
-
-    def on_enter_awaiting_code(self, *_: Any) -> None:
+    def say_ask(self, *_: Any) -> None:
         self.replies.append(self.prompt())
-
-    on_enter_awaiting_knowledge = on_enter_awaiting_code
-
-    def on_enter_locked(self, *_: Any) -> None:
-        self.replies.append(Reply("verification_locked"))
 
     def prompt(self) -> Reply:
         if self.state == "awaiting_code":
             return Reply("ask_code", {"tries_left": self.tries_left})
-        if self.state == "awaiting_knowledge":
-            return Reply("ask_knowledge", {"tries_left": self.tries_left})
-        if self.state == "locked":
-            return Reply("verification_locked")
         return Reply("ask_account_id")
 
 

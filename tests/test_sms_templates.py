@@ -164,9 +164,11 @@ CONTEXTS: dict[str, list[dict]] = {
     "timed_out": [{}],
     "ask_account_id": [{}],
     "ask_code": [{"tries_left": 3}],
-    "ask_knowledge": [{"tries_left": 3}],
-    "verification_failed": [{"tries_left": 2}, {"tries_left": 1}],
-    "verification_locked": [{"lock_minutes": 30}],
+    "verification_failed": [
+        {"tries_left": t, "wait_minutes": w} for t in (2, 1, 0) for w in (None, 1, 60)
+    ],
+    "verification_wait": [{"minutes": 1}, {"minutes": 60}],
+    "code_limit_reached": [{}],
     "verified": [{}],
     "verification_code": [{"code": "123456"}],
     "method_saved": [{"label": "Bank account", "last4": "6789"}],
