@@ -1221,6 +1221,9 @@ class ConversationEngine:
             turn.replies.append(Reply("did_not_understand", {"reason": None}))
             turn.replies.append(flow.prompt())
             return
+        if await second_factor.too_many_lookups(self.coordinator.redis, f"sms:{conv.phone}"):
+            turn.replies.append(Reply("too_many_lookups"))
+            return
         account = await ledger.account_by_ref(session, str(meaning.value))
         # An unknown account id is capped, counted and answered exactly like a real one.
         subject = (

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from redis.asyncio import Redis
 from sqlalchemy import case, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,6 +49,8 @@ FIRST_WAIT = timedelta(minutes=1)
 LONGEST_WAIT = timedelta(hours=1)
 FAILURES_REMEMBERED = timedelta(days=1)
 CODE_LIFETIME = timedelta(minutes=10)
+LOOKUPS_PER_WINDOW = 10  # per client, whatever it looks up
+LOOKUP_WINDOW_SECONDS = 15 * 60
 _SSN = re.compile(r"^\d{3}-?\d{2}-?\d{4}$")
 
 
@@ -260,6 +263,17 @@ def record_attempt(
             attempted_at=now,
         )
     )
+
+
+async def too_many_lookups(redis: Redis, client: str) -> bool:
+    """Count one look-up by `client` (an address, a texting number): more than 10 in 15 minutes
+    is too many, whatever was looked up. A fast, shared counter is all this needs (Redis):
+    the caps that protect a customer are in the ledger."""
+    key = f"paybot:rate:lookup:{client}"
+    count = await redis.incr(key)
+    if count == 1:
+        await redis.expire(key, LOOKUP_WINDOW_SECONDS)
+    return count > LOOKUPS_PER_WINDOW
 
 
 def minutes(wait: timedelta) -> int:

@@ -22,8 +22,6 @@ from portal_fallback import sessions
 from portal_fallback.app import page
 from portal_fallback.sessions import SESSION, client_ip
 
-LOOKUPS_PER_WINDOW = 10
-RATE_WINDOW_SECONDS = 15 * 60
 _SSN = re.compile(r"^\d{3}-?\d{2}-?\d{4}$")
 TITLE = "Verify it's you"
 
@@ -54,12 +52,9 @@ def client_key(request: web.Request) -> str:
 
 
 async def rate_limited(request: web.Request) -> bool:
-    redis = request.config_dict[appkeys.COORDINATOR].redis
-    key = f"paybot:rate:lookup:{client_ip(request)}"
-    count = await redis.incr(key)
-    if count == 1:
-        await redis.expire(key, RATE_WINDOW_SECONDS)
-    return count > LOOKUPS_PER_WINDOW
+    return await second_factor.too_many_lookups(
+        request.config_dict[appkeys.COORDINATOR].redis, client_key(request)
+    )
 
 
 async def lookup(request: web.Request) -> web.StreamResponse:
@@ -121,14 +116,15 @@ async def lookup(request: web.Request) -> web.StreamResponse:
             except second_factor.CodeLimitReached:
                 await ledger.audit(
                     db, "code_limit_reached", at=now, account_id=stored.pending_account_id,
-                    channel="web",
+                    channel="web", ip=client_ip(request),
                 )
             else:
                 stored.pending_code_sha256 = challenge.digest
                 stored.pending_code_expires_at = challenge.expires_at
                 to_send = challenge.code
         await ledger.audit(
-            db, "portal_lookup", at=now, account_id=account.id if account else None, channel="web"
+            db, "portal_lookup", at=now, account_id=account.id if account else None,
+            channel="web", ip=client_ip(request),
         )
         await db.commit()
     if to_send is not None:
@@ -210,7 +206,8 @@ async def verify(request: web.Request) -> web.StreamResponse:
         )
         if not ok:
             await ledger.audit(
-                db, "verification_failed", at=now, account_id=account_id, channel="web"
+                db, "verification_failed", at=now, account_id=account_id, channel="web",
+                ip=client_ip(request),
             )
             await db.flush()
             tries = await second_factor.tries_left(db, challenge_id)
@@ -232,7 +229,10 @@ async def verify(request: web.Request) -> web.StreamResponse:
         _, token = await sessions.start_session(
             request, db, now=now, account_id=account.id, verified_by=method
         )
-        await ledger.audit(db, "verified", at=now, account_id=account.id, channel="web", by=method)
+        await ledger.audit(
+            db, "verified", at=now, account_id=account.id, channel="web", by=method,
+            ip=client_ip(request),
+        )
         await db.commit()
     response = web.HTTPSeeOther("/portal/pay")
     sessions.set_cookie(request, response, token)

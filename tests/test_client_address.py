@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from bot import appkeys
 from bot.config import ConfigError, Settings
-from bot.models import Agreement, WebSession
+from bot.models import Agreement, AuditEvent, WebSession
 from tests.seed import add_account
 
 
@@ -72,7 +72,14 @@ async def test_through_a_trusted_proxy_the_client_is_the_rightmost_untrusted_hop
     assert other.status == 200
     async with app[appkeys.DATABASE].session() as session:
         addresses = set(await session.scalars(select(WebSession.ip_address)))
+        audited = [
+            event.detail["ip"]
+            for event in await session.scalars(
+                select(AuditEvent).where(AuditEvent.kind == "portal_lookup")
+            )
+        ]
     assert addresses == {"198.51.100.7", "198.51.100.8"}
+    assert audited == ["198.51.100.7"] * 10 + ["198.51.100.8"]
 
 
 

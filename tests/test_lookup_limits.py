@@ -108,6 +108,20 @@ async def test_codes_by_text_are_capped_and_say_so(app, phone, providers) -> Non
     assert "at most 5 codes an hour and 10 a day" in answers[5]
 
 
+async def test_a_number_may_look_up_ten_account_ids_in_fifteen_minutes(app, phone) -> None:
+    stranger = phone("+15555559999")
+    await stranger.send("hello")
+    for n in range(10):
+        (asked,) = await stranger.send(f"NOPE-{n}")
+        assert asked.startswith("If that account ID is on file")
+        for guess in ("000000", "000001", "000002"):
+            await stranger.send(guess)
+    assert await stranger.send("NOPE-10") == [
+        "Too many look-ups from this number. Please try again in 15 minutes, or reply AGENT "
+        "to reach a person."
+    ]
+
+
 async def test_concurrent_lookups_send_no_more_than_the_cap(app, visitor, providers) -> None:
     await add_account(app)
     visitors = [visitor(f"198.51.100.{n}") for n in range(8)]

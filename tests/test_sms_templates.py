@@ -169,6 +169,7 @@ CONTEXTS: dict[str, list[dict]] = {
     ],
     "verification_wait": [{"minutes": 1}, {"minutes": 60}],
     "code_limit_reached": [{}],
+    "too_many_lookups": [{}],
     "verified": [{}],
     "verification_code": [{"code": "123456"}],
     "method_saved": [{"label": "Bank account", "last4": "6789"}],
