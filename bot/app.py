@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import web, web_response
 
 from bot import api, appkeys
 from bot.clock import Clock, SystemClock
@@ -22,6 +22,13 @@ from webhooks import stripe as stripe_webhooks
 from webhooks import twilio as twilio_webhooks
 
 log = logging.getLogger(__name__)
+
+SERVER_HEADER = "PayBot"
+# aiohttp names itself and Python, with their versions, in the Server header of every response
+# it has no other value for: an attacker's list of known holes to try. It reads this global for
+# each response, even the 400 it answers to a malformed request before any route or middleware
+# of ours runs, so this is the one place that covers them all (tests/test_server_header.py).
+web_response.SERVER_SOFTWARE = SERVER_HEADER
 
 
 def create_app(
