@@ -178,7 +178,8 @@ async def test_sandbox_writes_a_readable_eml(tmp_path):
     sent = await sandbox.send(
         to=TO, subject="Your payment is scheduled", text=TEXT, html=HTML, attachments=(PDF, ICS)
     )
-    assert sent == SentEmail(message_id="sandbox0001", to=TO, subject="Your payment is scheduled")
+    message_id = f"sandbox_{sandbox._ids.run}_0001"
+    assert sent == SentEmail(message_id=message_id, to=TO, subject="Your payment is scheduled")
 
     [path] = sorted(outbox.glob("*.eml"))
     assert path.name == "0001-your-payment-is-scheduled.eml"
@@ -187,7 +188,7 @@ async def test_sandbox_writes_a_readable_eml(tmp_path):
     assert msg["From"] == "Northwind Recovery <billing@northwind.example>"
     assert msg["To"] == TO
     assert msg["Subject"] == "Your payment is scheduled"
-    assert msg["Message-ID"] == "<sandbox0001@paybot.sandbox>"
+    assert msg["Message-ID"] == f"<{message_id}@paybot.sandbox>"
     assert msg["Date"]
     assert msg.get_content_type() == "multipart/mixed"
     assert msg.get_body(preferencelist=("plain",)).get_content().rstrip("\n") == TEXT
@@ -239,7 +240,7 @@ async def test_sandbox_numbering_continues_after_existing_files(tmp_path):
     await first.send(to=TO, subject="two", text="2", html="<p>2</p>")
     again = SandboxEmail(tmp_path)
     sent = await again.send(to=TO, subject="three", text="3", html="<p>3</p>")
-    assert sent.message_id == "sandbox0003"
+    assert sent.message_id not in {m.message_id for m in first.outbox}
     assert sorted(p.name for p in tmp_path.glob("*.eml")) == [
         "0001-one.eml",
         "0002-two.eml",
@@ -251,7 +252,8 @@ async def test_sandbox_in_memory_only():
     sandbox = SandboxEmail()
     sent = await sandbox.send(to=TO, subject="Hi", text="t", html="<p>h</p>")
     assert sandbox.outbox[0].path is None
-    assert sandbox.outbox == [sandbox.outbox[0]] and sent.message_id == "sandbox0001"
+    assert sandbox.outbox == [sandbox.outbox[0]]
+    assert sent.message_id == f"sandbox_{sandbox._ids.run}_0001"
     sandbox.clear()
     assert sandbox.outbox == []
     await sandbox.close()

@@ -196,15 +196,22 @@ async def test_sandbox_ach_is_pending_then_settles(sandbox_gateway: SandboxGatew
     assert (await _charge(sandbox_gateway, customer, bank)).status == "pending"
 
 
-async def test_sandbox_is_deterministic():
-    async def run() -> list[str]:
+async def test_sandbox_outcomes_repeat_but_its_ids_never_do():
+    # Ids used to repeat too (pi_sandbox000001 in every process): the ledger then held two
+    # payments with one processor id. Each sandbox now has ids of its own.
+    async def run() -> tuple[list[str], list[str]]:
         gw = SandboxGateway()
         customer = await _customer(gw)
         seti, _ = await gw.create_setup_intent(customer_id=customer)
-        result = await _charge(gw, customer, "pm_card_visa")
-        return [customer, seti, str(result.processor_id)]
+        results = [await _charge(gw, customer, ref, idempotency_key=ref)
+                   for ref in ("pm_card_visa", "pm_card_chargeCustomerFail", "pm_usBankAccount")]
+        return ([r.status for r in results],
+                [customer, seti, *(str(r.processor_id) for r in results)])
 
-    assert await run() == await run()
+    (outcomes, ids), (again, other_ids) = await run(), await run()
+    assert outcomes == again == ["paid", "declined", "pending"]
+    assert not set(ids) & set(other_ids)
+    assert [i.split("_sandbox_")[0] for i in ids] == ["cus", "seti", "pi", "pi", "pi"]
 
 
 async def test_sandbox_same_account_same_customer(sandbox_gateway: SandboxGateway):

@@ -100,7 +100,7 @@ async def test_the_email_says_who_what_how_much_where_until_when_and_how_to_stop
     assert link.purpose == "campaign" and link.token_sha256 == token_digest(token)
     assert link.expires_at == app[appkeys.CLOCK].now() + timedelta(hours=72)
     (event,) = await rows(app, AuditEvent, AuditEvent.kind == "link_sent")
-    assert event.detail == {"channel": "email", "message_id": "sandbox0001", "link_id": link.id}
+    assert event.detail == {"channel": "email", "message_id": sent.message_id, "link_id": link.id}
     assert await rows(app, Message) == []  # the messages table is for texts
 
 

@@ -224,10 +224,10 @@ async def test_sandbox_outbox_and_sids():
     sms = SandboxSms()
     a = await sms.send(to=TO, body="one")
     b = await sms.send(to="+15557654321", body="two", status_callback="https://x.example/s")
-    assert a == SentSms(sid="SMsandbox0001", to=TO, body="one", status="queued")
-    assert b.sid == "SMsandbox0002"
+    assert a == SentSms(sid=f"SMsandbox_{sms._ids.run}_0001", to=TO, body="one", status="queued")
+    assert b.sid == f"SMsandbox_{sms._ids.run}_0002"
     assert sms.outbox == [a, b]
-    assert sms.status_callbacks == {"SMsandbox0002": "https://x.example/s"}
+    assert sms.status_callbacks == {b.sid: "https://x.example/s"}
     sms.clear()
     assert sms.outbox == []
     await sms.close()
@@ -241,7 +241,7 @@ async def test_sandbox_jsonl_file(tmp_path):
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 2
     first = json.loads(lines[0])
-    assert first["sid"] == "SMsandbox0001"
+    assert first["sid"] == sms.outbox[0].sid
     assert first["to"] == TO
     assert first["from"] == "+15005550006"
     assert first["body"] == "Hi Maria — “quoted”"
@@ -251,10 +251,10 @@ async def test_sandbox_jsonl_file(tmp_path):
     assert first["sent_at"].endswith("+00:00")
     assert json.loads(lines[1])["status_callback"] is None
 
-    # a restarted sandbox on the same file continues the numbering and appends
+    # a restarted sandbox on the same file appends, and never reuses a sid
     again = SandboxSms(path)
     sent = await again.send(to=TO, body="third")
-    assert sent.sid == "SMsandbox0003"
+    assert sent.sid not in {s.sid for s in sms.outbox}
     assert again.outbox == [sent]
     assert len(path.read_text(encoding="utf-8").splitlines()) == 3
 
@@ -270,7 +270,7 @@ async def test_sandbox_simulates_21610_for_blocked_numbers(tmp_path):
     assert sms.outbox == []
     assert not path.exists()
     sms.unblock(TO)
-    assert (await sms.send(to=TO, body="Hello")).sid == "SMsandbox0001"
+    assert (await sms.send(to=TO, body="Hello")).sid.endswith("_0001")
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 from dataclasses import dataclass
 from email.errors import HeaderParseError
@@ -20,6 +21,8 @@ from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from bot.providers.sandbox_ids import SandboxIds
 
 
 class EmailError(Exception):
@@ -108,8 +111,9 @@ class SandboxEmail:
     text, html, attachments, path) and, when ``outbox_dir`` is given, written there as
     ``NNNN-subject-slug.eml`` (multipart/alternative text + HTML, inside
     multipart/mixed when there are attachments), each attachment also beside it as
-    ``NNNN-filename.ext``. Numbering continues after the files
-    already in the folder, so a restarted demo overwrites nothing.
+    ``NNNN-filename.ext``. A file takes the number after the highest in the folder, claimed
+    before it is written, so a restarted demo, or another process writing to the same folder,
+    overwrites nothing. Message ids are ``sandbox_<random>_0001``...: never another process's.
     """
 
     def __init__(
@@ -125,17 +129,26 @@ class SandboxEmail:
         self.from_name = from_name
         self.domain = domain
         self.outbox: list[SandboxEmailMessage] = []
-        self._counter = self._highest_existing()
+        self._ids = SandboxIds()
 
-    def _highest_existing(self) -> int:
-        if self.outbox_dir is None or not self.outbox_dir.is_dir():
-            return 0
-        numbers = [
-            int(m.group(1))
-            for p in self.outbox_dir.glob("*.eml")
-            if (m := re.match(r"(\d+)-", p.name))
-        ]
-        return max(numbers, default=0)
+    def _claim(self, slug: str) -> tuple[int, Path]:
+        """The next free number in the folder, taken by creating its file: another process
+        numbering the same folder gets the one after."""
+        assert self.outbox_dir is not None
+        self.outbox_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            numbers = [
+                int(m.group(1))
+                for p in self.outbox_dir.glob("*.eml")
+                if (m := re.match(r"(\d+)-", p.name))
+            ]
+            number = max(numbers, default=0) + 1
+            path = self.outbox_dir / f"{number:04d}-{slug}.eml"
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            except FileExistsError:
+                continue
+            return number, path
 
     def clear(self) -> None:
         """Forget the in-memory outbox (files are kept)."""
@@ -182,9 +195,7 @@ class SandboxEmail:
         attachments: tuple[Attachment, ...] = (),
     ) -> SentEmail:
         _check(to, subject, text, html)
-        self._counter += 1
-        number = self._counter
-        message_id = f"sandbox{number:04d}"
+        message_id = self._ids.next("sandbox")
         attachments = tuple(attachments)
         msg = self.build_message(
             message_id=message_id,
@@ -196,7 +207,7 @@ class SandboxEmail:
         )
         path = None
         if self.outbox_dir is not None:
-            path = self.outbox_dir / f"{number:04d}-{_slug(subject)}.eml"
+            number, path = await asyncio.to_thread(self._claim, _slug(subject))
             await asyncio.to_thread(self._write, path, msg.as_bytes())
             # Each attachment also as a file beside the .eml, so a PDF opens with one click.
             for att in attachments:

@@ -29,6 +29,8 @@ from typing import Any, Protocol, runtime_checkable
 import aiohttp
 import stripe
 
+from bot.providers.sandbox_ids import SandboxIds
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -614,7 +616,8 @@ class _Customer:
 
 
 class SandboxGateway:
-    """In-memory, deterministic gateway: no network, no keys.
+    """In-memory gateway: no network, no keys; each method gives the same outcome every time,
+    and its ids are its own (pi_sandbox_<random>_000001...), never another process's.
 
     Test method refs (Stripe's own test ids where one exists):
 
@@ -654,7 +657,7 @@ class SandboxGateway:
         self._customers: dict[str, _Customer] = {}
         self._by_account: dict[str, str] = {}
         self._by_key: dict[str, tuple[str, ChargeResult]] = {}  # key -> (params hash, result)
-        self._counter = 0
+        self._ids = SandboxIds()
         self.closed = False
 
     def __repr__(self) -> str:
@@ -667,8 +670,7 @@ class SandboxGateway:
         await self.close()
 
     def _next(self, prefix: str) -> str:
-        self._counter += 1
-        return f"{prefix}_sandbox{self._counter:06d}"
+        return self._ids.next(f"{prefix}_sandbox", 6)
 
     def _check(self, action: str) -> None:
         if self.closed:

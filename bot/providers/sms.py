@@ -23,6 +23,8 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client as TwilioClient
 
+from bot.providers.sandbox_ids import SandboxIds
+
 # Twilio error codes we act on.
 TWILIO_OPTED_OUT = 21610  # "Attempt to send to unsubscribed recipient"
 TWILIO_INVALID_TO = 21211  # "Invalid 'To' Phone Number"
@@ -75,8 +77,8 @@ class SandboxSms:
     Every message lands in ``outbox`` (a list of ``SentSms``) and, when ``path`` is
     given, is appended to that file as one JSON line (``sid``, ``to``, ``from``,
     ``body``, ``status``, ``status_callback``, ``segments``, ``sent_at``). Sids read
-    ``SMsandbox0001``, ``SMsandbox0002``...; with a file they continue after the lines
-    already in it, so a restarted demo never reuses one.
+    ``SMsandbox_3fa94c1b2e7d_0001``, ``..._0002``...: a random token per sandbox, so a restarted
+    demo, or another process writing to the same file, never reuses one.
 
     ``block(number)`` makes the number behave as opted out at the carrier: sending to it
     raises ``RecipientOptedOut`` (Twilio's 21610) and nothing is recorded. Like Twilio it
@@ -89,13 +91,7 @@ class SandboxSms:
         self.outbox: list[SentSms] = []
         self.status_callbacks: dict[str, str] = {}
         self.blocked: set[str] = set()
-        self._counter = self._existing_lines()
-
-    def _existing_lines(self) -> int:
-        if self.path is None or not self.path.exists():
-            return 0
-        with self.path.open("rb") as fh:
-            return sum(1 for line in fh if line.strip())
+        self._ids = SandboxIds()
 
     def block(self, number: str) -> None:
         """Simulate a carrier-level opt-out (Twilio 21610) for ``number``."""
@@ -127,8 +123,7 @@ class SandboxSms:
             )
         if to in self.blocked:
             raise RecipientOptedOut(to)
-        self._counter += 1
-        sent = SentSms(sid=f"SMsandbox{self._counter:04d}", to=to, body=body, status="queued")
+        sent = SentSms(sid=self._ids.next("SMsandbox"), to=to, body=body, status="queued")
         self.outbox.append(sent)
         if status_callback:
             self.status_callbacks[sent.sid] = status_callback
