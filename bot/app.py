@@ -10,6 +10,7 @@ from aiohttp import web, web_response
 from bot import api, appkeys
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
+from bot.config_check import require_production_ready
 from bot.conversation import ConversationEngine
 from bot.coordination import Coordinator, connect_redis
 from bot.db import Database
@@ -34,6 +35,8 @@ web_response.SERVER_SOFTWARE = SERVER_HEADER
 def create_app(
     settings: Settings, providers: Providers | None = None, clock: Clock | None = None
 ) -> web.Application:
+    if providers is None:  # given providers are a test's sandboxes; built ones must be real
+        require_production_ready(settings)
     app = web.Application(client_max_size=64 * 1024)
     app[appkeys.SETTINGS] = settings
     app[appkeys.CLOCK] = clock or SystemClock()

@@ -1,4 +1,5 @@
-"""The `paybot` command: demo, serve, worker, chat, import-accounts, send-links, plans."""
+"""The `paybot` command: demo, serve, worker, chat, import-accounts, send-links, plans, emails,
+check-config."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def load_settings() -> Settings:
     try:
         return Settings.from_env(os.environ)
     except ConfigError as exc:
-        sys.exit(f"paybot: configuration error: {exc}")
+        print(f"paybot: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,6 +84,9 @@ def main(argv: list[str] | None = None) -> None:
 
     _add_plans_parser(sub)
 
+    sub.add_parser("check-config", help="what is set, missing or invalid (values never shown); "
+                                        "exit 1 when production lacks something")
+
     emails = sub.add_parser("emails", help="receipts and notices: those that need a look, and "
                                            "sending one again")
     emails_sub = emails.add_subparsers(dest="emails_command", required=True)
@@ -104,6 +109,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = load_settings()
+    if args.command == "check-config":
+        sys.exit(_check_config(settings))
+    refused = _refused(settings, args.command)
+    if refused:
+        print(f"paybot {args.command}: {refused}", file=sys.stderr)
+        sys.exit(2)
     handler = {
         "demo": _demo, "serve": _serve, "worker": _worker, "chat": _chat,
         "import-accounts": _import, "send-links": _send_links, "plans": _plans,
@@ -113,7 +124,36 @@ def main(argv: list[str] | None = None) -> None:
         code = handler(settings, args)
     except KeyboardInterrupt:
         code = 130
+    except ConfigError as exc:  # e.g. providers refused: never a traceback for a setting
+        print(f"paybot {args.command}: configuration error: {exc}", file=sys.stderr)
+        code = 2
     sys.exit(code or 0)
+
+
+def _refused(settings: Settings, command: str) -> str | None:
+    """In production nothing runs on a fallback: every command refuses while a secret or a
+    provider credential is missing (a sandbox there would mark payments Paid and send nothing).
+    Outside production the long-running ones say out loud what is open."""
+    from bot.config_check import review
+
+    found = review(settings)
+    if settings.production:
+        if command == "demo":
+            return ("the demo seeds demo accounts and runs a local Stripe: never in production "
+                    "(PUBLIC_BASE_URL starts with https://)")
+        return found.refusal() if found.problems else None
+    if command in ("serve", "worker"):
+        for warning in found.warnings():
+            logging.warning("not production: %s", warning)
+    return None
+
+
+def _check_config(settings: Settings) -> int:
+    from bot.config_check import review
+
+    found = review(settings)
+    print(found.report())
+    return 1 if found.problems else 0
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -128,8 +168,6 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.serving import serve
 
-    if settings.secret_key == Settings.secret_key:
-        logging.warning("SECRET_KEY is not set: using a development key (never in production)")
     try:
         return serve(settings, host=args.host, port=args.port, processes=args.workers)
     except ConfigError as exc:

@@ -10,6 +10,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 # Per-creditor flow settings live in their own module (checked when written, read key by key).
 from bot.flow_settings import FlowSettings
@@ -59,6 +60,27 @@ def _networks(name: str, value: str | None) -> tuple[ProxyNetwork, ...]:
     return tuple(networks)
 
 
+def _base_url_problem(url: str) -> str | None:
+    """Why this is not an absolute http(s) address that links and Twilio's signed URLs can be
+    built on (PUBLIC_BASE_URL + path), or None. Its value is not secret: it may be named."""
+    if not url.startswith(("http://", "https://")):
+        return "must start with http:// or https://"
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return "must not contain spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number in range)
+    except ValueError:
+        return "is not a valid URL"
+    if not parts.hostname:
+        return "must name a host, e.g. https://pay.example.com"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry a user name or password"
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        return "must not have a query or fragment: paths are appended to it"
+    return None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = f"sqlite:///{DEFAULT_DATA_DIR / 'paybot.sqlite3'}"
@@ -102,6 +124,12 @@ class Settings:
     @property
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
+
+    @property
+    def production(self) -> bool:
+        """A public https address is production: there every secret and provider credential is
+        required and no sandbox runs (bot/config_check.py)."""
+        return self.public_base_url.startswith("https://")
 
     @property
     def twilio_configured(self) -> bool:
@@ -170,8 +198,9 @@ class Settings:
             raise ConfigError("DATABASE_URL must be sqlite:///PATH or postgresql://...")
         if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://")):
             raise ConfigError("REDIS_URL must be redis://... (or unset for in-process Redis)")
-        if not self.public_base_url.startswith(("http://", "https://")):
-            raise ConfigError("PUBLIC_BASE_URL must start with http:// or https://")
+        problem = _base_url_problem(self.public_base_url)
+        if problem:
+            raise ConfigError(f"PUBLIC_BASE_URL {problem}")
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.config import Settings
+from bot.config_check import require_production_ready
 from bot.providers.email import EmailSender, SandboxEmail, SendGridEmail
 from bot.providers.payments import PaymentGateway, SandboxGateway, StripeGateway
 from bot.providers.sms import SandboxSms, SmsSender, TwilioSms
@@ -22,7 +23,9 @@ class Providers:
 
 
 def build_providers(settings: Settings) -> Providers:
-    """Real providers where credentials are complete; a sandbox (no network) otherwise."""
+    """Real providers where credentials are complete; a sandbox (no network) otherwise, but
+    never in production: there a missing credential is a ConfigError that names it."""
+    require_production_ready(settings)
     if settings.twilio_configured:
         sms: SmsSender = TwilioSms(
             account_sid=settings.twilio_account_sid or "",
