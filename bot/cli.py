@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     if refused:
         print(f"paybot {args.command}: {refused}", file=sys.stderr)
         sys.exit(2)
+    if args.command in BESIDE_THE_DEMO:
+        from bot.demo import beside_running_demo
+
+        settings = beside_running_demo(settings)
     handler = {
         "demo": _demo, "serve": _serve, "worker": _worker, "chat": _chat,
         "import-accounts": _import, "send-links": _send_links, "plans": _plans,
@@ -128,6 +132,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"paybot {args.command}: configuration error: {exc}", file=sys.stderr)
         code = 2
     sys.exit(code or 0)
+
+
+# Commands an operator may run in another terminal while `paybot demo` serves: they use the
+# processor (localstripe) and the address the running demo chose, or its saved methods are
+# unknown to them and their links point at no server.
+BESIDE_THE_DEMO = ("chat", "worker", "plans", "emails", "send-links")
 
 
 def _refused(settings: Settings, command: str) -> str | None:
@@ -160,8 +170,11 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
     logging.getLogger().setLevel(logging.WARNING)
-    asyncio.run(run_demo(settings, host=args.host, port=args.port, once=args.once,
-                         interactive=sys.stdin.isatty() and not args.once))
+    try:
+        asyncio.run(run_demo(settings, host=args.host, port=args.port, once=args.once,
+                             interactive=sys.stdin.isatty() and not args.once))
+    except asyncio.CancelledError:  # SIGTERM: the demo has stopped what it started
+        return 143
     return 0
 
 

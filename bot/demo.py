@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import signal
 import sys
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -283,16 +287,10 @@ async def plans_demo(
         "the signed agreements (PDF) are in the outbox.",
         file=out,
     )
-    stripe_env = (
-        f"STRIPE_SECRET_KEY={settings.stripe_secret_key} "
-        f"STRIPE_API_BASE={settings.stripe_api_base} "
-        if settings.stripe_api_base
-        else ""
-    )
     later = moved + relativedelta(months=1)
     print(
         f"While the demo runs, move the clock yourself in another terminal:\n"
-        f"  {stripe_env}paybot worker --once --at {later.isoformat(timespec='minutes')}",
+        f"  paybot worker --once --at {later.isoformat(timespec='minutes')}",
         file=out,
     )
 
@@ -306,6 +304,11 @@ async def run_demo(
 ) -> None:
     from bot.localstripe import LocalStripe
 
+    # `kill` ends the demo as Ctrl-C does: its localstripe stopped, its announcement withdrawn.
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals on this platform
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGTERM, asyncio.current_task().cancel  # type: ignore[union-attr]
+        )
     server = None
     try:
         if not settings.stripe_configured:
@@ -334,6 +337,7 @@ async def run_demo(
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
+        announced = announce(settings, started_localstripe=server is not None)
         try:
             engine = app[appkeys.ENGINE]
             print(f"\nPayBot is running at {settings.public_base_url}")
@@ -370,11 +374,88 @@ async def run_demo(
                 )
                 await asyncio.Event().wait()
         finally:
+            withdraw(announced)
             await runner.cleanup()
             await providers.close()
     finally:
         if server is not None:
             await asyncio.to_thread(server.stop)
+
+
+# --- commands beside a running demo (`paybot chat`, `worker`, `plans` ... in another terminal)
+
+RUNNING_FILE = "demo-running.json"
+
+
+def announce(settings: Settings, *, started_localstripe: bool) -> Path:
+    """Say where this running demo is and which processor it charges through, for the commands
+    run beside it: the methods it seeded are saved at its localstripe, which another process's
+    in-memory sandbox has never heard of (it refused them and left the payment Processing)."""
+    state: dict[str, object] = {
+        "pid": os.getpid(),
+        "database_url": settings.database_url,
+        "public_base_url": settings.public_base_url,
+        "stripe": {
+            "stripe_secret_key": settings.stripe_secret_key,
+            "stripe_publishable_key": settings.stripe_publishable_key,
+            "stripe_api_base": settings.stripe_api_base,
+            "stripe_js_url": settings.stripe_js_url,
+        } if started_localstripe else None,
+    }
+    path = settings.data_dir / RUNNING_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Only the demo's own localstripe key is in it (any key opens localstripe), yet it stays the
+    # user's: written private and complete, or not at all.
+    partial = path.with_suffix(".tmp")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(state, fh)
+    partial.replace(path)
+    return path
+
+
+def withdraw(announced: Path) -> None:
+    """The demo ends: commands run beside it go back to their own settings (unless another demo
+    has announced itself there since)."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        if json.loads(announced.read_text(encoding="utf-8"))["pid"] == os.getpid():
+            announced.unlink()
+
+
+def beside_running_demo(settings: Settings) -> Settings:
+    """These settings, completed by the running demo's on the same database: its processor when
+    the environment names none, its address when the environment keeps the default. A demo
+    that is gone (its process ended) or serves another database is ignored; production never
+    looks."""
+    if settings.production:
+        return settings
+    try:
+        state = json.loads((settings.data_dir / RUNNING_FILE).read_text(encoding="utf-8"))
+        pid, database_url = int(state["pid"]), state["database_url"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return settings
+    if database_url != settings.database_url or not _alive(pid):
+        return settings
+    changes: dict[str, object] = {}
+    if settings.public_base_url == Settings.public_base_url and state.get("public_base_url"):
+        changes["public_base_url"] = state["public_base_url"]
+    if not settings.stripe_configured and isinstance(state.get("stripe"), dict):
+        changes.update({k: v for k, v in state["stripe"].items() if k in _STRIPE_FIELDS})
+    return settings.replace(**changes) if changes else settings
+
+
+_STRIPE_FIELDS = ("stripe_secret_key", "stripe_publishable_key", "stripe_api_base",
+                  "stripe_js_url")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 async def chat_loop(engine: ConversationEngine, phone: str) -> None:
