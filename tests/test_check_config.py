@@ -188,3 +188,18 @@ def test_no_sandbox_in_production(tmp_path: Path) -> None:
         create_app(production)
     # Outside production the sandboxes stand in, with no configuration at all.
     assert type(build_providers(Settings(data_dir=tmp_path)).payments).__name__ == "SandboxGateway"
+
+
+async def test_production_never_believes_an_unsigned_twilio_webhook(  # type: ignore[no-untyped-def]
+    settings, providers, clock, aiohttp_client
+) -> None:
+    # An app built with given providers skips the start-up refusal (tests do it); the webhook
+    # itself still refuses in production when there is no token to check a signature with.
+    assert settings.production
+    client = await aiohttp_client(create_app(settings.replace(twilio_auth_token=None),
+                                             providers, clock))
+    for path in ("/webhooks/twilio/sms", "/webhooks/twilio/status"):
+        response = await client.post(path, data={"From": "+15555550100", "Body": "BALANCE",
+                                                 "MessageSid": "SM1", "MessageStatus": "failed",
+                                                 "ErrorCode": "21610"})
+        assert response.status == 403

@@ -38,6 +38,11 @@ def create_app(turns_in_flight: int) -> web.Application:
 async def verify_signature(request: web.Request, handler):  # type: ignore[no-untyped-def]
     settings = request.config_dict[appkeys.SETTINGS]
     form = {key: value for key, value in (await request.post()).items() if isinstance(value, str)}
+    if settings.production and not settings.twilio_auth_token:
+        # Production refuses to start without the token; should an app be built without it
+        # anyway, an unsigned webhook is still never believed there.
+        log.error("refused a Twilio webhook: TWILIO_AUTH_TOKEN is not set")
+        return web.Response(status=403, text="invalid signature")
     if settings.twilio_auth_token:
         signature = request.headers.get("X-Twilio-Signature", "")
         url = settings.public_base_url + request.path_qs
