@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -393,7 +394,7 @@ def announce(settings: Settings, *, started_localstripe: bool) -> Path:
     in-memory sandbox has never heard of (it refused them and left the payment Processing)."""
     state: dict[str, object] = {
         "pid": os.getpid(),
-        "database_url": settings.database_url,
+        "database": _database_digest(settings.database_url),
         "public_base_url": settings.public_base_url,
         "stripe": {
             "stripe_secret_key": settings.stripe_secret_key,
@@ -431,10 +432,10 @@ def beside_running_demo(settings: Settings) -> Settings:
         return settings
     try:
         state = json.loads((settings.data_dir / RUNNING_FILE).read_text(encoding="utf-8"))
-        pid, database_url = int(state["pid"]), state["database_url"]
+        pid, database = int(state["pid"]), state["database"]
     except (OSError, ValueError, KeyError, TypeError):
         return settings
-    if database_url != settings.database_url or not _alive(pid):
+    if database != _database_digest(settings.database_url) or not _alive(pid):
         return settings
     changes: dict[str, object] = {}
     if settings.public_base_url == Settings.public_base_url and state.get("public_base_url"):
@@ -442,6 +443,11 @@ def beside_running_demo(settings: Settings) -> Settings:
     if not settings.stripe_configured and isinstance(state.get("stripe"), dict):
         changes.update({k: v for k, v in state["stripe"].items() if k in _STRIPE_FIELDS})
     return settings.replace(**changes) if changes else settings
+
+
+def _database_digest(database_url: str) -> str:
+    """Which database, without its password (a PostgreSQL URL may carry one)."""
+    return hashlib.sha256(database_url.encode()).hexdigest()
 
 
 _STRIPE_FIELDS = ("stripe_secret_key", "stripe_publishable_key", "stripe_api_base",

@@ -6,6 +6,7 @@ as unknown, crashed the chat and left the payment Processing for good."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -103,7 +104,9 @@ async def test_chat_beside_a_running_demo_charges_through_the_demos_processor(
         localstripe = re.search(rb"localstripe \(a local Stripe\) at http://127\.0\.0\.1:(\d+)",
                                 seen)
         assert localstripe
-        assert (tmp_path / RUNNING_FILE).exists()
+        announced = tmp_path / RUNNING_FILE
+        assert announced.stat().st_mode & 0o777 == 0o600  # the user's alone
+        assert "sqlite" not in announced.read_text()  # the database only as a digest
 
         said, err = await chat(env, tmp_path)
         assert "Traceback" not in err
@@ -141,7 +144,7 @@ def announce(data_dir: Path, **state: object) -> Settings:
                         data_dir=data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / RUNNING_FILE).write_text(json.dumps({
-        "pid": os.getpid(), "database_url": settings.database_url,
+        "pid": os.getpid(), "database": hashlib.sha256(settings.database_url.encode()).hexdigest(),
         "public_base_url": "http://127.0.0.1:18080",
         "stripe": {"stripe_secret_key": "sk_test_paybot_demo",
                    "stripe_api_base": "http://127.0.0.1:18081",
@@ -168,7 +171,7 @@ def test_what_the_environment_sets_wins_over_the_demo(tmp_path: Path) -> None:
 def test_a_demo_that_ended_or_serves_another_database_is_ignored(tmp_path: Path) -> None:
     ended = announce(tmp_path / "a", pid=2**22 + 12345)  # above Linux's highest pid: no process
     assert beside_running_demo(ended) == ended
-    elsewhere = announce(tmp_path / "b", database_url="sqlite:///elsewhere.sqlite3")
+    elsewhere = announce(tmp_path / "b", database=hashlib.sha256(b"sqlite:///elsewhere").hexdigest())
     assert beside_running_demo(elsewhere) == elsewhere
     production = announce(tmp_path / "c").replace(public_base_url="https://pay.example.com")
     assert beside_running_demo(production) == production
