@@ -359,8 +359,10 @@ def test_the_send_links_command(database_url, tmp_path):
         f"C-3,Cy,Ng,5555550603,,0,{zone},northwind\n")
     env = {name: value for name, value in os.environ.items()
            if not name.startswith(("TWILIO_", "STRIPE_", "SENDGRID_", "PAYBOT_"))}
+    # Not production (http): the sandbox outbox stands in for Twilio, which https would refuse.
+    base_url = PUBLIC_BASE_URL.replace("https://", "http://")
     env.update(DATABASE_URL=database_url, SECRET_KEY="test-secret-key",
-               PAYBOT_DATA_DIR=str(tmp_path / "var"), PUBLIC_BASE_URL=PUBLIC_BASE_URL)
+               PAYBOT_DATA_DIR=str(tmp_path / "var"), PUBLIC_BASE_URL=base_url)
 
     def paybot(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=ROOT, env=env,
@@ -403,8 +405,7 @@ def test_the_send_links_command(database_url, tmp_path):
     outbox = [json.loads(line) for line in
               (tmp_path / "var" / "outbox" / "sms.jsonl").read_text().splitlines()]
     assert [m["to"] for m in outbox] == ["+15555550601", "+15555550602"]
-    assert all(m["status_callback"] == f"{PUBLIC_BASE_URL}/webhooks/twilio/status"
-               for m in outbox)
+    assert all(m["status_callback"] == f"{base_url}/webhooks/twilio/status" for m in outbox)
     assert outbox[0]["body"].startswith("northwind: Hi Ana, your balance on your account is "
                                         "$10.00.")
     assert DEFAULT_DISCLOSURE in outbox[0]["body"]
