@@ -40,7 +40,7 @@ _DOLLARS = re.compile(r"^\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{1,2})?$")
 _SSN_LIKE = re.compile(r"(?<!\d)\d{3}[\s.-]?\d{2}[\s.-]?\d{4}(?!\d)")
 # US time zones as operators name them; the abbreviations map to the zone that observes DST
 # (zoneinfo's own "EST" is UTC-5 all year, which would put 9 p.m. EDT at 8 p.m.).
-_ZONE_ALIASES = {
+ZONE_ALIASES = {
     **dict.fromkeys(("eastern", "et", "est", "edt"), "America/New_York"),
     **dict.fromkeys(("central", "ct", "cst", "cdt"), "America/Chicago"),
     **dict.fromkeys(("mountain", "mt", "mst", "mdt"), "America/Denver"),
@@ -107,6 +107,11 @@ def parse_account(row: Mapping[str, Any]) -> AccountInput:
     first, last = text("first_name", 80), text("last_name", 80)
     if not first or not last:
         raise InvalidAccount("first_name and last_name are required")
+    for name in ("phone", "email", "ssn"):
+        if isinstance(row.get(name), str) and "*" in row[name]:
+            # What GET shows ("z***@example.com", "***-***-0142"): posting the document back
+            # must never overwrite the real value with its mask.
+            raise InvalidAccount(f"{name} is masked (as the API shows it): send the full value")
     phone = email = None
     if raw_phone := text("phone", 30):
         try:
@@ -196,7 +201,7 @@ def _parse_date(value: str) -> date | None:
 def _parse_timezone(zone: str | None) -> str | None:
     if not zone:
         return None
-    zone = _ZONE_ALIASES.get(zone.lower(), zone)
+    zone = ZONE_ALIASES.get(zone.lower(), zone)
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
@@ -272,10 +277,14 @@ async def _upsert(
     changes: dict[str, Any] = {
         "first_name": data.first_name,
         "last_name": data.last_name,
-        "phone": data.phone,
-        "email": data.email,
         "balance_cents": data.balance_cents,
     }
+    # A contact that is not given keeps its stored value: a record that names only the email
+    # never drops the phone (parse_account makes sure at least one of them is given).
+    if data.phone:
+        changes["phone"] = data.phone
+    if data.email:
+        changes["email"] = data.email
     if data.ssn:
         changes["ssn_hash"] = ssn_digest(secret_key, data.ssn)
         changes["ssn_last4"] = data.ssn[-4:]

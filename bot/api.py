@@ -20,8 +20,8 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from bot import appkeys, email_outbox, ledger, offers, plans
-from bot.accounts import FIELDS, InvalidAccount, parse_account, upsert_account
+from bot import api_contract, appkeys, email_outbox, ledger, offers, plans
+from bot.accounts import FIELDS, REQUIRED, InvalidAccount, parse_account, upsert_account
 from bot.models import Account, Conversation, Offer, Payment, PaymentMethod, Plan
 from bot.money import InvalidAmount, dollars_to_cents
 from bot.payments import STATUS_LABELS
@@ -209,12 +209,20 @@ async def upsert(request: web.Request) -> web.Response:
     if unknown:
         shown = ", ".join(name[:40] for name in unknown[:10])
         return problem(422, f"unknown field(s): {shown}; the fields are {', '.join(FIELDS)}")
+    refused = _kept_fields_problem(body)
+    if refused:
+        return problem(422, refused)
     try:
         data = parse_account(body)
     except InvalidAccount as exc:
         return problem(422, str(exc))
-    settings = request.config_dict[appkeys.SETTINGS]
     clock = request.config_dict[appkeys.CLOCK]
+    refused = api_contract.body_problem(
+        api_contract.account_input_schema(clock.now().date()), body
+    )
+    if refused:
+        return problem(422, refused)
+    settings = request.config_dict[appkeys.SETTINGS]
     database = request.config_dict[appkeys.DATABASE]
     for attempt in (1, 2):
         async with database.session() as session:
@@ -235,6 +243,24 @@ async def upsert(request: web.Request) -> web.Response:
     return web.json_response(document, status=201 if created else 200)
 
 
+def _kept_fields_problem(body: dict[str, Any]) -> str | None:
+    """An update keeps what it is not sent, so a null or blank value has no meaning: it is
+    refused rather than read as "delete" (a contact dropped by a null is how an account loses
+    its way to be reached)."""
+    for name in FIELDS:
+        if name not in body or name in REQUIRED and name not in ("phone", "email"):
+            continue
+        value = body[name]
+        if value is None:
+            return f"{name} cannot be null: leave it out to keep the stored value"
+        if isinstance(value, str) and not value.strip():
+            return f"{name} is empty: leave it out to keep the stored value"
+    balance = body.get("balance")
+    if isinstance(balance, Decimal) and balance != balance.to_integral_value():
+        return 'balance as a JSON number is whole dollars: send cents as text, e.g. "12.50"'
+    return None
+
+
 LINK_FIELDS = ("amount", "allow_amount_change", "fee", "due_on", "expires_in_hours", "purpose")
 
 
@@ -251,6 +277,9 @@ async def create_link(request: web.Request) -> web.Response:
         terms = _link_terms(body, request.config_dict[appkeys.SETTINGS].link_lifetime_hours)
     except ValueError as exc:
         return problem(422, str(exc))
+    refused = api_contract.body_problem(api_contract.LINK_INPUT_SCHEMA, body)
+    if refused:
+        return problem(422, refused)
     settings = request.config_dict[appkeys.SETTINGS]
     now = request.config_dict[appkeys.CLOCK].now()
     async with request.config_dict[appkeys.DATABASE].session() as session:
@@ -354,6 +383,9 @@ async def cancel_plan(request: web.Request) -> web.Response:
     actor = body.get("actor", "api")
     if not offers.is_short_name(actor):
         return problem(400, "actor must be a short name (for example agent:jsmith)")
+    refused = api_contract.body_problem(api_contract.CANCEL_INPUT_SCHEMA, body)
+    if refused:
+        return problem(400, refused)
     now = request.config_dict[appkeys.CLOCK].now()
     engine = request.config_dict[appkeys.ENGINE]
     async with request.config_dict[appkeys.DATABASE].session() as session:
@@ -569,6 +601,17 @@ async def post_offer(request: web.Request) -> web.Response:
         if account is None:
             return problem(404, "no account with that account_id")
         try:
+            # The domain's rules first (their messages name the rule), then the document's.
+            offers.offer_terms(
+                wanted,
+                balance_cents=account.balance_cents,
+                flow=await offers.flow_settings_for(session, account, settings.flow),
+                now=now,
+                zone=offers.account_zone(account),
+            )
+            refused = api_contract.body_problem(OFFER_INPUT_SCHEMA, body)
+            if refused:
+                return problem(422, refused)
             offer = await offers.create_offer(session, account, wanted, flow=settings.flow, at=now)
         except offers.InvalidOffer as exc:
             return problem(422, str(exc))
@@ -630,6 +673,9 @@ async def withdraw_offer(request: web.Request) -> web.Response:
     actor = body.get("actor", "api")
     if not offers.is_short_name(actor):
         return problem(422, "actor must be a short name (for example agent:jsmith)")
+    refused = api_contract.body_problem(api_contract.WITHDRAW_INPUT_SCHEMA, body)
+    if refused:
+        return problem(422, refused)
     now = request.config_dict[appkeys.CLOCK].now()
     async with request.config_dict[appkeys.DATABASE].session() as session:
         found = await _offer_and_account(session, request.match_info["offer_id"])
@@ -675,38 +721,6 @@ async def hand_back(request: web.Request) -> web.Response:
     return web.json_response({"phone": phone, "handled_by": "bot"})
 
 
-ACCOUNT_INPUT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["account_id", "first_name", "last_name", "balance"],
-    "additionalProperties": False,
-    "description": "phone or email (or both) is required",
-    "properties": {
-        "account_id": {"type": "string", "pattern": _ACCOUNT_REF.pattern, "maxLength": 64},
-        "first_name": {"type": "string", "maxLength": 80},
-        "last_name": {"type": "string", "maxLength": 80},
-        "phone": {"type": ["string", "null"], "description": "E.164 or a 10-digit US number"},
-        "email": {"type": ["string", "null"], "format": "email", "maxLength": 254},
-        "balance": {
-            "type": ["string", "number"],
-            "description": 'dollars, e.g. "1250.00" (at most 2 decimals, not negative)',
-            "examples": ["1250.00"],
-        },
-        "ssn": {
-            "type": ["string", "null"],
-            "description": "9 digits; kept only as a keyed hash and the last 4",
-        },
-        "dob": {"type": ["string", "null"], "description": "YYYY-MM-DD or MM/DD/YYYY"},
-        "zip": {"type": ["string", "null"], "pattern": r"^\d{5}(-\d{4})?$"},
-        "timezone": {"type": ["string", "null"], "examples": ["America/Chicago"]},
-        "creditor": {"type": ["string", "null"], "maxLength": 40},
-        "description": {
-            "type": ["string", "null"],
-            "maxLength": 120,
-            "examples": ["Acme Card ending 4821"],
-        },
-    },
-}
-
 ACCOUNT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "contacts are masked: the full phone, email or SSN never leaves the ledger",
@@ -750,6 +764,8 @@ PAYMENT_SCHEMA: dict[str, Any] = {
 _MONEY = {"type": "string", "description": "dollars", "examples": ["208.34"]}
 _DATE = {"type": "string", "format": "date"}
 
+_DAY = {"type": "string", "format": "date", "pattern": api_contract.DAY_PATTERN}
+
 OFFER_INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["kind"],
@@ -757,44 +773,82 @@ OFFER_INPUT_SCHEMA: dict[str, Any] = {
     "description": (
         "A plan: frequency + start_date + count and/or installment_amount (every installment but "
         "the last is the same; the last takes the rest), or a custom schedule. A settlement: "
-        "settlement_amount or percent_off. Limits come from the creditor's flow settings."
+        "settlement_amount or percent_off. Limits come from the balance, today's date and the "
+        "creditor's flow settings: breaking one is a 422 that names the field."
     ),
     "properties": {
         "kind": {"type": "string", "enum": ["plan", "settlement"]},
-        "total": {**_MONEY, "description": "a plan's total in dollars; default: the balance"},
+        "total": api_contract.amount("a plan's total; default: the balance"),
         "frequency": {"type": "string", "enum": ["weekly", "biweekly", "monthly"]},
-        "count": {"type": "integer", "minimum": 1, "description": "number of installments"},
-        "installment_amount": {**_MONEY, "description": "each installment, dollars"},
-        "start_date": {**_DATE, "description": "the first installment, customer's date"},
+        "count": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 1_000_000,
+            "description": "number of installments",
+        },
+        "installment_amount": api_contract.amount("each installment"),
+        "start_date": {**_DAY, "description": "the first installment, customer's date"},
         "schedule": {
             "type": "array",
-            "description": "a custom schedule: dates strictly increasing, amounts in dollars",
+            "minItems": 1,
+            "maxItems": 1000,
+            "description": "a custom schedule: dates strictly increasing; each installment "
+            '{"date", "amount"} or [date, amount]',
             "items": {
-                "type": "object",
-                "required": ["date", "amount"],
-                "properties": {"date": _DATE, "amount": _MONEY},
+                "anyOf": [
+                    {
+                        "type": "object",
+                        "required": ["date", "amount"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "date": _DAY,
+                            "amount": api_contract.amount("the installment"),
+                        },
+                    },
+                    {
+                        "type": "array",
+                        "prefixItems": [_DAY, api_contract.amount("the installment")],
+                        "minItems": 2,
+                        "maxItems": 2,
+                    },
+                ]
             },
         },
-        "settlement_amount": {**_MONEY, "description": "less than the balance"},
+        "settlement_amount": api_contract.amount("the settlement, less than the balance"),
         "percent_off": {
-            "type": ["string", "number"],
-            "description": "share off the balance, e.g. 36 or 12.5",
+            "anyOf": [
+                {
+                    "type": "string",
+                    "pattern": r"^(?:[1-9][0-9]?(?:\.[0-9]{1,2})?|0\.(?:[1-9][0-9]?|0[1-9]))$",
+                },
+                {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 100},
+            ],
+            "description": "share off the balance, e.g. 36 or 12.5: more than 0, less than 100, "
+            "at most 2 decimals",
         },
         "expires_at": {
             "type": "string",
+            "anyOf": [
+                {"format": "date", "pattern": api_contract.DAY_PATTERN},
+                {
+                    "format": "date-time",
+                    "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                    r"(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})$",
+                },
+            ],
             "description": "YYYY-MM-DD (the end of that day, customer's time) or a date-time "
             "with offset; default: the creditor's offer lifetime (a plan: at the latest the "
             "first installment's day)",
         },
         "expires_in_days": {"type": "integer", "minimum": 1, "maximum": 365},
-        "send_via": {"type": ["string", "null"], "enum": ["sms", "email", "both", None]},
-        "created_by": {"type": "string", "maxLength": 40, "examples": ["agent:jsmith"]},
+        "send_via": {"type": "string", "enum": ["sms", "email", "both"]},
+        "created_by": api_contract.SHORT_NAME,
         "rules": {
             "type": "object",
             "description": "what the customer may change by text; default from the settings",
             "properties": {
-                "skips_allowed": {"type": "integer", "minimum": 0},
-                "move_max_days": {"type": "integer", "minimum": 0},
+                "skips_allowed": {"type": "integer", "minimum": 0, "maximum": 365},
+                "move_max_days": {"type": "integer", "minimum": 0, "maximum": 365},
             },
             "additionalProperties": False,
         },
@@ -880,7 +934,10 @@ def _offer(description: str) -> dict[str, Any]:
 
 
 def _path_parameter(name: str, kind: str = "string") -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": kind}}
+    schema: dict[str, Any] = {"type": kind, "minimum": 1}
+    if kind == "string":
+        schema = {"type": kind, "pattern": api_contract.ACCOUNT_ID_PATTERN, "maxLength": 64}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
 def _account(description: str) -> dict[str, Any]:
@@ -909,7 +966,10 @@ OPENAPI: dict[str, Any] = {
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
-            "AccountInput": ACCOUNT_INPUT_SCHEMA,
+            "AccountInput": {},  # built for the day it is served: see openapi()
+            "LinkInput": api_contract.LINK_INPUT_SCHEMA,
+            "CancelPlanInput": api_contract.CANCEL_INPUT_SCHEMA,
+            "WithdrawOfferInput": api_contract.WITHDRAW_INPUT_SCHEMA,
             "Account": ACCOUNT_SCHEMA,
             "Payment": PAYMENT_SCHEMA,
             "Plan": PLAN_SCHEMA,
@@ -963,14 +1023,7 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "operationId": "getAccount",
                 "summary": "Balance, masked contacts and payments with their status",
-                "parameters": [
-                    {
-                        "name": "account_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    }
-                ],
+                "parameters": [_path_parameter("account_id")],
                 "responses": {
                     "200": _account("the account"),
                     **_AUTH_ERRORS,
@@ -982,41 +1035,11 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "operationId": "createLink",
                 "summary": "A personalized payment link (preset or open amount, fee, due date)",
-                "parameters": [
-                    {
-                        "name": "account_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    }
-                ],
+                "parameters": [_path_parameter("account_id")],
                 "requestBody": {
                     "required": True,
                     "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "amount": {
-                                        "type": "string",
-                                        "description": "dollars; omit: open",
-                                    },
-                                    "allow_amount_change": {"type": "boolean", "default": True},
-                                    "fee": {
-                                        "type": "string",
-                                        "description": "convenience fee, dollars",
-                                    },
-                                    "due_on": {"type": "string", "format": "date"},
-                                    "expires_in_hours": {
-                                        "type": "integer",
-                                        "minimum": 1,
-                                        "maximum": 2160,
-                                    },
-                                    "purpose": {"type": "string", "enum": ["payment", "campaign"]},
-                                },
-                                "additionalProperties": False,
-                            }
-                        }
+                        "application/json": {"schema": {"$ref": "#/components/schemas/LinkInput"}}
                     },
                 },
                 "responses": {
@@ -1027,7 +1050,11 @@ OPENAPI: dict[str, Any] = {
                     "400": _error("the body is not a JSON object"),
                     **_AUTH_ERRORS,
                     "404": _error("unknown account"),
-                    "422": _error("the terms are not valid; the message says why"),
+                    "413": _error("the body is too large"),
+                    "422": _error(
+                        "the terms are not valid, or the amount is more than the balance; "
+                        "the message says why"
+                    ),
                 },
             }
         },
@@ -1035,20 +1062,35 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "operationId": "cancelPlan",
                 "summary": "Cancel a plan: nothing more is debited, the customer is emailed",
-                "parameters": [
-                    {
-                        "name": "plan_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "integer"},
-                    }
-                ],
+                "parameters": [_path_parameter("plan_id", "integer")],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/CancelPlanInput"}
+                        }
+                    },
+                },
                 "responses": {
                     "200": {
                         "description": "canceled",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["plan_id", "status", "installments_canceled"],
+                                    "properties": {
+                                        "plan_id": {"type": "integer"},
+                                        "status": {"const": "canceled"},
+                                        "installments_canceled": {"type": "integer"},
+                                    },
+                                }
+                            }
+                        },
                     },
+                    "400": _error("the body is not a JSON object, or reason/actor is not valid"),
                     **_AUTH_ERRORS,
+                    "413": _error("the body is too large"),
                     "404": _error("no such plan"),
                     "409": _error("already canceled"),
                 },
@@ -1122,10 +1164,7 @@ OPENAPI: dict[str, Any] = {
                     "required": False,
                     "content": {
                         "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {"actor": {"type": "string", "maxLength": 40}},
-                            }
+                            "schema": {"$ref": "#/components/schemas/WithdrawOfferInput"}
                         }
                     },
                 },
@@ -1135,6 +1174,7 @@ OPENAPI: dict[str, Any] = {
                     **_AUTH_ERRORS,
                     "404": _error("no such offer"),
                     "409": _error("the offer is not open (signed, expired or withdrawn)"),
+                    "413": _error("the body is too large"),
                     "422": _error("the actor is not a short name"),
                 },
             }
@@ -1144,7 +1184,16 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "handBackConversation",
                 "summary": "Hand a conversation taken by an agent back to the bot",
                 "parameters": [
-                    {"name": "phone", "in": "path", "required": True, "schema": {"type": "string"}}
+                    {
+                        "name": "phone",
+                        "in": "path",
+                        "required": True,
+                        "schema": {
+                            "type": "string",
+                            "maxLength": 30,
+                            "pattern": api_contract.PHONE_PATTERN,
+                        },
+                    }
                 ],
                 "responses": {
                     "200": {
@@ -1171,5 +1220,11 @@ OPENAPI: dict[str, Any] = {
 }
 
 
-async def openapi(_: web.Request) -> web.Response:
-    return web.json_response(OPENAPI)
+async def openapi(request: web.Request) -> web.Response:
+    today = request.config_dict[appkeys.CLOCK].now().date()
+    schemas = {
+        **OPENAPI["components"]["schemas"],
+        "AccountInput": api_contract.account_input_schema(today),
+    }
+    document = {**OPENAPI, "components": {**OPENAPI["components"], "schemas": schemas}}
+    return web.json_response(document)

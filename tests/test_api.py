@@ -169,7 +169,7 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"phone": 5555550142}, "phone must be text"),
     ({"phone": "123-45-6789"}, "phone '***-**-****' is not a phone number"),
     ({"email": "maria at example"}, "email 'maria at example' is not an email address"),
-    ({"phone": None, "email": None}, "a phone or an email is required"),
+    ({"phone": None, "email": None}, "phone cannot be null"),
     ({"balance": None}, "balance is required"),
     ({"balance": ""}, "balance is required"),
     ({"balance": [12.5]}, "balance must be an amount in dollars"),
@@ -214,17 +214,22 @@ async def test_invalid_accounts_get_422_with_the_reason(app, client, change, mes
 
 
 async def test_numbers_emoji_other_scripts_and_injection_text_are_kept_as_given(app, client):
-    body = {**MARIA, "balance": 12.5, "first_name": "Zoë 😀", "last_name": "Ŀópez-Ng'uyen",
+    body = {**MARIA, "balance": "12.5", "first_name": "Zoë 😀", "last_name": "Ŀópez-Ng'uyen",
             "description": "Robert'); DROP TABLE accounts;--", "creditor": "北风",
-            "timezone": "pacific", "phone": None}
+            "timezone": "pacific"}
+    del body["phone"]
     status, document = await post(client, body)
     assert status == 201, document
-    assert document["balance_cents"] == 1250  # a JSON number is read exactly, never as a float
+    assert document["balance_cents"] == 1250
     assert document["first_name"] == "Zoë 😀" and document["creditor"] == "北风"
     assert document["timezone"] == "America/Los_Angeles"
     assert document["phone"] is None
+    # A JSON number is whole dollars, read exactly (never as a float); cents go as text.
     status, document = await post(client, {**MARIA, "account_id": "API-2", "balance": 0.1})
-    assert (status, document["balance_cents"]) == (201, 10)
+    assert (status, document["error"]) == (
+        422, 'balance as a JSON number is whole dollars: send cents as text, e.g. "12.50"')
+    status, document = await post(client, {**MARIA, "account_id": "API-2", "balance": 7.0})
+    assert (status, document["balance_cents"]) == (201, 700)
     status, document = await post(client, {**MARIA, "account_id": "API-3", "balance": 1250})
     assert (status, document["balance_cents"]) == (201, 125000)
     stored = await accounts(app)
