@@ -821,10 +821,10 @@ OFFER_INPUT_SCHEMA: dict[str, Any] = {
                     "type": "string",
                     "pattern": r"^(?:[1-9][0-9]?(?:\.[0-9]{1,2})?|0\.(?:[1-9][0-9]?|0[1-9]))$",
                 },
-                {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 100},
+                {"type": "integer", "minimum": 1, "maximum": 99},
             ],
-            "description": "share off the balance, e.g. 36 or 12.5: more than 0, less than 100, "
-            "at most 2 decimals",
+            "description": 'share off the balance, e.g. 36 or "12.5": more than 0, less than '
+            "100, at most 2 decimals (a JSON number is a whole percentage)",
         },
         "expires_at": {
             "type": "string",

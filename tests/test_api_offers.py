@@ -90,8 +90,12 @@ async def test_settlements_by_amount_and_by_percentage(app, client):
     assert status == 201, offer
     assert (offer["total"], offer["discount_bps"]) == ("800.00", 3600)
     assert offer["expires_at"] == "2027-01-01T04:59:59+00:00"
-    status, offer = await post_offer(client, {"kind": "settlement", "percent_off": 12.5})
+    status, offer = await post_offer(client, {"kind": "settlement", "percent_off": "12.5"})
     assert (status, offer["total"]) == (201, "1093.75")
+    # A JSON number is a whole percentage: its fraction could not be read exactly everywhere.
+    status, offer = await post_offer(client, {"kind": "settlement", "percent_off": 12.5})
+    assert (status, offer["error"]) == (422, "percent_off is not valid here: see its schema in "
+                                             "/api/v1/openapi.json")
 
     response = await client.get("/api/v1/accounts/acc-1001/offers", headers=AUTH)
     listing = await response.json()
