@@ -332,3 +332,65 @@ async def test_the_documented_account_matches_what_get_returns(app, client):
     document = await (await client.get("/api/v1/accounts/ACC-1001", headers=AUTH)).json()
     spec = await (await client.get("/api/v1/openapi.json")).json()
     assert set(document) == set(spec["components"]["schemas"]["Account"]["properties"])
+
+
+async def test_every_body_and_every_answer_is_declared(client):
+    spec = await (await client.get("/api/v1/openapi.json")).json()
+    takes_body = {"upsertAccount", "createLink", "cancelPlan", "createOffer", "withdrawOffer"}
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            answers = operation["responses"]
+            if operation["operationId"] in takes_body:
+                body = operation["requestBody"]["content"]["application/json"]["schema"]
+                assert body["$ref"].startswith("#/components/schemas/"), path
+                assert {"400", "413"} <= set(answers), path
+            if path != "/openapi.json":
+                assert {"401", "503"} <= set(answers), path
+            for code, answer in answers.items():
+                if code.startswith(("4", "5")):
+                    assert answer["content"]["application/json"]["schema"] == {
+                        "$ref": "#/components/schemas/Error"}, (path, code)
+
+
+# What fuzzing found the document accepting and the server refusing: now both refuse, or
+# both accept.
+AGREE = [
+    ("/api/v1/accounts/ACC-1001/links", {"amount": ""}, 422),
+    ("/api/v1/accounts/ACC-1001/links", {"amount": "50.00", "due_on": "0000-01-01"}, 422),
+    ("/api/v1/accounts/ACC-1001/links", {"amount": "50.00", "due_on": "2026-12-20"}, 201),
+    ("/api/v1/offers/1/withdraw", {"actor": ""}, 422),
+    ("/api/v1/offers/1/withdraw", {"actor": "agent:jsmith"}, 404),
+    ("/api/v1/plans/1/cancel", {"reason": "a\u001db"}, 400),
+    ("/api/v1/conversations/0/handback", None, 400),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "status"), AGREE)
+async def test_the_document_forbids_what_the_server_refuses(app, client, path, body, status):
+    import jsonschema
+
+    await add_account(app)
+    spec = await (await client.get("/api/v1/openapi.json")).json()
+    route = path.removeprefix("/api/v1")
+    (template, operation), = [
+        (t, ops["post"]) for t, ops in spec["paths"].items()
+        if "post" in ops and re.fullmatch(re.sub(r"{\w+}", "[^/]+", t), route)]
+    valid = True
+    for parameter, value in zip(re.findall(r"{(\w+)}", template),
+                                re.fullmatch(re.sub(r"{\w+}", "([^/]+)", template), route).groups(),
+                                strict=True):
+        (declared,) = [p for p in operation["parameters"] if p["name"] == parameter]
+        schema = declared["schema"]
+        if schema["type"] == "integer":
+            valid &= value.isdigit()
+        else:
+            valid &= jsonschema.Draft202012Validator(schema).is_valid(value)
+    if body is not None:
+        ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        schema = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+        checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+        valid &= jsonschema.Draft202012Validator(schema, format_checker=checker).is_valid(body)
+    response = await client.post(path, json=body, headers=AUTH) if body is not None else \
+        await client.post(path, headers=AUTH)
+    assert response.status == status, await response.text()
+    assert valid == (status < 400 or status == 404)
