@@ -51,6 +51,18 @@ def create_app() -> web.Application:
     return app
 
 
+# Row ids are the databases' 32-bit integers: a larger one names nothing (PostgreSQL would refuse
+# to compare it), and only ASCII digits are digits here.
+MAX_ROW_ID = 2**31 - 1
+_ROW_ID = re.compile(r"^[0-9]{1,10}$")
+
+
+def _row_id(raw: str) -> int | None:
+    if not _ROW_ID.match(raw) or int(raw) > MAX_ROW_ID:
+        return None
+    return int(raw)
+
+
 def problem(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers or None)
 
@@ -198,7 +210,21 @@ async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
         return problem(400, "the body must be a JSON object (UTF-8)")
     if not isinstance(body, dict):
         return problem(400, "the body must be a JSON object")
-    return body
+    return _whole_numbers(body)
+
+
+def _whole_numbers(value: Any) -> Any:
+    """JSON numbers with no fraction ("527.0") as the integers JSON Schema says they are; the
+    size guard keeps "1E+999999999" from becoming a billion-digit int."""
+    if isinstance(value, Decimal):
+        if value.is_finite() and value.adjusted() <= 18 and value == value.to_integral_value():
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value
 
 
 async def upsert(request: web.Request) -> web.Response:
@@ -368,8 +394,8 @@ def _link_terms(body: dict[str, Any], default_hours: int) -> dict[str, Any]:
 async def cancel_plan(request: web.Request) -> web.Response:
     """Cancel a plan: every installment not yet charged is canceled (the worker never takes a
     canceled row), and the customer is emailed. Payments already made stand."""
-    raw = request.match_info["plan_id"]
-    if not raw.isdigit() or len(raw) > 12:
+    plan_id = _row_id(request.match_info["plan_id"])
+    if plan_id is None:
         return problem(404, "no plan with that id")
     body: dict[str, Any] = {}
     if request.can_read_body:
@@ -391,14 +417,14 @@ async def cancel_plan(request: web.Request) -> web.Response:
     async with request.config_dict[appkeys.DATABASE].session() as session:
         # Only the status is read here: cancel_plan then loads the plan fresh under its row
         # lock, so of two cancellations at once only one cancels (and emails).
-        status = await session.scalar(select(Plan.status).where(Plan.id == int(raw)))
+        status = await session.scalar(select(Plan.status).where(Plan.id == plan_id))
         if status is None:
             return problem(404, "no plan with that id")
         if status == "canceled":
             return problem(409, "the plan is already canceled")
         try:
             result = await plans.cancel_plan(
-                session, int(raw), actor=actor.strip(), reason=reason, at=now
+                session, plan_id, actor=actor.strip(), reason=reason, at=now
             )
         except plans.PlanError as exc:
             return problem(409, str(exc))
@@ -641,9 +667,10 @@ async def list_offers(request: web.Request) -> web.Response:
 
 
 async def _offer_and_account(session: Any, raw: str) -> tuple[Offer, Account] | None:
-    if not raw.isdigit() or len(raw) > 12:
+    offer_id = _row_id(raw)
+    if offer_id is None:
         return None
-    offer = await session.get(Offer, int(raw))
+    offer = await session.get(Offer, offer_id)
     if offer is None:
         return None
     return offer, await session.get(Account, offer.account_id)
@@ -776,6 +803,46 @@ OFFER_INPUT_SCHEMA: dict[str, Any] = {
         "settlement_amount or percent_off. Limits come from the balance, today's date and the "
         "creditor's flow settings: breaking one is a 422 that names the field."
     ),
+    "allOf": [
+        {
+            "if": {"required": ["kind"], "properties": {"kind": {"const": "settlement"}}},
+            # A settlement: an amount or a percentage off, nothing of a plan's.
+            "then": {
+                "properties": dict.fromkeys(
+                    ("frequency", "start_date", "count", "installment_amount", "schedule",
+                     "total", "rules"),
+                    False,
+                ),
+                "anyOf": [
+                    {"required": ["settlement_amount"], "properties": {"percent_off": False}},
+                    {"required": ["percent_off"], "properties": {"settlement_amount": False}},
+                ],
+            },
+            # A plan: a custom schedule, or a frequency and a start with a count or an amount.
+            "else": {
+                "properties": {"settlement_amount": False, "percent_off": False},
+                "anyOf": [
+                    {
+                        "required": ["schedule"],
+                        "properties": dict.fromkeys(
+                            ("frequency", "start_date", "count", "installment_amount"), False
+                        ),
+                    },
+                    {
+                        "required": ["frequency", "start_date"],
+                        "properties": {"schedule": False},
+                        "anyOf": [{"required": ["count"]}, {"required": ["installment_amount"]}],
+                    },
+                ],
+            },
+        },
+        {
+            "anyOf": [
+                {"properties": {"expires_at": False}},
+                {"properties": {"expires_in_days": False}},
+            ]
+        },
+    ],
     "properties": {
         "kind": {"type": "string", "enum": ["plan", "settlement"]},
         "total": api_contract.amount("a plan's total; default: the balance"),
@@ -832,8 +899,9 @@ OFFER_INPUT_SCHEMA: dict[str, Any] = {
                 {"format": "date", "pattern": api_contract.DAY_PATTERN},
                 {
                     "format": "date-time",
-                    "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
-                    r"(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})$",
+                    "pattern": r"^[1-9][0-9]{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+                    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
+                    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$",
                 },
             ],
             "description": "YYYY-MM-DD (the end of that day, customer's time) or a date-time "
@@ -934,7 +1002,7 @@ def _offer(description: str) -> dict[str, Any]:
 
 
 def _path_parameter(name: str, kind: str = "string") -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": kind, "minimum": 1}
+    schema: dict[str, Any] = {"type": kind, "minimum": 1, "maximum": MAX_ROW_ID}
     if kind == "string":
         schema = {"type": kind, "pattern": api_contract.ACCOUNT_ID_PATTERN, "maxLength": 64}
     return {"name": name, "in": "path", "required": True, "schema": schema}

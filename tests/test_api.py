@@ -394,3 +394,13 @@ async def test_the_document_forbids_what_the_server_refuses(app, client, path, b
         await client.post(path, headers=AUTH)
     assert response.status == status, await response.text()
     assert valid == (status < 400 or status == 404)
+
+
+@pytest.mark.parametrize("raw", ["57061317694", "2147483648", "99999999999", "²", "١٢"])
+async def test_ids_beyond_the_database_integer_are_404_not_500(app, client, raw):
+    for method, path in (("get", f"/api/v1/offers/{raw}"),
+                         ("post", f"/api/v1/offers/{raw}/withdraw"),
+                         ("post", f"/api/v1/plans/{raw}/cancel")):
+        response = await client.request(method, path, headers=AUTH)
+        assert response.status == 404, (path, await response.text())
+        assert (await response.json())["error"].startswith("no ")

@@ -351,3 +351,14 @@ async def test_a_withdrawn_offer_is_not_sent(app, client, providers):
     assert response.status == 200
     await deliver(app)
     assert providers.sms.outbox == []
+
+
+async def test_whole_numbers_written_with_a_fraction_are_whole_numbers(app, client):
+    # JSON Schema counts 6.0 as an integer: the server reads it as one too.
+    await add_account(app)
+    status, offer = await post_offer(client, {**PLAN, "count": 6.0, "expires_in_days": 1.0})
+    assert status == 201, offer
+    assert offer["installment_count"] == 6
+    response = await client.post("/api/v1/accounts/ACC-1001/links", headers=AUTH,
+                                 json={"amount": 50.0, "expires_in_hours": 2.0})
+    assert response.status == 201, await response.text()
