@@ -391,3 +391,14 @@ async def test_a_row_the_database_refuses_is_reported_and_the_rest_kept(database
                 await conn.exec_driver_sql("DROP TRIGGER refuse_r2 ON accounts")
                 await conn.exec_driver_sql("DROP FUNCTION refuse_r2()")
         await database.close()
+
+
+async def test_an_empty_contact_cell_keeps_the_stored_contact(database_url, tmp_path):
+    assert run_import(database_url, DATA / "accounts.csv", tmp_path).returncode == 0
+    before = (await accounts(database_url))["ACC-2001"]
+    path = write(tmp_path, f"{HEADER}\n"
+                           "ACC-2001,Maria,Lopez,,maria.new@example.com,99.99,,\n")
+    result = run_import(database_url, path, tmp_path)
+    assert result.returncode == 0, result.stderr
+    maria = (await accounts(database_url))["ACC-2001"]
+    assert (maria.phone, maria.email) == (before.phone, "maria.new@example.com")
