@@ -1043,9 +1043,27 @@ OPENAPI: dict[str, Any] = {
             "Plan": PLAN_SCHEMA,
             "OfferInput": OFFER_INPUT_SCHEMA,
             "Offer": OFFER_SCHEMA,
+            "Link": {
+                "type": "object",
+                "required": [
+                    "url", "expires_at", "amount_cents", "allow_amount_change", "fee_cents",
+                    "due_on",
+                ],
+                "additionalProperties": False,
+                "properties": {
+                    "url": {"type": "string", "format": "uri"},
+                    "expires_at": {"type": "string", "format": "date-time"},
+                    "amount_cents": {"type": ["integer", "null"]},
+                    "allow_amount_change": {"type": "boolean"},
+                    "fee_cents": {"type": "integer"},
+                    "due_on": {"type": ["string", "null"], "format": "date"},
+                },
+            },
             "Error": {
                 "type": "object",
+                "description": "every 4xx answer: what to fix, in one sentence",
                 "required": ["error"],
+                "additionalProperties": False,
                 "properties": {"error": {"type": "string"}},
             },
         },
@@ -1113,7 +1131,9 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "201": {
                         "description": "the link (shown once: only its hash is kept)",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Link"}}
+                        },
                     },
                     "400": _error("the body is not a JSON object"),
                     **_AUTH_ERRORS,

@@ -33,4 +33,7 @@ def dollars_to_cents(text: str) -> int:
         raise InvalidAmount(f"not an amount: {text!r}") from exc
     if value.as_tuple().exponent < -2:  # type: ignore[operator]
         raise InvalidAmount(f"more than two decimals: {text!r}")
-    return int((value * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    try:
+        return int((value * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    except InvalidOperation as exc:  # more digits than Decimal's context holds
+        raise InvalidAmount(f"not an amount: {text!r}") from exc

@@ -404,3 +404,15 @@ async def test_ids_beyond_the_database_integer_are_404_not_500(app, client, raw)
         response = await client.request(method, path, headers=AUTH)
         assert response.status == 404, (path, await response.text())
         assert (await response.json())["error"].startswith("no ")
+
+
+@pytest.mark.parametrize("body", [
+    {"amount": 107696538543871665980972204032, "due_on": "2676-05-08",
+     "allow_amount_change": False, "fee": 65566403614911},
+    {"amount": "50.00", "fee": 65566403614911},
+    {"amount": "50.00", "fee": "9" * 40},
+])
+async def test_links_with_huge_figures_are_422_not_500(app, client, body):
+    await add_account(app)
+    response = await client.post("/api/v1/accounts/ACC-1001/links", json=body, headers=AUTH)
+    assert response.status == 422, await response.text()

@@ -362,3 +362,11 @@ async def test_whole_numbers_written_with_a_fraction_are_whole_numbers(app, clie
     response = await client.post("/api/v1/accounts/ACC-1001/links", headers=AUTH,
                                  json={"amount": 50.0, "expires_in_hours": 2.0})
     assert response.status == 201, await response.text()
+
+
+@pytest.mark.parametrize("total", ["1" + "0" * 29, "9" * 27, 10**29])
+async def test_offers_with_huge_figures_are_422_not_500(app, client, total):
+    await add_account(app)
+    status, answer = await post_offer(client, {**PLAN, "total": total})
+    assert status == 422, answer
+    assert answer["error"].startswith("total: must"), answer
