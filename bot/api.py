@@ -3,6 +3,8 @@
 Whatever a client sends gets a JSON answer with a status that says what to fix: 400 for a
 body that is not a JSON object, 401/503 for the key, 404, 413 for a body over the server's
 limit, 422 (with the reason) for an account that does not validate; never a 500 for bad input.
+Each body is read by the domain's validators, then held to its schema in the document
+(bot/api_contract.py), so the server never accepts what the document forbids.
 """
 
 from __future__ import annotations
@@ -235,7 +237,7 @@ async def upsert(request: web.Request) -> web.Response:
     if unknown:
         shown = ", ".join(name[:40] for name in unknown[:10])
         return problem(422, f"unknown field(s): {shown}; the fields are {', '.join(FIELDS)}")
-    refused = _kept_fields_problem(body)
+    refused = _upsert_values_problem(body)
     if refused:
         return problem(422, refused)
     try:
@@ -269,10 +271,11 @@ async def upsert(request: web.Request) -> web.Response:
     return web.json_response(document, status=201 if created else 200)
 
 
-def _kept_fields_problem(body: dict[str, Any]) -> str | None:
-    """An update keeps what it is not sent, so a null or blank value has no meaning: it is
-    refused rather than read as "delete" (a contact dropped by a null is how an account loses
-    its way to be reached)."""
+def _upsert_values_problem(body: dict[str, Any]) -> str | None:
+    """Values the upsert refuses before reading the record. An update keeps what it is not
+    sent, so a null or blank value has no meaning: it is refused rather than read as "delete"
+    (a contact dropped by a null is how an account loses its way to be reached). A balance as a
+    JSON number is whole dollars, as the document says."""
     for name in FIELDS:
         if name not in body or name in REQUIRED and name not in ("phone", "email"):
             continue
