@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from bot import appkeys, plans
@@ -78,6 +79,8 @@ async def seed(app, phone) -> tuple[list[int], int]:  # type: ignore[no-untyped-
     return offer_ids, plan_id
 
 
+# About a minute here on either backend; the margin is for a loaded CI machine.
+@pytest.mark.timeout(480)
 async def test_schemathesis_finds_no_failure_against_the_live_api(
     app, phone, settings: Settings, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -111,7 +114,7 @@ async def test_schemathesis_finds_no_failure_against_the_live_api(
             env={**os.environ, "COLUMNS": "120", "PYTHONPATH": str(ROOT),
                  "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks"},
         )
-        report, _ = await asyncio.wait_for(st.communicate(), 270)
+        report, _ = await asyncio.wait_for(st.communicate(), 420)
         text = report.decode(errors="replace")
         summary = text[text.rfind("Test cases:"):].strip()
         print(summary)
