@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot import api_contract, appkeys, email_outbox, ledger, offers, plans
 from bot.accounts import FIELDS, REQUIRED, InvalidAccount, parse_account, upsert_account
+from bot.collectable import collectable
 from bot.models import Account, Conversation, Offer, Payment, PaymentMethod, Plan
 from bot.money import InvalidAmount, dollars_to_cents
 from bot.payments import STATUS_LABELS
@@ -317,6 +318,11 @@ async def create_link(request: web.Request) -> web.Response:
             return problem(404, "no account with that account_id")
         if terms["amount_cents"] and terms["amount_cents"] > account.balance_cents:
             return problem(422, "amount is more than the balance")
+        if terms["amount_cents"]:
+            # The rule of bot/collectable.py: a preset never asks for more than is open.
+            state = await collectable(session, account.id, balance_cents=account.balance_cents)
+            if terms["amount_cents"] > state.open_cents:
+                return problem(409, state.explanation())
         token = await ledger.create_link(
             session,
             account_id=account.id,

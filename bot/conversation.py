@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import email_outbox, ledger, plan_changes, second_factor
 from bot.accounts import record_saved_method
 from bot.agreement_copy import send_agreement_copy
+from bot.collectable import collectable
 from bot.config import FlowSettings, Settings
 from bot.coordination import Coordinator
 from bot.db import Database
@@ -41,6 +42,7 @@ from bot.models import (
 from bot.notifications import Notifier
 from bot.parsing import Meaning, classify_keyword, parse_reply
 from bot.payments import (
+    AmountNotOpen,
     OnRecorded,
     PaymentOutcome,
     PaymentRefused,
@@ -68,6 +70,8 @@ PAY_WORDS = {"pay", "pay now", "make a payment", "i want to pay", "payment", "pa
 PLAN_FLOW = "plan"  # Conversation.flow while signing or changing a plan by text
 PLAN_CHANGES = {"plan_move", "plan_skip", "plan_extra"}
 ANSWERED_IN_PLACE = {"balance", "link"}  # keywords that leave the flow where it stands
+# The payment steps that read what is open on the account (PAY, offers, the amount).
+OPEN_MATTERS = {"idle", "contact_review", "offers", "amount"}
 
 
 @dataclass(frozen=True)
@@ -256,7 +260,9 @@ class ConversationEngine:
                 raise LookupError("no such account")
             key = await self._conversation_key(session, account)
         async with self.coordinator.conversation_lock(key):
-            async with self.db.session() as session:
+            # A writer, as an SMS turn is: on SQLite the check of what is open and the payment
+            # it allows are then one writer's work.
+            async with self.db.writer(), self.db.session() as session:
                 account = await session.get(Account, account_id)
                 assert account is not None
                 now = self.clock.now()
@@ -589,14 +595,17 @@ class ConversationEngine:
             if keyword is None and _reads_as_pay(message.body):
                 pass  # fall through: PAY after a timeout starts right away
             elif keyword is None:
-                view = await self._account_view(session, account, now)
+                view = await self._account_view(session, account, now, with_open=False)
                 turn.replies.append(PaymentFlow(view, settings, state="idle").prompt())
                 return
 
         if await self._is_about_a_plan(session, conv, account, message, keyword, now):
             await self._plan_turn(session, conv, account, message, keyword, turn, now, settings)
             return
-        view = await self._account_view(session, account, now)
+        # What is open is worked out where a payment starts or its amount is chosen.
+        view = await self._account_view(
+            session, account, now, with_open=conv.state in OPEN_MATTERS and keyword is None
+        )
         flow = PaymentFlow(account=view, settings=settings, context=dict(conv.context or {}))
         self.payment_machine.add_model(flow, initial=conv.state)
         try:
@@ -802,6 +811,16 @@ class ConversationEngine:
                 today=flow.account.today,
                 on_recorded=self._receipts(session, turn, account, brand, now),
             )
+        except AmountNotOpen as refused:
+            # Something else was scheduled or paid meanwhile: say what is still open.
+            flow.replies.append(
+                Reply(
+                    "not_open",
+                    {"reason": str(refused), "open_cents": refused.state.open_cents},
+                )
+            )
+            flow.context = {}
+            return
         except PaymentRefused as refused:
             flow.replies.append(Reply("payment_refused", {"reason": str(refused)}))
             flow.context = {}
@@ -929,7 +948,7 @@ class ConversationEngine:
                 await self._answer_in_place(session, account, flow, kind, turn)
             elif kind == "menu":
                 flow.restart()
-                view = await self._account_view(session, account, now)
+                view = await self._account_view(session, account, now, with_open=False)
                 turn.replies.append(PaymentFlow(view, settings, state="idle").prompt())
             elif not in_flow and (
                 parse_reply(message.body, "agree", today=_today(account, now)).kind == "agree"
@@ -1345,7 +1364,7 @@ class ConversationEngine:
         )
         conv.account_id = account.id
         conv.flow, conv.state, conv.context = "payment", "idle", {"verified_by": verified_by}
-        view = await self._account_view(session, account, now)
+        view = await self._account_view(session, account, now, with_open=False)
         settings = await self.flow_settings(session, account)
         turn.replies.append(Reply("verified", {"first_name": account.first_name}))
         turn.replies.append(PaymentFlow(view, settings, state="idle").prompt())
@@ -1423,11 +1442,19 @@ class ConversationEngine:
         return creditor.settings if creditor else self.settings.flow
 
     async def _account_view(
-        self, session: AsyncSession, account: Account, now: datetime
+        self, session: AsyncSession, account: Account, now: datetime, *, with_open: bool = True
     ) -> AccountView:
+        """What the flow may know of the account. ``with_open``: work out what is open (one
+        aggregate query), for the steps that start a payment or choose its amount; the others
+        do without (their amounts were chosen against it, and PaymentService checks again)."""
         offers, methods = await ledger.account_choices(session, account.id, at=now)
         zone = ZoneInfo(account.timezone or "America/New_York")
         settings = await self.flow_settings(session, account)
+        payable = account.balance_cents
+        state = None
+        if with_open:
+            state = await collectable(session, account.id, balance_cents=account.balance_cents)
+            payable = state.open_cents
         return AccountView(
             first_name=account.first_name,
             description=account.description or "your account",
@@ -1443,11 +1470,12 @@ class ConversationEngine:
                     installment_cents=-(-o.total_cents // o.installment_count),
                     frequency=o.frequency,
                     expires_on=o.expires_at.astimezone(zone).date() if o.expires_at else None,
-                    savings_cents=max(0, account.balance_cents - o.total_cents),
+                    savings_cents=max(0, payable - o.total_cents),
                 )
                 for o in offers
+                if _worth_offering(o.kind, o.total_cents, payable)
                 # A plan made with an exact schedule is signed as made (PLAN, or its link).
-                if o.total_cents <= account.balance_cents and not (o.kind == "plan" and o.schedule)
+                and not (o.kind == "plan" and o.schedule)
             ),
             methods=tuple(
                 MethodView(id=m.id, kind=m.kind, brand=m.brand, last4=m.last4)
@@ -1456,6 +1484,9 @@ class ConversationEngine:
             ),
             today=now.astimezone(zone).date(),
             terms_url=f"{self.settings.public_base_url}/t/{settings.terms_version}",
+            open_cents=state.open_cents if state else None,
+            open_reason=state.explanation() if state and state.reduced else None,
+            has_plan=bool(state and state.in_plan),
         )
 
 
@@ -1491,6 +1522,14 @@ def _plan_offer_view(offer: Offer, zone: ZoneInfo) -> PlanOfferView:
         frequency=offer.frequency,
         expires_on=offer.expires_at.astimezone(zone).date() if offer.expires_at else None,
     )
+
+
+def _worth_offering(kind: str, total_cents: int, open_cents: int) -> bool:
+    """Offers are measured against what is open now: a settlement must save something, a plan
+    must not promise more than is open."""
+    if kind == "settlement":
+        return total_cents < open_cents
+    return 0 < total_cents <= open_cents
 
 
 def _reads_as_pay(text: str) -> bool:

@@ -8,21 +8,29 @@ and a later retry sends the same idempotency key, which the processor replays.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import ledger
+from bot import collectable, ledger
 from bot.clock import Clock
 from bot.models import Account, Agreement, Offer, Payment, PaymentMethod, Plan
-from bot.providers.payments import GatewayUnavailable, PaymentGateway
+from bot.providers.payments import (
+    ChargeResult,
+    GatewayUnavailable,
+    PaymentError,
+    PaymentGateway,
+)
 from bot.security import new_payment_reference
+
+log = logging.getLogger(__name__)
 
 FREQUENCY_STEP = {
     "weekly": relativedelta(weeks=1),
@@ -45,6 +53,14 @@ class PaymentRefused(Exception):
     """A domain error the customer can act on (e.g. the method no longer exists)."""
 
 
+class AmountNotOpen(PaymentRefused):
+    """More than is open on the account (bot/collectable.py); the message says how much is."""
+
+    def __init__(self, state: collectable.Collectable) -> None:
+        super().__init__(state.explanation())
+        self.state = state
+
+
 @dataclass(frozen=True)
 class PaymentRequest:
     idempotency_key: str
@@ -62,6 +78,9 @@ class PaymentRequest:
     ip_address: str | None = None
     user_agent: str | None = None
     fee_cents: int = 0  # only on a single payment: plans carry no convenience fee
+    # EXTRA: the plan whose scheduled installments this payment takes the place of (they are
+    # lowered by as much once it is made), so they leave room for it.
+    displaces_plan_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +166,7 @@ class PaymentService:
         existing = await _payment_by_key(session, request.idempotency_key)
         if existing is not None:
             return existing, False
+        await check_collectable(session, account, request)
         now = self.clock.now()
         start = request.pay_on or today
         status_for = lambda day: "scheduled" if day > today else "processing"  # noqa: E731
@@ -278,6 +298,23 @@ class PaymentService:
             payment.updated_at = self.clock.now()
             await session.commit()
             return
+        except PaymentError as error:
+            # Refused outright (an unknown method, a parameter the processor rejects): nothing was
+            # charged. Recorded as declined with its reason, never left Processing.
+            log.warning("payment %s refused by the processor: %s", payment.reference, error.code)
+            result = ChargeResult(
+                status="declined",
+                processor_id=None,
+                failure_code=(error.code or "processor_error")[:64],
+            )
+        except Exception:
+            # An SDK fault: whether the processor charged is unknown. Left for the worker, which
+            # asks again with the same idempotency key (never a second charge).
+            log.exception("payment %s: the processor call failed", payment.reference)
+            payment.failure_code = "processor_unavailable"
+            payment.updated_at = self.clock.now()
+            await session.commit()
+            return
         # A webhook may have recorded this charge while we waited: read the row afresh, locked.
         fresh = await session.get(Payment, payment.id, with_for_update=True, populate_existing=True)
         assert fresh is not None
@@ -292,6 +329,37 @@ class PaymentService:
         if changed:
             recorded(fresh)
         await session.commit()
+
+
+async def check_collectable(
+    session: AsyncSession, account: Account, request: PaymentRequest
+) -> None:
+    """The rule of bot/collectable.py for a payment about to be written in this transaction:
+    the account is locked, then what it asks (a plan's whole total) must fit what is open."""
+    state = await collectable.locked_collectable(session, account.id)
+    account.balance_cents = state.balance_cents  # what the lock read; the caller sees it too
+    is_plan = request.offer_kind == "plan" and request.installment_count > 1
+    asked = (request.plan_total_cents or request.amount_cents) if is_plan else request.amount_cents
+    if request.offer_kind == "settlement" and request.offer_id is not None:
+        offer = await session.get(Offer, request.offer_id, populate_existing=True)
+        if offer is None or offer.status != "open":
+            raise PaymentRefused("That settlement offer is no longer open.")
+    displaced = 0
+    if request.displaces_plan_id is not None:
+        displaced = int(
+            await session.scalar(
+                select(func.coalesce(func.sum(Payment.amount_cents), 0)).where(
+                    Payment.plan_id == request.displaces_plan_id,
+                    Payment.account_id == account.id,
+                    Payment.status == "scheduled",
+                )
+            )
+            or 0
+        )
+    try:
+        state.require(asked, also_open_cents=displaced)
+    except collectable.NotCollectable:
+        raise AmountNotOpen(state) from None
 
 
 async def apply_charge_result(
@@ -312,20 +380,25 @@ async def apply_charge_result(
     payment.processor_id = processor_id or payment.processor_id
     payment.failure_code = failure_code if new_status == "declined" else None
     payment.updated_at = at
+    settlement = None
+    if payment.offer_id is not None and payment.plan_id is None:
+        offer = await session.get(Offer, payment.offer_id, populate_existing=True)
+        settlement = offer if offer is not None and offer.kind == "settlement" else None
+    if settlement is not None:
+        await _settlement_moved(session, settlement, payment, at=at)
     if new_status == "paid":
         # The row is locked and read afresh: two writers must not both lower the same balance.
         account = await session.get(
             Account, payment.account_id, with_for_update=True, populate_existing=True
         )
         assert account is not None
-        settles = False
-        if payment.offer_id is not None and payment.plan_id is None:
-            offer = await session.get(Offer, payment.offer_id)
-            settles = offer is not None and offer.kind == "settlement"
+        settles = settlement is not None
         account.balance_cents = (
             0 if settles else max(0, account.balance_cents - payment.amount_cents)
         )
         account.updated_at = at
+        if settles:
+            await settle_account(session, account.id, at=at)
         await ledger.audit(
             session,
             "settled" if settles else "payment_paid",
@@ -335,6 +408,62 @@ async def apply_charge_result(
             amount_cents=payment.amount_cents,
         )
     return True
+
+
+async def _settlement_moved(
+    session: AsyncSession, offer: Offer, payment: Payment, *, at: datetime
+) -> None:
+    """A settlement that is Paid or Pending is the offer taken: accepted, never offered again.
+    Its payment failing gives the offer back (open again until it expires), unless another
+    payment of it is still on its way."""
+    if payment.status in {"paid", "pending"}:
+        if offer.status != "accepted":
+            offer.status, offer.accepted_at = "accepted", at
+        return
+    if payment.status != "declined" or offer.status != "accepted":
+        return
+    alive = await session.scalar(
+        select(func.count())
+        .select_from(Payment)
+        .where(
+            Payment.offer_id == offer.id,
+            Payment.id != payment.id,
+            Payment.status.in_(("scheduled", "processing", "pending", "paid")),
+        )
+    )
+    if alive:
+        return
+    expired = offer.expires_at is not None and offer.expires_at <= at
+    offer.status = "expired" if expired else "open"
+    offer.accepted_at = None
+    await ledger.audit(
+        session, "settlement_reopened", at=at, account_id=offer.account_id, offer_id=offer.id,
+        reference=payment.reference, status=offer.status,
+    )
+
+
+async def settle_account(session: AsyncSession, account_id: int, *, at: datetime) -> None:
+    """A settlement was paid: nothing more is owed, so nothing still scheduled is charged, and
+    every active plan is closed as paid in full."""
+    leftovers = list(
+        await session.scalars(
+            select(Payment)
+            .where(Payment.account_id == account_id, Payment.status == "scheduled")
+            .with_for_update()
+        )
+    )
+    for row in leftovers:
+        row.status, row.failure_code, row.updated_at = "canceled", "settled", at
+    plans = await session.scalars(
+        select(Plan).where(Plan.account_id == account_id, Plan.status == "active")
+    )
+    for plan in plans:
+        plan.status = "completed"
+    if leftovers:
+        await ledger.audit(
+            session, "scheduled_canceled_settled", at=at, account_id=account_id,
+            references=[row.reference for row in leftovers],
+        )
 
 
 async def unused_references(session: AsyncSession, count: int) -> list[str]:

@@ -427,6 +427,7 @@ async def pay_extra(
             channel=channel,
             agreement_text=agreement_text,
             terms_version=terms_version,
+            displaces_plan_id=plan.id,
         ),
         today=today,
         on_recorded=on_recorded,

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import ledger
 from bot.agreement_copy import queue_copy
+from bot.collectable import locked_collectable
 from bot.models import Account, Agreement, Offer, Payment, PaymentMethod, Plan
 from bot.payments import unused_references
 
@@ -32,6 +33,10 @@ class PlanError(Exception):
 
 class OfferNotOpen(PlanError):
     """The offer was already signed, has expired or was withdrawn."""
+
+
+class PlanNotOpen(PlanError):
+    """The plan would promise more than is open on the account (bot/collectable.py)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,10 @@ async def accept_plan_offer(
     if offer.expires_at is not None and offer.expires_at <= at:
         raise OfferNotOpen("This offer has expired.")
     schedule = offer_schedule(offer)
+    # The rule of bot/collectable.py, with the account locked until this signature commits.
+    state = await locked_collectable(session, account.id)
+    if state.settling or offer.total_cents > state.open_cents:
+        raise PlanNotOpen(state.explanation())
     plan = Plan(
         account_id=account.id,
         offer_id=offer.id,
@@ -306,3 +315,28 @@ async def switch_method(
     await session.commit()
     method.is_default = True
     return switched
+
+
+async def plan_paid_email(
+    session: AsyncSession, env: Any, account: Account, plan: Plan, *, brand: str
+) -> dict[str, Any]:
+    """The notice that a plan is closed as paid in full because nothing more is owed (the
+    worker canceled what the balance no longer needed): what was paid, what will not be."""
+    rows = list(
+        await session.scalars(
+            select(Payment).where(Payment.plan_id == plan.id).order_by(Payment.scheduled_for)
+        )
+    )
+    context = {
+        "account": account,
+        "brand": brand,
+        "paid_cents": sum(p.amount_cents for p in rows if p.status == "paid"),
+        "canceled": [p for p in rows if p.status == "canceled"],
+    }
+    return {
+        "to": account.email,
+        "subject": "Your payment plan is paid in full",
+        "text": env.get_template("email/plan_paid.txt").render(context),
+        "html": env.get_template("email/plan_paid.html").render(context),
+        "transactional": True,  # about payments the customer authorized
+    }

@@ -99,7 +99,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot import agreement_copy, email_outbox, ledger, outreach
+from bot import agreement_copy, collectable, email_outbox, ledger, outreach
 from bot.clock import Clock, SystemClock
 from bot.compliance import in_quiet_hours
 from bot.config import FlowSettings, Settings
@@ -114,6 +114,7 @@ from bot.models import (
 )
 from bot.notifications import Notifier
 from bot.payments import PaymentOutcome, apply_charge_result
+from bot.plans import plan_paid_email
 from bot.providers.payments import (
     ChargeResult,
     GatewayUnavailable,
@@ -622,6 +623,7 @@ class Worker:
         jobs: list[_Job] = []
         taken: list[Any] = []
         async with self.database.session() as session:
+            closed = await self._fit_to_balances(session, ids, now)
             rows = (
                 await session.execute(
                     select(
@@ -668,9 +670,61 @@ class Worker:
                     account_id=row.account_id,
                     reference=row.reference,
                 )
+            notices = [await self._plan_paid_notice(session, plan, now) for plan in closed]
             await session.commit()  # the claim is kept before any processor call
         report.claimed += len(jobs)
+        await self._send_notices([n for n in notices if n is not None])
         return jobs
+
+    async def _fit_to_balances(self, session: Any, ids: list[int], now: datetime) -> list[Plan]:
+        """The rule of bot/collectable.py before anything is charged: on each account of the
+        batch (locked, in id order, before its payments, as every other writer does) what is
+        scheduled beyond the balance is cut, the latest installments first; a plan left with
+        nothing to charge is closed as paid in full. Returns the plans closed."""
+        account_ids = sorted(set(await session.scalars(
+            select(Payment.account_id).where(Payment.id.in_(ids), Payment.status == "scheduled")
+        )))
+        closed: list[Plan] = []
+        for account_id in account_ids:
+            await collectable.lock_account(session, account_id)
+            cuts = await collectable.fit_scheduled(session, account_id, at=now)
+            if not cuts:
+                continue
+            await ledger.audit(
+                session, "scheduled_cut_to_balance", at=now, actor=self.name[:40],
+                account_id=account_id,
+                cuts=[{"reference": p.reference, "old_cents": old, "new_cents": p.amount_cents}
+                      for p, old in cuts],
+            )
+            plan_ids = {p.plan_id for p, _ in cuts if p.plan_id is not None}
+            closed += await collectable.close_paid_plans(session, plan_ids, at=now)
+        return closed
+
+    async def _plan_paid_notice(self, session: Any, plan: Plan, now: datetime) -> int | None:
+        """The customer's email that the plan is paid in full, queued with the change."""
+        account = await session.get(Account, plan.account_id)
+        await ledger.audit(session, "plan_paid_in_full", at=now, actor=self.name[:40],
+                           account_id=plan.account_id, plan_id=plan.id)
+        if account is None or not account.email:
+            return None
+        rules = await self._rules(session, account.creditor_code)
+        try:
+            email = await plan_paid_email(session, self.notifier.env, account, plan,
+                                          brand=rules.brand)
+        except Exception:
+            log.exception("plan %d: the paid-in-full notice could not be written", plan.id)
+            return None
+        row = email_outbox.queue(session, email, kind="plan_paid", account_id=account.id, at=now)
+        await session.flush()
+        return row.id
+
+    async def _send_notices(self, email_ids: list[int]) -> None:
+        if not email_ids:
+            return
+        try:
+            await email_outbox.deliver(self.database, self.notifier, email_ids, clock=self.clock)
+        except Exception:  # queued: the next pass sends them
+            log.exception("plan notices not sent now; left queued")
 
     async def _claim_unconfirmed(self, ids: list[int], report: PassReport) -> list[_Job]:
         """Rows the ledger shows `processing` with no processor id: unknown outcome."""
@@ -940,6 +994,10 @@ class Worker:
             # Loaded (locked) already when the payment was paid; else read now, in this session.
             account = await session.get(Account, payment.account_id)
             assert account is not None
+            notices = []
+            if payment.plan_id is not None and payment.status == "paid":
+                for plan in await collectable.close_paid_plans(session, {payment.plan_id}, at=now):
+                    notices.append(await self._plan_paid_notice(session, plan, now))
             outcome = PaymentOutcome(
                 reference=payment.reference,
                 status=payment.status,
@@ -956,6 +1014,7 @@ class Worker:
                 session, self.notifier, account, outcome, brand=rules.brand, at=now
             )
             await session.commit()
+        await self._send_notices([n for n in notices if n is not None])
         status = payment.status
         setattr(report, status, getattr(report, status) + 1)
         log.info("payment %s: %s %s", payment.reference, status, payment.processor_id or "")
@@ -1064,6 +1123,11 @@ class Worker:
                     method_id = plan.method_id or method_id
                 if await session.scalar(select(Payment.id).where(Payment.idempotency_key == key)):
                     return retry_on  # scheduled already (this write-back ran twice)
+                # A retry is a new promise: never more than is open now (bot/collectable.py).
+                state = await collectable.locked_collectable(session, payment.account_id)
+                amount = min(payment.amount_cents, state.open_cents)
+                if amount <= 0:
+                    return None
                 retry = Payment(
                     reference=new_payment_reference(),
                     idempotency_key=key,
@@ -1072,7 +1136,7 @@ class Worker:
                     offer_id=payment.offer_id,
                     plan_id=payment.plan_id,
                     installment_number=payment.installment_number,
-                    amount_cents=payment.amount_cents,
+                    amount_cents=amount,
                     fee_cents=payment.fee_cents,
                     scheduled_for=retry_on,
                     status="scheduled",

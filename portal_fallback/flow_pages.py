@@ -110,14 +110,19 @@ async def answer(request: web.Request) -> web.StreamResponse:
     if step.outcome is not None and step.outcome.status != "declined":
         raise web.HTTPSeeOther(f"/portal/receipt/{step.outcome.reference}")
     problems = [(r.template, r.context) for r in step.notices if r.template in PROBLEMS]
-    if problems or (step.outcome and step.outcome.status == "declined"):
+    informs = any(r.template in INFORMS for r in step.notices)
+    if problems or informs or (step.outcome and step.outcome.status == "declined"):
         return await render_step(
             request, step, notices=notices_of(step), status=422 if problems else 200
         )
     raise web.HTTPSeeOther("/portal/pay")
 
 
-PROBLEMS = {"did_not_understand", "amount_too_high", "amount_too_low", "payment_refused"}
+PROBLEMS = {
+    "did_not_understand", "amount_too_high", "amount_too_low", "payment_refused", "not_open",
+}
+# Why no payment starts (nothing owed, or nothing open): said on the page, not an error.
+INFORMS = {"nothing_owed", "nothing_open"}
 
 
 def notices_of(step: WebStep) -> list[tuple[str, dict[str, Any]]]:

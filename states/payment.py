@@ -188,6 +188,16 @@ class AccountView:
     today: date  # in the customer's time zone
     terms_url: str
     masked_phone: str | None = None
+    # What may be paid now (bot/collectable.py): the balance less what is already scheduled or
+    # on its way. None where the engine did not need to work it out (steps past the amount).
+    open_cents: int | None = None
+    # Why less than the balance is open, in the customer's words (None when all of it is).
+    open_reason: str | None = None
+    has_plan: bool = False  # some of what is scheduled is a plan's (PLAN shows it)
+
+    @property
+    def payable_cents(self) -> int:
+        return self.balance_cents if self.open_cents is None else self.open_cents
 
 
 @dataclass
@@ -246,7 +256,12 @@ class PaymentFlow:
             return Reply("offers", {"offers": list(a.offers), "skip_option": self.skip_option()})
         if self.state == "amount":
             return Reply(
-                "ask_amount", {"min_cents": self.min_amount(), "max_cents": a.balance_cents}
+                "ask_amount",
+                {
+                    "min_cents": self.min_amount(),
+                    "max_cents": a.payable_cents,
+                    "open_reason": a.open_reason,
+                },
             )
         if self.state == "method":
             if not a.methods:
@@ -292,9 +307,23 @@ class PaymentFlow:
         self.context = self.fresh_context()
         if self.amount_is_fixed():
             preset = int(self.context["preset_amount_cents"])
-            self.context["amount_cents"] = min(preset, self.account.balance_cents)
+            self.context["amount_cents"] = min(preset, self.account.payable_cents)
         if self.account.balance_cents <= 0:
             self.replies.append(Reply("nothing_owed", {}))
+            return
+        if self.account.payable_cents <= 0:
+            # Scheduled and pending payments (or a settlement on its way) cover the balance.
+            self.replies.append(
+                Reply(
+                    "nothing_open",
+                    {
+                        "balance_cents": self.account.balance_cents,
+                        "description": self.account.description,
+                        "reason": self.account.open_reason,
+                        "has_plan": self.account.has_plan,
+                    },
+                )
+            )
             return
         self.start()
 
@@ -342,14 +371,20 @@ class PaymentFlow:
         return False
 
     def _answer_amount(self, meaning: Meaning) -> bool:
+        payable = self.account.payable_cents
         if meaning.kind == "full":
-            amount = self.account.balance_cents
+            amount = payable  # FULL is all that is open, not the balance
         elif meaning.kind == "amount":
             amount = int(meaning.value)  # type: ignore[arg-type]
         else:
             return False
-        if amount > self.account.balance_cents:
-            self.replies.append(Reply("amount_too_high", {"max_cents": self.account.balance_cents}))
+        if amount > payable:
+            self.replies.append(
+                Reply(
+                    "amount_too_high",
+                    {"max_cents": payable, "reduced": payable < self.account.balance_cents},
+                )
+            )
             return True
         if amount < self.min_amount():
             self.replies.append(Reply("amount_too_low", {"min_cents": self.min_amount()}))
@@ -414,7 +449,7 @@ class PaymentFlow:
         return len(self.account.offers) + 1 if self.settings.allow_skip_offer else None
 
     def min_amount(self) -> int:
-        return min(self.settings.min_payment_cents, self.account.balance_cents)
+        return min(self.settings.min_payment_cents, self.account.payable_cents)
 
     def horizon(self) -> date:
         return self.account.today + timedelta(days=self.settings.furthest_schedule_days)

@@ -110,8 +110,38 @@ CONTEXTS: dict[str, list[dict]] = {
     "ask_email": [{}],
     "email_updated": [{"email": "maximiliana.josefina.lopez-garcia@northwind-recovery.example"}],
     "offers": [{"offers": OFFERS, "skip_option": 4}, {"offers": OFFERS[:2], "skip_option": None}],
-    "ask_amount": [{"min_cents": 2500, "max_cents": BIG}],
-    "amount_too_high": [{"max_cents": BIG}],
+    "ask_amount": [
+        {"min_cents": 2500, "max_cents": BIG, "open_reason": None},
+        {
+            "min_cents": 2500,
+            "max_cents": BIG,
+            "open_reason": "You owe $999,999.99 after your scheduled and pending payments.",
+        },
+    ],
+    "amount_too_high": [{"max_cents": BIG, "reduced": False}, {"max_cents": BIG, "reduced": True}],
+    "nothing_open": [
+        {
+            "balance_cents": BIG,
+            "description": "Acme Platinum Rewards Card ending 4821",
+            "reason": "You owe $0.00 after your scheduled and pending payments, so nothing "
+            "more is due.",
+            "has_plan": True,
+        },
+        {
+            "balance_cents": BIG,
+            "description": "Acme Platinum Rewards Card ending 4821",
+            "reason": "Your settlement payment is on its way and settles this account, so "
+            "nothing more is due.",
+            "has_plan": False,
+        },
+    ],
+    "not_open": [
+        {
+            "reason": "You owe $999,999.99 after your scheduled and pending payments.",
+            "open_cents": BIG,
+        },
+        {"reason": "You owe $0.00 after your scheduled and pending payments.", "open_cents": 0},
+    ],
     "amount_too_low": [{"min_cents": 2500}],
     "choose_method": [{"methods": METHODS}, {"methods": METHODS[:1]}],
     "add_method": [{}],
