@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import ledger, outreach
+from bot.collectable import collectable
 from bot.config import FlowSettings
 from bot.models import Account, Link, Offer
 from bot.money import format_cents
@@ -392,9 +393,14 @@ async def create_offer(
     worker, which sends it when it may (opt-outs, quiet hours). Invalid terms raise
     InvalidOffer and write nothing."""
     limits = await flow_settings_for(session, account, flow)
+    # Offers are measured against what is open (bot/collectable.py), not the bare balance: a
+    # plan never promises, nor a settlement "saves", what is already scheduled or on its way.
+    state = await collectable(session, account.id, balance_cents=account.balance_cents)
+    if account.balance_cents > 0 and state.open_cents <= 0:
+        raise InvalidOffer("account", state.explanation())
     terms = offer_terms(
         request,
-        balance_cents=account.balance_cents,
+        balance_cents=state.open_cents,
         flow=limits,
         now=at,
         zone=account_zone(account),

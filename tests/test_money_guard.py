@@ -412,3 +412,18 @@ async def test_a_processor_error_on_the_web_is_a_decline_told_politely(app, clie
     async with app[appkeys.DATABASE].session() as session:
         (payment,) = (await session.scalars(select(Payment))).all()
     assert (payment.status, payment.failure_code) == ("declined", "resource_missing")
+
+
+async def test_an_offer_is_made_against_what_is_open(app, client, phone):
+    from tests.conftest import API_KEY
+
+    account = await add_account(app, balance="300.00")
+    await sign_plan_by_text(app, phone, account)
+    response = await client.post(
+        "/api/v1/accounts/ACC-1001/offers",
+        json={"kind": "settlement", "settlement_amount": "200.00", "created_by": "ops"},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    assert response.status == 422
+    body = await response.text()
+    assert "You owe $0.00 after your scheduled and pending payments" in body
