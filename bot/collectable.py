@@ -67,6 +67,8 @@ class Collectable:
                 "Your settlement payment is on its way and settles this account, so nothing "
                 "more is due."
             )
+        if self.committed_cents == 0:
+            return f"You owe {dollars(self.open_cents)}."
         if self.open_cents == 0:
             return (
                 f"You owe {dollars(0)} after your scheduled and pending payments, so nothing "

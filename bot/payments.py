@@ -393,6 +393,16 @@ async def apply_charge_result(
         )
         assert account is not None
         settles = settlement is not None
+        if not settles and payment.amount_cents > account.balance_cents:
+            # Money that arrived anyway (a bank debit declined, then paid after all): it cannot
+            # be refused here, so a person is told to refund what is beyond the balance.
+            log.error("payment %s: paid %d cents beyond the balance; refund due",
+                      payment.reference, payment.amount_cents - account.balance_cents)
+            await ledger.audit(
+                session, "paid_beyond_balance", at=at, account_id=account.id,
+                reference=payment.reference,
+                beyond_cents=payment.amount_cents - account.balance_cents,
+            )
         account.balance_cents = (
             0 if settles else max(0, account.balance_cents - payment.amount_cents)
         )

@@ -427,3 +427,52 @@ async def test_an_offer_is_made_against_what_is_open(app, client, phone):
     assert response.status == 422
     body = await response.text()
     assert "You owe $0.00 after your scheduled and pending payments" in body
+
+
+async def test_a_plan_signed_on_the_web_is_refused_above_what_is_open(app, client, phone):
+    from tests.test_portal import Browser
+    from tests.test_signing import add_plan_offer as add_web_plan_offer
+    from tests.test_signing import ledger_plans, signed_up_to_signature
+    from tests.test_worker import schedule_by_text
+
+    account = await add_account(app)
+    await schedule_by_text(phone)  # $50.00 on Dec 15: $1,200.00 of $1,250.00 is open
+    offer_id, link = await add_web_plan_offer(app, account.id)  # $1,250.00 in 3
+    browser = Browser(client)
+    await signed_up_to_signature(browser, link)
+    await browser.post(
+        "/portal/plan/sign", {"kind": "typed", "signer_name": "Maria Lopez"}, status=422
+    )
+    assert "You owe $1,200.00 after your scheduled and pending payments." in browser.text
+    plans, payments, agreements = await ledger_plans(app)
+    assert plans == [] and [a for a in agreements if a.plan_id or a.offer_id] == []
+    assert [(p.amount_cents, p.status) for p in payments] == [(5000, "scheduled")]
+    async with app[appkeys.DATABASE].session() as session:
+        assert (await session.get(Offer, offer_id)).status == "open"
+
+
+async def test_what_was_open_at_the_amount_step_is_checked_again_when_paying(app, client, phone):
+    """Maria picks $50 by text; before she says AGREE, a plan for the whole balance is signed on
+    the web. AGREE then takes nothing, and says why."""
+    from tests.test_portal import Browser
+    from tests.test_signing import add_plan_offer as add_web_plan_offer
+    from tests.test_signing import signed_up_to_signature
+
+    account = await add_account(app)
+    maria = phone()
+    for text in ["pay", "ok", "50", "1", "now", "yes"]:
+        await maria.send(text)
+    _, link = await add_web_plan_offer(app, account.id)  # $1,250.00 in 3
+    browser = Browser(client)
+    await signed_up_to_signature(browser, link)
+    await browser.post("/portal/plan/sign", {"kind": "typed", "signer_name": "Maria Lopez"})
+    assert "Your payment plan is set up" in browser.text
+
+    (reply,) = await maria.send("agree")
+    assert reply == (
+        "Nothing was charged. You owe $0.00 after your scheduled and pending payments, so "
+        "nothing more is due."
+    )
+    _, rows = await ledger_of(app)
+    assert taken_or_promised(rows) == 125000
+    assert all(status == "scheduled" for _, status in rows)
