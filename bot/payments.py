@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -99,6 +99,9 @@ class PaymentOutcome:
 # it (not by a retry, nor after a Stripe event that got there first): what must be written with
 # the payment (its receipt) is then durable exactly when it is.
 OnRecorded = Callable[[PaymentOutcome], None]
+# Called with the new payment row in the transaction that writes it (before any charge): what
+# must change together with it (EXTRA lowers its plan's installments), or not at all.
+WithRecord = Callable[[AsyncSession, Payment], Awaitable[None]]
 
 
 def installment_schedule(
@@ -131,6 +134,7 @@ class PaymentService:
         *,
         today: date,
         on_recorded: OnRecorded | None = None,
+        with_record: WithRecord | None = None,
     ) -> PaymentOutcome:
         """Record the payment and, when it is due today, charge it. ``on_recorded`` adds to the
         session what must be written with the outcome (the receipt): a process that stops
@@ -144,7 +148,8 @@ class PaymentService:
                 on_recorded(_outcome(payment, method, request))
 
         payment, created = await self._record(
-            session, account, method, request, today=today, recorded=recorded
+            session, account, method, request, today=today, recorded=recorded,
+            with_record=with_record,
         )
         # Only the request that wrote the row charges: any other (a retry, a race) reads it. A row
         # left `processing` by a crash is retried by the worker with the same idempotency key.
@@ -162,6 +167,7 @@ class PaymentService:
         *,
         today: date,
         recorded: Callable[[Payment], None],
+        with_record: WithRecord | None = None,
     ) -> tuple[Payment, bool]:
         existing = await _payment_by_key(session, request.idempotency_key)
         if existing is not None:
@@ -225,6 +231,8 @@ class PaymentService:
             if existing is not None:
                 return existing, False  # theirs is the one
             raise PaymentRefused("We could not record the payment. Nothing was charged.") from None
+        if with_record is not None:
+            await with_record(session, payments[0])
         session.add(
             Agreement(
                 account_id=account.id,

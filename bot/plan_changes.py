@@ -380,6 +380,59 @@ class ExtraPayment:
     remaining_cents: int = 0
 
 
+async def _settle_extra(
+    session: AsyncSession,
+    plan: Plan,
+    payment: Payment,
+    outcome: PaymentOutcome,
+    lowered: list[tuple[int, int, int]],
+    *,
+    at: datetime,
+    channel: str,
+) -> ExtraPayment:
+    """After the charge of an EXTRA this call recorded: declined at once, the installments it
+    lowered are given back (those still scheduled or canceled by it); otherwise the change is
+    audited and a plan with nothing left and this paid is completed."""
+    rows = {
+        row.id: row
+        for row in await session.scalars(
+            select(Payment)
+            .where(Payment.id.in_([i for i, _, _ in lowered]))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
+    if payment.status not in EXTRA_COUNTS:
+        for installment_id, old, new in lowered:
+            row = rows.get(installment_id)
+            untouched = row is not None and row.amount_cents == new
+            if not untouched or row.status not in {"scheduled", "canceled"}:
+                continue  # claimed or changed meanwhile: left as it now stands
+            row.amount_cents, row.status, row.updated_at = old, "scheduled", at
+        payment.plan_id = None
+        remaining = sum(p.amount_cents for p in await _scheduled(session, plan.id))
+        await session.commit()
+        return ExtraPayment(outcome, applied=False, remaining_cents=remaining)
+    remaining = sum(p.amount_cents for p in await _scheduled(session, plan.id))
+    if remaining == 0 and payment.status == "paid":
+        plan.status = "completed"
+    references = {row.id: row.reference for row in rows.values()}
+    reduced = [(references.get(i, ""), old, new) for i, old, new in lowered]
+    await _record_change(
+        session,
+        plan,
+        payment,
+        EXTRA_PAID,
+        at=at,
+        channel=channel,
+        amount_cents=payment.amount_cents,
+        status=payment.status,
+        reduced=[{"reference": r, "old_cents": o, "new_cents": n} for r, o, n in reduced],
+        remaining_cents=remaining,
+    )
+    return ExtraPayment(outcome, applied=True, reduced=reduced, remaining_cents=remaining)
+
+
 async def pay_extra(
     session: AsyncSession,
     plan_id: int,
@@ -398,8 +451,10 @@ async def pay_extra(
 ) -> ExtraPayment:
     """Charge `amount_cents` now with the plan's method (one payment, one key: a retry finds
     it) and take it off the LAST installments, cancelling those that reach zero, so what is
-    paid plus what is scheduled stays the plan's total. The payment joins the plan once the
-    installments are lowered: that is what makes applying it happen once."""
+    paid plus what is scheduled stays the plan's total. The installments are lowered and the
+    payment joins the plan in the transaction that records it, before the charge (given back
+    if the charge is declined at once): that is what makes applying it happen once, and what
+    keeps the account from ever promising more than it owes (bot/collectable.py)."""
     plan = await session.get(Plan, plan_id)
     if plan is None or plan.status != "active" or plan.account_id != account.id:
         raise PlanChangeRefused("Your plan is no longer active, so nothing was charged.")
@@ -411,6 +466,26 @@ async def pay_extra(
     if existing is None:
         status = await plan_status(session, plan, settings=settings, today=today)
         check_extra(status, amount_cents)
+    lowered: list[tuple[int, int, int]] = []  # (installment id, old, new) as this call wrote them
+
+    async def lower_installments(session: AsyncSession, payment: Payment) -> None:
+        # In the transaction that writes the payment: what is taken or promised never adds up
+        # to more than the plan, not even while the charge is on its way.
+        await _locked_plan(session, plan_id)
+        left = payment.amount_cents
+        for installment in reversed(await _scheduled(session, plan_id, lock=True)):
+            if left <= 0:
+                break
+            take = min(left, installment.amount_cents)
+            old = installment.amount_cents
+            lowered.append((installment.id, old, old - take))
+            installment.amount_cents -= take
+            installment.updated_at = at
+            if installment.amount_cents == 0:
+                installment.status = "canceled"
+            left -= take
+        payment.plan_id = plan_id
+
     outcome = await payments.submit(
         session,
         account,
@@ -431,12 +506,19 @@ async def pay_extra(
         ),
         today=today,
         on_recorded=on_recorded,
+        with_record=lower_installments,
     )
     payment = await session.scalar(
-        select(Payment).where(Payment.idempotency_key == idempotency_key).with_for_update()
+        select(Payment)
+        .where(Payment.idempotency_key == idempotency_key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     assert payment is not None
     plan = await _locked_plan(session, plan_id)
+    if lowered:
+        return await _settle_extra(session, plan, payment, outcome, lowered, at=at,
+                                   channel=channel)
     if payment.plan_id is not None or payment.status not in EXTRA_COUNTS:
         remaining = sum(p.amount_cents for p in await _scheduled(session, plan.id))
         await session.commit()

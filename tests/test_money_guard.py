@@ -14,6 +14,7 @@ from bot.accounts import parse_account, upsert_account
 from bot.collectable import collectable
 from bot.models import Account, Offer, OutboundEmail, Payment, Plan
 from bot.offers import describe_offer
+from bot.providers.payments import SandboxGateway
 from tests.seed import add_account
 from tests.test_plan_sms import add_plan_offer
 from tests.test_stripe_webhooks import SECRET, intent_event, post_event
@@ -26,6 +27,22 @@ TAKEN = ("scheduled", "processing", "pending", "paid")
 @pytest.fixture
 def settings(settings):  # type: ignore[no-untyped-def]
     return settings.replace(stripe_webhook_secret=SECRET)
+
+
+class WatchedGateway(SandboxGateway):
+    """The sandbox, and a look at the ledger while each charge is at the processor."""
+
+    watch: Any = None
+
+    async def charge(self, **kwargs: Any) -> Any:
+        if self.watch is not None:
+            await self.watch()
+        return await super().charge(**kwargs)
+
+
+@pytest.fixture
+def gateway() -> WatchedGateway:
+    return WatchedGateway()
 
 
 async def ledger_of(app: Any, ref: str = "ACC-1001") -> tuple[int, list[tuple[int, str]]]:
@@ -170,6 +187,30 @@ async def test_the_worker_cuts_installments_to_a_lowered_balance_and_closes_the_
     assert len(notices) == 1
     assert "paid in full" in notices[0].text_body
     assert "$155.00" in notices[0].text_body
+
+
+async def test_extra_never_adds_to_what_the_plan_promises_even_during_its_charge(
+    app, phone, providers
+):
+    """EXTRA lowers the plan's last installments in the transaction that records it: while its
+    charge is at the processor, taken and promised still add up to the $300 owed."""
+    account = await add_account(app, balance="300.00")
+    maria = await sign_plan_by_text(app, phone, account)
+    seen: list[int] = []
+
+    async def look() -> None:
+        seen.append(taken_or_promised((await ledger_of(app))[1]))
+
+    providers.payments.watch = look
+    await maria.send("EXTRA")
+    (confirm,) = await maria.send("100")
+    assert confirm.startswith("Pay $100.00 now from Visa ending 4242?"), confirm
+    (done,) = await maria.send("yes")
+    assert done.startswith("Done: $100.00 paid"), done
+    assert seen == [30000]
+    balance, rows = await ledger_of(app)
+    assert (balance, rows) == (20000, [(10000, "scheduled"), (10000, "scheduled"),
+                                       (0, "canceled"), (10000, "paid")])
 
 
 async def test_extra_beyond_the_plan_is_refused(app, phone):
