@@ -83,6 +83,14 @@ class Collectable:
             raise NotCollectable(self, amount_cents)
 
 
+def worth_offering(kind: str, total_cents: int, open_cents: int) -> bool:
+    """Offers are measured against what is open: a settlement must save something, a plan must
+    not promise more than is open."""
+    if kind == "settlement":
+        return total_cents < open_cents
+    return 0 < total_cents <= open_cents
+
+
 def dollars(cents: int) -> str:
     return f"${cents / 100:,.2f}"
 

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import email_outbox, ledger, plan_changes, second_factor
 from bot.accounts import record_saved_method
 from bot.agreement_copy import send_agreement_copy
-from bot.collectable import collectable
+from bot.collectable import collectable, worth_offering
 from bot.config import FlowSettings, Settings
 from bot.coordination import Coordinator
 from bot.db import Database
@@ -1473,7 +1473,7 @@ class ConversationEngine:
                     savings_cents=max(0, payable - o.total_cents),
                 )
                 for o in offers
-                if _worth_offering(o.kind, o.total_cents, payable)
+                if worth_offering(o.kind, o.total_cents, payable)
                 # A plan made with an exact schedule is signed as made (PLAN, or its link).
                 and not (o.kind == "plan" and o.schedule)
             ),
@@ -1522,14 +1522,6 @@ def _plan_offer_view(offer: Offer, zone: ZoneInfo) -> PlanOfferView:
         frequency=offer.frequency,
         expires_on=offer.expires_at.astimezone(zone).date() if offer.expires_at else None,
     )
-
-
-def _worth_offering(kind: str, total_cents: int, open_cents: int) -> bool:
-    """Offers are measured against what is open now: a settlement must save something, a plan
-    must not promise more than is open."""
-    if kind == "settlement":
-        return total_cents < open_cents
-    return 0 < total_cents <= open_cents
 
 
 def _reads_as_pay(text: str) -> bool:

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import ledger
 from bot.campaigns import email_environment, format_local_time
+from bot.collectable import collectable, worth_offering
 from bot.compliance import DEFAULT_DISCLOSURE, in_quiet_hours, zone_or_none
 from bot.config import FlowSettings, Settings
 from bot.db import Database
@@ -385,6 +386,11 @@ async def _claim(
                 offer.expires_at is not None and offer.expires_at <= now
             ):
                 return await _skip(session, row, "offer_not_open", report)
+            # Measured against what is open now (bot/collectable.py): a settlement that no
+            # longer saves anything, or a plan for more than is open, is not sent.
+            state = await collectable(session, account.id, balance_cents=account.balance_cents)
+            if not worth_offering(offer.kind, offer.total_cents, state.open_cents):
+                return await _skip(session, row, "offer_not_worth_it", report)
             if row.kind == "reminder" and await _superseded(session, row, now):
                 return await _skip(session, row, "superseded", report)
         elif row.kind == "expired" and offer is None:

@@ -517,3 +517,27 @@ async def test_what_was_open_at_the_amount_step_is_checked_again_when_paying(app
     _, rows = await ledger_of(app)
     assert taken_or_promised(rows) == 125000
     assert all(status == "scheduled" for _, status in rows)
+
+
+async def test_an_offer_that_no_longer_saves_anything_is_not_sent(app, client, phone, providers):
+    """A $500 settlement on $700, queued to send; $300 gets scheduled before the worker sends
+    it: $500 of the $400 open saves nothing, so it is not sent."""
+    from tests.conftest import API_KEY
+
+    await add_account(app, balance="700.00")
+    response = await client.post(
+        "/api/v1/accounts/ACC-1001/offers",
+        json={"kind": "settlement", "settlement_amount": "500.00", "created_by": "ops",
+              "send_via": "sms"},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    assert response.status == 201, await response.text()
+    maria = phone()
+    for text in ["pay", "ok", "2", "300", "1", "dec 15", "yes"]:
+        await maria.send(text)
+    (done,) = await maria.send("agree")
+    assert done.startswith("Done: $300.00 scheduled for Dec 15, 2026."), done
+    texts_before = len(providers.sms.outbox)
+    report = await make_worker(app).run_once()
+    assert report.outreach_skipped == 1 and report.outreach_sent == 0
+    assert len(providers.sms.outbox) == texts_before
