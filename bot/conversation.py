@@ -604,7 +604,7 @@ class ConversationEngine:
             return
         # What is open is worked out where a payment starts or its amount is chosen.
         view = await self._account_view(
-            session, account, now, with_open=conv.state in OPEN_MATTERS and keyword is None
+            session, account, now, with_open=_needs_open(conv.state, keyword, message.body, now)
         )
         flow = PaymentFlow(account=view, settings=settings, context=dict(conv.context or {}))
         self.payment_machine.add_model(flow, initial=conv.state)
@@ -1522,6 +1522,16 @@ def _plan_offer_view(offer: Offer, zone: ZoneInfo) -> PlanOfferView:
         frequency=offer.frequency,
         expires_on=offer.expires_at.astimezone(zone).date() if offer.expires_at else None,
     )
+
+
+def _needs_open(state: str, keyword: Meaning | None, text: str, now: datetime) -> bool:
+    """Whether this message's step reads what is open (one aggregate query): the steps that
+    choose the amount, and PAY (or YES) at rest; nothing else on the hot path pays for it."""
+    if keyword is not None or state not in OPEN_MATTERS:
+        return False
+    if state != "idle":
+        return True
+    return _reads_as_pay(text) or parse_reply(text, "confirm", today=now.date()).kind == "yes"
 
 
 def _reads_as_pay(text: str) -> bool:
