@@ -122,7 +122,7 @@ PROBLEMS = {
     "did_not_understand", "amount_too_high", "amount_too_low", "payment_refused", "not_open",
 }
 # Why no payment starts (nothing owed, or nothing open): said on the page, not an error.
-INFORMS = {"nothing_owed", "nothing_open"}
+INFORMS = {"nothing_owed", "nothing_open", "preset_lowered"}
 
 
 def notices_of(step: WebStep) -> list[tuple[str, dict[str, Any]]]:

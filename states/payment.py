@@ -305,6 +305,7 @@ class PaymentFlow:
 
     def begin(self) -> None:
         self.context = self.fresh_context()
+        preset = 0
         if self.amount_is_fixed():
             preset = int(self.context["preset_amount_cents"])
             self.context["amount_cents"] = min(preset, self.account.payable_cents)
@@ -325,6 +326,18 @@ class PaymentFlow:
                 )
             )
             return
+        if preset > self.account.payable_cents:
+            # The link asked for more than is open now: it takes what is open, and says why.
+            self.replies.append(
+                Reply(
+                    "preset_lowered",
+                    {
+                        "preset_cents": preset,
+                        "amount_cents": self.account.payable_cents,
+                        "reason": self.account.open_reason,
+                    },
+                )
+            )
         self.start()
 
     def _answer_contact_review(self, meaning: Meaning) -> bool:

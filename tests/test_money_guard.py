@@ -395,6 +395,10 @@ async def test_a_fixed_link_made_before_a_plan_takes_only_what_is_open(app, clie
     browser = Browser(client)
     await browser.get(url)
     await browser.step(action="start")
+    assert (
+        "Your link asked for $100.00. You owe $28.10 after your scheduled and pending payments. "
+        "This payment is $28.10." in browser.text
+    )
     await browser.step(action="continue")
     assert browser.state == "method"
     await browser.step(action="continue", choice="1")

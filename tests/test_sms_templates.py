@@ -135,6 +135,13 @@ CONTEXTS: dict[str, list[dict]] = {
             "has_plan": False,
         },
     ],
+    "preset_lowered": [
+        {
+            "preset_cents": BIG,
+            "amount_cents": BIG - 1,
+            "reason": "You owe $999,999.98 after your scheduled and pending payments.",
+        }
+    ],
     "not_open": [
         {
             "reason": "You owe $999,999.99 after your scheduled and pending payments.",
