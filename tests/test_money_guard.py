@@ -545,3 +545,40 @@ async def test_an_offer_that_no_longer_saves_anything_is_not_sent(app, client, p
     report = await make_worker(app).run_once()
     assert report.outreach_skipped == 1 and report.outreach_sent == 0
     assert len(providers.sms.outbox) == texts_before
+
+
+async def test_two_payments_of_everything_at_once_take_it_once(app, client):
+    """Two requests for the whole open amount at the same moment (two processes, no shared
+    conversation lock): the account row lock lets one through; the other is refused in words."""
+    import asyncio
+
+    from bot.models import PaymentMethod
+    from bot.payments import AmountNotOpen, PaymentRequest
+
+    account = await add_account(app, balance="300.00")
+    service = app[appkeys.ENGINE].payments
+    async with app[appkeys.DATABASE].session() as session:
+        method_id = await session.scalar(select(PaymentMethod.id))
+
+    async def pay(key: str) -> str:
+        async with app[appkeys.DATABASE].session() as session:
+            fresh = await session.get(Account, account.id)
+            request = PaymentRequest(
+                idempotency_key=key, amount_cents=30000, method_id=method_id, pay_on=None,
+                offer_id=None, offer_kind=None, installment_count=1, frequency=None,
+                plan_total_cents=None, channel="web", agreement_text="I authorize.",
+                terms_version="2026-11",
+            )
+            try:
+                outcome = await service.submit(session, fresh, request, today=date(2026, 11, 25))
+            except AmountNotOpen as refused:
+                return str(refused)
+            return outcome.status
+
+    results = sorted(await asyncio.gather(pay("race:a"), pay("race:b")))
+    assert results == [
+        "You owe $0.00 after your scheduled and pending payments, so nothing more is due.",
+        "paid",
+    ] or results == ["You owe $0.00.", "paid"], results
+    balance, rows = await ledger_of(app)
+    assert (balance, rows) == (0, [(30000, "paid")])
