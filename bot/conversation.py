@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import email_outbox, ledger, plan_changes, second_factor
+from bot import contact_change, email_outbox, ledger, plan_changes, second_factor
 from bot.accounts import record_saved_method
 from bot.agreement_copy import send_agreement_copy
 from bot.collectable import collectable, worth_offering
@@ -360,6 +360,104 @@ class ConversationEngine:
                 )
             await session.commit()
 
+    async def _prove_contact(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        account: Account,
+        flow: PaymentFlow,
+        changes: dict[str, Any],
+        turn: Turn,
+        now: datetime,
+    ) -> None:
+        """A new contact proposed at the contact step: a code goes to it; nothing changes yet."""
+        current = {"email": account.email, "phone": account.phone}
+        new = {k: str(v) for k, v in changes.items() if v and str(v) != current.get(k)}
+        if not new:
+            flow.context.pop(contact_change.PENDING, None)
+            flow.contact_done()
+            return
+        if conv.id is None:
+            await session.flush()
+        sent, failed = await contact_change.offer_codes(
+            session,
+            self.notifier,
+            flow.context,
+            new,
+            secret_key=self.settings.secret_key,
+            conversation_id=conv.id,
+            brand=await self.brand_for(session, account),
+            now=now,
+        )
+        await ledger.audit(
+            session, "contact_code_sent", at=now, account_id=account.id, channel=turn.channel,
+            kinds=sorted(new), sent=len(sent),
+        )
+        turn.replies.append(
+            Reply(
+                "contact_code_sent",
+                {"sent": sent, "failed": failed, "masked_email": mask_email(account.email)},
+            )
+        )
+
+    async def _contact_code(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        flow: PaymentFlow,
+        meaning: Meaning,
+        turn: Turn,
+        now: datetime,
+    ) -> Meaning:
+        """Codes entered for pending contacts: what they prove, in the flow's words."""
+        had_pending = bool(flow.context.get(contact_change.PENDING))
+        codes: dict[str, str] = dict(meaning.value or {})  # type: ignore[call-overload]
+        proved, wrong = contact_change.check_codes(
+            flow.context,
+            codes,
+            secret_key=self.settings.secret_key,
+            conversation_id=conv.id,
+            now=now,
+        )
+        if wrong:
+            await ledger.audit(
+                session, "contact_code_failed", at=now, account_id=conv.account_id,
+                channel=turn.channel,
+            )
+        if proved:
+            if wrong:
+                turn.replies.append(Reply("did_not_understand", {"reason": "wrong_code"}))
+            return Meaning("contact_proved", proved)
+        if had_pending and not flow.context.get(contact_change.PENDING):
+            return Meaning("invalid", reason="code_tries_used")
+        return Meaning("invalid", reason="wrong_code")
+
+    async def _tell_old_contact(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        account: Account,
+        kind: str,
+        old: str | None,
+        new: str,
+        turn: Turn,
+        now: datetime,
+    ) -> None:
+        queued = await contact_change.tell_old_contact(
+            session,
+            self.notifier,
+            account,
+            kind=kind,
+            old=old,
+            new=new,
+            brand=await self.brand_for(session, account),
+            support_contact=self.settings.support_contact,
+            conversation_id=conv.id,
+            now=now,
+        )
+        if queued is not None:
+            turn.queued_emails.append(queued)
+
     async def _change_phone(
         self,
         session: AsyncSession,
@@ -369,8 +467,10 @@ class ConversationEngine:
         turn: Turn,
         now: datetime,
     ) -> None:
+        """Only after the code sent to ``phone`` came back (see _contact_code)."""
         if phone == account.phone:
             return
+        old = account.phone
         account.phone, account.updated_at = phone, now
         # The conversation follows the number, so texts from it continue this same flow.
         taken = await session.scalar(select(Conversation.id).where(Conversation.phone == phone))
@@ -379,6 +479,7 @@ class ConversationEngine:
         await ledger.audit(
             session, "phone_changed", at=now, account_id=account.id, channel=turn.channel
         )
+        await self._tell_old_contact(session, conv, account, "phone", old, phone, turn, now)
 
     async def _conversation_key(self, session: AsyncSession, account: Account) -> str:
         # The conversation already bound to the account wins: its number may have just changed.
@@ -684,6 +785,8 @@ class ConversationEngine:
     ) -> None:
         """One answer to the current step, whichever channel it came from, and its effects."""
         before = len(turn.replies)
+        if meaning.kind == "contact_code":
+            meaning = await self._contact_code(session, conv, flow, meaning, turn, now)
         if flow.answer(meaning):
             flow.context["invalid_count"] = 0
         elif turn.channel == "web":
@@ -715,6 +818,10 @@ class ConversationEngine:
     def _read(self, flow: PaymentFlow, text: str) -> Meaning:
         step = payment_flow.READS[flow.state]
         today = flow.account.today
+        if flow.state == "contact_review" and flow.context.get(contact_change.PENDING):
+            code = contact_change.read_code(text)
+            if code is not None:  # by text only an email is ever pending
+                return Meaning("contact_code", {"email": code})
         if step == "idle":
             if _reads_as_pay(text):
                 return Meaning("pay")
@@ -739,12 +846,21 @@ class ConversationEngine:
         turn: Turn,
         now: datetime,
     ) -> None:
-        knowledge_only = "knowledge" in (turn.verified_by, conv.context.get("verified_by"))
-        if effect.name in {"update_email", "update_phone"} and knowledge_only:
-            return  # a knowledge answer is a look-up, not proof: it cannot change contacts
-        if effect.name == "update_phone":
+        knowledge_only = "knowledge" in (
+            turn.verified_by, conv.context.get("verified_by"), flow.context.get("verified_by")
+        )
+        contact_effects = {"prove_contact", "update_email", "update_phone"}
+        if effect.name in contact_effects and knowledge_only:
+            # A knowledge answer is a look-up, not proof: it cannot change contacts.
+            if effect.name == "prove_contact":
+                turn.replies.append(Reply("contact_needs_code"))
+            return
+        if effect.name == "prove_contact":
+            await self._prove_contact(session, conv, account, flow, effect.args, turn, now)
+        elif effect.name == "update_phone":
             await self._change_phone(session, conv, account, str(effect.args["phone"]), turn, now)
         elif effect.name == "update_email":
+            old = account.email
             account.email = str(effect.args["email"])
             account.updated_at = now
             await ledger.audit(
@@ -755,6 +871,7 @@ class ConversationEngine:
                 phone=conv.phone,
                 channel=turn.channel,
             )
+            await self._tell_old_contact(session, conv, account, "email", old, account.email, turn, now)
         elif effect.name == "await_new_method":
             await ledger.audit(session, "method_handoff", at=now, account_id=account.id)
         elif effect.name == "submit_payment":

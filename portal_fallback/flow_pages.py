@@ -28,7 +28,7 @@ from portal_fallback.method_entry import (
     save_entered_method,
 )
 from portal_fallback.sessions import SESSION, client_ip
-from states.payment import PaymentFlow
+from states.payment import CONTACT_PENDING, PaymentFlow
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +121,9 @@ async def answer(request: web.Request) -> web.StreamResponse:
 PROBLEMS = {
     "did_not_understand", "amount_too_high", "amount_too_low", "payment_refused", "not_open",
 }
-# Why no payment starts (nothing owed, or nothing open): said on the page, not an error.
-INFORMS = {"nothing_owed", "nothing_open", "preset_lowered"}
+# Said on the page, not an error: why no payment starts (nothing owed, or nothing open), or that
+# a new contact waits for its code (nothing was changed yet).
+INFORMS = {"nothing_owed", "nothing_open", "preset_lowered", "contact_needs_code"}
 
 
 def notices_of(step: WebStep) -> list[tuple[str, dict[str, Any]]]:
@@ -139,6 +140,15 @@ def meaning_from_form(flow: PaymentFlow, form: MultiDictProxy[Any]) -> Meaning:
     if state == "idle":
         return Meaning("pay")
     if state == "contact_review":
+        if action == "keep":
+            return Meaning("yes")  # go on with the contacts on file; a pending change is dropped
+        codes = {
+            kind: _text(form, f"{kind}_code").replace(" ", "").replace("-", "")[:12]
+            for kind in ("email", "phone")
+            if _text(form, f"{kind}_code")
+        }
+        if codes:
+            return Meaning("contact_code", codes)
         email, phone = _text(form, "email"), _text(form, "phone")
         if not email and not phone:
             return Meaning("yes")
@@ -214,6 +224,11 @@ async def render_step(
         "link": await session_link(request),
         "brand": step.brand or settings.brand,
         "skip_option": flow.skip_option(),
+        # New contacts waiting for their code: masked, to show where each code went.
+        "contact_pending": {
+            kind: entry["masked"]
+            for kind, entry in (flow.context.get(CONTACT_PENDING) or {}).items()
+        },
     }
     if flow.state in {"method", "awaiting_method"}:
         context.update(await method_context(request, flow))

@@ -29,7 +29,10 @@ from transitions import Machine
 
 from bot.config import FlowSettings
 from bot.parsing import Meaning
+from bot.security import mask_email, mask_phone
 from states.replies import Effect, Reply
+
+CONTACT_PENDING = "contact_pending"  # a new contact waiting for its code (bot.contact_change)
 
 STATES = [
     "idle",
@@ -251,6 +254,12 @@ class PaymentFlow:
         """The question of the current step, asked again after a keyword or a bad reply."""
         a = self.account
         if self.state == "contact_review":
+            pending = self.context.get(CONTACT_PENDING) or {}
+            if pending:
+                sent = [str(entry["masked"]) for entry in pending.values()]
+                return Reply(
+                    "contact_code_sent", {"sent": sent, "failed": [], "masked_email": a.masked_email}
+                )
             return Reply("contact_review", {"masked_email": a.masked_email})
         if self.state == "offers":
             return Reply("offers", {"offers": list(a.offers), "skip_option": self.skip_option()})
@@ -300,7 +309,8 @@ class PaymentFlow:
 
     def fresh_context(self) -> dict[str, Any]:
         """A new checkout keeps what the link it came from set (amount, fee), nothing else."""
-        kept = {k: v for k, v in self.context.items() if k in LINK_TERMS}
+        # How the customer proved who they are outlives the checkout (it limits what they may do).
+        kept = {k: v for k, v in self.context.items() if k in LINK_TERMS or k == "verified_by"}
         return {"invalid_count": 0, **kept, **(self.link_terms or {})}
 
     def begin(self) -> None:
@@ -341,23 +351,29 @@ class PaymentFlow:
         self.start()
 
     def _answer_contact_review(self, meaning: Meaning) -> bool:
+        # A new contact is only proposed here: it takes effect once the code sent to it comes
+        # back (the engine checks it and answers "contact_proved"); OK goes on without it.
         if meaning.kind == "yes":
+            self.context.pop(CONTACT_PENDING, None)
             self.contact_done()
             return True
         if meaning.kind == "email":
-            self.effects.append(Effect("update_email", {"email": meaning.value}))
-            self.replies.append(Reply("email_updated", {"email": meaning.value}))
-            self.contact_done()
+            self.effects.append(Effect("prove_contact", {"email": meaning.value}))
             return True
         if meaning.kind == "contact":  # the web form: email and phone at once, both optional
             changes: dict[str, str] = meaning.value  # type: ignore[assignment]
-            if changes.get("email"):
-                self.effects.append(Effect("update_email", {"email": changes["email"]}))
-                self.replies.append(Reply("email_updated", {"email": changes["email"]}))
-            if changes.get("phone"):
-                self.effects.append(Effect("update_phone", {"phone": changes["phone"]}))
-                self.replies.append(Reply("phone_updated", {"phone": changes["phone"]}))
-            self.contact_done()
+            self.effects.append(Effect("prove_contact", dict(changes)))
+            return True
+        if meaning.kind == "contact_proved":
+            proved: dict[str, str] = meaning.value  # type: ignore[assignment]
+            if proved.get("email"):
+                self.effects.append(Effect("update_email", {"email": proved["email"]}))
+                self.replies.append(Reply("email_updated", {"email": mask_email(proved["email"])}))
+            if proved.get("phone"):
+                self.effects.append(Effect("update_phone", {"phone": proved["phone"]}))
+                self.replies.append(Reply("phone_updated", {"phone": mask_phone(proved["phone"])}))
+            if not self.context.get(CONTACT_PENDING):
+                self.contact_done()
             return True
         if meaning.kind == "no":
             self.replies.append(Reply("ask_email", {}))

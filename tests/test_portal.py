@@ -411,7 +411,7 @@ async def test_link_terms_are_validated(app, client):
         assert message in (await response.json())["error"]
 
 
-async def test_contact_review_changes_email_and_phone(app, client, phone):
+async def test_contact_review_checks_a_new_contact_and_asks_for_its_code(app, client, phone):
     await add_account(app)
     browser = Browser(client)
     await browser.get(await link_for(app, phone))
@@ -420,13 +420,13 @@ async def test_contact_review_changes_email_and_phone(app, client, phone):
     await browser.post("/portal/pay", {"action": "continue", "phone": "12"}, status=422)
     assert "does not look like a mobile number" in browser.text
     await browser.step(action="continue", email="maria.new@example.com", phone="(555) 555-0177")
-    assert browser.state == "amount"
+    # The change waits for the codes sent to the new contacts (tests/test_contact_proof.py).
+    assert browser.state == "contact_review"
+    assert "Code sent to ***-***-0177" in browser.text
     response = await client.get("/api/v1/accounts/ACC-1001",
                                 headers={"Authorization": f"Bearer {API_KEY}"})
     account = await response.json()
-    assert account["email"] == "m***@example.com" and account["phone"].endswith("0177")
-    # Texts from the new number continue the same flow.
-    assert (await phone("+15555550177").send("50"))[0].startswith("Pay with Visa ending 4242?")
+    assert account["email"] == "m***@example.com" and account["phone"].endswith("0100")
 
 
 async def test_knowledge_verified_session_cannot_change_contacts(app, client):

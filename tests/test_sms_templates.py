@@ -196,6 +196,8 @@ CONTEXTS: dict[str, list[dict]] = {
             "bad_email",
             "no_such_option",
             "not_understood",
+            "wrong_code",
+            "code_tries_used",
         )
     ],
     "timed_out": [{}],
@@ -209,6 +211,20 @@ CONTEXTS: dict[str, list[dict]] = {
     "too_many_lookups": [{}],
     "verified": [{}],
     "verification_code": [{"code": "123456"}],
+    "contact_code": [{"code": "123456"}],
+    "contact_changed": [
+        {"what": "email address", "masked_old": "m***@northwind-recovery.example",
+         "masked_new": "x***@northwind-recovery.example"},
+        {"what": "mobile number", "masked_old": "***-***-0100", "masked_new": "***-***-0177"},
+    ],
+    "contact_code_sent": [
+        {"sent": ["m***@northwind-recovery.example"], "failed": [],
+         "masked_email": "m***@northwind-recovery.example"},
+        {"sent": ["m***@northwind-recovery.example", "***-***-0177"], "failed": [],
+         "masked_email": None},
+        {"sent": [], "failed": ["m***@northwind-recovery.example"], "masked_email": None},
+    ],
+    "contact_needs_code": [{}],
     "method_saved": [{"label": "Bank account", "last4": "6789"}],
     # Plans by text (states/plan_change.py)
     "plan_offer": [{"offer": PLAN_OFFER, "method_label": "American Express ending 0005"}],
