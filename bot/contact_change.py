@@ -36,6 +36,7 @@ from bot.security import (
 log = logging.getLogger(__name__)
 
 from states.payment import CONTACT_PENDING as PENDING  # noqa: E402  (the flow's context key)
+
 CODE_LIFETIME = timedelta(minutes=10)
 TRIES = 3  # wrong codes per pending contact before the change is dropped
 _CODE = re.compile(r"^\s*(\d{3})[\s-]?(\d{3})\s*$")

@@ -12,6 +12,7 @@ Order of work for each message (the guarantees of DESIGN.md):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import Coroutine
@@ -218,7 +219,7 @@ class ConversationEngine:
 
     # ------------------------------------------------------------------ the web side
 
-    async def web_view(self, account_id: int) -> WebStep:
+    async def web_view(self, account_id: int, *, verified_by: str | None = None) -> WebStep:
         """Where the flow stands, to draw a page: a read, no lock, no write."""
         async with self.db.session() as session:
             account = await session.get(Account, account_id)
@@ -234,7 +235,7 @@ class ConversationEngine:
             if conv is None:  # nothing yet on either channel: the flow starts at the beginning
                 conv = Conversation(account_id=account.id, flow="payment", state="idle", context={})
             return WebStep(
-                flow=await self._flow_for(session, conv, account, now),
+                flow=await self._flow_for(session, conv, account, now, proved_by=verified_by),
                 notices=[],
                 brand=await self.brand_for(session, account),
             )
@@ -267,7 +268,7 @@ class ConversationEngine:
                 assert account is not None
                 now = self.clock.now()
                 conv = await self._conversation_of(session, account, key, now)
-                flow = await self._flow_for(session, conv, account, now)
+                flow = await self._flow_for(session, conv, account, now, proved_by=verified_by)
                 flow.link_terms = link_terms
                 self.payment_machine.add_model(flow, initial=conv.state)
                 try:
@@ -279,7 +280,9 @@ class ConversationEngine:
                     conv.state, conv.context = flow.state, dict(flow.context)
                     conv.updated_at = now
                     await session.commit()
-                    view = await self._flow_for(session, conv, account, now)
+                    view = await self._flow_for(
+                        session, conv, account, now, proved_by=verified_by
+                    )
                     brand = await self.brand_for(session, account)
                 finally:
                     self.payment_machine.remove_model(flow)
@@ -293,15 +296,19 @@ class ConversationEngine:
         *,
         ip_address: str | None = None,
         user_agent: str | None = None,
+        verified_by: str | None = None,
     ) -> WebStep:
         """A card or bank account saved on the web (Stripe.js): record it, and if the customer
-        came from a text, move the conversation on and tell them by text."""
+        came from a text, move the conversation on and tell them by text.
+
+        A session proved by knowledge answers only pays with it: it does not become the default,
+        so plans and scheduled payments keep the method they have."""
         async with self.db.session() as session:
             account = await session.get(Account, account_id)
             assert account is not None
             now = self.clock.now()
             method = await record_saved_method(
-                session, account, saved, at=now, default=True, channel="web"
+                session, account, saved, at=now, default=verified_by != "knowledge", channel="web"
             )
             await session.commit()
             method_id = method.id
@@ -310,16 +317,20 @@ class ConversationEngine:
             from_text = (conv.context or {}).get("last_channel") == "sms"
             await session.commit()
         if conv.state not in {"method", "awaiting_method"}:
-            return await self.web_step(account_id)
+            return await self.web_step(account_id, verified_by=verified_by)
         # Chosen by its own place in the method step's list (the kinds the creditor takes), so
         # Confirm shows the very method saved; one that is not in the list chooses nothing.
-        listed = await self.web_step(account_id)
+        listed = await self.web_step(account_id, verified_by=verified_by)
         methods = listed.flow.account.methods
         place = next((n for n, m in enumerate(methods, 1) if m.id == method_id), None)
         if place is None:
             return listed
         step = await self.web_step(
-            account_id, Meaning("choice", place), ip_address=ip_address, user_agent=user_agent
+            account_id,
+            Meaning("choice", place),
+            ip_address=ip_address,
+            user_agent=user_agent,
+            verified_by=verified_by,
         )
         if from_text and not key.startswith("web:"):
             await self._text_after_web(key, account_id, step, saved)
@@ -509,11 +520,18 @@ class ConversationEngine:
         return conv
 
     async def _flow_for(
-        self, session: AsyncSession, conv: Conversation, account: Account, now: datetime
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        account: Account,
+        now: datetime,
+        *,
+        proved_by: str | None = None,
     ) -> PaymentFlow:
         view = await self._account_view(session, account, now)
         settings = await self.flow_settings(session, account)
-        return PaymentFlow(view, settings, context=dict(conv.context or {}), state=conv.state)
+        flow = PaymentFlow(view, settings, context=dict(conv.context or {}), state=conv.state)
+        return limited_to_proof(flow, proved_by or (conv.context or {}).get("verified_by"))
 
     # ------------------------------------------------------------------ one message
 
@@ -708,6 +726,7 @@ class ConversationEngine:
             session, account, now, with_open=_needs_open(conv.state, keyword, message.body, now)
         )
         flow = PaymentFlow(account=view, settings=settings, context=dict(conv.context or {}))
+        flow = limited_to_proof(flow, (conv.context or {}).get("verified_by"))
         self.payment_machine.add_model(flow, initial=conv.state)
         try:
             await self._step(session, conv, account, flow, message, keyword, turn, now)
@@ -871,7 +890,9 @@ class ConversationEngine:
                 phone=conv.phone,
                 channel=turn.channel,
             )
-            await self._tell_old_contact(session, conv, account, "email", old, account.email, turn, now)
+            await self._tell_old_contact(
+                session, conv, account, "email", old, account.email, turn, now
+            )
         elif effect.name == "await_new_method":
             await ledger.audit(session, "method_handoff", at=now, account_id=account.id)
         elif effect.name == "submit_payment":
@@ -943,6 +964,8 @@ class ConversationEngine:
             flow.context = {}
             return
         await session.refresh(account)
+        if outcome.status != "declined" and args.get("link_id"):
+            await ledger.link_used(session, int(args["link_id"]), at=now)
         flow.context = {}
         turn.outcome = outcome
         turn.replies.append(_outcome_reply(outcome, mask_email(account.email)))
@@ -1612,6 +1635,16 @@ _CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10, 13))
 
 def _wait_reply(wait: timedelta) -> Reply:
     return Reply("verification_wait", {"minutes": second_factor.minutes(wait)})
+
+
+def limited_to_proof(flow: PaymentFlow, proved_by: str | None) -> PaymentFlow:
+    """Knowledge answers are a look-up, not proof: such a customer pays once, now. No plan and
+    no date later, which would leave charges waiting on a method they may not own."""
+    if proved_by == "knowledge":
+        flow.proved_by = proved_by
+        settlements = tuple(o for o in flow.account.offers if o.kind == "settlement")
+        flow.account = dataclasses.replace(flow.account, offers=settlements)
+    return flow
 
 
 def _printable(text: str) -> str:

@@ -492,6 +492,48 @@ async def link_for_token(session: AsyncSession, token: str) -> Link | None:
     return await session.scalar(select(Link).where(Link.token_sha256 == token_digest(token)))
 
 
+# Why a link no longer opens anything (None from link_standing: it still does).
+LINK_EXPIRED = "expired"  # its time is up, or it was revoked
+LINK_WITHDRAWN = "withdrawn"  # the offer it was sent for was withdrawn
+LINK_ACCEPTED = "accepted"  # the offer it was sent for was accepted
+LINK_USED = "used"  # its preset payment was made
+LINK_PAID_OFF = "paid_off"  # nothing is owed any more
+
+
+async def link_standing(session: AsyncSession, link: Link, now: datetime) -> str | None:
+    """None while the link may still do what it was sent for; else why it may not.
+
+    A link sent for an offer lives as long as the offer is open; one with a preset amount until
+    that payment is made; any other payment link while something is still owed."""
+    if link.revoked_at is not None or link.expires_at <= now:
+        return LINK_EXPIRED
+    if link.offer_id is not None:
+        offer = await session.get(Offer, link.offer_id)
+        if offer is None or offer.account_id != link.account_id:
+            return LINK_EXPIRED
+        if offer.status == "withdrawn":
+            return LINK_WITHDRAWN
+        if offer.status == "accepted":
+            return LINK_ACCEPTED
+        if offer.status != "open" or (offer.expires_at is not None and offer.expires_at <= now):
+            return LINK_EXPIRED
+    if link.used_at is not None:
+        return LINK_USED
+    if link.purpose != "plan_offer":
+        account = await session.get(Account, link.account_id)
+        if account is None or account.balance_cents <= 0:
+            return LINK_PAID_OFF
+    return None
+
+
+async def link_used(session: AsyncSession, link_id: int, *, at: datetime) -> None:
+    """A payment was made through a link with a preset amount: that link is done (no commit)."""
+    link = await session.get(Link, link_id)
+    if link is not None and link.amount_cents and link.used_at is None:
+        link.used_at = at
+        await audit(session, "link_used", at=at, account_id=link.account_id, purpose=link.purpose)
+
+
 # --- verification ---
 
 

@@ -254,7 +254,8 @@ class Link(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
-    purpose: Mapped[str] = mapped_column(String(20), default="payment")  # payment | plan_offer
+    # payment | campaign | demo (the payment flow) | plan_offer (its signing) | update_method
+    purpose: Mapped[str] = mapped_column(String(20), default="payment")
     offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"), index=True)
     resume_state: Mapped[str | None] = mapped_column(String(40))
     amount_cents: Mapped[int | None] = mapped_column(BigInteger)
@@ -263,6 +264,7 @@ class Link(Base):
     due_on: Mapped[date | None] = mapped_column(Date)
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    used_at: Mapped[datetime | None]  # its preset payment was made: the link's purpose is done
     created_at: Mapped[datetime]
 
 

@@ -8,7 +8,7 @@ session, CSRF on every form.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,10 +16,10 @@ from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from bot import appkeys, ledger
-from bot.models import Offer
+from bot.models import Link
 from bot.money import format_cents
 from bot.rendering import format_day
-from portal_fallback import sessions
+from portal_fallback import link_scope, sessions
 from portal_fallback.sessions import SESSION
 
 log = logging.getLogger(__name__)
@@ -137,22 +137,57 @@ async def with_session(request: web.Request, handler):  # type: ignore[no-untype
     async with request.config_dict[appkeys.DATABASE].session() as db:
         row = await sessions.load_session(db, request.cookies.get(sessions.COOKIE), now)
         if row is not None:
+            link = await db.get(Link, row.link_id) if row.link_id else None
+            ends_by = link.expires_at if link is not None else None
             # Sliding: idle time is what counts. Written at most once a minute, not per request.
             if row.expires_at - now < sessions.IDLE_LIFETIME - timedelta(minutes=1):
-                row.expires_at = now + sessions.IDLE_LIFETIME
+                row.expires_at = sessions.session_end(now, ends_by)
                 await db.commit()
             request[SESSION] = row
+            if link is not None:
+                # A link's session reaches what the link was sent for, while the link stands.
+                standing = await ledger.link_standing(db, link, now)
+                refusal = link_scope.out_of_reach(request, link, standing)
+                if isinstance(refusal, web.HTTPException):
+                    raise refusal
+                if refusal is not None:
+                    return refusal
     return await handler(request)
+
+
+SESSION_STARTS_AT = "/portal/lookup"  # the only form a browser without a session may post
 
 
 @web.middleware
 async def require_csrf(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    if request.method in sessions.UNSAFE_METHODS:
-        form = await request.post()
-        token = form.get("csrf_token")
-        if not sessions.csrf_ok(request.get(SESSION), token if isinstance(token, str) else None):
+    if request.method not in sessions.UNSAFE_METHODS:
+        return await handler(request)
+    form = await request.post()
+    token = form.get("csrf_token")
+    submitted = token if isinstance(token, str) else None
+    if request.get(SESSION) is None and request.path == SESSION_STARTS_AT:
+        if not sessions.form_token_ok(request, submitted):
             return page(request, "expired_form.html", 403)
+        return await with_new_session(request, handler)
+    if not sessions.csrf_ok(request.get(SESSION), submitted):
+        return page(request, "expired_form.html", 403)
     return await handler(request)
+
+
+async def with_new_session(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """The look-up posted from a browser without a session: the session is stored now."""
+    now = request.config_dict[appkeys.CLOCK].now()
+    async with request.config_dict[appkeys.DATABASE].session() as db:
+        row, token = await sessions.start_session(request, db, now=now)
+        await db.commit()
+    request[SESSION] = row
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        sessions.set_cookie(request, exc, token)
+        raise
+    sessions.set_cookie(request, response, token)
+    return response
 
 
 async def open_link(request: web.Request) -> web.StreamResponse:
@@ -164,26 +199,17 @@ async def open_link(request: web.Request) -> web.StreamResponse:
         link = await ledger.link_for_token(db, token)
         if link is None:
             return page(request, "link_unknown.html", 404)
-        landing = "/portal/pay"
-        if link.purpose == "plan_offer" and link.offer_id is not None:
-            # Said before the link's own expiry: an offer that ended revokes its links too.
-            offer = await db.get(Offer, link.offer_id)
-            if offer is None or not plan_offer_reachable(offer, now):
-                withdrawn = offer is not None and offer.status == "withdrawn"
-                return page(
-                    request,
-                    "plan_closed.html",
-                    410,
-                    title="Offer no longer available",
-                    reason="withdrawn" if withdrawn else "expired",
-                )
-            landing = "/portal/plan"
-        elif link.purpose == "update_method":
-            landing = "/portal/method"
-        if link.revoked_at is not None or link.expires_at <= now:
-            return page(request, "link_expired.html", 410)
+        standing = await ledger.link_standing(db, link, now)
+        if standing is not None:
+            return link_scope.closed_page(request, link, standing)
         _, session_token = await sessions.start_session(
-            request, db, now=now, account_id=link.account_id, verified_by="link", link_id=link.id
+            request,
+            db,
+            now=now,
+            account_id=link.account_id,
+            verified_by="link",
+            link_id=link.id,
+            ends_by=link.expires_at,
         )
         await ledger.audit(
             db,
@@ -194,18 +220,11 @@ async def open_link(request: web.Request) -> web.StreamResponse:
             purpose=link.purpose,
         )
         await db.commit()
-    response = web.HTTPSeeOther(landing)
+    response = web.HTTPSeeOther(link_scope.landing(link))
     sessions.set_cookie(request, response, session_token)
     for name, value in headers_for(request).items():
         response.headers[name] = value
     raise response
-
-
-def plan_offer_reachable(offer: Offer, now: datetime) -> bool:
-    """Open and not expired (to sign it), or accepted (to see the signed plan)."""
-    if offer.status == "accepted":
-        return True
-    return offer.status == "open" and (offer.expires_at is None or offer.expires_at > now)
 
 
 async def to_portal(_: web.Request) -> web.StreamResponse:

@@ -77,13 +77,21 @@ async def link_terms(request: web.Request) -> dict[str, Any] | None:
     if link.amount_cents:
         terms["preset_amount_cents"] = link.amount_cents
         terms["amount_locked"] = not link.allow_amount_change
+        terms["link_id"] = link.id  # its payment made, the link is done
     if link.fee_cents:
         terms["fee_cents"] = link.fee_cents
     return terms or None
 
 
+def proof_of(request: web.Request) -> str | None:
+    row = request.get(SESSION)
+    return row.verified_by if row is not None else None
+
+
 async def show(request: web.Request) -> web.Response:
-    step = await request.config_dict[appkeys.ENGINE].web_view(account_id_of(request))
+    step = await request.config_dict[appkeys.ENGINE].web_view(
+        account_id_of(request), verified_by=proof_of(request)
+    )
     return await render_step(request, step)
 
 
@@ -91,12 +99,12 @@ async def answer(request: web.Request) -> web.StreamResponse:
     engine = request.config_dict[appkeys.ENGINE]
     account_id = account_id_of(request)
     form = await request.post()
-    current = await engine.web_view(account_id)
+    current = await engine.web_view(account_id, verified_by=proof_of(request))
     if form.get("state") != current.flow.state:
         # Another tab or a text moved the flow on: show where it stands, change nothing.
         return await render_step(request, current, notices=[("stale", {})], status=409)
     if form.get("action") == "start_over":
-        step = await engine.web_step(account_id, restart=True)
+        step = await engine.web_step(account_id, restart=True, verified_by=proof_of(request))
         raise web.HTTPSeeOther("/portal/pay")
     meaning = meaning_from_form(current.flow, form)
     step = await engine.web_step(
@@ -266,7 +274,7 @@ async def save_method(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     method_ref = _text(form, "payment_method")
     if not method_ref.startswith("pm_") or len(method_ref) > 64:
-        step = await engine.web_step(account_id)
+        step = await engine.web_step(account_id, verified_by=proof_of(request))
         return await render_step(request, step, notices=[("method_failed", {})], status=422)
     async with request.config_dict[appkeys.DATABASE].session() as db:
         account = await db.get(Account, account_id)
@@ -274,7 +282,7 @@ async def save_method(request: web.Request) -> web.StreamResponse:
         try:
             saved = await save_entered_method(request, db, account, method_ref)
         except (MethodRejected, PaymentError):
-            step = await engine.web_step(account_id)
+            step = await engine.web_step(account_id, verified_by=proof_of(request))
             return await render_step(request, step, notices=[("method_failed", {})], status=422)
         except MethodNotTaken as refused:
             step = await engine.web_step(account_id)
@@ -285,6 +293,7 @@ async def save_method(request: web.Request) -> web.StreamResponse:
         saved,
         ip_address=client_ip(request),
         user_agent=(request.headers.get("User-Agent") or "")[:400],
+        verified_by=proof_of(request),
     )
     raise web.HTTPSeeOther("/portal/pay")
 

@@ -34,16 +34,13 @@ def add_routes(portal: web.Application) -> None:
 
 
 async def lookup_form(request: web.Request) -> web.StreamResponse:
-    """Every visitor gets a session first, so even this form carries a CSRF token."""
+    """A visit stores nothing: without a session the form's CSRF token is a cookie's (double
+    submit), and the session begins with the look-up (portal_fallback.app.require_csrf)."""
     if request.get(SESSION) is not None:
         return page(request, "lookup.html", title="Find your account")
-    now = request.config_dict[appkeys.CLOCK].now()
-    async with request.config_dict[appkeys.DATABASE].session() as db:
-        row, token = await sessions.start_session(request, db, now=now)
-        await db.commit()
-    request[SESSION] = row
-    response = page(request, "lookup.html", title="Find your account")
-    sessions.set_cookie(request, response, token)
+    token = sessions.form_token(request)
+    response = page(request, "lookup.html", title="Find your account", csrf_token=token)
+    sessions.set_form_cookie(request, response, token)
     return response
 
 

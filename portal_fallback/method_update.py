@@ -8,8 +8,10 @@ scheduled payment (a scheduled retry of the declined one included) in one transa
 ``GET /portal/method/updated`` confirms what the method will be used for, with a way to pay the
 missed amount now through the normal payment flow.
 
-Any session that belongs to an account may use these pages (the link, or a lookup that verified
-the customer); the method posted is always checked to be the account's own.
+A session that belongs to an account may use these pages (the link, or a look-up that verified
+the customer with a code), but not one proved by knowledge answers only (SSN last 4 and date of
+birth): those pay once and change no saved method. The method posted is always checked to be the
+account's own.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from bot.models import Account, Payment, PaymentMethod, Plan
 from bot.plans import PlanError, switch_method
 from bot.providers.payments import MethodRejected, PaymentError, polite_decline_message
 from portal_fallback.app import page
+from portal_fallback.link_scope import knowledge_only
 from portal_fallback.method_entry import MethodNotTaken, method_entry_context, save_entered_method
 from portal_fallback.sessions import SESSION
 from portal_fallback.signing import method_label, methods_of, methods_taken
@@ -89,6 +92,11 @@ async def load_account(request: web.Request, db: AsyncSession) -> Account:
     row = request.get(SESSION)
     if row is None or row.account_id is None:
         raise web.HTTPSeeOther("/portal/")
+    if knowledge_only(row):
+        # Knowledge answers are a look-up, not proof: they may not move what is scheduled.
+        refusal = page(request, "needs_code.html", 403, title="Verify with a code")
+        headers = {k: v for k, v in refusal.headers.items() if k.lower() != "content-type"}
+        raise web.HTTPForbidden(text=refusal.text, content_type="text/html", headers=headers)
     account = await db.get(Account, row.account_id)
     if account is None:
         raise web.HTTPSeeOther("/portal/")

@@ -19,6 +19,9 @@ from bot.models import WebSession
 from bot.security import constant_time_equal, token_digest
 
 COOKIE = "paybot_session"
+# Before any session: the look-up form's CSRF token, also kept in this cookie (double submit), so
+# a visit that only reads the form stores nothing; the session begins with the look-up itself.
+FORM_COOKIE = "paybot_form"
 IDLE_LIFETIME = timedelta(minutes=30)
 SESSION = web.RequestKey("portal_session", WebSession)
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -98,8 +101,10 @@ async def start_session(
     account_id: int | None = None,
     verified_by: str | None = None,
     link_id: int | None = None,
+    ends_by: datetime | None = None,
 ) -> tuple[WebSession, str]:
-    """A fresh session (and token); whatever session the browser had is revoked."""
+    """A fresh session (and token); whatever session the browser had is revoked. ``ends_by``:
+    the session lives no longer than that (the expiry of the link that opened it)."""
     old = await load_session(session, request.cookies.get(COOKIE), now)
     if old is not None:
         old.revoked_at = now
@@ -113,11 +118,17 @@ async def start_session(
         ip_address=client_ip(request),
         user_agent=(request.headers.get("User-Agent") or "")[:400] or None,
         created_at=now,
-        expires_at=now + IDLE_LIFETIME,
+        expires_at=session_end(now, ends_by),
     )
     session.add(row)
     await session.flush()
     return row, token
+
+
+def session_end(now: datetime, ends_by: datetime | None) -> datetime:
+    """Idle time is what counts, but never past ``ends_by`` (the link's own expiry)."""
+    end = now + IDLE_LIFETIME
+    return min(end, ends_by) if ends_by is not None else end
 
 
 def set_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:
@@ -130,6 +141,32 @@ def set_cookie(request: web.Request, response: web.StreamResponse, token: str) -
         samesite="Lax",  # Strict would drop the cookie on the first tap from an SMS or email
         path="/",
         max_age=int(IDLE_LIFETIME.total_seconds()),
+    )
+
+
+def form_token(request: web.Request) -> str:
+    """The look-up form's token for a browser without a session (its cookie's, or a new one)."""
+    token = request.cookies.get(FORM_COOKIE, "")
+    return token if 30 <= len(token) <= 100 else secrets.token_urlsafe(32)
+
+
+def set_form_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:
+    settings = request.config_dict[appkeys.SETTINGS]
+    response.set_cookie(
+        FORM_COOKIE,
+        token,
+        httponly=True,
+        secure=settings.public_base_url.startswith("https://"),
+        samesite="Strict",  # only ever posted from our own form
+        path="/portal/",
+        max_age=int(IDLE_LIFETIME.total_seconds()),
+    )
+
+
+def form_token_ok(request: web.Request, submitted: str | None) -> bool:
+    cookie = request.cookies.get(FORM_COOKIE, "")
+    return 30 <= len(cookie) <= 100 and bool(submitted) and constant_time_equal(
+        cookie, submitted or ""
     )
 
 

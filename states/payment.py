@@ -150,7 +150,8 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "back", "source": "schedule", "dest": "method"},
     {"trigger": "restart", "source": STATES, "dest": "idle"},
 ]
-LINK_TERMS = {"preset_amount_cents", "amount_locked", "fee_cents"}
+# link_id: the link whose preset payment this is (made, the link is done: bot.ledger.link_used).
+LINK_TERMS = {"preset_amount_cents", "amount_locked", "fee_cents", "link_id"}
 GOES_BACK_ON_NO = {"offers", "amount", "method", "awaiting_method", "schedule"}
 
 
@@ -215,6 +216,8 @@ class PaymentFlow:
     state: str = "idle"
     # Terms of the link the customer came by (preset amount, lock, fee), applied on PAY.
     link_terms: dict[str, Any] | None = None
+    # How this customer proved who they are (link, code, knowledge), for this turn.
+    proved_by: str | None = None
 
     # --- conditions (named as strings in TRANSITIONS) ---
     def wants_contact_review(self) -> bool:
@@ -237,7 +240,11 @@ class PaymentFlow:
         return self.context.get("offer_id") is not None
 
     def may_schedule(self) -> bool:
-        return self.settings.schedule_payment and self.chosen_offer_kind() != "settlement"
+        return (
+            self.settings.schedule_payment
+            and self.chosen_offer_kind() != "settlement"
+            and self.proved_by != "knowledge"  # knowledge answers pay once, now
+        )
 
     # --- what each step asks (callbacks only collect replies) ---
     def on_enter_idle(self, *_: Any) -> None:
@@ -257,9 +264,8 @@ class PaymentFlow:
             pending = self.context.get(CONTACT_PENDING) or {}
             if pending:
                 sent = [str(entry["masked"]) for entry in pending.values()]
-                return Reply(
-                    "contact_code_sent", {"sent": sent, "failed": [], "masked_email": a.masked_email}
-                )
+                context = {"sent": sent, "failed": [], "masked_email": a.masked_email}
+                return Reply("contact_code_sent", context)
             return Reply("contact_review", {"masked_email": a.masked_email})
         if self.state == "offers":
             return Reply("offers", {"offers": list(a.offers), "skip_option": self.skip_option()})

@@ -160,6 +160,7 @@ async def test_opening_a_link_rotates_the_session(app, client, phone):
     await add_account(app)
     browser = Browser(client)
     await browser.get("/portal/")
+    await browser.post("/portal/lookup", {"identifier": "ACC-1001"})  # the session starts here
     before = client.session.cookie_jar.filter_cookies(client.make_url("/"))["paybot_session"].value
     await browser.get(await link_for(app, phone))
     after = client.session.cookie_jar.filter_cookies(client.make_url("/"))["paybot_session"].value

@@ -294,10 +294,10 @@ async def test_signed_already_shows_the_plan_and_signs_nothing_twice(app, client
     browser.html = sign_page
     await browser.post("/portal/plan/sign", {"kind": "typed", "signer_name": "Maria Lopez"})
     assert "Your payment plan is set up" in browser.text
-    # The link opened again: the confirmation, not a second signing.
+    # The link opened again: its purpose is done (410), and it says so; no second signing.
     again = Browser(client)
-    await again.get(link)
-    assert "Your payment plan is set up" in again.text and "Get Started" not in again.text
+    await again.get(link, status=410)
+    assert "your payment plan is set up" in again.text and "Get Started" not in again.text
 
     plans, payments, agreements = await ledger_plans(app)
     assert len(plans) == 1 and len(payments) == 3 and len(agreements) == 1
