@@ -85,4 +85,11 @@ def closed_page(request: web.Request, link: Link, standing: str) -> web.Response
         return page(request, "link_expired.html", 410)
     titles = {ledger.LINK_ACCEPTED: "Offer already accepted", ledger.LINK_PAID_OFF: "Nothing owed"}
     title = titles.get(standing, "This link has been used")
-    return page(request, "link_done.html", 410, title=title, reason=standing)
+    return page(
+        request,
+        "link_done.html",
+        410,
+        title=title,
+        reason=standing,
+        plan=link.purpose == "plan_offer",
+    )
