@@ -181,3 +181,16 @@ async def test_a_knowledge_verified_session_cannot_change_contacts_and_sends_no_
     assert "look up your account with a code" in browser.text
     assert providers.sms.outbox == [] and providers.email.outbox == []
     assert await contacts(app) == (None, None)
+
+
+async def test_a_number_verified_by_knowledge_cannot_set_an_email_by_text(app, phone, providers):
+    await knowledge_only_account(app)
+    stranger = phone("+15555550142")
+    await stranger.send("hi")
+    await stranger.send("ACC-1001")
+    assert "you are verified" in "\n".join(await stranger.send("6789 04/12/1985"))
+    await stranger.send("pay")
+    replies = await stranger.send("attacker@example.com")
+    assert "look up your account with a code" in "\n".join(replies)
+    assert providers.email.outbox == []
+    assert await contacts(app) == (None, None)
