@@ -285,7 +285,7 @@ async def save_method(request: web.Request) -> web.StreamResponse:
             step = await engine.web_step(account_id, verified_by=proof_of(request))
             return await render_step(request, step, notices=[("method_failed", {})], status=422)
         except MethodNotTaken as refused:
-            step = await engine.web_step(account_id)
+            step = await engine.web_step(account_id, verified_by=proof_of(request))
             notice = ("payment_refused", {"reason": refused.notice})
             return await render_step(request, step, notices=[notice], status=422)
     await engine.method_saved(
