@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import email_outbox, ledger
+from bot import email_outbox, ledger, second_factor
 from bot.models import Account, Message, OutboundEmail
 from bot.notifications import Notifier
 from bot.providers.sms import SmsError
@@ -57,23 +57,45 @@ def _scope(conversation_id: int, kind: str, value: str) -> str:
     return f"contact:{conversation_id}:{kind}:{value}"
 
 
+SENT, NOT_SENT, CAPPED = "sent", "not_sent", "capped"
+
+
 async def send_code(
-    session: AsyncSession, notifier: Notifier, *, kind: str, to: str, code: str, brand: str
-) -> bool:
-    """The one place a contact-change code leaves PayBot (per-destination caps go here).
-    True when the provider took it."""
+    session: AsyncSession,
+    notifier: Notifier,
+    *,
+    account_id: int,
+    kind: str,
+    to: str,
+    code: str,
+    brand: str,
+    now: datetime,
+) -> str:
+    """The one place a contact-change code leaves PayBot: SENT, NOT_SENT (opted out, refused),
+    or CAPPED (the account or the new contact had its codes for the hour or the day: the caps
+    of every code PayBot sends, bot.second_factor)."""
+    if kind == "phone" and await ledger.is_opted_out(session, to):
+        return NOT_SENT
+    try:
+        await second_factor.reserve_code(
+            session,
+            subject=second_factor.account_subject(account_id),
+            destinations=[to],
+            now=now,
+            purpose="contact_change",
+        )
+    except second_factor.CodeLimitReached:
+        return CAPPED
     body = " ".join(
         notifier.env.get_template("sms/contact_code.txt").render(brand=brand, code=code).split()
     )
     if kind == "phone":
-        if await ledger.is_opted_out(session, to):
-            return False
         try:
             await notifier.sms.send(to=to, body=body)
         except SmsError:
             log.warning("contact-change code not sent by text")
-            return False
-        return True
+            return NOT_SENT
+        return SENT
     sent = await notifier.send_email(
         to=to,
         subject=f"{brand}: your verification code",
@@ -81,7 +103,7 @@ async def send_code(
         html=f"<p>{escape(body)}</p>",
         transactional=True,  # asked for, this minute, by the customer
     )
-    return bool(sent)
+    return SENT if sent else NOT_SENT
 
 
 async def offer_codes(
@@ -91,18 +113,27 @@ async def offer_codes(
     changes: dict[str, str],
     *,
     secret_key: str,
+    account_id: int,
     conversation_id: int,
     brand: str,
     now: datetime,
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], list[str], bool]:
     """Send a code to each new contact and keep the change pending in ``context``.
-    Returns the masked contacts a code went to, and those it could not be sent to."""
-    pending: dict[str, dict[str, Any]] = {}
-    sent, failed = [], []
+    Returns the masked contacts a code went to, those it could not be sent to, and whether a
+    cap on codes was the reason."""
+    # A code already out for the same new contact stays good when no new one can be sent.
+    earlier: dict[str, dict[str, Any]] = dict(context.get(PENDING) or {})
+    pending = {k: e for k, e in earlier.items() if changes.get(k) == e.get("to")}
+    sent, failed, capped = [], [], False
     for kind, value in changes.items():
         code = new_one_time_code()
         masked = mask(kind, value) or ""
-        if await send_code(session, notifier, kind=kind, to=value, code=code, brand=brand):
+        outcome = await send_code(
+            session, notifier, account_id=account_id, kind=kind, to=value, code=code,
+            brand=brand, now=now,
+        )
+        capped = capped or outcome == CAPPED
+        if outcome == SENT:
             pending[kind] = {
                 "to": value,
                 "masked": masked,
@@ -117,7 +148,7 @@ async def offer_codes(
         context[PENDING] = pending
     else:
         context.pop(PENDING, None)
-    return sent, failed
+    return sent, failed, capped
 
 
 def check_codes(

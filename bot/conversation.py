@@ -390,12 +390,13 @@ class ConversationEngine:
             return
         if conv.id is None:
             await session.flush()
-        sent, failed = await contact_change.offer_codes(
+        sent, failed, capped = await contact_change.offer_codes(
             session,
             self.notifier,
             flow.context,
             new,
             secret_key=self.settings.secret_key,
+            account_id=account.id,
             conversation_id=conv.id,
             brand=await self.brand_for(session, account),
             now=now,
@@ -407,7 +408,12 @@ class ConversationEngine:
         turn.replies.append(
             Reply(
                 "contact_code_sent",
-                {"sent": sent, "failed": failed, "masked_email": mask_email(account.email)},
+                {
+                    "sent": sent,
+                    "failed": failed,
+                    "capped": capped,
+                    "masked_email": mask_email(account.email),
+                },
             )
         )
 

@@ -118,7 +118,10 @@ async def answer(request: web.Request) -> web.StreamResponse:
     if step.outcome is not None and step.outcome.status != "declined":
         raise web.HTTPSeeOther(f"/portal/receipt/{step.outcome.reference}")
     problems = [(r.template, r.context) for r in step.notices if r.template in PROBLEMS]
-    informs = any(r.template in INFORMS for r in step.notices)
+    informs = any(
+        r.template in INFORMS or (r.template == "contact_code_sent" and r.context.get("failed"))
+        for r in step.notices
+    )
     if problems or informs or (step.outcome and step.outcome.status == "declined"):
         return await render_step(
             request, step, notices=notices_of(step), status=422 if problems else 200

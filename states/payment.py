@@ -264,7 +264,9 @@ class PaymentFlow:
             pending = self.context.get(CONTACT_PENDING) or {}
             if pending:
                 sent = [str(entry["masked"]) for entry in pending.values()]
-                context = {"sent": sent, "failed": [], "masked_email": a.masked_email}
+                context = {
+                    "sent": sent, "failed": [], "capped": False, "masked_email": a.masked_email
+                }
                 return Reply("contact_code_sent", context)
             return Reply("contact_review", {"masked_email": a.masked_email})
         if self.state == "offers":

@@ -194,3 +194,18 @@ async def test_a_number_verified_by_knowledge_cannot_set_an_email_by_text(app, p
     assert "look up your account with a code" in "\n".join(replies)
     assert providers.email.outbox == []
     assert await contacts(app) == (None, None)
+
+
+async def test_codes_to_a_new_contact_count_against_the_caps_of_every_code(
+    app, client, phone, providers
+):
+    await add_account(app)
+    browser = Browser(client)
+    await browser.get(await link_for(app, phone))
+    await browser.step(action="start")
+    for _ in range(6):
+        await browser.step(action="continue", phone="(555) 555-0177")
+    assert len([m for m in providers.sms.outbox if m.to == NEW_PHONE]) == 5
+    assert "as many codes as we can for now" in browser.text
+    assert 'name="phone_code"' in browser.html  # the fifth code still works
+    assert await contacts(app) == ON_FILE
