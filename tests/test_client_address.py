@@ -126,6 +126,14 @@ async def test_forwarded_for_forms(app, client, forwarded: list[str], client_add
     headers = CIMultiDict(("X-Forwarded-For", value) for value in forwarded)
     response = await client.get("/portal/", headers=headers)
     assert response.status == 200
+    # A visit stores no session: the look-up starts one, with the client's address.
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', await response.text())
+    assert csrf
+    response = await client.post(
+        "/portal/lookup", data={"csrf_token": csrf.group(1), "identifier": "NOPE-1"},
+        headers=headers,
+    )
+    assert response.status == 200
     async with app[appkeys.DATABASE].session() as session:
         addresses = list(await session.scalars(select(WebSession.ip_address)))
     assert addresses == [client_address]
