@@ -30,7 +30,7 @@ def visible_text(html: str) -> str:
 def normalized(text: str) -> str:
     """Random per-session values (CSRF and cookie tokens) are not what is compared."""
     text = re.sub(r'name="csrf_token" value="[^"]+"', 'name="csrf_token" value="*"', text)
-    return re.sub(r"paybot_session=[^;]+", "paybot_session=*", text)
+    return re.sub(r"(paybot_session|paybot_form)=[^;]+", r"\1=*", text)
 
 
 class Visitor:
