@@ -1,7 +1,7 @@
 """links: when a link's preset payment was made (its purpose is done: it answers 410)
 
 Revision ID: 0010
-Revises: 0011
+Revises: 0009
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 import bot.models
 
 revision = '0010'
-down_revision = '0011'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 

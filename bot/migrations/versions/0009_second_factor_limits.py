@@ -1,6 +1,6 @@
 """second factor limits: codes capped per account and destination, back-off per client
 
-Revision ID: 0011
+Revision ID: 0009
 Revises: 0008
 """
 
@@ -9,7 +9,7 @@ from alembic import op
 
 import bot.models
 
-revision = '0011'
+revision = '0009'
 down_revision = '0008'
 branch_labels = None
 depends_on = None
