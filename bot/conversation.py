@@ -1402,12 +1402,7 @@ class ConversationEngine:
         if wait:
             turn.replies.append(_wait_reply(wait))
             return
-        texts_allowed, brand = False, ""
-        if account is not None and (account.phone or account.email):
-            texts_allowed = bool(account.phone) and not await ledger.is_opted_out(
-                session, account.phone or ""
-            )
-            brand = await self.brand_for(session, account)
+        texts_allowed, brand = await self.code_sender(session, account)
         try:
             challenge = await second_factor.open_challenge(
                 session,
@@ -1578,6 +1573,19 @@ class ConversationEngine:
             )
         self._creditors[code] = (terms, now)
         return terms
+
+    async def code_sender(
+        self, session: AsyncSession, account: Account | None
+    ) -> tuple[bool, str]:
+        """Whether a one-time code may go by text to the account's phone (it has one and it
+        is not opted out), and the brand that signs it: ``(False, "")`` for an unknown account
+        or one with no contact, which gets no code at all."""
+        if account is None or not (account.phone or account.email):
+            return False, ""
+        texts_allowed = bool(account.phone) and not await ledger.is_opted_out(
+            session, account.phone or ""
+        )
+        return texts_allowed, await self.brand_for(session, account)
 
     async def brand_for(self, session: AsyncSession, account: Account) -> str:
         creditor = await self._creditor(session, account)

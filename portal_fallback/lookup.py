@@ -92,12 +92,7 @@ async def lookup(request: web.Request) -> web.StreamResponse:
             db, subject=subject, client=client_key(request), now=now
         )
         if not waiting:
-            texts_allowed, brand = False, ""
-            if account is not None and (account.phone or account.email):
-                texts_allowed = bool(account.phone) and not await ledger.is_opted_out(
-                    db, account.phone or ""
-                )
-                brand = await engine.brand_for(db, account)
+            texts_allowed, brand = await engine.code_sender(db, account)
             try:
                 challenge = await second_factor.open_challenge(
                     db,
