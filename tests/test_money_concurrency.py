@@ -1,0 +1,133 @@
+"""One payment, confirmed at the same moment by text, on the web and by the worker: one charge at
+the processor, one Paid row, the balance lowered once, and every channel told something true.
+
+The SMS conversation and the portal share one flow, so the customer's AGREE by text and her
+"I agree" on the web page confirm the same payment; the worker is the third party that completes
+a payment (a due row, or one whose charge answer was lost). tests/test_payments_stripe.py already
+races two AGREEs by text (with and without the shared Redis lock, and held inside their turns on
+PostgreSQL); these add the web page and the worker to the race."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot import appkeys
+from bot.models import Account, Payment
+from tests.seed import CONFIRM_STEPS, add_account
+from tests.test_portal import csrf_of, state_of, visible_text
+from tests.test_worker import make_worker
+
+BALANCE = 125000
+# Who starts first: asyncio runs the three in this order up to their first wait, so each order
+# gives a different one the head start (the ledger, not the order, must decide).
+ORDERS = [("sms", "web", "worker"), ("web", "worker", "sms"), ("worker", "sms", "web")]
+
+
+async def at_once(order: tuple[str, ...], **parties: Awaitable[Any]) -> dict[str, Any]:
+    results = await asyncio.gather(*(parties[name] for name in order))
+    return dict(zip(order, results, strict=True))
+
+
+async def at_agreement_on_both_channels(client, phone) -> tuple[object, str]:  # type: ignore[no-untyped-def]
+    """Maria takes $50.00 now to the AGREE step by text, and opens the link she was texted: the
+    web page shows the same payment's agreement."""
+    maria = phone()
+    link = None
+    for text in CONFIRM_STEPS:
+        (reply,) = await maria.send(text)
+        found = re.search(r"https://paybot\.test(/p/\S+)", reply)
+        link = found[1] if found else link
+    assert reply.startswith("Reply AGREE to authorize this payment"), reply
+    assert link is not None
+    response = await client.get(link)
+    page = await response.text()
+    assert response.status == 200 and state_of(page) == "agreement", visible_text(page)[:300]
+    assert "$50.00" in visible_text(page)
+    return maria, page
+
+
+async def agree_on_the_web(client, page: str) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    response = await client.post("/portal/pay", data={
+        "csrf_token": csrf_of(page), "state": "agreement", "action": "agree",
+        "esign_consent": "yes", "accept": "yes",
+    })
+    return response.status, visible_text(await response.text())
+
+
+async def ledger(app) -> tuple[list[Payment], int]:  # type: ignore[no-untyped-def]
+    async with app[appkeys.DATABASE].session() as session:
+        rows = list(await session.scalars(select(Payment).order_by(Payment.id)))
+        return rows, int(await session.scalar(select(Account.balance_cents)))
+
+
+def told_about(text: str, reference: str, balance_after: str) -> bool:
+    """A sensible answer about the one payment: it is done or already on its way (naming it), or,
+    for the channel that came second, the balance it already lowered."""
+    return (reference in text and bool(
+        re.search(r"paid|Paid|Thank you|being processed|already", text)
+    )) or balance_after in text
+
+
+@pytest.mark.parametrize("order", ORDERS, ids="-".join)
+async def test_pay_now_confirmed_at_once_by_text_on_the_web_and_while_the_worker_runs(
+    app, client, phone, clock, providers, order
+):
+    await add_account(app)
+    maria, page = await at_agreement_on_both_channels(client, phone)
+
+    answers = await at_once(order, sms=maria.send("agree"), web=agree_on_the_web(client, page),
+                            worker=make_worker(app).run_once())
+    by_text, (web_status, on_the_web), report = answers["sms"], answers["web"], answers["worker"]
+
+    (payment,), balance = await ledger(app)
+    assert (payment.status, payment.amount_cents) == ("paid", 5000)
+    assert len(providers.payments.charges) == 1
+    assert balance == BALANCE - 5000
+    assert (report.claimed, report.paid) == (0, 0)  # the worker takes no flow's payment
+    assert web_status < 500
+    texted = "\n".join(by_text)
+    assert told_about(texted, payment.reference, "$1,200.00"), texted
+    assert told_about(on_the_web, payment.reference, "$1,200.00"), on_the_web[:500]
+
+    # Later passes (after the recovery delay too) find nothing left to complete.
+    clock.advance(timedelta(minutes=15))
+    assert (await make_worker(app).run_once()).recovered == 0
+    assert len(providers.payments.charges) == 1 and (await ledger(app))[1] == BALANCE - 5000
+
+
+@pytest.mark.parametrize("order", ORDERS, ids="-".join)
+async def test_a_charge_whose_answer_was_lost_is_completed_once_by_text_web_and_worker(
+    app, client, phone, clock, providers, order
+):
+    """The processor charged but its answer never came back (a timeout): the payment waits in
+    Processing. Then, at once, Maria says AGREE again, taps "I agree" again on the web page, and
+    the worker's recovery pass comes round. The processor holds one charge; the ledger one Paid
+    row; the balance goes down once."""
+    await add_account(app)
+    maria, page = await at_agreement_on_both_channels(client, phone)
+    providers.payments.lose_next_charge_response = True
+    (first,) = await maria.send("agree")
+    (waiting,), balance = await ledger(app)
+    assert waiting.status == "processing" and balance == BALANCE, (waiting.status, first)
+    assert len(providers.payments.charges) == 1
+
+    clock.advance(timedelta(minutes=11))  # past the worker's recovery delay
+    answers = await at_once(order, sms=maria.send("agree"), web=agree_on_the_web(client, page),
+                            worker=make_worker(app).run_once())
+    by_text, (web_status, on_the_web), report = answers["sms"], answers["web"], answers["worker"]
+
+    (payment,), balance = await ledger(app)
+    assert payment.id == waiting.id and payment.status == "paid"
+    assert len(providers.payments.charges) == 1
+    assert balance == BALANCE - 5000
+    assert report.claimed == 0 and report.recovered <= 1
+    assert web_status < 500
+    texted = "\n".join(by_text)
+    assert texted and "Traceback" not in texted and "Traceback" not in on_the_web
