@@ -13,12 +13,19 @@ folder). To search further afield locally: PAYBOT_PROPERTY_EXAMPLES=500 PAYBOT_P
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 import pytest
+
+# Hypothesis keeps caches (the constants it reads from the source) in ./.hypothesis unless told
+# otherwise: not in the repository.
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "paybot-hypothesis")
+)
 from hypothesis import HealthCheck, Phase, example, given, seed
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
