@@ -301,7 +301,8 @@ class World:
     async def run_worker(self, days: int) -> None:
         self.clock.set(local(self.today() + timedelta(days=days), 10))
         report = await make_worker(self.app).run_once()
-        self.log.append(f"    worker on {self.today()}: {report}")
+        done = {name: n for name, n in vars(report).items() if n}
+        self.log.append(f"    worker on {self.today()}: {done or 'nothing to do'}")
 
     async def stripe_event(self, pick: int, outcome: str, kind: str) -> None:
         """A signed Stripe event about one of the payments the processor holds: its outcome
