@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from bot import appkeys
 from bot.models import Account, Payment
+from bot.providers.payments import ChargeResult, SandboxGateway
 from tests.seed import CONFIRM_STEPS, add_account
 from tests.test_portal import csrf_of, state_of, visible_text
 from tests.test_worker import make_worker
@@ -131,3 +132,75 @@ async def test_a_charge_whose_answer_was_lost_is_completed_once_by_text_web_and_
     assert web_status < 500
     texted = "\n".join(by_text)
     assert texted and "Traceback" not in texted and "Traceback" not in on_the_web
+
+
+class HoldingGateway:
+    """The sandbox, except that once armed, the next charge waits inside the processor call
+    until released: the party that charges first is held there while the other one acts."""
+
+    def __init__(self, inner: SandboxGateway) -> None:
+        self.inner = inner
+        self.armed = False
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def charge(self, **kwargs: Any) -> ChargeResult:
+        if self.armed:
+            self.armed = False
+            self.entered.set()
+            await self.release.wait()
+        return await self.inner.charge(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class TestPayingOffAPlanOnTheDayAnInstallmentIsDue:
+    """Maria pays her plan off by text (EXTRA, FULL, YES) on the day an installment is due, while
+    the worker charges that installment: whichever reaches the processor first is held inside
+    its charge while the other acts. Together they never take more than the balance, the
+    processor holds exactly the charges the ledger records, and nothing is left Scheduled once
+    the balance is 0."""
+
+    @pytest.fixture
+    def gateway(self) -> HoldingGateway:
+        return HoldingGateway(SandboxGateway())
+
+    @pytest.mark.parametrize("first", ["sms", "worker"])
+    async def test_never_more_than_the_balance(self, app, client, phone, clock, gateway, first):
+        from tests.money_world import World
+        from tests.test_money_properties import AgentPlanOffer
+
+        await add_account(app)
+        world = World(app=app, client=client, clock=clock, gateway=gateway.inner, phone=phone())
+        await AgentPlanOffer(3, 7).run(world)  # 3 x $416.67, through the API
+        await world.sign_plan_by_text()
+        rows, _ = await ledger(app)
+        assert [p.status for p in rows] == ["scheduled"] * 3, world.log
+        clock.set(clock.now() + timedelta(days=7))  # the first installment is due today
+        for text in ("MENU", "EXTRA"):
+            await world.sms(text)
+        confirm = await world.sms("FULL")
+        assert confirm.startswith("Pay $1,250.00 now from Visa ending 4242?"), confirm
+
+        gateway.armed = True
+        pay_off = world.phone.send("yes")
+        worker = make_worker(app).run_once()
+        held = asyncio.create_task(pay_off if first == "sms" else worker)
+        async with asyncio.timeout(60):
+            await gateway.entered.wait()
+            other = await (worker if first == "sms" else pay_off)
+            gateway.release.set()
+            answers = {first: await held, "worker" if first == "sms" else "sms": other}
+
+        rows, balance = await ledger(app)
+        paid = [p for p in rows if p.status == "paid"]
+        story = [(p.amount_cents, p.status, p.installment_number) for p in rows]
+        assert sum(p.amount_cents for p in paid) <= BALANCE, story
+        assert balance == BALANCE - sum(p.amount_cents for p in paid), story
+        charged = [p for p in rows if p.status in ("paid", "declined")]
+        assert len(gateway.inner.charges) == len(charged), story
+        if balance == 0:
+            assert not [p for p in rows if p.status in ("scheduled", "processing")], story
+        texted = "\n".join(answers["sms"])
+        assert texted and "Traceback" not in texted
