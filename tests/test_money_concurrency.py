@@ -5,7 +5,8 @@ The SMS conversation and the portal share one flow, so the customer's AGREE by t
 "I agree" on the web page confirm the same payment; the worker is the third party that completes
 a payment (a due row, or one whose charge answer was lost). tests/test_payments_stripe.py already
 races two AGREEs by text (with and without the shared Redis lock, and held inside their turns on
-PostgreSQL); these add the web page and the worker to the race."""
+PostgreSQL); these add the web page and the worker to the race, and the worker charging a plan's
+due installment while the customer pays the plan off by text."""
 
 from __future__ import annotations
 
@@ -169,11 +170,10 @@ class TestPayingOffAPlanOnTheDayAnInstallmentIsDue:
     @pytest.mark.parametrize("first", ["sms", "worker"])
     async def test_never_more_than_the_balance(self, app, client, phone, clock, gateway, first):
         from tests.money_world import World
-        from tests.test_money_properties import AgentPlanOffer
 
         await add_account(app)
         world = World(app=app, client=client, clock=clock, gateway=gateway.inner, phone=phone())
-        await AgentPlanOffer(3, 7).run(world)  # 3 x $416.67, through the API
+        await world.agent_plan_offer(3, world.today() + timedelta(days=7))  # 3 x $416.67
         await world.sign_plan_by_text()
         rows, _ = await ledger(app)
         assert [p.status for p in rows] == ["scheduled"] * 3, world.log
