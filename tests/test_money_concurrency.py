@@ -22,6 +22,7 @@ from sqlalchemy import select
 from bot import appkeys
 from bot.models import Account, Payment
 from bot.providers.payments import ChargeResult, SandboxGateway
+from tests.money_world import World
 from tests.seed import CONFIRM_STEPS, add_account
 from tests.test_portal import csrf_of, state_of, visible_text
 from tests.test_worker import make_worker
@@ -169,8 +170,6 @@ class TestPayingOffAPlanOnTheDayAnInstallmentIsDue:
 
     @pytest.mark.parametrize("first", ["sms", "worker"])
     async def test_never_more_than_the_balance(self, app, client, phone, clock, gateway, first):
-        from tests.money_world import World
-
         await add_account(app)
         world = World(app=app, client=client, clock=clock, gateway=gateway.inner, phone=phone())
         await world.agent_plan_offer(3, world.today() + timedelta(days=7))  # 3 x $416.67
