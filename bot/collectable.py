@@ -158,22 +158,25 @@ async def locked_collectable(session: AsyncSession, account_id: int) -> Collecta
 
 
 async def fit_scheduled(
-    session: AsyncSession, account_id: int, *, at: datetime
+    session: AsyncSession, account_id: int, *, at: datetime, state: Collectable | None = None
 ) -> list[tuple[Payment, int]]:
     """Cut Scheduled payments (the latest first) until what is taken or promised fits the
-    balance again; one cut to 0 is canceled. Call with the account locked. Returns each changed
-    payment with its amount before.
+    balance again; one cut to 0 is canceled. Call with the account locked (``state``, when the
+    caller has read it since). Returns each changed payment with its amount before.
 
     Nothing is cut while a settlement is on its way: if its bank debit fails, the installments
-    are still owed; once it is Paid, ``settle`` cancels them."""
-    state = await collectable(
-        session,
-        account_id,
-        balance_cents=int(
-            await session.scalar(select(Account.balance_cents).where(Account.id == account_id))
-            or 0
-        ),
-    )
+    are still owed; once it is Paid, ``settle`` cancels them. Meanwhile the worker holds them."""
+    if state is None:
+        state = await collectable(
+            session,
+            account_id,
+            balance_cents=int(
+                await session.scalar(
+                    select(Account.balance_cents).where(Account.id == account_id)
+                )
+                or 0
+            ),
+        )
     excess = state.committed_cents - state.balance_cents
     if state.settling or excess <= 0:
         return []

@@ -201,6 +201,7 @@ class PassReport:
     unavailable: int = 0  # left processing for the next pass
     released: int = 0  # claimed but not sent (stop, processor down): back to scheduled
     held: int = 0  # due, but quiet hours in the customer's zone
+    held_for_settlement: int = 0  # due, but a settlement on its way may settle the account
     needs_review: int = 0
     retries_scheduled: int = 0
     kept: int = 0  # someone else (a Stripe event) recorded the outcome first
@@ -623,7 +624,7 @@ class Worker:
         jobs: list[_Job] = []
         taken: list[Any] = []
         async with self.database.session() as session:
-            closed = await self._fit_to_balances(session, ids, now)
+            closed, settling = await self._fit_to_balances(session, ids, now)
             rows = (
                 await session.execute(
                     select(
@@ -646,6 +647,9 @@ class Worker:
                 if row.plan_status == "canceled":
                     continue  # the cancellation cancels the rows; never charge meanwhile
                 if row.scheduled_for > local_today(now, row.timezone):
+                    continue
+                if row.account_id in settling:
+                    report.held_for_settlement += 1
                     continue
                 rules = await self._rules(session, row.creditor_code)
                 if self._held(now, row.timezone, rules):
@@ -676,18 +680,30 @@ class Worker:
         await self._send_notices([n for n in notices if n is not None])
         return jobs
 
-    async def _fit_to_balances(self, session: Any, ids: list[int], now: datetime) -> list[Plan]:
+    async def _fit_to_balances(
+        self, session: Any, ids: list[int], now: datetime
+    ) -> tuple[list[Plan], set[int]]:
         """The rule of bot/collectable.py before anything is charged: on each account of the
         batch (locked, in id order, before its payments, as every other writer does) what is
         scheduled beyond the balance is cut, the latest installments first; a plan left with
-        nothing to charge is closed as paid in full. Returns the plans closed."""
+        nothing to charge is closed as paid in full. Returns the plans closed, and the accounts
+        whose settlement is on its way: their scheduled payments wait (charged, they would come
+        on top of a settlement that settles everything; canceled, they would be lost if its bank
+        debit fails)."""
         account_ids = sorted(set(await session.scalars(
             select(Payment.account_id).where(Payment.id.in_(ids), Payment.status == "scheduled")
         )))
         closed: list[Plan] = []
+        settling: set[int] = set()
         for account_id in account_ids:
-            await collectable.lock_account(session, account_id)
-            cuts = await collectable.fit_scheduled(session, account_id, at=now)
+            account = await collectable.lock_account(session, account_id)
+            state = await collectable.collectable(
+                session, account_id, balance_cents=account.balance_cents
+            )
+            if state.settling:
+                settling.add(account_id)
+                continue
+            cuts = await collectable.fit_scheduled(session, account_id, at=now, state=state)
             if not cuts:
                 continue
             await ledger.audit(
@@ -698,7 +714,7 @@ class Worker:
             )
             plan_ids = {p.plan_id for p, _ in cuts if p.plan_id is not None}
             closed += await collectable.close_paid_plans(session, plan_ids, at=now)
-        return closed
+        return closed, settling
 
     async def _plan_paid_notice(self, session: Any, plan: Plan, now: datetime) -> int | None:
         """The customer's email that the plan is paid in full, queued with the change."""

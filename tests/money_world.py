@@ -131,7 +131,14 @@ class World:
                 self.settled_by[p.id] = ORIGINAL - sum(
                     q.amount_cents for q in others if q.status in IN_HAND
                 )
-        promised = sum(p.amount_cents for p in others if p.status in ACTIVE) + sum(
+        # A payment still Scheduled under a settlement on its way is held, never charged: it is
+        # owed again only if the settlement's bank debit fails, and is canceled once it is Paid.
+        on_its_way = any(
+            ledger.is_settlement(p) and p.status in ("pending", "processing")
+            for p in ledger.payments
+        )
+        counted = IN_HAND if on_its_way else ACTIVE
+        promised = sum(p.amount_cents for p in others if p.status in counted) + sum(
             self.settled_by[p.id]
             for p in ledger.payments
             if ledger.is_settlement(p) and p.status in IN_HAND

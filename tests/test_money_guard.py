@@ -309,6 +309,49 @@ async def test_a_paid_settlement_settles_and_cancels_what_was_still_scheduled(
     assert reply == "Your balance is $0.00, so nothing is due. Thank you!"
 
 
+async def test_the_worker_holds_what_is_scheduled_while_a_settlement_is_on_its_way(
+    app, client, phone, clock
+):
+    """$700 owed under a 3 x $100 plan; the $300 settlement is paid by bank and Pending. The
+    installment due meanwhile is held, not charged on top of a settlement that settles
+    everything; once the bank debit fails it is owed again and the worker charges it."""
+    account = await add_account(app, balance="700.00", methods=("pm_usBankAccount",))
+    await add_settlement(app, account, 30000)
+    maria = await sign_plan_by_text(app, phone, account)
+    await maria.send("pay")
+    (offers,) = await maria.send("ok")
+    assert "1) Pay $300.00 by Dec 31, 2026 and settle in full" in offers, offers
+    for text in ["1", "1", "yes"]:
+        await maria.send(text)
+    (done,) = await maria.send("agree")
+    assert "$300.00" in done and "pending" in done.lower(), done
+
+    clock.set(local(date(2026, 12, 1), 10))
+    report = await make_worker(app, outreach=False).run_once()
+    assert (report.claimed, report.held_for_settlement, report.errors) == (0, 1, 0)
+    balance, rows = await ledger_of(app)
+    assert (balance, rows) == (
+        70000,
+        [(10000, "scheduled"), (10000, "scheduled"), (10000, "scheduled"), (30000, "pending")],
+    )
+
+    async with app[appkeys.DATABASE].session() as session:
+        settlement = await session.scalar(select(Payment).where(Payment.amount_cents == 30000))
+    status, _ = await post_event(
+        client,
+        intent_event("payment_intent.payment_failed", settlement.processor_id, amount=30000,
+                     reference=settlement.reference, failure_code="insufficient_funds"),
+    )
+    assert status == 200
+    await run_worker_on(app, clock, date(2026, 12, 2))
+    balance, rows = await ledger_of(app)
+    # The installment goes from the same bank account: Pending until it clears.
+    assert (balance, rows) == (
+        70000,
+        [(10000, "pending"), (10000, "scheduled"), (10000, "scheduled"), (30000, "declined")],
+    )
+
+
 async def test_offers_with_no_saving_against_what_is_open_are_not_shown(app, phone):
     """$700 owed, $300 of it scheduled: a $500 settlement saves nothing on the $400 open."""
     account = await add_account(app, balance="700.00")
