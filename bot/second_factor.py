@@ -87,8 +87,10 @@ async def reserve_code(
     number, an email address), or raise CodeLimitReached and count nothing. Every code PayBot
     sends goes through here first, in the transaction that records it.
 
-    Callers on SQLite hold `Database.writer()`; on PostgreSQL an advisory lock per cap makes
-    two look-ups at once count one after the other.
+    Two reservations at once count one after the other, whoever calls and from whichever
+    process: on PostgreSQL an advisory lock per cap; on SQLite the database's one write lock,
+    taken by a write before anything is read (`Database.writer()` orders only the writers of
+    one process, and `paybot chat` or a second server share the file).
     """
     keys = sorted({subject, *(destination_key(d) for d in destinations if d)})
     if session.get_bind().dialect.name == "postgresql":
@@ -97,6 +99,11 @@ async def reserve_code(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_number(key)}
             )
     hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)
+    # What no cap reads any more goes: the table holds about a day of sends. First, because on
+    # SQLite this write takes the write lock (even when it deletes nothing) before the count.
+    await session.execute(
+        delete(CodeSend).where(CodeSend.cap_key.in_(keys), CodeSend.sent_at <= day_ago)
+    )
     rows = await session.execute(
         select(
             CodeSend.cap_key,
@@ -109,10 +116,6 @@ async def reserve_code(
     for _key, last_hour, last_day in rows:
         if (last_hour or 0) >= CODES_PER_HOUR or last_day >= CODES_PER_DAY:
             raise CodeLimitReached
-    # What no cap reads any more goes: the table holds about a day of sends.
-    await session.execute(
-        delete(CodeSend).where(CodeSend.cap_key.in_(keys), CodeSend.sent_at <= day_ago)
-    )
     session.add_all(CodeSend(cap_key=key, purpose=purpose, sent_at=now) for key in keys)
     await session.flush()
 

@@ -4,6 +4,7 @@ keep going to the contacts on file."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from sqlalchemy import select, update
@@ -209,3 +210,40 @@ async def test_codes_to_a_new_contact_count_against_the_caps_of_every_code(
     assert "as many codes as we can for now" in browser.text
     assert 'name="phone_code"' in browser.html  # the fifth code still works
     assert await contacts(app) == ON_FILE
+
+
+async def test_two_writers_capping_the_same_new_contact_send_no_more_than_the_cap(
+    app, client, providers, clock
+):
+    """Two accounts (served by two processes sharing the ledger: `paybot serve` and
+    `paybot chat`, each with a writer queue of its own) send a code to the same new number at
+    once while it has had 4 this hour: one more goes, never two."""
+    from bot.contact_change import CAPPED, SENT, send_code
+    from bot.db import Database
+
+    first = await add_account(app)
+    second = await add_account(app, ref="ACC-1002", phone="+15555550101", email="z@example.com")
+    engine = app[appkeys.ENGINE]
+    database = app[appkeys.DATABASE]
+    other_process = Database(database.url)
+    now = clock.now()
+    async def code_to_new_phone(db, account_id: int) -> str:  # type: ignore[no-untyped-def]
+        async with db.writer(), db.session() as session:
+            outcome = await send_code(
+                session, engine.notifier, account_id=account_id, kind="phone", to=NEW_PHONE,
+                code="123456", brand="Northwind Recovery", now=now,
+            )
+            await session.commit()
+            return outcome
+
+    try:
+        for _ in range(4):
+            assert await code_to_new_phone(database, first.id) == SENT
+        await other_process.ping()  # connected: both start at once
+        outcomes = await asyncio.gather(
+            code_to_new_phone(database, first.id), code_to_new_phone(other_process, second.id)
+        )
+    finally:
+        await other_process.close()
+    assert sorted(outcomes) == [CAPPED, SENT]
+    assert len([m for m in providers.sms.outbox if m.to == NEW_PHONE]) == 5
