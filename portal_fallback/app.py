@@ -152,6 +152,15 @@ async def with_session(request: web.Request, handler):  # type: ignore[no-untype
                     raise refusal
                 if refusal is not None:
                     return refusal
+        else:
+            ended = await sessions.ended_link_session(db, request.cookies.get(sessions.COOKIE), now)
+            link = await db.get(Link, ended.link_id) if ended is not None else None
+            if link is not None:
+                # Ended with its link (which caps it): say so, with what to do, as the link
+                # does; the look-up and the other pages for anyone still answer as usual.
+                standing = await ledger.link_standing(db, link, now)
+                if standing is not None and request.path not in link_scope.ANYONE:
+                    return link_scope.closed_page(request, link, standing)
     return await handler(request)
 
 

@@ -93,6 +93,21 @@ async def load_session(
     return row
 
 
+async def ended_link_session(
+    session: AsyncSession, token: str | None, now: datetime
+) -> WebSession | None:
+    """The session behind ``token`` if it was opened by a link and has run out (not signed
+    out): its page then says why, as the link itself would, instead of starting over."""
+    if not token or len(token) > 100:
+        return None
+    row = await session.scalar(
+        select(WebSession).where(WebSession.token_sha256 == token_digest(token))
+    )
+    if row is None or row.revoked_at is not None or row.expires_at > now or row.link_id is None:
+        return None
+    return row
+
+
 async def start_session(
     request: web.Request,
     session: AsyncSession,

@@ -130,8 +130,15 @@ async def test_a_session_lives_no_longer_than_its_link(app, client, clock):
         link = await session.scalar(select(Link))
     assert row.expires_at == link.expires_at  # the link's end caps the idle timeout
     clock.advance(timedelta(minutes=15))  # 65 minutes: the link has expired, and its session
-    response = await client.get("/portal/pay", allow_redirects=False)
-    assert response.status == 303 and response.headers["Location"] == "/portal/"
+    # The customer is told what happened and what to do, as the link itself would tell them.
+    for path in ("/portal/pay", "/portal/methods"):
+        response = await client.get(path, allow_redirects=False)
+        text = await response.text()
+        assert response.status == 410, (path, response.status)
+        assert "This link has expired" in text and "text <strong>LINK</strong>" in text
+    # The look-up still opens the portal afresh.
+    response = await client.get("/portal/", allow_redirects=False)
+    assert response.status == 200 and 'name="identifier"' in await response.text()
 
 
 async def test_a_cookieless_visit_to_the_portal_stores_no_session(app, client, providers):
