@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import contact_change, email_outbox, ledger, plan_changes, second_factor
@@ -782,18 +782,16 @@ class ConversationEngine:
             )
 
     async def _balance_reply(self, session: AsyncSession, account: Account) -> Reply:
-        pending = await session.scalar(
-            select(func.coalesce(func.sum(Payment.amount_cents), 0)).where(
-                Payment.account_id == account.id,
-                Payment.status.in_(("processing", "pending")),
-            )
-        )
+        """The balance, and what is still owed once scheduled and pending payments are counted
+        (the one rule, bot.collectable, in its own words): what is on its way is no news to
+        repeat, what is left to pay is."""
+        state = await collectable(session, account.id, balance_cents=account.balance_cents)
         return Reply(
             "balance",
             {
                 "balance_cents": account.balance_cents,
                 "description": account.description,
-                "pending_cents": int(pending or 0),
+                "reason": state.explanation() if state.committed_cents else "",
             },
         )
 

@@ -406,7 +406,8 @@ async def test_bank_payment_is_pending_and_the_balance_waits(app, client, phone)
     assert [p["status"] for p in account["payments"]] == ["Pending"]
     (balance,) = await maria.send("balance")
     assert balance == (
-        "Your balance on Acme Card ending 4821 is $1,250.00. Payments in progress: $100.00."
+        "Your balance on Acme Card ending 4821 is $1,250.00. You owe $1,150.00 after your "
+        "scheduled and pending payments."
     )
 
 

@@ -625,3 +625,52 @@ async def test_two_payments_of_everything_at_once_take_it_once(app, client):
     ] or results == ["You owe $0.00.", "paid"], results
     balance, rows = await ledger_of(app)
     assert (balance, rows) == (0, [(30000, "paid")])
+
+
+# --------------------------------------------------------------------------- BALANCE
+
+
+async def test_balance_by_text_says_what_is_owed_after_scheduled_and_pending_payments(
+    app, phone
+):
+    """BALANCE tells what is owed and what is still open once scheduled and pending payments
+    are counted (the rule's own words), in GSM-7 and at most two segments."""
+    from bot.gsm7 import is_gsm7, segment_count
+
+    account = await add_account(app, balance="328.10", methods=("pm_usBankAccount",))
+    maria = phone()
+    (before,) = await maria.send("BALANCE")
+    assert before == "Your balance on Acme Card ending 4821 is $328.10."
+
+    await sign_plan_by_text(app, phone, account)
+    (scheduled,) = await maria.send("BALANCE")
+    assert scheduled == (
+        "Your balance on Acme Card ending 4821 is $328.10. You owe $28.10 after your scheduled "
+        "and pending payments."
+    )
+    for text in ["pay", "ok", "FULL", "1", "now", "yes", "agree"]:  # by bank: Pending
+        await maria.send(text)
+    _, rows = await ledger_of(app)
+    assert (2810, "pending") in rows
+    (everything,) = await maria.send("BALANCE")
+    assert everything == (
+        "Your balance on Acme Card ending 4821 is $328.10. You owe $0.00 after your scheduled "
+        "and pending payments, so nothing more is due."
+    )
+    for reply in (before, scheduled, everything):
+        assert is_gsm7(reply) and segment_count(reply) <= 2
+
+
+async def test_balance_by_text_with_a_settlement_on_its_way(app, phone, clock):
+    account = await add_account(app, balance="700.00", methods=("pm_usBankAccount",))
+    await add_settlement(app, account, 50000)
+    maria = phone()
+    for text in ["pay", "ok", "1", "1", "yes", "agree"]:
+        await maria.send(text)
+    _, rows = await ledger_of(app)
+    assert rows == [(50000, "pending")], rows
+    (reply,) = await maria.send("BALANCE")
+    assert reply == (
+        "Your balance on Acme Card ending 4821 is $700.00. Your settlement payment is on its "
+        "way and settles this account, so nothing more is due."
+    )

@@ -7,6 +7,7 @@ from importlib import resources
 
 import pytest
 
+from bot.collectable import Collectable
 from bot.gsm7 import is_gsm7, segment_count
 from bot.payments import PaymentOutcome
 from bot.plan_changes import DateChange, PlanRules, PlanStatus
@@ -179,8 +180,14 @@ CONTEXTS: dict[str, list[dict]] = {
         {
             "balance_cents": BIG,
             "description": "Acme Platinum Rewards Card ending 4821",
-            "pending_cents": BIG,
+            "reason": reason,
         }
+        for reason in (
+            "",
+            Collectable(BIG, BIG, settling=True).explanation(),
+            Collectable(BIG, BIG, settling=False).explanation(),
+            Collectable(BIG, 1, settling=False).explanation(),
+        )
     ],
     "link": [{"link_hours": 72}],
     "did_not_understand": [
