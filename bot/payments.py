@@ -384,6 +384,7 @@ async def apply_charge_result(
     if payment.status == "paid":
         return False  # a late or repeated event never undoes or repeats a completed payment
     new_status = {"requires_action": "declined"}.get(status, status)
+    counted = payment.status in {"pending", "processing"}
     payment.status = new_status
     payment.processor_id = processor_id or payment.processor_id
     payment.failure_code = failure_code if new_status == "declined" else None
@@ -394,6 +395,11 @@ async def apply_charge_result(
         settlement = offer if offer is not None and offer.kind == "settlement" else None
     if settlement is not None:
         await _settlement_moved(session, settlement, payment, at=at)
+    if counted and new_status == "declined" and payment.plan_id is not None:
+        # plan_changes builds on this module: imported here, where an EXTRA fails.
+        from bot.plan_changes import give_back_extra
+
+        await give_back_extra(session, payment, at=at)
     if new_status == "paid":
         # The row is locked and read afresh: two writers must not both lower the same balance.
         account = await session.get(

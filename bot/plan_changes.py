@@ -23,7 +23,7 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import ledger
+from bot import collectable, ledger
 from bot.config import FlowSettings
 from bot.models import Account, AuditEvent, Payment, PaymentMethod, Plan
 from bot.money import format_cents
@@ -431,6 +431,58 @@ async def _settle_extra(
         remaining_cents=remaining,
     )
     return ExtraPayment(outcome, applied=True, reduced=reduced, remaining_cents=remaining)
+
+
+async def give_back_extra(session: AsyncSession, payment: Payment, *, at: datetime) -> None:
+    """An EXTRA that counted (Pending by bank, or Processing) has failed after all: the
+    installments it lowered are owed again, so they are scheduled again as they were, in the
+    transaction that records the failure. Only rows still as the EXTRA left them, and never
+    beyond what is open (bot/collectable.py): the balance may have moved meanwhile."""
+    if payment.plan_id is None or payment.installment_number is not None:
+        return  # not an EXTRA, or one given back (or declined at once) already
+    changes = await session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.kind == EXTRA_PAID, AuditEvent.account_id == payment.account_id)
+        .order_by(AuditEvent.id)
+    )
+    change = next((e for e in changes if (e.detail or {}).get("reference") == payment.reference),
+                  None)
+    if change is None:
+        return  # no EXTRA of a plan lowered anything with this payment
+    plan_id, payment.plan_id = payment.plan_id, None  # as a decline at once leaves it
+    plan = await session.get(Plan, plan_id, with_for_update=True, populate_existing=True)
+    if plan is None or plan.status != "active":
+        return
+    account = await collectable.lock_account(session, payment.account_id)
+    await session.flush()  # the failed EXTRA no longer counts as on its way
+    room = (await collectable.collectable(
+        session, account.id, balance_cents=account.balance_cents
+    )).open_cents
+    lowered = {str(r["reference"]): (int(r["old_cents"]), int(r["new_cents"]))
+               for r in change.detail.get("reduced") or []}
+    rows = await session.scalars(
+        select(Payment)
+        .where(Payment.plan_id == plan.id, Payment.reference.in_(list(lowered)))
+        .order_by(Payment.scheduled_for, Payment.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    given = []
+    for row in rows:
+        old, new = lowered[row.reference]
+        as_left = row.amount_cents == new and (
+            row.status == "scheduled" or (row.status == "canceled" and row.failure_code is None)
+        )
+        if room <= 0 or not as_left:
+            continue  # charged, cut or settled meanwhile: left as it now stands
+        back = min(old - new, room)
+        row.amount_cents, row.status, row.updated_at = new + back, "scheduled", at
+        room -= back
+        given.append({"reference": row.reference, "old_cents": new, "new_cents": new + back})
+    await ledger.audit(
+        session, "plan_extra_given_back", at=at, account_id=plan.account_id, plan_id=plan.id,
+        reference=payment.reference, given_back=given,
+    )
 
 
 async def pay_extra(

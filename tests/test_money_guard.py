@@ -3,7 +3,7 @@ on every path, asserted on what the customer reads and what the ledger holds."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -224,6 +224,95 @@ async def test_extra_beyond_the_plan_is_refused(app, phone):
         replies += await maria.send("yes")
     _, rows = await ledger_of(app)
     assert taken_or_promised(rows) <= 30000, (replies, rows)
+
+
+
+async def extra_by_bank_that_fails(app, client, phone, *, before_it_fails=None):  # type: ignore[no-untyped-def]
+    """$300 owed, 3 x $100 signed by text on a bank account, EXTRA $100: Pending, and the plan's
+    last installment lowered to make room. Then its bank debit fails (Stripe says so)."""
+    account = await add_account(app, balance="300.00", methods=("pm_usBankAccount",))
+    maria = await sign_plan_by_text(app, phone, account)
+    await maria.send("EXTRA")
+    await maria.send("100")
+    (done,) = await maria.send("yes")
+    assert "pending" in done.lower(), done
+    balance, rows = await ledger_of(app)
+    assert (balance, rows) == (30000, [(10000, "scheduled"), (10000, "scheduled"),
+                                       (0, "canceled"), (10000, "pending")])
+    if before_it_fails is not None:
+        await before_it_fails(account)
+    async with app[appkeys.DATABASE].session() as session:
+        extra = await session.scalar(select(Payment).where(Payment.status == "pending"))
+    status, _ = await post_event(
+        client,
+        intent_event("payment_intent.payment_failed", extra.processor_id, amount=10000,
+                     reference=extra.reference, failure_code="insufficient_funds"),
+    )
+    assert status == 200
+    return maria
+
+
+async def test_an_extra_by_bank_that_fails_gives_back_the_installments_it_lowered(
+    app, client, phone, clock
+):
+    """The plan again promises what is owed: the $100 the failed EXTRA took off the last
+    installment is scheduled again, and the worker charges the whole $300."""
+    await extra_by_bank_that_fails(app, client, phone)
+    balance, rows = await ledger_of(app)
+    assert (balance, rows) == (30000, [(10000, "scheduled"), (10000, "scheduled"),
+                                       (10000, "scheduled"), (10000, "declined")])
+    # Given back once: the same failure told again changes nothing.
+    async with app[appkeys.DATABASE].session() as session:
+        extra = await session.scalar(select(Payment).where(Payment.status == "declined"))
+    await post_event(
+        client,
+        intent_event("payment_intent.payment_failed", extra.processor_id, amount=10000,
+                     reference=extra.reference, failure_code="insufficient_funds"),
+    )
+    assert (await ledger_of(app))[1] == rows
+    await run_worker_on(app, clock, date(2026, 12, 1), date(2027, 1, 1), date(2027, 2, 1))
+    balance, rows = await ledger_of(app)
+    assert rows == [(10000, "pending")] * 3 + [(10000, "declined")]  # by bank: Pending
+    assert taken_or_promised(rows) == balance == 30000
+
+
+
+async def test_an_extra_the_worker_finds_declined_gives_back_the_installments(
+    app, phone, providers, clock
+):
+    """The processor did not answer EXTRA's charge (left Processing, lowering the plan); the
+    worker asks again with its key and the card is declined: the installment is owed again."""
+    account = await add_account(app, balance="300.00", methods=("pm_card_chargeCustomerFail",))
+    maria = await sign_plan_by_text(app, phone, account)
+    await maria.send("EXTRA")
+    await maria.send("100")
+    providers.payments.unavailable = True
+    await maria.send("yes")
+    providers.payments.unavailable = False
+    _, rows = await ledger_of(app)
+    assert rows == [(10000, "scheduled"), (10000, "scheduled"), (0, "canceled"),
+                    (10000, "processing")]
+    clock.advance(timedelta(minutes=15))
+    assert (await make_worker(app, outreach=False).run_once()).errors == 0
+    balance, rows = await ledger_of(app)
+    assert (balance, rows) == (30000, [(10000, "scheduled"), (10000, "scheduled"),
+                                       (10000, "scheduled"), (10000, "declined")])
+
+
+async def test_a_failed_extra_gives_back_no_more_than_is_open(app, client, phone):
+    """The creditor lowered the balance to $250 while the EXTRA was Pending: its failure gives
+    back $50 of the $100, what is open, not the whole installment."""
+
+    async def lower_the_balance(account: Account) -> None:
+        async with app[appkeys.DATABASE].session() as session:
+            row = await session.get(Account, account.id)
+            row.balance_cents = 25000
+            await session.commit()
+
+    await extra_by_bank_that_fails(app, client, phone, before_it_fails=lower_the_balance)
+    balance, rows = await ledger_of(app)
+    assert (balance, rows) == (25000, [(10000, "scheduled"), (10000, "scheduled"),
+                                       (5000, "scheduled"), (10000, "declined")])
 
 
 # --------------------------------------------------------------------------- finding 2
