@@ -567,10 +567,13 @@ async def record_saved_method(
     at: datetime,
     default: bool | None,
     channel: str | None = None,
+    single_use: bool = False,
 ) -> PaymentMethod:
     """Keep a method the processor saved (once, however often it is saved again). `default`:
     True makes it the account's default, None only when it is the first; with a `channel` the
-    saving is audited. The caller commits."""
+    saving is audited. `single_use`: saved by a session proved only by knowledge answers, it
+    pays one payment now and is never listed afterwards; saved again by anyone else, it is an
+    ordinary method. The caller commits."""
     method = await session.scalar(
         select(PaymentMethod).where(
             PaymentMethod.account_id == account.id,
@@ -586,9 +589,14 @@ async def record_saved_method(
             brand=saved.brand,
             last4=saved.last4,
             is_default=False,
+            single_use=single_use,
             created_at=at,
         )
         session.add(method)
+    elif not single_use:
+        method.single_use = False
+    if method.single_use:
+        default = False  # never what a plan or a scheduled payment falls back on
     if default or (default is None and not others):
         for other in others:
             other.is_default = False

@@ -307,8 +307,10 @@ class ConversationEngine:
             account = await session.get(Account, account_id)
             assert account is not None
             now = self.clock.now()
+            knowledge = verified_by == "knowledge"
             method = await record_saved_method(
-                session, account, saved, at=now, default=verified_by != "knowledge", channel="web"
+                session, account, saved, at=now, default=not knowledge, channel="web",
+                single_use=knowledge,
             )
             await session.commit()
             method_id = method.id
@@ -534,10 +536,11 @@ class ConversationEngine:
         *,
         proved_by: str | None = None,
     ) -> PaymentFlow:
-        view = await self._account_view(session, account, now)
+        proof = proved_by or (conv.context or {}).get("verified_by")
+        view = await self._account_view(session, account, now, proof=proof)
         settings = await self.flow_settings(session, account)
         flow = PaymentFlow(view, settings, context=dict(conv.context or {}), state=conv.state)
-        return limited_to_proof(flow, proved_by or (conv.context or {}).get("verified_by"))
+        return limited_to_proof(flow, proof)
 
     # ------------------------------------------------------------------ one message
 
@@ -728,11 +731,13 @@ class ConversationEngine:
             await self._plan_turn(session, conv, account, message, keyword, turn, now, settings)
             return
         # What is open is worked out where a payment starts or its amount is chosen.
+        proof = (conv.context or {}).get("verified_by")
         view = await self._account_view(
-            session, account, now, with_open=_needs_open(conv.state, keyword, message.body, now)
+            session, account, now, with_open=_needs_open(conv.state, keyword, message.body, now),
+            proof=proof,
         )
         flow = PaymentFlow(account=view, settings=settings, context=dict(conv.context or {}))
-        flow = limited_to_proof(flow, (conv.context or {}).get("verified_by"))
+        flow = limited_to_proof(flow, proof)
         self.payment_machine.add_model(flow, initial=conv.state)
         try:
             await self._step(session, conv, account, flow, message, keyword, turn, now)
@@ -1594,12 +1599,22 @@ class ConversationEngine:
         return creditor.settings if creditor else self.settings.flow
 
     async def _account_view(
-        self, session: AsyncSession, account: Account, now: datetime, *, with_open: bool = True
+        self,
+        session: AsyncSession,
+        account: Account,
+        now: datetime,
+        *,
+        with_open: bool = True,
+        proof: str | None = None,
     ) -> AccountView:
         """What the flow may know of the account. ``with_open``: work out what is open (one
         aggregate query), for the steps that start a payment or choose its amount; the others
-        do without (their amounts were chosen against it, and PaymentService checks again)."""
-        offers, methods = await ledger.account_choices(session, account.id, at=now)
+        do without (their amounts were chosen against it, and PaymentService checks again).
+        ``proof``: how the customer was verified ("knowledge" also sees the single-use methods
+        that have not paid yet)."""
+        offers, methods = await ledger.account_choices(
+            session, account.id, at=now, knowledge=proof == "knowledge"
+        )
         zone = ZoneInfo(account.timezone or "America/New_York")
         settings = await self.flow_settings(session, account)
         payable = account.balance_cents

@@ -6,12 +6,16 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
+    and_,
     bindparam,
     case,
+    exists,
     func,
     insert,
     literal_column,
     null,
+    or_,
     select,
     union_all,
     update,
@@ -31,6 +35,7 @@ from bot.models import (
     Message,
     Offer,
     OptOut,
+    Payment,
     PaymentMethod,
     UTCDateTime,
     VerificationAttempt,
@@ -323,9 +328,11 @@ async def creditor_of(session: AsyncSession, account: Account) -> Creditor | Non
 
 
 async def payment_methods(session: AsyncSession, account_id: int) -> list[PaymentMethod]:
+    """The account's methods on file, the default first (single-use ones are not: see
+    `PaymentMethod.single_use`)."""
     rows = await session.scalars(
         select(PaymentMethod)
-        .where(PaymentMethod.account_id == account_id)
+        .where(PaymentMethod.account_id == account_id, PaymentMethod.single_use.is_(False))
         .order_by(PaymentMethod.is_default.desc(), PaymentMethod.id)
     )
     return list(rows)
@@ -372,18 +379,30 @@ ACCOUNT_CHOICES = union_all(
             (METHODS.c.is_default, literal_column(str(DEFAULT_METHOD_RANK))),
             else_=literal_column(str(OTHER_METHOD_RANK)),
         ),
-    ).where(METHODS.c.account_id == bindparam("account_id")),
+    ).where(
+        METHODS.c.account_id == bindparam("account_id"),
+        # A single-use method is listed to a knowledge-only session, until it has paid once.
+        or_(
+            METHODS.c.single_use.is_(False),
+            and_(
+                bindparam("knowledge", type_=Boolean()),
+                ~exists().where(Payment.method_id == METHODS.c.id),
+            ),
+        ),
+    ),
 ).order_by(literal_column("rank"), literal_column("id"))
 
 
 async def account_choices(
-    session: AsyncSession, account_id: int, *, at: datetime
+    session: AsyncSession, account_id: int, *, at: datetime, knowledge: bool = False
 ) -> tuple[list[Any], list[Any]]:
     """The account's open offers (id, kind, total_cents, installment_count, frequency,
     expires_at, schedule) and its saved methods (id, kind, brand, last4; the default first),
-    as rows, in one round trip."""
+    as rows, in one round trip. ``knowledge``: for a session proved only by knowledge answers,
+    which also sees the single-use methods not yet used."""
     offers, methods = [], []
-    for row in await session.execute(ACCOUNT_CHOICES, {"account_id": account_id, "at": at}):
+    params = {"account_id": account_id, "at": at, "knowledge": knowledge}
+    for row in await session.execute(ACCOUNT_CHOICES, params):
         (offers if row.rank == OFFER_RANK else methods).append(row)
     return offers, methods
 

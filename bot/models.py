@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeDecorator
@@ -137,6 +138,10 @@ class PaymentMethod(Base):
     brand: Mapped[str] = mapped_column(String(30))
     last4: Mapped[str] = mapped_column(String(4))
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Added by a session proved only by knowledge answers (SSN last 4 + date of birth): it pays
+    # that one payment, now, and is never listed or chosen afterwards, unless a session proved
+    # by a code or a link saves it again.
+    single_use: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime]
 
 

@@ -140,7 +140,9 @@ class PaymentService:
         session what must be written with the outcome (the receipt): a process that stops
         between the charge and the end of its turn then loses no receipt."""
         method = await session.get(PaymentMethod, request.method_id)
-        if method is None or method.account_id != account.id:
+        if method is None or method.account_id != account.id or (
+            method.single_use and await _single_use_spent(session, method, request)
+        ):
             raise PaymentRefused("That payment method is no longer on file.")
 
         def recorded(payment: Payment) -> None:
@@ -514,6 +516,21 @@ def _outcome(payment: Payment, method: PaymentMethod, request: PaymentRequest) -
         installments=request.installment_count if request.offer_kind == "plan" else 1,
         fee_cents=payment.fee_cents,
     )
+
+
+async def _single_use_spent(
+    session: AsyncSession, method: PaymentMethod, request: PaymentRequest
+) -> bool:
+    """A single-use method (saved by a knowledge-only session) pays one payment, now: not a
+    later date, and not a second payment (the same one asked again is no second)."""
+    if request.pay_on is not None:
+        return True
+    other = await session.scalar(
+        select(Payment.id)
+        .where(Payment.method_id == method.id, Payment.idempotency_key != request.idempotency_key)
+        .limit(1)
+    )
+    return other is not None
 
 
 async def _payment_by_key(session: AsyncSession, key: str) -> Payment | None:

@@ -262,7 +262,7 @@ async def methods_of(db: AsyncSession, account_id: int) -> list[PaymentMethod]:
     return list(
         await db.scalars(
             select(PaymentMethod)
-            .where(PaymentMethod.account_id == account_id)
+            .where(PaymentMethod.account_id == account_id, PaymentMethod.single_use.is_(False))
             .order_by(PaymentMethod.is_default.desc(), PaymentMethod.id)
         )
     )

@@ -5,13 +5,16 @@ opened with knowledge answers only (SSN last 4 + date of birth) cannot change me
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import date, timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 
 from bot import appkeys
 from bot.models import Account, Link, Offer, Payment, PaymentMethod, WebSession
+from bot.payments import PaymentRefused, PaymentRequest
 from tests.seed import add_account
 from tests.test_portal import Browser, csrf_of, link_for, make_link
 from tests.test_signing import add_plan_offer
@@ -219,3 +222,102 @@ async def test_a_knowledge_session_pays_once_with_a_new_method(app, client):
     assert payment.scheduled_for is None or payment.status in ("paid", "pending")
     # The saved methods are as they were: the new one paid once and is not the default.
     assert methods["pm_card_visa"] is True and methods["pm_usBankAccount"] is False
+
+
+async def test_a_knowledge_sessions_new_method_is_used_once_and_never_listed_again(
+    app, client, phone
+):
+    """The bank account a knowledge-only session paid with is single-use: it pays that one
+    payment and is never listed or chosen afterwards (by text, on the web, for a plan), not even
+    by a session proved by a code or a link, until such a session saves it again."""
+    await add_account(
+        app, methods=("pm_card_visa",), ssn="123-45-6789", dob="1985-04-12",
+        creditor_settings={"contact_review": False},
+    )
+    async with app[appkeys.DATABASE].session() as session:
+        await session.execute(update(Account).values(email=None, phone=None))
+        await session.commit()
+    stranger = await knowledge_session(app, client)
+    await stranger.step(action="start")
+    await stranger.step(action="continue", amount="50")
+    await stranger.post("/portal/methods", {"payment_method": "pm_usBankAccount"})
+    assert stranger.state == "confirm" and "Bank ending 6789" in stranger.text
+    await stranger.step(action="confirm")
+    await stranger.step(action="agree", esign_consent="yes", accept="yes")
+    async with app[appkeys.DATABASE].session() as session:
+        (payment,) = list(await session.scalars(select(Payment)))
+        bank = await session.scalar(
+            select(PaymentMethod).where(PaymentMethod.processor_ref == "pm_usBankAccount")
+        )
+        assert payment.method_id == bank.id and payment.status == "pending"
+        # Maria's contacts come back: she proves herself by a code (by text) and by a link.
+        await session.execute(update(Account).values(email="maria@example.com",
+                                                     phone="+15555550100"))
+        await session.commit()
+
+    # By text: the method step lists only her own card.
+    maria = phone()
+    for text in ["pay", "25"]:
+        replies = await maria.send(text)
+    (methods,) = replies
+    assert "Visa ending 4242" in methods and "6789" not in methods, methods
+    # On the web, from her link: the same.
+    client.session.cookie_jar.clear()
+    browser = Browser(client)
+    await browser.get(await link_for(app, phone))
+    await browser.step(action="start")
+    await browser.step(action="continue", amount="25")
+    assert browser.state == "method" and "Visa ending 4242" in browser.text
+    assert "Bank ending 6789" not in browser.text, browser.text
+
+    # Saved again from her link's session, it is hers to use.
+    await browser.post("/portal/methods", {"payment_method": "pm_usBankAccount"})
+    assert browser.state == "schedule"  # chosen, and on to the date, as any saved method is
+    async with app[appkeys.DATABASE].session() as session:
+        bank = await session.get(PaymentMethod, bank.id)
+    assert (bank.single_use, bank.is_default) == (False, True)
+
+
+
+async def test_a_single_use_method_pays_no_second_payment_and_nothing_later(app, client):
+    """Whatever asks (a stale step, an operator's tool): the payment service itself refuses a
+    single-use method for a second payment or a later date, in the customer's words; the one
+    payment asked again (its own key) is still that payment."""
+    await add_account(
+        app, methods=("pm_card_visa",), ssn="123-45-6789", dob="1985-04-12",
+        creditor_settings={"contact_review": False},
+    )
+    async with app[appkeys.DATABASE].session() as session:
+        await session.execute(update(Account).values(email=None, phone=None))
+        await session.commit()
+    stranger = await knowledge_session(app, client)
+    await stranger.step(action="start")
+    await stranger.step(action="continue", amount="50")
+    await stranger.post("/portal/methods", {"payment_method": "pm_usBankAccount"})
+    await stranger.step(action="confirm")
+    await stranger.step(action="agree", esign_consent="yes", accept="yes")
+    engine, clock = app[appkeys.ENGINE], app[appkeys.CLOCK]
+    today = clock.now().date()
+    async with app[appkeys.DATABASE].session() as session:
+        (payment,) = list(await session.scalars(select(Payment)))
+        account = await session.get(Account, payment.account_id)
+
+    def asking(key: str, pay_on: date | None) -> PaymentRequest:
+        return PaymentRequest(
+            idempotency_key=key, amount_cents=2500, method_id=payment.method_id, pay_on=pay_on,
+            offer_id=None, offer_kind=None, installment_count=1, frequency=None,
+            plan_total_cents=None, channel="web", agreement_text="I agree.", terms_version="x",
+        )
+
+    for key, pay_on in [("second", None), ("later", today + timedelta(days=7))]:
+        async with app[appkeys.DATABASE].writer(), app[appkeys.DATABASE].session() as session:
+            with pytest.raises(PaymentRefused, match="no longer on file"):
+                await engine.payments.submit(session, account, asking(key, pay_on), today=today)
+    async with app[appkeys.DATABASE].writer(), app[appkeys.DATABASE].session() as session:
+        again = asking(payment.idempotency_key, None)
+        outcome = await engine.payments.submit(
+            session, account, dataclasses.replace(again, amount_cents=5000), today=today
+        )
+    assert outcome.reference == payment.reference
+    async with app[appkeys.DATABASE].session() as session:
+        assert [p.id for p in await session.scalars(select(Payment))] == [payment.id]
