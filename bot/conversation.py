@@ -653,7 +653,10 @@ class ConversationEngine:
             turn.replies.append(Reply("help"))
             return
         if conv.handled_by == "agent":
-            return  # a person has it; the message is stored and on the agents' feed
+            if kind != "menu":
+                return  # a person has it; the message is stored and on the agents' feed
+            # MENU always brings the bot back: a customer is never left waiting in silence.
+            await self._take_back_from_agent(session, conv, turn, now)
         if kind in {"agent", "ask_agent"}:
             await self._hand_to_agent(session, conv, turn, now, reason=kind, text=message.body)
             return
@@ -664,6 +667,20 @@ class ConversationEngine:
             await self._verify(session, conv, message, keyword, turn, now)
             return
         await self._converse(session, conv, account, message, keyword, turn, now)
+
+    async def _take_back_from_agent(
+        self, session: AsyncSession, conv: Conversation, turn: Turn, now: datetime
+    ) -> None:
+        """The customer asked for the menu: the bot has the conversation again, from the main
+        menu, as an agent's hand-back leaves it, and the agents are told."""
+        conv.handled_by = "bot"
+        if conv.account_id is not None:
+            conv.flow, conv.state, conv.context = "payment", "idle", {}
+        await ledger.audit(
+            session, "handed_back", at=now, actor="customer", account_id=conv.account_id,
+            phone=conv.phone,
+        )
+        turn.events.append({"type": "bot_resumed", "phone": conv.phone, "at": now.isoformat()})
 
     async def _hand_to_agent(
         self,

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from bot import appkeys
 from bot.gsm7 import is_gsm7, segment_count
-from bot.models import Agreement, Message, OptOut, Payment
+from bot.models import Agreement, AuditEvent, Conversation, Message, OptOut, Payment
 from tests.conftest import API_KEY
 from tests.seed import add_account
 
@@ -283,6 +283,36 @@ async def test_agent_takes_over_and_hands_back(app, client, phone):
     assert response.status == 200
     (reply,) = await maria.send("pay")
     assert reply.startswith("We have your email")
+
+
+async def test_menu_brings_the_bot_back_from_a_person(app, phone):
+    """Handed to a person, the customer is never left in silence: MENU brings the bot back at
+    once (the agents are told), and the bot answers again from the main menu."""
+    await add_account(app)
+    maria = phone()
+    (reply,) = await maria.send("AGENT")
+    assert reply == (
+        "Thanks. A member of our team will text you back here shortly. Reply MENU to go back "
+        "to the menu, or STOP to opt out."
+    )
+    assert await maria.send("hello?") == []  # a person has it: stored for them
+    (menu,) = await maria.send("MENU")
+    assert menu.startswith("Your balance on Acme Card ending 4821 is $1,250.00. Reply PAY"), menu
+    (pay,) = await maria.send("pay")
+    assert pay.startswith("We have your email")
+    async with app[appkeys.DATABASE].session() as session:
+        conv = await session.scalar(select(Conversation))
+        resumed = await session.scalar(select(AuditEvent).where(AuditEvent.kind == "handed_back"))
+    assert conv.handled_by == "bot" and resumed.actor == "customer"
+
+
+async def test_menu_brings_the_bot_back_before_the_number_is_verified(app, phone):
+    await add_account(app)
+    stranger = phone("+15555550199")
+    (reply,) = await stranger.send("AGENT")
+    assert reply.startswith("Thanks. A member of our team will text you back")
+    (again,) = await stranger.send("menu")
+    assert "account ID" in again, again
 
 
 async def test_complaints_go_to_a_person(app, phone):
