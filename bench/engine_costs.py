@@ -141,7 +141,7 @@ def micro_timings(engine: Any, today: Any) -> list[tuple[str, float]]:
         "disclosure": "",
         "link_url": "https://paybot.bench/p/abc",
     }
-    reply = Reply("ask_amount", {"min_cents": 2500, "max_cents": 125000})
+    reply = Reply("ask_amount", {"min_cents": 2500, "max_cents": 125000, "open_reason": None})
 
     def twiml() -> str:
         response = MessagingResponse()

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import BigInteger, and_, case, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.models import Account, Offer, Payment, Plan
@@ -102,12 +102,13 @@ def _settlement_flag() -> object:
     )
 
 
+# What is committed (as BIGINT: PostgreSQL sums BIGINT to NUMERIC), whether a settlement is on
+# its way, whether a plan is among it: one row, whatever the account holds.
+COMMITTED_CENTS = cast(func.coalesce(func.sum(Payment.amount_cents), 0), BigInteger)
+SETTLING = func.coalesce(_settlement_flag(), 0)
+IN_PLAN = func.coalesce(func.max(case((Payment.plan_id.is_not(None), 1), else_=0)), 0)
 COMMITTED_TOTALS = (
-    select(
-        func.coalesce(func.sum(Payment.amount_cents), 0),
-        func.coalesce(_settlement_flag(), 0),
-        func.coalesce(func.max(case((Payment.plan_id.is_not(None), 1), else_=0)), 0),
-    )
+    select(COMMITTED_CENTS, SETTLING, IN_PLAN)
     .select_from(Payment)
     .outerjoin(Offer, Offer.id == Payment.offer_id)
 )

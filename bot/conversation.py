@@ -1629,16 +1629,12 @@ class ConversationEngine:
         do without (their amounts were chosen against it, and PaymentService checks again).
         ``proof``: how the customer was verified ("knowledge" also sees the single-use methods
         that have not paid yet)."""
-        offers, methods = await ledger.account_choices(
-            session, account.id, at=now, knowledge=proof == "knowledge"
+        offers, methods, state = await ledger.account_choices(
+            session, account, at=now, knowledge=proof == "knowledge", with_open=with_open
         )
         zone = ZoneInfo(account.timezone or "America/New_York")
         settings = await self.flow_settings(session, account)
-        payable = account.balance_cents
-        state = None
-        if with_open:
-            state = await collectable(session, account.id, balance_cents=account.balance_cents)
-            payable = state.open_cents
+        payable = state.open_cents if state else account.balance_cents
         return AccountView(
             first_name=account.first_name,
             description=account.description or "your account",

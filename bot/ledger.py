@@ -25,6 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from bot import collectable
 from bot.models import (
     Account,
     AuditEvent,
@@ -360,7 +361,7 @@ OPEN_OFFER_TERMS = (
 
 # Offers and methods in one round trip: the offers first (by id), then the methods (the default
 # first). The first branch gives the columns their types; `rank` tells the rows apart.
-OFFER_RANK, DEFAULT_METHOD_RANK, OTHER_METHOD_RANK = 0, 1, 2
+OFFER_RANK, DEFAULT_METHOD_RANK, OTHER_METHOD_RANK, COMMITTED_RANK = 0, 1, 2, 3
 ACCOUNT_CHOICES = union_all(
     OPEN_OFFER_TERMS.add_columns(
         null().label("brand"), null().label("last4"), literal_column(str(OFFER_RANK)).label("rank")
@@ -390,21 +391,59 @@ ACCOUNT_CHOICES = union_all(
             ),
         ),
     ),
+    # What is committed on the account (bot/collectable.py), in the same round trip for the
+    # steps that need what is open; one row always (an aggregate), ignored unless asked for.
+    # Its three figures ride in columns of matching types: in_plan as id, the committed cents
+    # as total_cents, the settlement flag as installment_count.
+    select(
+        collectable.IN_PLAN,
+        null(),
+        collectable.COMMITTED_CENTS,
+        collectable.SETTLING,
+        null(),
+        null(),
+        null(),
+        null(),
+        null(),
+        literal_column(str(COMMITTED_RANK)),
+    )
+    .select_from(Payment)
+    .outerjoin(Offer, Offer.id == Payment.offer_id)
+    .where(
+        Payment.account_id == bindparam("account_id"),
+        Payment.status.in_(collectable.COMMITTED),
+        bindparam("with_open", type_=Boolean()),
+    ),
 ).order_by(literal_column("rank"), literal_column("id"))
 
 
 async def account_choices(
-    session: AsyncSession, account_id: int, *, at: datetime, knowledge: bool = False
-) -> tuple[list[Any], list[Any]]:
+    session: AsyncSession,
+    account: Account,
+    *,
+    at: datetime,
+    knowledge: bool = False,
+    with_open: bool = False,
+) -> tuple[list[Any], list[Any], collectable.Collectable | None]:
     """The account's open offers (id, kind, total_cents, installment_count, frequency,
-    expires_at, schedule) and its saved methods (id, kind, brand, last4; the default first),
-    as rows, in one round trip. ``knowledge``: for a session proved only by knowledge answers,
-    which also sees the single-use methods not yet used."""
-    offers, methods = [], []
-    params = {"account_id": account_id, "at": at, "knowledge": knowledge}
+    expires_at, schedule), its saved methods (id, kind, brand, last4; the default first), as
+    rows, and with ``with_open`` what is open on it (bot/collectable.py), in one round trip.
+    ``knowledge``: for a session proved only by knowledge answers, which also sees the
+    single-use methods not yet used."""
+    offers, methods, state = [], [], None
+    params = {"account_id": account.id, "at": at, "knowledge": knowledge, "with_open": with_open}
     for row in await session.execute(ACCOUNT_CHOICES, params):
-        (offers if row.rank == OFFER_RANK else methods).append(row)
-    return offers, methods
+        if row.rank == COMMITTED_RANK:
+            if with_open:
+                state = collectable.Collectable(
+                    account.balance_cents,
+                    int(row.total_cents),
+                    bool(row.installment_count),
+                    bool(row.id),
+                )
+        else:
+            (offers if row.rank == OFFER_RANK else methods).append(row)
+    return offers, methods, state
 
 
 # --- consent ---
