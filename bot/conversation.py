@@ -107,6 +107,7 @@ class WebStep:
     notices: list[Reply]  # what the step said (errors, results), by template name
     outcome: PaymentOutcome | None = None
     brand: str | None = None  # the creditor's name, for the page header
+    stale: bool = False  # the form was for a step the flow had left: nothing was done
 
 
 @dataclass
@@ -250,8 +251,13 @@ class ConversationEngine:
         user_agent: str | None = None,
         link_terms: dict[str, Any] | None = None,
         verified_by: str | None = None,
+        expected_state: str | None = None,
     ) -> WebStep:
-        """The portal's way in: the same flow instance the SMS conversation drives."""
+        """The portal's way in: the same flow instance the SMS conversation drives.
+
+        ``expected_state`` is the step the form was drawn for: checked under the conversation
+        lock, so a second click that read the page before the first one moved the flow on is
+        answered as stale instead of being read in the next step."""
         turn = Turn(
             channel="web", ip_address=ip_address, user_agent=user_agent, verified_by=verified_by
         )
@@ -270,6 +276,9 @@ class ConversationEngine:
                 conv = await self._conversation_of(session, account, key, now)
                 flow = await self._flow_for(session, conv, account, now, proved_by=verified_by)
                 flow.link_terms = link_terms
+                if expected_state is not None and conv.state != expected_state:
+                    brand = await self.brand_for(session, account)
+                    return WebStep(flow=flow, notices=[], brand=brand, stale=True)
                 self.payment_machine.add_model(flow, initial=conv.state)
                 try:
                     if restart:

@@ -114,7 +114,10 @@ async def answer(request: web.Request) -> web.StreamResponse:
         verified_by=request[SESSION].verified_by,
         ip_address=client_ip(request),
         user_agent=(request.headers.get("User-Agent") or "")[:400],
+        expected_state=current.flow.state,
     )
+    if step.stale:  # a second click got here after the first moved the flow on
+        return await render_step(request, step, notices=[("stale", {})], status=409)
     if step.outcome is not None and step.outcome.status != "declined":
         raise web.HTTPSeeOther(f"/portal/receipt/{step.outcome.reference}")
     problems = [(r.template, r.context) for r in step.notices if r.template in PROBLEMS]
