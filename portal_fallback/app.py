@@ -229,11 +229,24 @@ async def open_link(request: web.Request) -> web.StreamResponse:
             purpose=link.purpose,
         )
         await db.commit()
+    if link.amount_cents or link.fee_cents:
+        await _start_afresh_for_terms(request, link)
     response = web.HTTPSeeOther(link_scope.landing(link))
     sessions.set_cookie(request, response, session_token)
     for name, value in headers_for(request).items():
         response.headers[name] = value
     raise response
+
+
+async def _start_afresh_for_terms(request: web.Request, link: Link) -> None:
+    """A link's preset amount and fee apply when a payment starts: a flow half way through (a
+    PAY by text, an earlier link) would otherwise take any amount, without the fee, and leave the
+    link open for its own payment. Its own flow, reopened, goes on where it was."""
+    engine = request.config_dict[appkeys.ENGINE]
+    current = await engine.web_view(link.account_id, verified_by="link")
+    if current.flow.state == "idle" or current.flow.context.get("link_id") == link.id:
+        return
+    await engine.web_step(link.account_id, restart=True, verified_by="link")
 
 
 async def to_portal(_: web.Request) -> web.StreamResponse:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from bot import appkeys
 from bot.models import Payment
 from tests.seed import add_account
-from tests.test_portal import Browser, csrf_of, link_for, state_of, visible_text
+from tests.test_portal import Browser, csrf_of, link_for, make_link, state_of, visible_text
 
 
 async def test_a_double_click_on_i_agree_pays_once_and_both_answers_say_where_it_stands(
@@ -60,3 +60,28 @@ async def test_a_double_click_on_i_agree_pays_once_and_both_answers_say_where_it
     assert status == 200 and "Thank you" in text and payments[0].reference in text
     assert again_status == 409 and "This page was out of date" in again_text, again_text[:300]
     assert "Please check what you entered" not in again_text
+
+
+async def test_a_fixed_amount_link_opened_mid_conversation_pays_its_amount_and_is_then_done(
+    app, client, phone, providers
+):
+    """A customer half way through PAY by text opens an operator's link for a fixed $120 with a
+    $2.50 fee (found by trying the demo: the page went on at the text's amount step, took any
+    amount without the fee, and left the link open for its own payment afterwards)."""
+    await add_account(app, creditor_settings={"contact_review": False, "schedule_payment": False})
+    maria = phone()
+    (asked,) = await maria.send("PAY")
+    assert asked.startswith("How much would you like to pay?"), asked
+    link = await make_link(client, amount="120.00", allow_amount_change=False, fee="2.50")
+    browser = Browser(client)
+    await browser.get(link)
+    assert browser.state == "idle" and "Amount requested: $120.00" in browser.text
+    await browser.step(action="start")
+    assert browser.state == "method"  # the link fixed the amount: no amount step
+    await browser.step(action="continue", choice="1")
+    await browser.step(action="confirm")
+    await browser.step(action="agree", esign_consent="yes", accept="yes")
+    assert "Total charged $122.50" in browser.text
+    assert [c.amount_cents for c in providers.payments.charges] == [12250]
+    await browser.get(link, status=410)
+    assert "This link has already been used" in browser.text
