@@ -228,3 +228,21 @@ async def close_paid_plans(
             plan.status = "completed"
             closed.append(plan)
     return closed
+
+
+async def close_plan_run_its_course(session: AsyncSession, plan_id: int) -> bool:
+    """A plan whose installments are all Paid (or canceled) has nothing left to take: it is
+    completed, so it is no longer shown or changed as a live plan. One with a Declined
+    installment is still owed and stays active."""
+    plan = await session.get(Plan, plan_id, populate_existing=True)
+    if plan is None or plan.status != "active":
+        return False
+    unsettled = await session.scalar(
+        select(func.count()).where(
+            Payment.plan_id == plan_id, Payment.status.not_in(("paid", "canceled"))
+        )
+    )
+    if unsettled:
+        return False
+    plan.status = "completed"
+    return True

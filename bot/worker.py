@@ -1014,6 +1014,7 @@ class Worker:
             if payment.plan_id is not None and payment.status == "paid":
                 for plan in await collectable.close_paid_plans(session, {payment.plan_id}, at=now):
                     notices.append(await self._plan_paid_notice(session, plan, now))
+                await collectable.close_plan_run_its_course(session, payment.plan_id)
             outcome = PaymentOutcome(
                 reference=payment.reference,
                 status=payment.status,
