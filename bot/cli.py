@@ -646,7 +646,9 @@ async def _plans_list(engine, app, args: argparse.Namespace) -> int:  # type: ig
             print(f"Plan {plan.id} ({plan.status}): {plan.installment_count} {plan.frequency} "
                   f"payments, {format_cents(plan.total_cents)} in all")
             for payment in await plan_installments(session, plan.id):
-                print(f"  {payment.installment_number}. {format_day(payment.scheduled_for)}  "
+                # EXTRA is the plan's money too, but no installment of it.
+                number = payment.installment_number or "Extra"
+                print(f"  {number}. {format_day(payment.scheduled_for)}  "
                       f"{format_cents(payment.amount_cents)}  "
                       f"{STATUS_LABELS.get(payment.status, payment.status)}")
     return 0
