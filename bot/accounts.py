@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import ledger
+from bot import collectable, ledger
 from bot.models import Account, Creditor, Offer, PaymentMethod
 from bot.money import InvalidAmount, dollars_to_cents
 from bot.phones import InvalidPhone, normalize_phone
@@ -274,10 +274,12 @@ async def _upsert(
             description="",
         )
         session.add(account)
+        account.balance_loaded_at = at
+    balance = await _balance_to_keep(session, account, data.balance_cents, created, at=at)
     changes: dict[str, Any] = {
         "first_name": data.first_name,
         "last_name": data.last_name,
-        "balance_cents": data.balance_cents,
+        "balance_cents": balance,
     }
     # A contact that is not given keeps its stored value: a record that names only the email
     # never drops the phone (parse_account makes sure at least one of them is given).
@@ -306,6 +308,32 @@ async def _upsert(
     if changed:
         account.updated_at = at
     return account, created, changed
+
+
+async def _balance_to_keep(
+    session: AsyncSession, account: Account, given_cents: int, created: bool, *, at: datetime
+) -> int:
+    """The balance a creditor's figure leaves on the account. The figure may not show yet what
+    PayBot collected since the last figure that matched the ledger: loaded as it stands, it
+    would put back money already paid, to be taken again (Reg F 1006.22(b)). So what was Paid
+    since then is taken off (a settlement Paid since settles it), unless the figure is the
+    ledger's own balance to the cent: then it shows those payments, and the window moves on.
+    A file that states as of when its balances hold would make this exact; see docs/plans.md."""
+    if created:
+        return given_cents
+    since = account.balance_loaded_at or account.created_at
+    paid, settled = await collectable.paid_since(session, account.id, since)
+    if not paid and not settled:
+        return given_cents
+    if not settled and given_cents == account.balance_cents:
+        account.balance_loaded_at = at
+        return given_cents
+    balance = collectable.loaded_balance(given_cents, paid_since_cents=paid, settled=settled)
+    await ledger.audit(
+        session, "balance_loaded_less_paid", at=at, account_id=account.id,
+        given_cents=given_cents, paid_since_cents=paid, settled=settled, balance_cents=balance,
+    )
+    return balance
 
 
 @dataclass

@@ -133,6 +133,31 @@ async def collectable(
     return Collectable(int(balance_cents), int(committed or 0), bool(settling), bool(in_plan))
 
 
+async def paid_since(session: AsyncSession, account_id: int, since: datetime) -> tuple[int, bool]:
+    """What PayBot collected on the account after ``since`` and whether a settlement was among
+    it. A payment became Paid at its ``updated_at``: a Paid row is never written again."""
+    cents, settled = (
+        await session.execute(
+            select(COMMITTED_CENTS, SETTLING)
+            .select_from(Payment)
+            .outerjoin(Offer, Offer.id == Payment.offer_id)
+            .where(
+                Payment.account_id == account_id,
+                Payment.status == "paid",
+                Payment.updated_at >= since,  # at the same instant: taken as not shown
+            )
+        )
+    ).one()
+    return int(cents), bool(settled)
+
+
+def loaded_balance(given_cents: int, *, paid_since_cents: int, settled: bool) -> int:
+    """A balance the creditor loads, less what PayBot collected that the creditor's figure may
+    not show yet ("Paid not yet reflected"): a settlement Paid since settles it, whatever the
+    figure says."""
+    return 0 if settled else max(0, given_cents - paid_since_cents)
+
+
 async def lock_account(session: AsyncSession, account_id: int) -> Account:
     """The account row, locked for the rest of the transaction, read afresh."""
     if session.bind.dialect.name == "sqlite":

@@ -189,6 +189,66 @@ async def test_the_worker_cuts_installments_to_a_lowered_balance_and_closes_the_
     assert "$155.00" in notices[0].text_body
 
 
+async def reload_balance(app: Any, clock: Any, balance: str) -> None:
+    """The creditor loads Maria's record again, its balance as the creditor last knew it."""
+    async with app[appkeys.DATABASE].session() as session:
+        record = {
+            "account_id": "ACC-1001", "first_name": "Maria", "last_name": "Lopez",
+            "phone": "+15555550100", "email": "maria@example.com", "balance": balance,
+            "creditor": "northwind", "description": "Acme Card ending 4821",
+        }
+        await upsert_account(session, parse_account(record), secret_key="test-secret-key",
+                             at=clock.now(), actor="test")
+        await session.commit()
+
+
+async def test_a_reloaded_balance_never_puts_back_what_was_paid(app, phone, clock):
+    """$340 owed, $50 paid by text; the creditor's next file still says $340 (it does not show
+    the payment yet): the account owes $290, and no more than that may be taken."""
+    await add_account(app, balance="340.00")
+    await reload_balance(app, clock, "340.00")  # the creditor's first load
+    maria = phone()
+    for text in ["pay", "ok", "50", "1", "now", "yes"]:
+        await maria.send(text)
+    (done,) = await maria.send("agree")
+    assert done.startswith("Done: $50.00 paid"), done
+
+    clock.advance(timedelta(days=1))
+    await reload_balance(app, clock, "340.00")
+    assert await ledger_of(app) == (29000, [(5000, "paid")])
+    await maria.send("MENU")
+    await maria.send("pay")
+    (ask,) = await maria.send("ok")
+    assert ask == (
+        "How much would you like to pay? Reply an amount from $25.00 to $290.00, or FULL."
+    )
+    # The same stale figure the next day: still $290. Then the figure that shows the payment
+    # (it matches the ledger to the cent): nothing changes, and later figures count from it.
+    for figure in ["340.00", "290.00", "280.00"]:
+        clock.advance(timedelta(days=1))
+        await reload_balance(app, clock, figure)
+    assert await ledger_of(app) == (28000, [(5000, "paid")])
+
+
+async def test_a_reloaded_balance_after_a_paid_settlement_stays_settled(
+    app, client, phone, clock
+):
+    account = await add_account(app, balance="700.00")
+    await add_settlement(app, account, 50000)
+    maria = phone()
+    for text in ["pay", "ok", "1", "1", "yes"]:
+        await maria.send(text)
+    (done,) = await maria.send("agree")
+    assert done.startswith("Done: $500.00 paid"), done
+    assert await ledger_of(app) == (0, [(50000, "paid")])
+
+    clock.advance(timedelta(days=1))
+    await reload_balance(app, clock, "700.00")
+    assert await ledger_of(app) == (0, [(50000, "paid")])
+    (reply,) = await maria.send("PAY")
+    assert reply == "Your balance is $0.00, so nothing is due. Thank you!"
+
+
 async def test_extra_never_adds_to_what_the_plan_promises_even_during_its_charge(
     app, phone, providers
 ):
