@@ -247,6 +247,11 @@ async def test_a_reloaded_balance_after_a_paid_settlement_stays_settled(
     assert await ledger_of(app) == (0, [(50000, "paid")])
     (reply,) = await maria.send("PAY")
     assert reply == "Your balance is $0.00, so nothing is due. Thank you!"
+    # The menu offers no link: with nothing owed an account link answers 410.
+    assert await maria.send("MENU") == [
+        "Your balance on Acme Card ending 4821 is $0.00, so nothing is due. Thank you! Reply "
+        "AGENT for a person, HELP for help."
+    ]
 
 
 async def test_extra_never_adds_to_what_the_plan_promises_even_during_its_charge(

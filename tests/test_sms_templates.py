@@ -107,6 +107,7 @@ CONTEXTS: dict[str, list[dict]] = {
     "greeting": [{"balance_cents": BIG, "description": "Acme Platinum Rewards Card ending 4821"}],
     "idle_menu": [{"balance_cents": BIG, "description": "Acme Platinum Rewards Card ending 4821"}],
     "nothing_owed": [{}],
+    "idle_paid": [{"description": "Acme Card ending 4821"}],
     "contact_review": [{"masked_email": "m***@northwind-recovery.example"}, {"masked_email": None}],
     "ask_email": [{}],
     "email_updated": [{"email": "maximiliana.josefina.lopez-garcia@northwind-recovery.example"}],
