@@ -34,7 +34,7 @@ from bot.security import mask_email, mask_phone
 log = logging.getLogger(__name__)
 
 PUBLIC_PATHS = {"/api/v1/openapi.json"}
-_ACCOUNT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ACCOUNT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 # Control characters other than tab and line breaks (PostgreSQL refuses NUL in text).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -313,7 +313,8 @@ async def create_link(request: web.Request) -> web.Response:
     settings = request.config_dict[appkeys.SETTINGS]
     now = request.config_dict[appkeys.CLOCK].now()
     async with request.config_dict[appkeys.DATABASE].session() as session:
-        account = await ledger.account_by_ref(session, request.match_info["account_id"][:64])
+        ref = request.match_info["account_id"]
+        account = await ledger.account_by_ref(session, ref) if _ACCOUNT_REF.match(ref) else None
         if account is None:
             return problem(404, "no account with that account_id")
         if terms["amount_cents"] and terms["amount_cents"] > account.balance_cents:

@@ -7,6 +7,7 @@ import json
 import re
 from datetime import date
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import select
@@ -404,6 +405,18 @@ async def test_ids_beyond_the_database_integer_are_404_not_500(app, client, raw)
         response = await client.request(method, path, headers=AUTH)
         assert response.status == 404, (path, await response.text())
         assert (await response.json())["error"].startswith("no ")
+
+
+@pytest.mark.parametrize("suffix", ["0", "\n"])
+async def test_an_account_id_longer_than_any_is_not_cut_to_one_that_exists(app, client, suffix):
+    """Found by schemathesis: 65 zeros reached the account named by 64 of them."""
+    await add_account(app, ref="0" * 64)
+    path = f"/api/v1/accounts/{'0' * 64}{quote(suffix)}"
+    for method, url, body in (("post", f"{path}/links", {}), ("get", path, None),
+                              ("get", f"{path}/offers", None)):
+        response = await client.request(method, url, json=body, headers=AUTH)
+        assert (response.status, (await response.json())["error"]) == (
+            404, "no account with that account_id"), url
 
 
 @pytest.mark.parametrize("body", [
