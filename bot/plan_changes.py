@@ -414,10 +414,28 @@ async def _settle_extra(
         await session.commit()
         return ExtraPayment(outcome, applied=False, remaining_cents=remaining)
     remaining = sum(p.amount_cents for p in await _scheduled(session, plan.id))
-    if remaining == 0 and payment.status == "paid":
-        plan.status = "completed"
     references = {row.id: row.reference for row in rows.values()}
     reduced = [(references.get(i, ""), old, new) for i, old, new in lowered]
+    return await _extra_applied(
+        session, plan, payment, outcome, reduced, remaining, at=at, channel=channel
+    )
+
+
+async def _extra_applied(
+    session: AsyncSession,
+    plan: Plan,
+    payment: Payment,
+    outcome: PaymentOutcome,
+    reduced: list[tuple[str, int, int]],
+    remaining: int,
+    *,
+    at: datetime,
+    channel: str,
+) -> ExtraPayment:
+    """An EXTRA that counts, whichever way its installments were lowered: a plan it paid off is
+    completed, and the change is recorded with what it lowered."""
+    if remaining == 0 and payment.status == "paid":
+        plan.status = "completed"
     await _record_change(
         session,
         plan,
@@ -591,18 +609,6 @@ async def pay_extra(
         left -= take
     payment.plan_id = plan.id
     remaining = sum(p.amount_cents for p in scheduled if p.status == "scheduled")
-    if remaining == 0 and payment.status == "paid":
-        plan.status = "completed"
-    await _record_change(
-        session,
-        plan,
-        payment,
-        EXTRA_PAID,
-        at=at,
-        channel=channel,
-        amount_cents=payment.amount_cents,
-        status=payment.status,
-        reduced=[{"reference": r, "old_cents": o, "new_cents": n} for r, o, n in reduced],
-        remaining_cents=remaining,
+    return await _extra_applied(
+        session, plan, payment, outcome, reduced, remaining, at=at, channel=channel
     )
-    return ExtraPayment(outcome, applied=True, reduced=reduced, remaining_cents=remaining)
