@@ -122,8 +122,8 @@ def micro_timings(engine: Any, today: Any) -> list[tuple[str, float]]:
     from twilio.request_validator import RequestValidator
     from twilio.twiml.messaging_response import MessagingResponse
 
-    from bot.parsing import classify_keyword, parse_reply
-    from bot.rendering import SmsRenderer
+    from bot.sms.parsing import classify_keyword, parse_reply
+    from bot.text.rendering import SmsRenderer
     from states.replies import Reply
 
     signer = Signer()
@@ -198,8 +198,8 @@ async def run(args: argparse.Namespace) -> None:
 
     from bot import appkeys
     from bot.app import create_app
-    from bot.config import Settings
-    from bot.conversation import Inbound
+    from bot.config.settings import Settings
+    from bot.sms.engine import Inbound
 
     now = datetime.now(UTC)
     today = now.astimezone(ZoneInfo("America/New_York")).date()

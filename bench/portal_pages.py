@@ -34,9 +34,9 @@ from pathlib import Path
 
 from aiohttp import ClientError, ClientSession, CookieJar
 
-from bot.accounts import parse_account, save_method_at_processor, upsert_account
-from bot.db import Database
-from bot.models import Creditor, Offer
+from bot.accounts.loading import parse_account, save_method_at_processor, upsert_account
+from bot.ledger.db import Database
+from bot.ledger.models import Creditor, Offer
 from bot.providers.payments import SandboxGateway
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/paybot_bench_pages"
@@ -105,7 +105,7 @@ PLAN_SCHEDULE = [["2026-12-01", 40000], ["2027-01-01", 40000], ["2027-02-01", 45
 async def reset_postgres() -> None:
     from sqlalchemy import text
 
-    from bot.db import Database
+    from bot.ledger.db import Database
 
     admin = Database("postgresql://postgres@127.0.0.1:5432/test")
     async with admin.engine.connect() as conn:
@@ -120,7 +120,7 @@ async def seed(database_url: str, accounts: int) -> list[dict[str, str]]:
     returns the link paths per account, by kind ("pay", "plan")."""
     from datetime import timedelta
 
-    from bot import ledger
+    from bot.ledger import queries as ledger
 
     # The server's own sandbox gateway starts empty; it accepts the customer ids made here.
     gateway = SandboxGateway()

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from bot.app import create_app
 from bot.clock import FrozenClock
-from bot.config import Settings
+from bot.config.settings import Settings
 from bot.providers import Providers
 from bot.providers.email import SandboxEmail
 from bot.providers.payments import SandboxGateway

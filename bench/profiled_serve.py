@@ -70,7 +70,7 @@ def main() -> None:
     switch = Switch(args.profiler, args.out)
     signal.signal(signal.SIGUSR1, switch.start)
     signal.signal(signal.SIGUSR2, switch.stop)
-    from bot.cli import main as paybot
+    from bot.cli.main import main as paybot
 
     try:
         paybot(cli_args)

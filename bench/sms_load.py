@@ -460,7 +460,7 @@ async def prepare_postgres(database_url: str) -> None:
     import asyncpg
     from sqlalchemy import text
 
-    from bot.db import Database
+    from bot.ledger.db import Database
 
     parsed = urlparse(database_url)
     dbname = parsed.path.lstrip("/")
@@ -491,9 +491,14 @@ async def flush_redis(redis_url: str) -> None:
 
 async def seed(database_url: str, count: int, now: datetime) -> list[tuple[str, bool]]:
     """Accounts with a saved sandbox Visa; every other one with a settlement and a plan offer."""
-    from bot.accounts import add_offers, parse_account, save_method_at_processor, upsert_account
-    from bot.db import Database
-    from bot.models import Creditor
+    from bot.accounts.loading import (
+        add_offers,
+        parse_account,
+        save_method_at_processor,
+        upsert_account,
+    )
+    from bot.ledger.db import Database
+    from bot.ledger.models import Creditor
     from bot.providers.payments import SandboxGateway
 
     database = Database(database_url)
@@ -551,8 +556,8 @@ async def seed(database_url: str, count: int, now: datetime) -> list[tuple[str, 
 async def ledger_counts(database_url: str) -> dict[str, int]:
     from sqlalchemy import func, select
 
-    from bot.db import Database
-    from bot.models import Agreement, Conversation, Message, Payment
+    from bot.ledger.db import Database
+    from bot.ledger.models import Agreement, Conversation, Message, Payment
 
     database = Database(database_url)
     try:
@@ -730,7 +735,7 @@ async def machine_quiet(wait: float, threshold: float = 0.25) -> float:
 
 
 async def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    from bot.config import Settings
+    from bot.config.settings import Settings
 
     began = time.perf_counter()
     now = datetime.now(UTC)

@@ -34,14 +34,14 @@ from typing import Any
 from urllib.parse import urlparse
 
 from bot.clock import FrozenClock
-from bot.config import Settings
-from bot.db import Database
-from bot.models import Account, AuditEvent, Base, Payment, PaymentMethod
-from bot.notifications import Notifier
+from bot.config.settings import Settings
+from bot.ledger.db import Database
+from bot.ledger.models import Account, AuditEvent, Base, Payment, PaymentMethod
+from bot.outreach.notifications import Notifier
 from bot.providers.email import SandboxEmail
 from bot.providers.payments import ChargeResult, SandboxGateway
 from bot.providers.sms import SandboxSms
-from bot.worker import LocalRateLimiter, RateLimiter, RedisRateLimiter, Worker, WorkerConfig
+from bot.worker.loop import LocalRateLimiter, RateLimiter, RedisRateLimiter, Worker, WorkerConfig
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/paybot_worker_bench"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/12"  # 13, 14: other benches; 15: the tests

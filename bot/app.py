@@ -7,16 +7,17 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web, web_response
 
-from bot import api, appkeys
+from bot import appkeys
+from bot.api import routes as api
 from bot.clock import Clock, SystemClock
-from bot.config import Settings
-from bot.config_check import require_production_ready
-from bot.conversation import ConversationEngine
+from bot.config.check import require_production_ready
+from bot.config.settings import Settings
 from bot.coordination import Coordinator, connect_redis
-from bot.db import Database
-from bot.notifications import Notifier, ledger_email_opt_outs
-from bot.payments import PaymentService
+from bot.ledger.db import Database
+from bot.outreach.notifications import Notifier, ledger_email_opt_outs
+from bot.payments.service import PaymentService
 from bot.providers import Providers, build_providers
+from bot.sms.engine import ConversationEngine
 from portal_fallback import app as portal
 from webhooks import sendgrid as sendgrid_webhooks
 from webhooks import stripe as stripe_webhooks

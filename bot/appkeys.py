@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.clock import Clock
-from bot.config import Settings
-from bot.conversation import ConversationEngine
+from bot.config.settings import Settings
 from bot.coordination import Coordinator
-from bot.db import Database
+from bot.ledger.db import Database
 from bot.providers import Providers
+from bot.sms.engine import ConversationEngine
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)

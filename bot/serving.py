@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.config import ConfigError, Settings
+from bot.config.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def serve_one(settings: Settings, host: str, port: int, *, reuse_port: bool) -> 
 
 def _serve_many(settings: Settings, host: str, port: int, count: int) -> int:
     if settings.migrate_on_start:  # once, here: processes racing through Alembic would collide
-        from bot.db import Database
+        from bot.ledger.db import Database
 
         async def migrate() -> None:
             database = Database(settings.database_url)

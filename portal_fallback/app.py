@@ -15,10 +15,11 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from bot import appkeys, ledger
-from bot.models import Link
+from bot import appkeys
+from bot.ledger import queries as ledger
+from bot.ledger.models import Link
 from bot.money import format_cents
-from bot.rendering import format_day
+from bot.text.rendering import format_day
 from portal_fallback import link_scope, sessions
 from portal_fallback.sessions import SESSION
 

@@ -15,12 +15,12 @@ from multidict import MultiDictProxy
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.conversation import WebStep
-from bot.models import Account, Link, Payment, PaymentMethod
-from bot.parsing import Meaning, parse_reply
-from bot.payments import STATUS_LABELS
+from bot.ledger.models import Account, Link, Payment, PaymentMethod
+from bot.payments.service import STATUS_LABELS
 from bot.phones import InvalidPhone, normalize_phone
 from bot.providers.payments import MethodRejected, PaymentError
+from bot.sms.engine import WebStep
+from bot.sms.parsing import Meaning, parse_reply
 from portal_fallback.app import page
 from portal_fallback.method_entry import (
     MethodNotTaken,
@@ -346,7 +346,7 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
     if row is not None:
         now = request.config_dict[appkeys.CLOCK].now()
         async with request.config_dict[appkeys.DATABASE].session() as db:
-            from bot.models import WebSession
+            from bot.ledger.models import WebSession
 
             stored = await db.get(WebSession, row.id)
             if stored is not None:

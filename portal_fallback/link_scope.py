@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot import ledger
-from bot.models import Link, WebSession
+from bot.ledger import queries as ledger
+from bot.ledger.models import Link, WebSession
 
 # Reached by every session, with or without a link: the look-up starts a session of its own.
 ANYONE = ("/portal/", "/portal/lookup", "/portal/verify", "/portal/sign-out")

@@ -1,6 +1,6 @@
 """Journey 2: the portal without a link. The account is found by account ID or SSN, then a second
 factor: a code sent to the phone or email on file, or, only for an account with neither, the last
-4 of the SSN and the date of birth (bot/second_factor.py).
+4 of the SSN and the date of birth (bot/accounts/second_factor.py).
 
 Every answer is the same whether or not an account was found, and the code goes out after the
 answer. Codes are capped per account and per destination; a client that keeps failing waits
@@ -15,8 +15,10 @@ from datetime import date
 from aiohttp import web
 from sqlalchemy import select
 
-from bot import appkeys, ledger, second_factor
-from bot.models import Account, WebSession
+from bot import appkeys
+from bot.accounts import second_factor
+from bot.ledger import queries as ledger
+from bot.ledger.models import Account, WebSession
 from bot.security import ssn_digest
 from portal_fallback import sessions
 from portal_fallback.app import page

@@ -11,9 +11,9 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import appkeys
-from bot.accounts import ensure_processor_customer
-from bot.config import FlowSettings
-from bot.models import Account
+from bot.accounts.loading import ensure_processor_customer
+from bot.config.settings import FlowSettings
+from bot.ledger.models import Account
 from bot.providers.payments import PaymentError, SandboxGateway, SavedMethod
 
 log = logging.getLogger(__name__)

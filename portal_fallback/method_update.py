@@ -28,9 +28,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import appkeys
-from bot.accounts import record_saved_method
-from bot.models import Account, Payment, PaymentMethod, Plan
-from bot.plans import PlanError, switch_method
+from bot.accounts.loading import record_saved_method
+from bot.ledger.models import Account, Payment, PaymentMethod, Plan
+from bot.plans.signing import PlanError, switch_method
 from bot.providers.payments import MethodRejected, PaymentError, polite_decline_message
 from portal_fallback.app import page
 from portal_fallback.link_scope import knowledge_only

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import appkeys
-from bot.models import WebSession
+from bot.ledger.models import WebSession
 from bot.security import constant_time_equal, token_digest
 
 COOKIE = "paybot_session"

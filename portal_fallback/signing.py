@@ -30,11 +30,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import appkeys
-from bot.accounts import record_saved_method
-from bot.agreement_copy import PNG_DATA_URL_PREFIX, PNG_MAGIC, send_agreement_copy
-from bot.models import Account, Agreement, Link, Offer, Payment, PaymentMethod, Plan
-from bot.plan_terms import plan_agreement_text
-from bot.plans import (
+from bot.accounts.loading import record_saved_method
+from bot.ledger.models import Account, Agreement, Link, Offer, Payment, PaymentMethod, Plan
+from bot.plans.agreement_copy import PNG_DATA_URL_PREFIX, PNG_MAGIC, send_agreement_copy
+from bot.plans.signing import (
     OfferNotOpen,
     PlanError,
     Signature,
@@ -44,6 +43,7 @@ from bot.plans import (
     plan_for_offer,
     plan_installments,
 )
+from bot.plans.terms import plan_agreement_text
 from bot.providers.payments import MethodRejected, PaymentError
 from bot.security import mask_email
 from portal_fallback.app import page

@@ -53,7 +53,7 @@ def document() -> str:
             "",
             "PLAN opens it from any state; MOVE, SKIP and EXTRA (or the same in words) start a",
             "change between payments too. Each change is checked against the plan's rules",
-            "(`bot/plan_changes.py`) before YES is asked, and again when it is recorded.",
+            "(`bot/plans/changes.py`) before YES is asked, and again when it is recorded.",
             "",
             "```mermaid",
             mermaid(plan_change.STATES, plan_change.TRANSITIONS, "idle"),

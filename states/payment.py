@@ -27,9 +27,9 @@ from typing import Any
 
 from transitions import Machine
 
-from bot.config import FlowSettings
-from bot.parsing import Meaning
+from bot.config.settings import FlowSettings
 from bot.security import mask_email, mask_phone
+from bot.sms.parsing import Meaning
 from states.replies import Effect, Reply
 
 CONTACT_PENDING = "contact_pending"  # a new contact waiting for its code (bot.contact_change)
@@ -192,7 +192,7 @@ class AccountView:
     today: date  # in the customer's time zone
     terms_url: str
     masked_phone: str | None = None
-    # What may be paid now (bot/collectable.py): the balance less what is already scheduled or
+    # What may be paid now (bot/payments/collectable.py): the balance less what is already scheduled or
     # on its way. None where the engine did not need to work it out (steps past the amount).
     open_cents: int | None = None
     # Why less than the balance is open, in the customer's words (None when all of it is).

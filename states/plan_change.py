@@ -5,7 +5,7 @@ PLAN (a keyword, any state) opens it: an open plan offer is summarized for AGREE
 creditor allows signing by text and a method is on file; otherwise the customer gets the link),
 an active plan shows its status with the options. MOVE, SKIP, EXTRA (or "move my payment",
 "skip this month", "can I pay more"...) start a change; each is confirmed by YES before the
-engine records it through bot/plan_changes.py, which checks the rules again.
+engine records it through bot/plans/changes.py, which checks the rules again.
 
     state             reads    asks with
     ----------------  -------  ------------------
@@ -29,8 +29,8 @@ from typing import Any
 
 from transitions import Machine
 
-from bot.parsing import Meaning
-from bot.plan_changes import PlanChangeRefused, PlanStatus, check_extra, check_move, check_skip
+from bot.plans.changes import PlanChangeRefused, PlanStatus, check_extra, check_move, check_skip
+from bot.sms.parsing import Meaning
 from states.replies import Effect, Reply
 
 STATES = [

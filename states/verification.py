@@ -7,7 +7,7 @@ r"""Proving who texts from a number we do not know, before anything about an acc
 In awaiting_code the answer is the code sent to the phone or email on file, or, only for an
 account with neither, the last 4 of the SSN and the date of birth. Whether an account exists is
 never told: an unknown account id gets the same answers as a real one, whatever happens next.
-The engine performs the look-ups, the limits and the sends (bot/second_factor.py); this module
+The engine performs the look-ups, the limits and the sends (bot/accounts/second_factor.py); this module
 only decides where the conversation goes.
 """
 

@@ -13,7 +13,7 @@ from playwright.async_api import Locator, expect
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.models import Agreement, Payment, Plan
+from bot.ledger.models import Agreement, Payment, Plan
 from tests.fixtures_browser import LiveServer, Tab
 
 # localstripe's Stripe.js fields, by placeholder: a Visa ending 4242 (the year has two digits).

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from bot import cli
-from bot.config import Settings
+from bot.cli import main as cli
+from bot.config.settings import Settings
 
 
 def in_process_paybot(

@@ -25,9 +25,9 @@ from twilio.request_validator import RequestValidator
 from bot import appkeys
 from bot.app import create_app
 from bot.clock import FrozenClock
-from bot.config import Settings
-from bot.db import Database
-from bot.models import Base
+from bot.config.settings import Settings
+from bot.ledger.db import Database
+from bot.ledger.models import Base
 from bot.providers import Providers
 from bot.providers.email import SandboxEmail
 from bot.providers.payments import PaymentGateway, SandboxGateway

@@ -40,10 +40,10 @@ from twilio.request_validator import RequestValidator
 
 from bot.app import create_app
 from bot.clock import FrozenClock
-from bot.config import Settings
-from bot.localstripe import LOCALSTRIPE_KEY, LocalStripe
+from bot.config.settings import Settings
 from bot.providers import Providers
 from bot.providers.email import SandboxEmail
+from bot.providers.localstripe import LOCALSTRIPE_KEY, LocalStripe
 from bot.providers.payments import StripeGateway
 from bot.providers.sms import SandboxSms
 from tests.conftest import API_KEY, AUTH_TOKEN, twiml_messages

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
-from bot.localstripe import LOCALSTRIPE_KEY, LocalStripe, create_card_method
+from bot.providers.localstripe import LOCALSTRIPE_KEY, LocalStripe, create_card_method
 from bot.providers.payments import PaymentGateway, SandboxGateway, StripeGateway
 
 __all__ = [

@@ -26,9 +26,9 @@ from sqlalchemy import select, text
 from bot import appkeys
 from bot.app import create_app
 from bot.clock import FrozenClock
-from bot.config import Settings
-from bot.db import Database
-from bot.models import Account, Base, Offer, Payment
+from bot.config.settings import Settings
+from bot.ledger.db import Database
+from bot.ledger.models import Account, Base, Offer, Payment
 from bot.providers import Providers
 from bot.providers.email import SandboxEmail
 from bot.providers.payments import SandboxGateway

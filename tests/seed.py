@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from bot import appkeys
-from bot.accounts import add_offers, parse_account, save_method_at_processor, upsert_account
-from bot.models import Account, Creditor
+from bot.accounts.loading import add_offers, parse_account, save_method_at_processor, upsert_account
+from bot.ledger.models import Account, Creditor
 
 # The replies that take a seeded account (saved Visa, no offers) to AGREE for $50.00 now.
 CONFIRM_STEPS = ["pay", "ok", "50", "1", "now", "yes"]

@@ -12,9 +12,10 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import select
 
-from bot import api, appkeys
+from bot import appkeys
+from bot.api import routes as api
 from bot.app import create_app
-from bot.models import Account, AuditEvent, Payment
+from bot.ledger.models import Account, AuditEvent, Payment
 from tests.conftest import API_KEY
 from tests.seed import add_account
 

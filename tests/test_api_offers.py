@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot import appkeys, plans
-from bot.models import AuditEvent, Link, Offer, Outreach, PaymentMethod
+from bot import appkeys
+from bot.ledger.models import AuditEvent, Link, Offer, Outreach, PaymentMethod
+from bot.plans import signing as plans
 from tests.conftest import API_KEY, START
 from tests.seed import add_account
 
@@ -293,7 +294,7 @@ async def test_the_openapi_document_describes_the_offer_routes(client):
     assert set(spec["paths"]["/accounts/{account_id}/offers"]) == {"get", "post"}
     assert set(spec["paths"]["/offers/{offer_id}"]) == {"get"}
     assert set(spec["paths"]["/offers/{offer_id}/withdraw"]) == {"post"}
-    from bot.api import OFFER_FIELDS
+    from bot.api.routes import OFFER_FIELDS
 
     assert set(spec["components"]["schemas"]["OfferInput"]["properties"]) == set(OFFER_FIELDS)
 
@@ -324,7 +325,7 @@ async def test_two_withdrawals_at_once_withdraw_once(app, client):
 
 
 async def deliver(app):  # type: ignore[no-untyped-def]
-    from bot.outreach import deliver_due
+    from bot.outreach.queue import deliver_due
 
     providers = app[appkeys.PROVIDERS]
     return await deliver_due(database=app[appkeys.DATABASE], settings=app[appkeys.SETTINGS],

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot import appkeys, plans
-from bot.config import Settings
-from bot.models import Offer, PaymentMethod
+from bot import appkeys
+from bot.config.settings import Settings
+from bot.ledger.models import Offer, PaymentMethod
+from bot.plans import signing as plans
 from tests.conftest import API_KEY, START
 from tests.seed import add_account
 from tests.test_serving import ROOT, free_port, server_env

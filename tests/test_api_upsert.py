@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.models import Account
+from bot.ledger.models import Account
 from tests.conftest import API_KEY
 
 AUTH = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}

@@ -23,9 +23,10 @@ from aiohttp import web
 from playwright.async_api import expect
 from sqlalchemy import select
 
-from bot import appkeys, ledger
-from bot.config import Settings
-from bot.models import Payment, PaymentMethod
+from bot import appkeys
+from bot.config.settings import Settings
+from bot.ledger import queries as ledger
+from bot.ledger.models import Payment, PaymentMethod
 from bot.providers.payments import SandboxGateway
 from tests.browser_support import (
     accept_terms,

@@ -10,7 +10,7 @@ from playwright.async_api import expect
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.models import Account
+from bot.ledger.models import Account
 from tests.fixtures_browser import *  # noqa: F403
 from tests.fixtures_browser import LiveServer, Tab
 from tests.seed import add_account

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.config import Settings
-from bot.db import Database
-from bot.demo import RUNNING_FILE, beside_running_demo
-from bot.localstripe import free_port
-from bot.models import Account, Payment
+from bot.cli.demo import RUNNING_FILE, beside_running_demo
+from bot.config.settings import Settings
+from bot.ledger.db import Database
+from bot.ledger.models import Account, Payment
+from bot.providers.localstripe import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ANA = "+15555550102"  # DEMO-1003: the demo saves her a card that the issuer declines

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli
 from bot.app import create_app
-from bot.config import ConfigError, Settings
+from bot.cli import main as cli
+from bot.config.settings import ConfigError, Settings
 from bot.providers import build_providers
 
 # Each value distinctive, so a test can tell that none of it is ever shown.

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.localstripe import free_port
+from bot.providers.localstripe import free_port
 
 
 def run_paybot(

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from bot import appkeys, email_outbox
-from bot.models import OutboundEmail
+from bot import appkeys
+from bot.ledger.models import OutboundEmail
+from bot.outreach import email_outbox
 from tests.cli_support import in_process_paybot
 from tests.seed import add_account
 from tests.test_email_outbox import receipt_email
@@ -110,7 +111,7 @@ async def test_resend_of_an_unknown_id_is_one_clear_line(app, client, paybot):
 async def test_an_agreement_copy_given_up_is_listed_and_resent_rebuilt_from_the_ledger(
     app, client, phone, paybot, settings
 ):
-    from bot.models import Outreach
+    from bot.ledger.models import Outreach
     from tests.test_plan_sms import add_plan_offer
 
     await add_plan_offer(app, await add_account(app))

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from bot import appkeys, plans
-from bot.models import Offer, Outreach, PaymentMethod, Plan
+from bot import appkeys
+from bot.ledger.models import Offer, Outreach, PaymentMethod, Plan
+from bot.plans import signing as plans
 from tests.cli_support import in_process_paybot
 from tests.conftest import START
 from tests.seed import add_account

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.config import ConfigError, Settings
-from bot.models import Agreement, AuditEvent, WebSession
+from bot.config.settings import ConfigError, Settings
+from bot.ledger.models import Agreement, AuditEvent, WebSession
 from tests.seed import add_account
 
 

@@ -10,7 +10,7 @@ import re
 from sqlalchemy import select, update
 
 from bot import appkeys
-from bot.models import Account, Conversation
+from bot.ledger.models import Account, Conversation
 from tests.seed import add_account
 from tests.test_portal import Browser, link_for
 
@@ -218,8 +218,8 @@ async def test_two_writers_capping_the_same_new_contact_send_no_more_than_the_ca
     """Two accounts (served by two processes sharing the ledger: `paybot serve` and
     `paybot chat`, each with a writer queue of its own) send a code to the same new number at
     once while it has had 4 this hour: one more goes, never two."""
-    from bot.contact_change import CAPPED, SENT, send_code
-    from bot.db import Database
+    from bot.accounts.contact_change import CAPPED, SENT, send_code
+    from bot.ledger.db import Database
 
     first = await add_account(app)
     second = await add_account(app, ref="ACC-1002", phone="+15555550101", email="z@example.com")

@@ -7,8 +7,8 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from bot import appkeys
-from bot.gsm7 import is_gsm7, segment_count
-from bot.models import Agreement, AuditEvent, Conversation, Message, OptOut, Payment
+from bot.ledger.models import Agreement, AuditEvent, Conversation, Message, OptOut, Payment
+from bot.text.gsm7 import is_gsm7, segment_count
 from tests.conftest import API_KEY
 from tests.seed import add_account
 
@@ -471,7 +471,7 @@ async def test_every_inbound_message_is_stored_with_its_reply(app, phone):
 
 async def test_a_colliding_payment_reference_is_drawn_again(app, client, phone, monkeypatch):
     """References are short and random: a clash with an earlier payment must not lose this one."""
-    import bot.payments
+    import bot.payments.service
 
     await add_account(app)
     maria = phone()
@@ -479,7 +479,7 @@ async def test_a_colliding_payment_reference_is_drawn_again(app, client, phone, 
         await maria.send(text)
     taken = (await account_json(client))["payments"][0]["reference"]
     draws = iter([taken, "P-NEW22"])
-    monkeypatch.setattr(bot.payments, "new_payment_reference", lambda: next(draws))
+    monkeypatch.setattr(bot.payments.service, "new_payment_reference", lambda: next(draws))
     for text in ["pay", "ok", "60", "1", "dec 16", "yes"]:
         await maria.send(text)
     (done,) = await maria.send("agree")

@@ -12,10 +12,10 @@ from sqlalchemy.exc import DBAPIError
 
 from bot import appkeys
 from bot.app import build_engine
-from bot.conversation import Inbound
 from bot.coordination import AGENT_FEED, Coordinator, LockNotAcquired
-from bot.db import Database
-from bot.models import Message
+from bot.ledger.db import Database
+from bot.ledger.models import Message
+from bot.sms.engine import Inbound
 from tests.conftest import BACKEND
 from tests.seed import add_account
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.models import Payment
+from bot.ledger.models import Payment
 from tests.seed import add_account
 from tests.test_portal import Browser, csrf_of, link_for, make_link, state_of, visible_text
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot import appkeys
-from bot.config import Settings
+from bot.config.settings import Settings
 from bot.providers import Providers
 from bot.providers.email import SandboxEmail, SentEmail
 from bot.providers.payments import PaymentGateway

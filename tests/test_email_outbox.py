@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot import appkeys, email_outbox, ledger
-from bot.config import Settings
-from bot.models import OutboundEmail, Outreach, Payment
-from bot.notifications import Notifier, ledger_email_opt_outs
+from bot import appkeys
+from bot.config.settings import Settings
+from bot.ledger import queries as ledger
+from bot.ledger.models import OutboundEmail, Outreach, Payment
+from bot.outreach import email_outbox
+from bot.outreach.notifications import Notifier, ledger_email_opt_outs
 from bot.providers import Providers
 from bot.providers.payments import PaymentGateway
 from bot.providers.sms import SandboxSms

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select, update
 
 from bot import appkeys
-from bot.config import FlowSettings
-from bot.flow_settings import InvalidCreditorSettings
-from bot.models import Creditor
+from bot.config.flow import InvalidCreditorSettings
+from bot.config.settings import FlowSettings
+from bot.ledger.models import Creditor
 from tests.seed import add_account
 
 

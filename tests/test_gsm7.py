@@ -1,6 +1,6 @@
 import pytest
 
-from bot.gsm7 import (
+from bot.text.gsm7 import (
     GSM7_BASIC,
     GSM7_EXTENSION,
     encoding,

@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.accounts import import_csv
+from bot.accounts.loading import import_csv
 from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import Account, AuditEvent, Base, Creditor
+from bot.ledger.db import Database
+from bot.ledger.models import Account, AuditEvent, Base, Creditor
 from bot.security import ssn_digest
 from tests.conftest import START
 

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from bot import appkeys
-from bot.models import Account, Link, Offer, Payment, PaymentMethod, WebSession
-from bot.payments import PaymentRefused, PaymentRequest
+from bot.ledger.models import Account, Link, Offer, Payment, PaymentMethod, WebSession
+from bot.payments.service import PaymentRefused, PaymentRequest
 from tests.seed import add_account
 from tests.test_portal import Browser, csrf_of, link_for, make_link
 from tests.test_signing import add_plan_offer

@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import select, update
 
 from bot import appkeys
-from bot.config import Settings
-from bot.models import Account, WebSession
+from bot.config.settings import Settings
+from bot.ledger.models import Account, WebSession
 from bot.providers import Providers
 from bot.providers.email import SandboxEmail
 from bot.providers.payments import PaymentGateway
@@ -187,7 +187,7 @@ async def test_a_failing_web_client_waits_longer_and_longer(app, visitor, provid
 
 
 def test_the_wait_doubles_and_never_exceeds_an_hour() -> None:
-    from bot.second_factor import backoff
+    from bot.accounts.second_factor import backoff
 
     waits = [backoff(n) for n in range(1, 12)]
     assert waits[:2] == [timedelta(0)] * 2

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.models import Account, AuditEvent, Link, Payment, PaymentMethod, Plan
+from bot.ledger.models import Account, AuditEvent, Link, Payment, PaymentMethod, Plan
 from bot.providers.payments import SandboxGateway
 from tests.seed import add_account
 from tests.test_portal import Browser, csrf_of

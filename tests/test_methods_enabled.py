@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.models import PaymentMethod
+from bot.ledger.models import PaymentMethod
 from tests.seed import add_account
 from tests.test_portal import Browser, link_for
 from tests.test_portal_hardening import method_link

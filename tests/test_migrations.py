@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from bot.db import Database
-from bot.models import Base
+from bot.ledger.db import Database
+from bot.ledger.models import Base
 
 
 async def test_migrated_schema_matches_the_models(database_url: str) -> None:

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.models import Account, Payment
+from bot.ledger.models import Account, Payment
 from bot.providers.payments import ChargeResult, SandboxGateway
 from tests.money_world import World
 from tests.seed import CONFIRM_STEPS, add_account

@@ -1,4 +1,4 @@
-"""Never collect more than is owed (issue 12, findings 1 and 2): the one rule of bot/collectable.py
+"""Never collect more than is owed (issue 12, findings 1 and 2): the one rule of bot/payments/collectable.py
 on every path, asserted on what the customer reads and what the ledger holds."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from bot import appkeys
-from bot.accounts import parse_account, upsert_account
-from bot.collectable import collectable
-from bot.models import Account, Offer, OutboundEmail, Payment, Plan
-from bot.offers import describe_offer
+from bot.accounts.loading import parse_account, upsert_account
+from bot.ledger.models import Account, Offer, OutboundEmail, Payment, Plan
+from bot.payments.collectable import collectable
+from bot.plans.offers import describe_offer
 from bot.providers.payments import SandboxGateway
 from tests.seed import add_account
 from tests.test_plan_sms import add_plan_offer
@@ -613,7 +613,7 @@ async def test_a_fixed_link_made_before_a_plan_takes_only_what_is_open(app, clie
 
 async def forget_method_at_processor(app: Any) -> None:
     """The method row names a method this processor never saw (a sandbox of another process)."""
-    from bot.models import PaymentMethod
+    from bot.ledger.models import PaymentMethod
 
     async with app[appkeys.DATABASE].session() as session:
         method = await session.scalar(select(PaymentMethod))
@@ -749,8 +749,8 @@ async def test_two_payments_of_everything_at_once_take_it_once(app, client):
     conversation lock): the account row lock lets one through; the other is refused in words."""
     import asyncio
 
-    from bot.models import PaymentMethod
-    from bot.payments import AmountNotOpen, PaymentRequest
+    from bot.ledger.models import PaymentMethod
+    from bot.payments.service import AmountNotOpen, PaymentRequest
 
     account = await add_account(app, balance="300.00")
     service = app[appkeys.ENGINE].payments
@@ -789,7 +789,7 @@ async def test_balance_by_text_says_what_is_owed_after_scheduled_and_pending_pay
 ):
     """BALANCE tells what is owed and what is still open once scheduled and pending payments
     are counted (the rule's own words), in GSM-7 and at most two segments."""
-    from bot.gsm7 import is_gsm7, segment_count
+    from bot.text.gsm7 import is_gsm7, segment_count
 
     account = await add_account(app, balance="328.10", methods=("pm_usBankAccount",))
     maria = phone()

@@ -1,4 +1,4 @@
-"""Offers made for one account (bot/offers.py): exact schedules that add up to the cent, the
+"""Offers made for one account (bot/plans/offers.py): exact schedules that add up to the cent, the
 creditor's limits, settlements by amount or percentage, the queued message, withdrawal.
 
 The clock is the suite's: Wednesday 2026-11-25, 10:00 in New York."""
@@ -11,11 +11,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from bot import appkeys, offers
-from bot.config import FlowSettings
-from bot.models import AuditEvent, Link, Offer, Outreach
-from bot.offers import InvalidOffer, OfferRequest, offer_terms
-from bot.plans import PlanError
+from bot import appkeys
+from bot.config.settings import FlowSettings
+from bot.ledger.models import AuditEvent, Link, Offer, Outreach
+from bot.plans import offers
+from bot.plans.offers import InvalidOffer, OfferRequest, offer_terms
+from bot.plans.signing import PlanError
 from tests.conftest import START
 from tests.seed import add_account
 

@@ -1,7 +1,7 @@
 """Proactive outreach delivered by the worker: offers, reminders, expiry, opt-outs, quiet hours
 and the frequency cap, with time moved by a FrozenClock across days, time zones and DST.
 
-Offers are written straight into the ledger (as bot/offers.py makes them) and queued with
+Offers are written straight into the ledger (as bot/plans/offers.py makes them) and queued with
 ``bot.outreach.enqueue``; what the customer receives is read from the sandbox outboxes."""
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ import pytest
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.config import FlowSettings
-from bot.db import Database
-from bot.gsm7 import is_gsm7, segment_count
-from bot.models import Account, Creditor, Link, Offer, OptOut, Outreach
-from bot.notifications import Notifier
-from bot.outreach import (
+from bot.config.settings import FlowSettings
+from bot.ledger.db import Database
+from bot.ledger.models import Account, Creditor, Link, Offer, OptOut, Outreach
+from bot.outreach.notifications import Notifier
+from bot.outreach.queue import (
     compose_sms,
     deliver_due,
     enqueue,
@@ -33,8 +32,9 @@ from bot.outreach import (
     reminder_due,
     window_opens,
 )
-from bot.rendering import SmsRenderer
-from bot.worker import Worker, WorkerConfig
+from bot.text.gsm7 import is_gsm7, segment_count
+from bot.text.rendering import SmsRenderer
+from bot.worker.loop import Worker, WorkerConfig
 from tests.conftest import BACKEND, PUBLIC_BASE_URL
 from tests.seed import add_account
 
@@ -252,7 +252,7 @@ async def test_an_opted_out_number_is_skipped(app, client, clock):
 
 
 async def test_an_email_opt_out_is_skipped_and_both_sends_what_it_can(app, client, clock):
-    from bot import ledger
+    from bot.ledger import queries as ledger
 
     maria = await add_account(app)
     async with app[appkeys.DATABASE].session() as session:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import parsing
-from bot.parsing import KINDS, REASONS, STEPS, Meaning, classify_keyword, parse_reply
+from bot.sms import parsing
+from bot.sms.parsing import KINDS, REASONS, STEPS, Meaning, classify_keyword, parse_reply
 
 CORPUS = Path(__file__).parent / "data" / "sms_replies.tsv"
 TODAY = datetime.date(2026, 11, 25)  # a Wednesday, as the corpus says

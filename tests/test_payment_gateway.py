@@ -7,7 +7,7 @@ import pytest
 import stripe
 from aiohttp import web
 
-from bot.localstripe import LOCALSTRIPE_KEY, free_port
+from bot.providers.localstripe import LOCALSTRIPE_KEY, free_port
 from bot.providers.payments import (
     ChargeResult,
     GatewayUnavailable,

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.models import Payment
+from bot.ledger.models import Payment
 from tests.seed import CONFIRM_STEPS, add_account
 
 
@@ -62,7 +62,7 @@ async def test_decline_is_recorded_and_told(app, phone, localstripe, method_ref_
     (payment,) = await ledger_payments(app)
     assert payment.status == "declined" and payment.failure_code == "card_declined"
     async with app[appkeys.DATABASE].session() as session:
-        from bot.models import Account
+        from bot.ledger.models import Account
 
         balance = await session.scalar(select(Account.balance_cents))
     assert balance == 125000
@@ -93,8 +93,8 @@ async def test_the_ledger_guard_holds_even_without_the_redis_lock(
 ):
     """Two engines that do not share a lock (Redis lost between them) still charge once."""
     from bot.app import build_engine
-    from bot.conversation import Inbound
     from bot.coordination import Coordinator, connect_redis
+    from bot.sms.engine import Inbound
 
     await add_account(app)
     engine = app[appkeys.ENGINE]
@@ -132,8 +132,8 @@ async def test_two_agrees_held_inside_their_turns_at_once_answer_about_one_payme
     import asyncpg
 
     from bot.app import build_engine
-    from bot.conversation import Inbound
     from bot.coordination import Coordinator, connect_redis
+    from bot.sms.engine import Inbound
     from tests.conftest import BACKEND
 
     if BACKEND != "services":

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.models import Account, AuditEvent, Payment, Plan
+from bot.ledger.models import Account, AuditEvent, Payment, Plan
 from tests.seed import add_account
 from tests.test_plan_sms import SCHEDULE, add_plan_offer, count
 

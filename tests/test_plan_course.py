@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.models import Plan
+from bot.ledger.models import Plan
 from tests.cli_support import in_process_paybot
 from tests.seed import add_account
 from tests.test_money_guard import ledger_of, run_worker_on, sign_plan_by_text

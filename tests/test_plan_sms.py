@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bot import appkeys
-from bot.models import Account, Agreement, AuditEvent, Link, Offer, Payment, Plan
-from bot.plan_terms import plan_agreement_text
-from bot.plans import agreement_digest, offer_schedule
-from bot.rendering import build_environment
+from bot.ledger.models import Account, Agreement, AuditEvent, Link, Offer, Payment, Plan
+from bot.plans.signing import agreement_digest, offer_schedule
+from bot.plans.terms import plan_agreement_text
+from bot.text.rendering import build_environment
 from tests.seed import add_account
 
 SCHEDULE = [

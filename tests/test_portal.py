@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from bot import appkeys
-from bot.models import Account, Agreement, Link, Payment
+from bot.ledger.models import Account, Agreement, Link, Payment
 from tests.conftest import API_KEY
 from tests.seed import add_account
 

@@ -9,13 +9,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot import appkeys, ledger
-from bot.campaigns import email_environment
-from bot.models import Creditor, PaymentMethod
-from bot.notifications import Notifier
+from bot import appkeys
+from bot.ledger import queries as ledger
+from bot.ledger.models import Creditor, PaymentMethod
+from bot.outreach.campaigns import email_environment
+from bot.outreach.notifications import Notifier
 from bot.providers.email import SandboxEmail
 from bot.providers.sms import SandboxSms
-from bot.rendering import build_environment
+from bot.text.rendering import build_environment
 from portal_fallback.app import build_pages, content_security_policy
 from tests.seed import CONFIRM_STEPS, add_account
 from tests.test_portal import Browser, csrf_of, link_for

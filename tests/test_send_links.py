@@ -19,12 +19,12 @@ import pytest
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.campaigns import CampaignError, mask_numbers, send_links
-from bot.compliance import DEFAULT_DISCLOSURE, in_quiet_hours
-from bot.config import FlowSettings
-from bot.gsm7 import is_gsm7, segment_count
-from bot.models import Account, AuditEvent, Conversation, Creditor, Link, Message, OptOut
+from bot.config.settings import FlowSettings
+from bot.ledger.models import Account, AuditEvent, Conversation, Creditor, Link, Message, OptOut
+from bot.outreach.campaigns import CampaignError, mask_numbers, send_links
+from bot.outreach.compliance import DEFAULT_DISCLOSURE, in_quiet_hours
 from bot.security import token_digest
+from bot.text.gsm7 import is_gsm7, segment_count
 from tests.conftest import PUBLIC_BASE_URL, signed_post
 from tests.seed import add_account
 

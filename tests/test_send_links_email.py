@@ -19,9 +19,9 @@ from pathlib import Path
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.campaigns import send_links
-from bot.compliance import DEFAULT_DISCLOSURE
-from bot.models import Account, AuditEvent, Creditor, Link, Message, OptOut
+from bot.ledger.models import Account, AuditEvent, Creditor, Link, Message, OptOut
+from bot.outreach.campaigns import send_links
+from bot.outreach.compliance import DEFAULT_DISCLOSURE
 from bot.security import token_digest
 from tests.conftest import PUBLIC_BASE_URL
 from tests.seed import add_account

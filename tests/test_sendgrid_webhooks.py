@@ -28,9 +28,9 @@ from sqlalchemy.exc import OperationalError
 
 from bot import appkeys
 from bot.app import create_app
-from bot.campaigns import send_links
-from bot.config import Settings
-from bot.models import AuditEvent, EmailOptOut, ProcessedEvent
+from bot.config.settings import Settings
+from bot.ledger.models import AuditEvent, EmailOptOut, ProcessedEvent
+from bot.outreach.campaigns import send_links
 from tests.conftest import PUBLIC_BASE_URL
 from tests.seed import add_account
 from webhooks import sendgrid as sendgrid_webhooks
@@ -505,8 +505,8 @@ async def test_opt_outs_are_per_address_whatever_the_case(app, client):
 async def test_the_notifier_holds_back_non_transactional_email_to_an_opted_out_address(
     app, client, providers, caplog
 ):
-    from bot.notifications import Notifier, ledger_email_opt_outs
-    from bot.payments import PaymentOutcome
+    from bot.outreach.notifications import Notifier, ledger_email_opt_outs
+    from bot.payments.service import PaymentOutcome
 
     maria = await add_account(app, methods=())
     assert (await post(client, [event("unsubscribe", "maria@example.com")]))[0] == 200
@@ -518,7 +518,7 @@ async def test_the_notifier_holds_back_non_transactional_email_to_an_opted_out_a
     )
     message = {"to": "maria@example.com", "subject": "Reminder", "text": "t", "html": "<p>h</p>"}
 
-    with caplog.at_level("INFO", logger="bot.notifications"):
+    with caplog.at_level("INFO", logger="bot.outreach.notifications"):
         await notifier.send_email(**message)  # a reminder: not sent
     assert providers.email.outbox == []
     assert "opted out" in caplog.text and "maria@example.com" not in caplog.text

@@ -17,8 +17,8 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from bot import appkeys
-from bot.config import ConfigError, Settings
-from bot.models import Payment
+from bot.config.settings import ConfigError, Settings
+from bot.ledger.models import Payment
 from bot.serving import freeze_again_when_warm
 from tests.conftest import BACKEND, PUBLIC_BASE_URL, SmsPhone
 from tests.seed import CONFIRM_STEPS, add_account

@@ -14,10 +14,11 @@ from aiohttp import CookieJar
 from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
-from bot import appkeys, ledger
+from bot import appkeys
 from bot.app import create_app
-from bot.models import Agreement, Link, Offer, Outreach, Payment, Plan
-from bot.plans import agreement_digest
+from bot.ledger import queries as ledger
+from bot.ledger.models import Agreement, Link, Offer, Outreach, Payment, Plan
+from bot.plans.signing import agreement_digest
 from bot.providers import Providers
 from bot.providers.payments import SandboxGateway
 from bot.providers.sms import SandboxSms
@@ -393,8 +394,8 @@ async def test_a_tampered_progress_cookie_counts_for_nothing(app, client):
 def test_the_agreement_text_states_each_payment_and_the_bank_wording():
     from types import SimpleNamespace
 
-    from bot.plan_terms import plan_agreement_text, plan_summary_lines
-    from bot.rendering import build_environment
+    from bot.plans.terms import plan_agreement_text, plan_summary_lines
+    from bot.text.rendering import build_environment
 
     holder = SimpleNamespace(
         account_ref="ACC-1001",

@@ -7,11 +7,11 @@ from importlib import resources
 
 import pytest
 
-from bot.collectable import Collectable
-from bot.gsm7 import is_gsm7, segment_count
-from bot.payments import PaymentOutcome
-from bot.plan_changes import DateChange, PlanRules, PlanStatus
-from bot.rendering import SmsRenderer
+from bot.payments.collectable import Collectable
+from bot.payments.service import PaymentOutcome
+from bot.plans.changes import DateChange, PlanRules, PlanStatus
+from bot.text.gsm7 import is_gsm7, segment_count
+from bot.text.rendering import SmsRenderer
 from states.payment import MethodView, OfferView
 from states.plan_change import PlanOfferView
 from states.replies import Reply
@@ -291,7 +291,7 @@ CONTEXTS: dict[str, list[dict]] = {
         {"reason": "You can skip one payment on this plan and already did."},
         {"reason": "That is more than is left on your plan ($9,999,999.99)."},
     ],
-    # Proactive offers (bot/outreach.py composes them, shortening long names first)
+    # Proactive offers (bot/outreach/queue.py composes them, shortening long names first)
     "offer": [OUTREACH, {**OUTREACH, "offer_kind": "settlement"}],
     "reminder": [OUTREACH, {**OUTREACH, "offer_kind": "settlement"}],
     "offer_expired": [OUTREACH],

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from bot import appkeys
 from bot.app import create_app
-from bot.models import Account, AuditEvent, Payment, PaymentMethod, ProcessedEvent
+from bot.ledger.models import Account, AuditEvent, Payment, PaymentMethod, ProcessedEvent
 from bot.security import new_payment_reference
 from tests.conftest import SmsPhone
 from tests.seed import add_account

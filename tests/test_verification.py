@@ -77,7 +77,7 @@ async def test_knowledge_answers_when_there_is_no_contact_on_file(app, phone):
     from sqlalchemy import update
 
     from bot import appkeys
-    from bot.models import Account
+    from bot.ledger.models import Account
 
     async with app[appkeys.DATABASE].session() as session:
         await session.execute(update(Account).values(email=None))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from bot import appkeys
-from bot.models import Message
+from bot.ledger.models import Message
 from states.diagram import document, readme_section
 from tests.conftest import signed_post
 from tests.seed import add_account

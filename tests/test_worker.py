@@ -27,12 +27,12 @@ import stripe
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.db import Database
-from bot.models import Account, AuditEvent, Payment, PaymentMethod
-from bot.notifications import Notifier
+from bot.ledger.db import Database
+from bot.ledger.models import Account, AuditEvent, Payment, PaymentMethod
+from bot.outreach.notifications import Notifier
 from bot.providers.payments import ChargeResult, SandboxGateway
 from bot.security import new_payment_reference
-from bot.worker import (
+from bot.worker.loop import (
     NEEDS_REVIEW,
     LocalRateLimiter,
     RedisRateLimiter,
@@ -697,7 +697,7 @@ async def test_a_plan_is_charged_installment_by_installment(app, client, phone, 
 
 
 async def test_a_canceled_plan_is_not_charged(app, client, phone, clock, providers):
-    from bot.models import Plan
+    from bot.ledger.models import Plan
 
     await add_account(app, offers=True)
     maria = phone()

@@ -63,8 +63,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import appkeys, ledger
-from bot.models import EmailOptOut, ProcessedEvent
+from bot import appkeys
+from bot.ledger import queries as ledger
+from bot.ledger.models import EmailOptOut, ProcessedEvent
 
 log = logging.getLogger(__name__)
 

@@ -40,12 +40,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import appkeys, email_outbox, ledger
-from bot.models import Account, OutboundEmail, Payment, PaymentMethod, ProcessedEvent
-from bot.notifications import Notifier, ledger_email_opt_outs
-from bot.payments import STATUS_LABELS, PaymentOutcome, apply_charge_result
+from bot import appkeys
+from bot.ledger import queries as ledger
+from bot.ledger.models import Account, OutboundEmail, Payment, PaymentMethod, ProcessedEvent
+from bot.outreach import email_outbox
+from bot.outreach.notifications import Notifier, ledger_email_opt_outs
+from bot.payments.service import STATUS_LABELS, PaymentOutcome, apply_charge_result
 from bot.providers.payments import polite_decline_message
-from bot.rendering import build_environment
+from bot.text.rendering import build_environment
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,10 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from bot import appkeys, ledger
-from bot.conversation import Inbound
+from bot import appkeys
+from bot.ledger import queries as ledger
 from bot.phones import InvalidPhone, normalize_phone
+from bot.sms.engine import Inbound
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.config import Settings
-from bot.config_check import require_production_ready
+from bot.config.check import require_production_ready
+from bot.config.settings import Settings
 from bot.providers.email import EmailSender, SandboxEmail, SendGridEmail
 from bot.providers.payments import PaymentGateway, SandboxGateway, StripeGateway
 from bot.providers.sms import SandboxSms, SmsSender, TwilioSms

@@ -132,7 +132,7 @@ class SandboxSms:
         return sent
 
     def _append(self, sent: SentSms, status_callback: str | None) -> None:
-        from bot.gsm7 import segment_count
+        from bot.text.gsm7 import segment_count
 
         record: dict[str, Any] = asdict(sent)
         record["from"] = self.from_number

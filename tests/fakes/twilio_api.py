@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import BasicAuth, web
 
-from bot.gsm7 import segment_count
+from bot.text.gsm7 import segment_count
 from tests.fakes.local_server import LocalServer
 
 API_VERSION = "2010-04-01"

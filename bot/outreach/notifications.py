@@ -1,0 +1,170 @@
+"""Messages that leave outside a conversation's reply: receipts, one-time codes, agreement text."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment
+
+from bot.ledger.models import Account
+from bot.payments.service import STATUS_LABELS, PaymentOutcome
+from bot.providers.email import Attachment, EmailError, EmailSender
+from bot.providers.sms import SmsError, SmsSender
+from bot.text.rendering import build_environment
+
+if TYPE_CHECKING:
+    from bot.ledger.db import Database
+
+log = logging.getLogger(__name__)
+
+# Whether an address opted out of email (the ledger's email_opt_outs, fed by SendGrid's events).
+EmailOptOutLookup = Callable[[str], Awaitable[bool]]
+
+
+def ledger_email_opt_outs(database: Database) -> EmailOptOutLookup:
+    """The lookup a ``Notifier`` needs, on a session of its own (the caller's may be closed)."""
+    from bot.ledger import queries as ledger
+
+    async def opted_out(address: str) -> bool:
+        async with database.session() as session:
+            return await ledger.is_email_opted_out(session, address)
+
+    return opted_out
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    status: str  # sent | opted_out | failed
+    message_id: str | None = None  # the provider's, when sent
+
+    def __bool__(self) -> bool:
+        return self.status == "sent"
+
+
+class Notifier:
+    def __init__(
+        self,
+        *,
+        sms: SmsSender,
+        email: EmailSender,
+        brand: str,
+        env: Environment | None = None,
+        email_opted_out: EmailOptOutLookup | None = None,
+    ) -> None:
+        """``email_opted_out`` (e.g. ``ledger_email_opt_outs(database)``): without it no address
+        counts as opted out, and every email goes."""
+        self.sms = sms
+        self.email = email
+        self.brand = brand
+        self.env = env or build_environment()
+        self.email_opted_out = email_opted_out
+
+    def agreement_text(
+        self,
+        *,
+        account: Account,
+        amount_cents: int,
+        pay_on: date | None,
+        method_label: str,
+        offer: Any,
+        method_kind: str | None = None,
+        fee_cents: int = 0,
+        terms_version: str,
+        brand: str,
+    ) -> str:
+        """The exact text the customer authorizes; its hash is kept with the agreement."""
+        return (
+            self.env.get_template("legal/payment_authorization.txt")
+            .render(
+                account=account,
+                amount_cents=amount_cents,
+                pay_on=pay_on,
+                method_label=method_label,
+                method_kind=method_kind,
+                fee_cents=fee_cents,
+                offer=offer,
+                terms_version=terms_version,
+                brand=brand,
+            )
+            .strip()
+        )
+
+    def receipt(self, account: Account, outcome: PaymentOutcome, *, brand: str) -> dict[str, Any]:
+        context = {
+            "account": account,
+            "outcome": outcome,
+            "brand": brand,
+            "status_label": STATUS_LABELS.get(outcome.status, outcome.status),
+        }
+        return {
+            "to": account.email,
+            "subject": f"Your payment receipt {outcome.reference}",
+            "text": self.env.get_template("email/receipt.txt").render(context),
+            "html": self.env.get_template("email/receipt.html").render(context),
+            "transactional": True,  # the record of a payment goes even after an unsubscribe
+        }
+
+    async def send_email(
+        self,
+        *,
+        to: str,
+        subject: str,
+        text: str,
+        html: str,
+        transactional: bool = False,
+        attachments: tuple[Attachment, ...] = (),
+    ) -> Dispatch:
+        """Send, or say why not (``opted_out``, ``failed``); never raises for the mailer. The
+        answer is true when the mailer took the email.
+
+        An email that is not ``transactional`` (a campaign, a reminder, anything the customer
+        did not ask for) is not sent to an address that opted out of email; a receipt, a
+        one-time code or a copy of a signed agreement is (``transactional=True``). When the
+        opt-out cannot be looked up, a non-transactional email is held back."""
+        if not transactional and await self._opted_out(to):
+            log.info("email not sent: the recipient opted out of email (subject %r)", subject)
+            return Dispatch("opted_out")
+        try:
+            if attachments:
+                sent = await self.email.send(
+                    to=to, subject=subject, text=text, html=html, attachments=attachments
+                )
+            else:
+                sent = await self.email.send(to=to, subject=subject, text=text, html=html)
+        except EmailError:
+            # The payment stands whatever the mailer says; the failure is logged, never the body.
+            log.warning("email not sent (subject %r)", subject)
+            return Dispatch("failed")
+        return Dispatch("sent", sent.message_id)
+
+    async def _opted_out(self, address: str) -> bool:
+        if self.email_opted_out is None:
+            return False
+        try:
+            return await self.email_opted_out(address)
+        except Exception:
+            log.warning("email opt-outs could not be read: the email is held back", exc_info=True)
+            return True
+
+    async def send_code(self, account: Account, code: str, *, brand: str, by_sms: bool) -> None:
+        """By text to the phone on file unless it opted out; else by email."""
+        context = {"brand": brand, "code": code}
+        body = " ".join(self.env.get_template("sms/verification_code.txt").render(context).split())
+        if by_sms and account.phone:
+            try:
+                await self.sms.send(to=account.phone, body=body)
+                return
+            except SmsError:
+                log.warning("verification code SMS not sent; trying email")
+        if account.email:
+            await self.send_email(
+                to=account.email,
+                subject=f"{brand}: your verification code",
+                text=body,
+                html=self.env.get_template("email/verification_code.html").render(context).strip(),
+                transactional=True,  # asked for, this minute, by the customer
+            )

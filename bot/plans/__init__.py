@@ -1,0 +1,5 @@
+"""Payment plans: offers, signing and cancelling, changes by text, the terms signed and the
+agreement copy sent.
+
+May import: bot.ledger, bot.payments, bot.text, bot.outreach.notifications, bot.providers.email.
+"""

@@ -1,0 +1,59 @@
+"""Turns replies (template name + context) into the texts a customer reads."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from bot.money import format_cents
+from bot.text.gsm7 import to_gsm7
+from states.replies import Reply
+
+SMS_LIMIT = 306  # two GSM-7 segments
+
+
+def format_day(day: date) -> str:
+    return f"{day:%b} {day.day}, {day.year}"
+
+
+def build_environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("bot", "templates"),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        # Every .html template (emails) escapes what it is given; texts (SMS, plain email) are
+        # not HTML and stay as written.
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        auto_reload=False,  # packaged templates do not change under a running process
+    )
+    env.filters["money"] = format_cents
+    env.filters["day"] = format_day
+    return env
+
+
+class SmsRenderer:
+    def __init__(self, env: Environment | None = None) -> None:
+        self.env = env or build_environment()
+
+    def render(self, reply: Reply, base: dict[str, Any]) -> str:
+        template = self.env.get_template(f"sms/{reply.template}.txt")
+        text = template.render({**base, **reply.context})
+        # Templates wrap for readability; a single newline is a space, a blank line a line break.
+        paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text.strip())]
+        return to_gsm7("\n".join(p for p in paragraphs if p))
+
+    def render_all(self, replies: list[Reply], base: dict[str, Any]) -> list[str]:
+        """Render a turn's replies, packing them into as few messages as fit in two segments."""
+        messages: list[str] = []
+        for reply in replies:
+            text = self.render(reply, base)
+            if messages and len(messages[-1]) + 1 + len(text) <= SMS_LIMIT:
+                messages[-1] = f"{messages[-1]}\n{text}"
+            else:
+                messages.append(text)
+        return messages
