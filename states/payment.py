@@ -27,9 +27,10 @@ from typing import Any
 
 from transitions import Machine
 
-from bot.config.settings import FlowSettings
+from bot.config.flow import FlowSettings
 from bot.security import mask_email, mask_phone
 from bot.sms.parsing import Meaning
+from states import build_machine as machine_for
 from states.replies import Effect, Reply
 
 CONTACT_PENDING = "contact_pending"  # a new contact waiting for its code (bot.contact_change)
@@ -192,8 +193,9 @@ class AccountView:
     today: date  # in the customer's time zone
     terms_url: str
     masked_phone: str | None = None
-    # What may be paid now (bot/payments/collectable.py): the balance less what is already scheduled or
-    # on its way. None where the engine did not need to work it out (steps past the amount).
+    # What may be paid now (bot/payments/collectable.py): the balance less what is already
+    # scheduled or on its way. None where the engine did not need to work it out (steps past
+    # the amount).
     open_cents: int | None = None
     # Why less than the balance is open, in the customer's words (None when all of it is).
     open_reason: str | None = None
@@ -520,12 +522,4 @@ class PaymentFlow:
 
 
 def build_machine() -> Machine:
-    """One machine for the whole process; each message adds its model and removes it after."""
-    return Machine(
-        model=None,
-        states=STATES,
-        transitions=TRANSITIONS,
-        initial="idle",
-        auto_transitions=False,
-        send_event=False,
-    )
+    return machine_for(STATES, TRANSITIONS, initial="idle")

@@ -31,6 +31,7 @@ from transitions import Machine
 
 from bot.plans.changes import PlanChangeRefused, PlanStatus, check_extra, check_move, check_skip
 from bot.sms.parsing import Meaning
+from states import build_machine as machine_for
 from states.replies import Effect, Reply
 
 STATES = [
@@ -315,12 +316,4 @@ class PlanFlow:
 
 
 def build_machine() -> Machine:
-    """One machine for the whole process; each message adds its model and removes it after."""
-    return Machine(
-        model=None,
-        states=STATES,
-        transitions=TRANSITIONS,
-        initial="idle",
-        auto_transitions=False,
-        send_event=False,
-    )
+    return machine_for(STATES, TRANSITIONS, initial="idle")

@@ -7,8 +7,8 @@ r"""Proving who texts from a number we do not know, before anything about an acc
 In awaiting_code the answer is the code sent to the phone or email on file, or, only for an
 account with neither, the last 4 of the SSN and the date of birth. Whether an account exists is
 never told: an unknown account id gets the same answers as a real one, whatever happens next.
-The engine performs the look-ups, the limits and the sends (bot/accounts/second_factor.py); this module
-only decides where the conversation goes.
+The engine performs the look-ups, the limits and the sends (bot/accounts/second_factor.py);
+this module only decides where the conversation goes.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 from transitions import Machine
 
+from states import build_machine as machine_for
 from states.replies import Reply
 
 STATES = ["new", "awaiting_account", "awaiting_code"]
@@ -64,10 +65,4 @@ class VerificationFlow:
 
 
 def build_machine() -> Machine:
-    return Machine(
-        model=None,
-        states=STATES,
-        transitions=TRANSITIONS,
-        initial="new",
-        auto_transitions=False,
-    )
+    return machine_for(STATES, TRANSITIONS, initial="new")

@@ -1,5 +1,6 @@
-"""Never collect more than is owed (issue 12, findings 1 and 2): the one rule of bot/payments/collectable.py
-on every path, asserted on what the customer reads and what the ledger holds."""
+"""Never collect more than is owed (issue 12, findings 1 and 2): the one rule of
+bot/payments/collectable.py on every path, asserted on what the customer reads and what the
+ledger holds."""
 
 from __future__ import annotations
 

@@ -290,8 +290,8 @@ class OptOut(Base):
 
 
 class VerificationAttempt(Base):
-    """One answer to a second-factor challenge (bot/accounts/second_factor.py). A client's wait is read
-    from its failures on one subject; a challenge's tries from the failures against it."""
+    """One answer to a second-factor challenge (bot/accounts/second_factor.py). A client's wait is
+    read from its failures on one subject; a challenge's tries from the failures against it."""
 
     __tablename__ = "verification_attempts"
     __table_args__ = (

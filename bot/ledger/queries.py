@@ -427,7 +427,8 @@ async def account_choices(
 ) -> tuple[list[Any], list[Any], collectable.Collectable | None]:
     """The account's open offers (id, kind, total_cents, installment_count, frequency,
     expires_at, schedule), its saved methods (id, kind, brand, last4; the default first), as
-    rows, and with ``with_open`` what is open on it (bot/payments/collectable.py), in one round trip.
+    rows, and with ``with_open`` what is open on it (bot/payments/collectable.py), in one round
+    trip.
     ``knowledge``: for a session proved only by knowledge answers, which also sees the
     single-use methods not yet used."""
     offers, methods, state = [], [], None

@@ -55,7 +55,8 @@ class PaymentRefused(Exception):
 
 
 class AmountNotOpen(PaymentRefused):
-    """More than is open on the account (bot/payments/collectable.py); the message says how much is."""
+    """More than is open on the account (bot/payments/collectable.py); the message says how
+    much is."""
 
     def __init__(self, state: collectable.Collectable) -> None:
         super().__init__(state.explanation())
@@ -345,8 +346,9 @@ class PaymentService:
 async def check_collectable(
     session: AsyncSession, account: Account, request: PaymentRequest
 ) -> None:
-    """The rule of bot/payments/collectable.py for a payment about to be written in this transaction:
-    the account is locked, then what it asks (a plan's whole total) must fit what is open."""
+    """The rule of bot/payments/collectable.py for a payment about to be written in this
+    transaction: the account is locked, then what it asks (a plan's whole total) must fit what
+    is open."""
     state = await collectable.locked_collectable(session, account.id)
     account.balance_cents = state.balance_cents  # what the lock read; the caller sees it too
     is_plan = request.offer_kind == "plan" and request.installment_count > 1

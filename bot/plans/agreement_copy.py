@@ -5,8 +5,8 @@ Whatever channel the plan was signed on (web or text), the signing's own transac
 Outreach row with the dedupe key ``agreement_copy:{agreement_id}`` (``queue_copy``);
 ``send_agreement_copy`` then claims it and sends the copy, at most once per agreement. When the
 signing process stopped before sending it, or the mailer refused it, the worker's next pass sends
-it (``deliver_overdue_copies``), on the same schedule as receipts (bot/outreach/email_outbox.py). It is
-transactional email (the customer's record of what they signed), so an email opt-out does not
+it (``deliver_overdue_copies``), on the same schedule as receipts (bot/outreach/email_outbox.py).
+It is transactional email (the customer's record of what they signed), so an email opt-out does not
 hold it back.
 """
 

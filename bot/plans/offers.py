@@ -394,8 +394,9 @@ async def create_offer(
     worker, which sends it when it may (opt-outs, quiet hours). Invalid terms raise
     InvalidOffer and write nothing."""
     limits = await flow_settings_for(session, account, flow)
-    # Offers are measured against what is open (bot/payments/collectable.py), not the bare balance: a
-    # plan never promises, nor a settlement "saves", what is already scheduled or on its way.
+    # Offers are measured against what is open (bot/payments/collectable.py), not the bare
+    # balance: a plan never promises, nor a settlement "saves", what is already scheduled or on
+    # its way.
     state = await collectable(session, account.id, balance_cents=account.balance_cents)
     if account.balance_cents > 0 and state.open_cents <= 0:
         raise InvalidOffer("account", state.explanation())

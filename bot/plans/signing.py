@@ -1,7 +1,7 @@
 """Payment plans made from an offer: signing one, cancelling one.
 
-A plan offer made for a customer (bot/plans/offers.py) carries its exact schedule. Signing it, on the
-web or by text, writes in one transaction: the plan, one scheduled payment per installment (each
+A plan offer made for a customer (bot/plans/offers.py) carries its exact schedule. Signing it, on
+the web or by text, writes in one transaction: the plan, one scheduled payment per installment (each
 with a stable idempotency key derived from the offer, so signing twice can never create a second
 set of charges), the agreement as signed, and the offer marked accepted. The worker charges the
 installments when they fall due.
