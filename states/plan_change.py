@@ -224,13 +224,7 @@ class PlanFlow:
         return self._change_requested(meaning)
 
     def _answer_plan_menu(self, meaning: Meaning) -> bool:
-        if self._change_requested(meaning):
-            return True
-        if meaning.kind == "no":
-            self.replies.append(Reply("plan_change_canceled"))
-            self.canceled()
-            return True
-        return False
+        return self._change_requested(meaning) or self._cancel_on_no(meaning)
 
     def _change_requested(self, meaning: Meaning) -> bool:
         if self.plan is None or meaning.kind not in {"plan_move", "plan_skip", "plan_extra"}:
@@ -308,11 +302,14 @@ class PlanFlow:
             self.effects.append(Effect(effect, dict(self.context)))
             self.confirmed()
             return True
-        if meaning.kind == "no":
-            self.replies.append(Reply("plan_change_canceled"))
-            self.canceled()
-            return True
-        return False
+        return self._cancel_on_no(meaning)
+
+    def _cancel_on_no(self, meaning: Meaning) -> bool:
+        if meaning.kind != "no":
+            return False
+        self.replies.append(Reply("plan_change_canceled"))
+        self.canceled()
+        return True
 
 
 def build_machine() -> Machine:
