@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -205,12 +205,7 @@ async def method_chosen(request: web.Request) -> web.StreamResponse:
         # Another account's method is answered like one that does not exist: ids reveal nothing.
         if method is None or method not in await methods_taken(request, db, account):
             return await show(request, notice="choose_method", status=422)
-        try:
-            await switch_method(db, account, method, at=now, actor="customer:web")
-        except PlanError as exc:
-            await db.rollback()
-            return await show(request, notice=str(exc), status=422)
-    raise web.HTTPSeeOther("/portal/method/updated")
+        return await _switch_to(request, db, account, method, at=now)
 
 
 async def save_new_method(request: web.Request) -> web.StreamResponse:
@@ -230,11 +225,18 @@ async def save_new_method(request: web.Request) -> web.StreamResponse:
             return await show(request, notice=refused.notice, status=422)
         method = await record_saved_method(db, account, saved, at=now, default=True, channel="web")
         await db.flush()
-        try:
-            await switch_method(db, account, method, at=now, actor="customer:web")
-        except PlanError as exc:
-            await db.rollback()
-            return await show(request, notice=str(exc), status=422)
+        return await _switch_to(request, db, account, method, at=now)
+
+
+async def _switch_to(
+    request: web.Request, db: AsyncSession, account: Account, method: PaymentMethod, *, at: datetime
+) -> web.StreamResponse:
+    """What is still to pay moves to `method`; a refusal (the plan closed meanwhile) is shown."""
+    try:
+        await switch_method(db, account, method, at=at, actor="customer:web")
+    except PlanError as exc:
+        await db.rollback()
+        return await show(request, notice=str(exc), status=422)
     raise web.HTTPSeeOther("/portal/method/updated")
 
 
