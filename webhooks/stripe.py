@@ -11,7 +11,7 @@
   effect: the same event again is acknowledged and changes nothing, and a failure before the
   commit keeps neither, so Stripe's retry (we answer 503) does both.
 * ``payment_intent.succeeded`` / ``.processing`` / ``.payment_failed`` move the payment to
-  Paid / Pending / Declined through ``bot.payments.apply_charge_result``, whatever the order
+  Paid / Pending / Declined through ``bot.payments.service.apply_charge_result``, whatever the order
   they arrive in: nothing undoes Paid, a late ``processing`` does not reopen a Declined payment,
   and a retried ACH debit can still turn Declined into Paid.
 * After the commit, the customer is emailed once about a change they have not heard of: the
@@ -29,9 +29,8 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import stripe
 from aiohttp import web
@@ -44,8 +43,9 @@ from bot import appkeys
 from bot.ledger import queries as ledger
 from bot.ledger.models import Account, OutboundEmail, Payment, PaymentMethod, ProcessedEvent
 from bot.outreach import email_outbox
+from bot.outreach.decline_notices import NOT_RETRIED, Notice, decline_email, update_method_link
 from bot.outreach.notifications import Notifier, ledger_email_opt_outs
-from bot.payments.service import STATUS_LABELS, PaymentOutcome, apply_charge_result
+from bot.payments.service import PaymentOutcome, apply_charge_result
 from bot.providers.payments import polite_decline_message
 from bot.text.rendering import build_environment
 
@@ -55,8 +55,6 @@ SOURCE = "stripe"
 TOLERANCE_SECONDS = 300  # Stripe's own default: an older signed timestamp is a replay
 MAX_EVENT_ID = 100  # processed_events.event_id
 MAX_EVENT_TYPE = 60  # processed_events.event_type
-UPDATE_METHOD_LINK_LIFETIME = timedelta(days=7)
-NOT_RETRIED = "We will not try this payment again automatically."
 
 
 @dataclass(frozen=True)
@@ -65,18 +63,6 @@ class EventContext:
     event_type: str
     at: datetime
     public_base_url: str = ""
-
-
-@dataclass(frozen=True)
-class Notice:
-    """An email to send once the transaction is committed."""
-
-    kind: str  # "receipt" | "decline"
-    account: Account
-    outcome: PaymentOutcome
-    creditor_name: str | None = None  # the brand the customer knows; else settings.brand
-    disclosure: str = ""
-    update_url: str | None = None  # decline: the personalized link to update the method
 
 
 Handler = Callable[[AsyncSession, dict[str, Any], EventContext], Awaitable[Notice | None]]
@@ -329,30 +315,6 @@ async def _notice(
     )
 
 
-async def update_method_link(
-    session: AsyncSession,
-    *,
-    account: Account,
-    at: datetime,
-    public_base_url: str,
-    retry_on: date | None = None,
-) -> str:
-    """Mint the decline notice's link (the caller commits): a week, or through the day of the
-    retry when that is later, so the customer can still switch before the retry is charged."""
-    lifetime = UPDATE_METHOD_LINK_LIFETIME
-    if retry_on is not None:
-        try:
-            zone = ZoneInfo(account.timezone or "America/New_York")
-        except (ZoneInfoNotFoundError, ValueError):
-            zone = ZoneInfo("America/New_York")
-        end_of_retry_day = datetime.combine(retry_on + timedelta(days=1), time(), tzinfo=zone)
-        lifetime = max(lifetime, end_of_retry_day - at)
-    token = await ledger.create_link(
-        session, account_id=account.id, at=at, lifetime=lifetime, purpose="update_method"
-    )
-    return f"{public_base_url}/p/{token}"
-
-
 HANDLERS: dict[str, Handler] = {
     "payment_intent.succeeded": payment_intent_handler("paid"),
     "payment_intent.processing": payment_intent_handler("pending"),
@@ -366,27 +328,6 @@ HANDLERS: dict[str, Handler] = {
 @functools.cache
 def _environment() -> Environment:
     return build_environment()
-
-
-def decline_email(notifier: Notifier, notice: Notice, *, brand: str) -> dict[str, Any]:
-    """The decline notice, built like ``Notifier.receipt`` (to, subject, text, html)."""
-    context = {
-        "account": notice.account,
-        "outcome": notice.outcome,
-        "brand": brand,
-        "status_label": STATUS_LABELS["declined"],
-        "reason": notice.outcome.failure_message or polite_decline_message(None),
-        "disclosure": notice.disclosure,
-        "update_url": notice.update_url,
-    }
-    return {
-        "to": notice.account.email,
-        "subject": f"Your payment {notice.outcome.reference} did not go through",
-        "text": notifier.env.get_template("email/decline.txt").render(context),
-        "html": notifier.env.get_template("email/decline.html").render(context),
-        # About a payment the customer authorized: it goes even after a marketing unsubscribe.
-        "transactional": True,
-    }
 
 
 def _queue_notice(
