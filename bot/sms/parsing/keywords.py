@@ -1,0 +1,200 @@
+"""The keywords that work in every step: STOP and its kin, START, HELP, AGENT, BALANCE, LINK,
+MENU, PLAN, and the replies a person must read (complaints, disputes, maybe-opt-outs).
+
+Choices worth knowing (each is pinned by tests/test_parsing.py):
+
+* Opt-out. A message that is only an opt-out word (STOP, STOPALL, UNSUBSCRIBE, CANCEL,
+  END, QUIT, OPTOUT, REVOKE, ALTO, PARAR, CANCELAR, BASTA, BAJA) plus politeness
+  ("Stop. Thank you") or a clear opt-out phrase anywhere ("stop texting me", "no more
+  texts", "take me off your list", "no me manden mas mensajes") is ``opt_out``.
+  A complaint, dispute, legal threat or wrong-number reply is ``ask_agent``, and so is
+  an opt-out word inside a longer sentence that is not a clear opt-out ("stop harassing
+  me", "cancel my payment"): a person decides. A clear opt-out phrase wins over a
+  complaint marker ("stop texting me, this is a scam" is ``opt_out``): it is honoured
+  at once.
+* PLAN ("my plan", "what's my plan") is a keyword: it works in every step.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bot.sms.parsing.meaning import Meaning
+from bot.sms.parsing.words import phrase_set, reply_words
+
+_OPT_OUT_WORDS = frozenset(
+    {
+        "stop", "stopall", "unsubscribe", "unsub", "cancel", "end", "quit", "optout", "revoke",
+        "alto", "parar", "cancelar", "basta", "baja",
+    }
+)
+# Words that may surround an opt-out word ("Stop. Thank you", "STOP IT", "alto por favor").
+_OPT_OUT_FILLERS = frozenset(
+    {
+        "please", "pls", "plz", "thank", "thanks", "you", "thx", "ty", "ok", "okay", "now",
+        "it", "all", "me", "just", "no", "sir", "maam", "already", "immediately", "asap",
+        "por", "favor", "gracias", "ya", "yes",
+    }
+)
+# Opt-out words that are also ordinary English: with these only politeness may follow
+# ("cancel please" opts out, "cancel it" goes to an agent, "end of the month" is a date).
+_WEAK_OPT_OUT_WORDS = frozenset({"cancel", "cancelar", "end", "quit"})
+_POLITE = frozenset(
+    {"please", "pls", "plz", "thank", "thanks", "you", "thx", "ty", "ok", "okay", "por",
+     "favor", "gracias", "just"}
+)
+# An opt-out word inside a longer message that is not a clear opt-out: a person decides.
+_MAYBE_OPT_OUT_WORDS = frozenset(
+    {"stop", "cancel", "cancelar", "alto", "parar", "basta", "revoke"}
+)
+
+_TEXTING = (
+    r"(?:text|texts|texting|txt|txts|txting|message|messages|messaging|msg|msgs|sms|contact|"
+    r"contacting|email|emails|emailing|sending|send|write|writing|bothering|bugging)"
+)
+_OPT_OUT_PHRASES = re.compile(
+    r"\b(?:"
+    r"unsubscribe|unsub|stop ?all|opt ?out|opt me out|optout|"
+    rf"(?:stop|quit|cease) {_TEXTING}|"
+    rf"(?:dont|do not|never) (?:ever )?(?:{_TEXTING}|text me|msg me)|"
+    r"no more (?:text|texts|txt|txts|message|messages|msgs|sms|texting|messaging|emails?|"
+    r"contact)|"
+    r"remove me|remove (?:my )?(?:number|phone|phone number|cell|name)|"
+    r"take (?:me|my number|my name|my phone) off|"
+    r"(?:off|from) (?:your|the|this) (?:contact |mailing |texting )?list|"
+    r"leave me alone|revoke (?:my )?consent|withdraw (?:my )?consent|i revoke|"
+    # Spanish
+    r"no (?:me )?(?:mande|manden|mandes|envie|envien|envies|escriba|escriban|escribas|"
+    r"contacte|contacten|molesten|moleste|textee|texteen)|"
+    r"no mas (?:mensajes|mensaje|textos|texto|msjs|sms)|"
+    r"(?:ya )?no quiero (?:mas |recibir )?(?:mensajes|textos)|"
+    r"dej(?:en|e|a) de (?:mandar|enviar|escribir|contactar|molestar|textear)\w*|"
+    r"dar(?:me)? de baja"
+    r")\b"
+)
+# Complaints, disputes, legal threats, wrong number, hardship: a person decides.
+_ASK_AGENT = re.compile(
+    r"\b(?:"
+    r"harass\w*|threat\w*|bully\w*|"
+    r"sue|suing|sued|lawsuit|lawyer|attorney|attorneys|legal|court|judge|"
+    r"cfpb|ftc|bbb|fdcpa|tcpa|fcra|attorney general|report you|reporting you|"
+    r"(?:file|filing) a complaint|complaint|"
+    r"scam|scams|scammer|scammers|fraud|fraudulent|phishing|spam|"
+    r"not my (?:debt|account|bill|loan|card)|not mine|"
+    r"(?:dont|do not|never) owe|owe (?:you )?nothing|i owe nothing|"
+    r"already paid|i paid|paid (?:it|this|that|off)|"
+    r"(?:dont|do not) recognize|never (?:opened|had) (?:an|this|that|the|any)|"
+    r"wrong (?:number|person)|how did you get (?:my|this) (?:number|phone|info)|"
+    r"dispute|disputing|disputed|validation|validate|"
+    r"cease and desist|cease|"
+    r"bankrupt|bankruptcy|deceased|passed away|died|identity theft|"
+    r"not interested|"
+    r"(?:dont|do not|stop|quit|no more) (?:call|calling|calls)|"
+    r"fuck\w*|fck|f off|screw you|"
+    # Spanish
+    r"no es mi deuda|ya (?:lo )?pague|estafa|fraude|abogado|demanda|acoso|numero equivocado"
+    r")\b"
+)
+
+_MENU_WORDS = phrase_set(
+    "menu", "main menu", "start over", "restart", "start again", "begin again", "reset",
+    "menu please", "go to menu", "back to menu", "back to the menu", "go to the menu",
+    "the menu", "show menu", "menu principal", "empezar de nuevo", "volver a empezar",
+)
+_MENU_ANYWHERE = re.compile(r"\b(?:start over|main menu)\b")
+_OPT_IN_WORDS = phrase_set(
+    "start", "unstop", "subscribe", "resubscribe", "opt in", "optin", "opt me in", "start please",
+    "start texting", "start texting me", "resume",
+)
+_AGENT_ANYWHERE = re.compile(
+    r"\b(?:"
+    r"agent|agents|agente|representative|representatives|representante|operator|supervisor|"
+    r"manager|human|humano|real person|live person|actual person|customer service|"
+    r"customer support|"
+    r"(?:talk|speak|chat) (?:to|with) (?:a |an |the |some |your )?(?:someone|somebody|person|"
+    r"people|rep|agent|human|representative|manager|supervisor|real|live|actual)|"
+    r"call me|give me a call|can (?:someone|somebody|you) call|"
+    r"are you a (?:bot|robot|machine|computer|real)|"
+    r"hablar con|llamame|llamenme"
+    r")\b"
+)
+_AGENT_WORDS = phrase_set("rep", "a rep", "person", "a person", "someone", "operator")
+_HELP_WORDS = phrase_set(
+    "help", "info", "information", "more info", "ayuda", "help me", "i need help", "need help",
+    "help please", "can you help", "can you help me", "what is this", "whats this",
+    "who is this", "who are you", "what is this about", "whats this about", "who is this from",
+    "what is this for", "necesito ayuda", "quien es", "quien eres",
+)
+_HELP_FILLERS = frozenset({"please", "pls", "plz", "por", "favor", "i", "need", "some", "me"})
+_BALANCE_WORDS = phrase_set(
+    "balance", "bal", "my balance", "balance please", "check balance", "check my balance",
+    "current balance", "balance due", "amount due", "total due", "saldo", "mi saldo",
+)
+_BALANCE_ANYWHERE = re.compile(
+    r"\b(?:"
+    r"how much (?:do|did|does|shall|would) i (?:still )?owe|how much i owe|"
+    r"how much (?:is|do i have) (?:left|remaining|owed|owing|due)|"
+    r"what (?:do|did) i (?:still )?owe|"
+    r"(?:whats|what is|wats|wat is|how much is|tell me|check) (?:my|the) (?:current |remaining |"
+    r"total |account )?(?:balance|bal|amount due)|"
+    r"cuanto debo|cual es mi saldo"
+    r")\b"
+)
+_PLAN_WORDS = phrase_set(
+    "plan", "my plan", "payment plan", "my payment plan", "plan please", "plan status",
+    "my plan status", "plan details", "my plan details", "the plan", "show my plan",
+    "see my plan", "view my plan", "check my plan", "show plan", "view plan", "mi plan",
+    "plan de pagos", "mi plan de pagos",
+)
+_PLAN_ANYWHERE = re.compile(
+    r"\b(?:"
+    r"(?:whats|what is|check|show me|show|see|view|how is|hows|status of) (?:my|the) "
+    r"(?:payment )?plan|"
+    r"(?:where|how) (?:am i|do i stand) (?:on|with) (?:my|the) (?:payment )?plan"
+    r")\b"
+)
+_LINK_ANYWHERE = re.compile(r"\b(?:link|links|url|enlace|liga|website|web site|pay online)\b")
+
+
+def classify_keyword(text: str) -> Meaning | None:
+    """The keywords that work in any state, or None when the text is not one.
+
+    Kinds: opt_out, opt_in, help, agent, balance, link, menu, plan, ask_agent.
+    """
+    tokens = reply_words(text)
+    if not tokens:
+        return None
+    joined = " ".join(tokens)
+    whole = tuple(tokens)
+
+    # 1. Opt-out: a clear phrase, or an opt-out word with nothing but politeness around it.
+    if _OPT_OUT_PHRASES.search(joined):
+        return Meaning("opt_out")
+    core = {t for t in tokens if t not in _OPT_OUT_FILLERS}  # "STOP STOP" is one STOP
+    if len(core) == 1 and (word := next(iter(core))) in _OPT_OUT_WORDS:
+        if word not in _WEAK_OPT_OUT_WORDS or all(t in _POLITE for t in tokens if t != word):
+            return Meaning("opt_out")
+    if whole in {("opt", "out"), ("stop", "all")}:
+        return Meaning("opt_out")
+
+    # 2. Complaints and maybe-opt-outs go to a person.
+    if _ASK_AGENT.search(joined) or any(t in _MAYBE_OPT_OUT_WORDS for t in tokens):
+        return Meaning("ask_agent")
+
+    # 3. The other keywords.
+    if whole in _MENU_WORDS or _MENU_ANYWHERE.search(joined):
+        return Meaning("menu")
+    if whole in _OPT_IN_WORDS:
+        return Meaning("opt_in")
+    if _AGENT_ANYWHERE.search(joined) or whole in _AGENT_WORDS:
+        return Meaning("agent")
+    help_core = [t for t in tokens if t not in _HELP_FILLERS]
+    if whole in _HELP_WORDS or (help_core and set(help_core) <= {"help", "ayuda", "info"}):
+        return Meaning("help")
+    if whole in _BALANCE_WORDS or _BALANCE_ANYWHERE.search(joined):
+        return Meaning("balance")
+    if whole in _PLAN_WORDS or _PLAN_ANYWHERE.search(joined):
+        return Meaning("plan")
+    if _LINK_ANYWHERE.search(joined):
+        return Meaning("link")
+    return None
