@@ -37,7 +37,7 @@ from aiohttp import ClientError, ClientSession, CookieJar
 from bot.accounts.loading import parse_account, save_method_at_processor, upsert_account
 from bot.ledger.db import Database
 from bot.ledger.models import Creditor, Offer
-from bot.providers.payments import SandboxGateway
+from bot.providers.sandbox_gateway import SandboxGateway
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/paybot_bench_pages"
 REDIS_URL = "redis://127.0.0.1:6379/13"

@@ -27,7 +27,7 @@ from bot.clock import FrozenClock
 from bot.config.settings import Settings
 from bot.providers import Providers
 from bot.providers.email import SandboxEmail
-from bot.providers.payments import SandboxGateway
+from bot.providers.sandbox_gateway import SandboxGateway
 from bot.providers.sms import SandboxSms
 from bot.serving import freeze_startup_objects
 

@@ -499,7 +499,7 @@ async def seed(database_url: str, count: int, now: datetime) -> list[tuple[str, 
     )
     from bot.ledger.db import Database
     from bot.ledger.models import Creditor
-    from bot.providers.payments import SandboxGateway
+    from bot.providers.sandbox_gateway import SandboxGateway
 
     database = Database(database_url)
     gateway = SandboxGateway()

@@ -39,7 +39,8 @@ from bot.ledger.db import Database
 from bot.ledger.models import Account, AuditEvent, Base, Payment, PaymentMethod
 from bot.outreach.notifications import Notifier
 from bot.providers.email import SandboxEmail
-from bot.providers.payments import ChargeResult, SandboxGateway
+from bot.providers.payments import ChargeResult
+from bot.providers.sandbox_gateway import SandboxGateway
 from bot.providers.sms import SandboxSms
 from bot.worker.loop import LocalRateLimiter, RateLimiter, RedisRateLimiter, Worker, WorkerConfig
 

@@ -14,7 +14,8 @@ from bot import appkeys
 from bot.accounts.loading import ensure_processor_customer
 from bot.config.settings import FlowSettings
 from bot.ledger.models import Account
-from bot.providers.payments import PaymentError, SandboxGateway, SavedMethod
+from bot.providers.payments import PaymentError, SavedMethod
+from bot.providers.sandbox_gateway import SandboxGateway
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,8 @@ from bot.ledger.db import Database
 from bot.ledger.models import Base
 from bot.providers import Providers
 from bot.providers.email import SandboxEmail
-from bot.providers.payments import PaymentGateway, SandboxGateway
+from bot.providers.payments import PaymentGateway
+from bot.providers.sandbox_gateway import SandboxGateway
 from bot.providers.sms import SandboxSms
 
 pytest_plugins = ["tests.fixtures_fakes", "tests.fixtures_stripe", "tests.portal_visitor"]

@@ -44,8 +44,8 @@ from bot.config.settings import Settings
 from bot.providers import Providers
 from bot.providers.email import SandboxEmail
 from bot.providers.localstripe import LOCALSTRIPE_KEY, LocalStripe
-from bot.providers.payments import StripeGateway
 from bot.providers.sms import SandboxSms
+from bot.providers.stripe_gateway import StripeGateway
 from tests.conftest import API_KEY, AUTH_TOKEN, twiml_messages
 
 __all__ = [

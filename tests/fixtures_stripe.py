@@ -23,7 +23,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 
 from bot.providers.localstripe import LOCALSTRIPE_KEY, LocalStripe, create_card_method
-from bot.providers.payments import PaymentGateway, SandboxGateway, StripeGateway
+from bot.providers.payments import PaymentGateway
+from bot.providers.sandbox_gateway import SandboxGateway
+from bot.providers.stripe_gateway import StripeGateway
 
 __all__ = [
     "localstripe",

@@ -31,7 +31,7 @@ from bot.ledger.db import Database
 from bot.ledger.models import Account, Base, Offer, Payment
 from bot.providers import Providers
 from bot.providers.email import SandboxEmail
-from bot.providers.payments import SandboxGateway
+from bot.providers.sandbox_gateway import SandboxGateway
 from bot.providers.sms import SandboxSms
 from tests.conftest import API_KEY, START, SmsPhone
 from tests.seed import add_account

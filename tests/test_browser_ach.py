@@ -27,7 +27,7 @@ from bot import appkeys
 from bot.config.settings import Settings
 from bot.ledger import queries as ledger
 from bot.ledger.models import Payment, PaymentMethod
-from bot.providers.payments import SandboxGateway
+from bot.providers.sandbox_gateway import SandboxGateway
 from tests.browser_support import (
     accept_terms,
     agree_to_pay,

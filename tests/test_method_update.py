@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from bot import appkeys
 from bot.ledger.models import Account, AuditEvent, Link, Payment, PaymentMethod, Plan
-from bot.providers.payments import SandboxGateway
+from bot.providers.sandbox_gateway import SandboxGateway
 from tests.seed import add_account
 from tests.test_portal import Browser, csrf_of
 from tests.test_stripe_webhooks import SECRET, intent_event, post_event

@@ -21,7 +21,8 @@ from sqlalchemy import select
 
 from bot import appkeys
 from bot.ledger.models import Account, Payment
-from bot.providers.payments import ChargeResult, SandboxGateway
+from bot.providers.payments import ChargeResult
+from bot.providers.sandbox_gateway import SandboxGateway
 from tests.money_world import World
 from tests.seed import CONFIRM_STEPS, add_account
 from tests.test_portal import csrf_of, state_of, visible_text

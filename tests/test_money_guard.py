@@ -15,7 +15,7 @@ from bot.accounts.loading import parse_account, upsert_account
 from bot.ledger.models import Account, Offer, OutboundEmail, Payment, Plan
 from bot.payments.collectable import collectable
 from bot.plans.offers import describe_offer
-from bot.providers.payments import SandboxGateway
+from bot.providers.sandbox_gateway import SandboxGateway
 from tests.seed import add_account
 from tests.test_plan_sms import add_plan_offer
 from tests.test_stripe_webhooks import SECRET, intent_event, post_event

@@ -14,10 +14,10 @@ from bot.providers.payments import (
     MethodRejected,
     PaymentError,
     PaymentGateway,
-    SandboxGateway,
     SavedMethod,
-    StripeGateway,
 )
+from bot.providers.sandbox_gateway import SandboxGateway
+from bot.providers.stripe_gateway import StripeGateway
 
 pytest_plugins = ["tests.fixtures_stripe"]
 

@@ -17,7 +17,7 @@ ONE_PROCESS = """
 import asyncio, json, sys
 from pathlib import Path
 from bot.providers.email import SandboxEmail
-from bot.providers.payments import SandboxGateway
+from bot.providers.sandbox_gateway import SandboxGateway
 from bot.providers.sms import SandboxSms
 
 async def main():

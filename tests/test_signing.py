@@ -20,7 +20,7 @@ from bot.ledger import queries as ledger
 from bot.ledger.models import Agreement, Link, Offer, Outreach, Payment, Plan
 from bot.plans.signing import agreement_digest
 from bot.providers import Providers
-from bot.providers.payments import SandboxGateway
+from bot.providers.sandbox_gateway import SandboxGateway
 from bot.providers.sms import SandboxSms
 from tests.conftest import START
 from tests.seed import add_account

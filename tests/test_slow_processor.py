@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from bot.providers.payments import ChargeResult, SandboxGateway
+from bot.providers.payments import ChargeResult
+from bot.providers.sandbox_gateway import SandboxGateway
 from tests.seed import CONFIRM_STEPS, add_account
 
 

@@ -30,7 +30,8 @@ from bot import appkeys
 from bot.ledger.db import Database
 from bot.ledger.models import Account, AuditEvent, Payment, PaymentMethod
 from bot.outreach.notifications import Notifier
-from bot.providers.payments import ChargeResult, SandboxGateway
+from bot.providers.payments import ChargeResult
+from bot.providers.sandbox_gateway import SandboxGateway
 from bot.security import new_payment_reference
 from bot.worker.loop import (
     NEEDS_REVIEW,

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from bot.config.check import require_production_ready
 from bot.config.settings import Settings
 from bot.providers.email import EmailSender, SandboxEmail, SendGridEmail
-from bot.providers.payments import PaymentGateway, SandboxGateway, StripeGateway
+from bot.providers.payments import PaymentGateway
+from bot.providers.sandbox_gateway import SandboxGateway
 from bot.providers.sms import SandboxSms, SmsSender, TwilioSms
+from bot.providers.stripe_gateway import StripeGateway
 
 
 @dataclass
