@@ -5,7 +5,7 @@
 // check what card.js passed (the client secret, the billing name and email), and kept in the
 // tab's sessionStorage ("stripeStandIn") so it can still be read after card.js posted the form.
 // The bank flow resolves with pm_usBankAccount and the card flow with pm_card_visa: the
-// sandbox gateway's test methods (bot/providers/payments.py, SandboxGateway.TEST_METHODS).
+// sandbox gateway's test methods (bot/providers/sandbox_gateway.py, SandboxGateway.TEST_METHODS).
 // A test may set window.stripeStandIn.bankOutcome before the customer adds a bank account:
 //   "verified" (default)  the customer picks a bank and signs in: instantly verified
 //   "canceled"            the customer closes Stripe's bank modal
