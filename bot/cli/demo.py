@@ -329,7 +329,7 @@ async def run_demo(
             settings = settings.replace(api_key="paybot-demo-key")
         settings = settings.replace(
             public_base_url=settings.public_base_url
-            if settings.public_base_url != Settings.public_base_url
+            if not settings.is_default("public_base_url")
             else f"http://{host}:{port}"
         )
         providers: Providers = build_providers(settings)
@@ -439,7 +439,7 @@ def beside_running_demo(settings: Settings) -> Settings:
     if database != _database_digest(settings.database_url) or not _alive(pid):
         return settings
     changes: dict[str, object] = {}
-    if settings.public_base_url == Settings.public_base_url and state.get("public_base_url"):
+    if settings.is_default("public_base_url") and state.get("public_base_url"):
         changes["public_base_url"] = state["public_base_url"]
     if not settings.stripe_configured and isinstance(state.get("stripe"), dict):
         changes.update({k: v for k, v in state["stripe"].items() if k in _STRIPE_FIELDS})

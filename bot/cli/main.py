@@ -258,7 +258,7 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
     if not args.file.is_file():
         print(f"{name}: no such file: {args.file}", file=sys.stderr)
         return 2
-    if settings.secret_key == Settings.secret_key:
+    if settings.is_default("secret_key"):
         print(f"{name}: warning: SECRET_KEY is not set; SSNs are hashed with the development key "
               "and will not match once a real key is set", file=sys.stderr)
 

@@ -105,7 +105,7 @@ def require_production_ready(settings: Settings) -> None:
 
 
 def _secret_key(settings: Settings) -> Item:
-    if settings.secret_key == Settings.secret_key:
+    if settings.is_default("secret_key"):
         return Item("SECRET_KEY", "missing",
                     "not set: the known development key is in use, so SSN hashes can be "
                     f"brute-forced and cookies and sealed emails forged; set {MIN_SECRET_KEY_BYTES}"
@@ -181,7 +181,7 @@ def _stripe(settings: Settings, production: bool) -> list[Item]:
                   prefix="whsec_", form="a webhook signing secret (whsec_...)"),
     ]
     items.extend(_https_override("STRIPE_API_BASE", settings.stripe_api_base, production))
-    if production or settings.stripe_js_url != Settings.stripe_js_url:
+    if production or not settings.is_default("stripe_js_url"):
         items.extend(_https_override("STRIPE_JS_URL", settings.stripe_js_url, production))
     if not production and not settings.stripe_configured:
         items.append(Item("payments", "sandbox", "in memory with test methods: a payment is "
@@ -196,7 +196,7 @@ def _sendgrid(settings: Settings, production: bool) -> list[Item]:
                   prefix="SG.", form="a SendGrid API key (SG....)"),
     ]
     sender = settings.sendgrid_from_email
-    if sender == Settings.sendgrid_from_email:
+    if settings.is_default("sendgrid_from_email"):
         items.append(Item("SENDGRID_FROM_EMAIL", "missing" if production else "optional",
                           "not set: emails would come from a placeholder address"))
     elif not _EMAIL.match(sender):

@@ -1,61 +1,84 @@
-"""Configuration: read once from the environment by the CLI, passed down explicitly.
+"""Configuration from the environment: each key's variable, type, default and check declared once,
+on a field of `Settings` (pydantic v2); read once by the CLI and passed down explicitly.
 
-Nothing here is read at import time; `Settings.from_env` takes the mapping to read.
+Nothing here is read at import time; `Settings.from_env` takes the mapping to read. Every error is
+a `ConfigError` that names the environment variable, however the settings were made.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 # Per-creditor flow settings live in their own module (checked when written, read key by key).
 from bot.config.flow import FlowSettings
 
+__all__ = ["ConfigError", "FlowSettings", "ProxyNetwork", "Settings"]
+
 DEFAULT_DATA_DIR = Path("var")
+ProxyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(ValueError):
     pass
 
 
-def _bool(value: str | None, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+def _env(key: str, default: Any = None, **field: Any) -> Any:
+    """A setting read from the environment variable `key` (unset or empty: the default)."""
+    if "default_factory" not in field:
+        field["default"] = default
+    return Field(validation_alias=key, **field)
 
 
-def _positive_int(name: str, value: str | None, default: int) -> int:
-    if value is None:
-        return default
+def _key(info: ValidationInfo) -> str:
+    """The environment variable of the field being checked: what an error names."""
+    name = info.field_name or "settings"
+    return _FIELD_KEYS.get(name, name)
+
+
+def _flag(value: Any) -> Any:
+    # Anything but a word for yes is no: the switches default to the safe side when misspelt.
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return value
+
+
+def _at_least_1(value: Any, info: ValidationInfo) -> int:
     try:
         number = int(value)
-    except ValueError:
+    except (TypeError, ValueError):
         number = 0
     if number < 1:
-        raise ConfigError(f"{name} must be a whole number of at least 1")
+        raise ConfigError(f"{_key(info)} must be a whole number of at least 1")
     return number
 
 
-ProxyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _networks(name: str, value: str | None) -> tuple[ProxyNetwork, ...]:
+def _networks(value: Any, info: ValidationInfo) -> Any:
     """Comma-separated CIDRs (a bare address is its own /32 or /128). A network written with
     host bits set (10.0.0.1/8) is refused: it is more likely a typo than what was meant."""
-    if value is None:
-        return ()
+    if not isinstance(value, str):
+        return value
     networks = []
     for part in value.split(","):
         try:
             networks.append(ipaddress.ip_network(part.strip()))
         except ValueError:
             raise ConfigError(
-                f"{name}: {part.strip()!r} is not a network; write CIDRs separated by commas, "
-                "such as 10.0.0.0/8,192.0.2.7"
+                f"{_key(info)}: {part.strip()!r} is not a network; write CIDRs separated by "
+                "commas, such as 10.0.0.0/8,192.0.2.7"
             ) from None
     return tuple(networks)
 
@@ -81,45 +104,112 @@ def _base_url_problem(url: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str = f"sqlite:///{DEFAULT_DATA_DIR / 'paybot.sqlite3'}"
-    redis_url: str | None = None  # None: an in-process Redis (fakeredis)
-    public_base_url: str = "http://127.0.0.1:8080"
-    secret_key: str = "insecure-development-key"
-    data_dir: Path = DEFAULT_DATA_DIR
-    api_key: str | None = None
-    brand: str = "PayBot"
-    support_contact: str = "support@paybot.example"
-    migrate_on_start: bool = True
+def _sqlite_in(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / 'paybot.sqlite3'}"
 
-    twilio_account_sid: str | None = None
-    twilio_auth_token: str | None = None
-    twilio_from_number: str | None = None
-    twilio_messaging_service_sid: str | None = None
-    twilio_api_base: str | None = None
 
-    stripe_secret_key: str | None = None
-    stripe_publishable_key: str | None = None
-    stripe_webhook_secret: str | None = None
-    stripe_api_base: str | None = None
-    stripe_js_url: str = "https://js.stripe.com/v3/"
+Flag = Annotated[bool, BeforeValidator(_flag)]
+AtLeast1 = Annotated[int, BeforeValidator(_at_least_1)]
+Networks = Annotated[tuple[ProxyNetwork, ...], BeforeValidator(_networks)]
 
-    sendgrid_api_key: str | None = None
-    sendgrid_from_email: str = "receipts@paybot.example"
-    sendgrid_host: str | None = None
+
+class Settings(BaseModel):
+    """The deployment's settings. Made from the environment (`from_env`), or directly by name
+    (tests, benchmarks); either way every value is checked and a bad one named by its variable."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True
+    )
+
+    data_dir: Path = _env("PAYBOT_DATA_DIR", DEFAULT_DATA_DIR)
+    database_url: str = _env(  # by default a SQLite file in the data directory
+        "DATABASE_URL", default_factory=lambda given: _sqlite_in(given["data_dir"])
+    )
+    redis_url: str | None = _env("REDIS_URL")  # None: an in-process Redis (fakeredis)
+    public_base_url: str = _env("PUBLIC_BASE_URL", "http://127.0.0.1:8080")
+    secret_key: str = _env("SECRET_KEY", "insecure-development-key")
+    api_key: str | None = _env("PAYBOT_API_KEY")
+    brand: str = _env("PAYBOT_BRAND", "PayBot")
+    support_contact: str = _env("PAYBOT_SUPPORT_CONTACT", "support@paybot.example")
+    migrate_on_start: Flag = _env("PAYBOT_MIGRATE_ON_START", True)
+
+    twilio_account_sid: str | None = _env("TWILIO_ACCOUNT_SID")
+    twilio_auth_token: str | None = _env("TWILIO_AUTH_TOKEN")
+    twilio_from_number: str | None = _env("TWILIO_FROM_NUMBER")
+    twilio_messaging_service_sid: str | None = _env("TWILIO_MESSAGING_SERVICE_SID")
+    twilio_api_base: str | None = _env("TWILIO_API_BASE")
+
+    stripe_secret_key: str | None = _env("STRIPE_SECRET_KEY")
+    stripe_publishable_key: str | None = _env("STRIPE_PUBLISHABLE_KEY")
+    stripe_webhook_secret: str | None = _env("STRIPE_WEBHOOK_SECRET")
+    stripe_api_base: str | None = _env("STRIPE_API_BASE")
+    stripe_js_url: str = _env("STRIPE_JS_URL", "https://js.stripe.com/v3/")
+
+    sendgrid_api_key: str | None = _env("SENDGRID_API_KEY")
+    sendgrid_from_email: str = _env("SENDGRID_FROM_EMAIL", "receipts@paybot.example")
+    sendgrid_host: str | None = _env("SENDGRID_HOST")
     # The Event Webhook's verification key as SendGrid shows it (base64 DER, or the same in PEM
     # armour); webhooks/sendgrid.py reads either. Unset: POST /webhooks/sendgrid refuses (400).
-    sendgrid_webhook_public_key: str | None = None
+    sendgrid_webhook_public_key: str | None = _env("SENDGRID_WEBHOOK_PUBLIC_KEY")
 
     # Proxies whose X-Forwarded-For is believed (portal_fallback.sessions.client_ip); none by
     # default: a client may write anything in that header.
-    trusted_proxies: tuple[ProxyNetwork, ...] = ()
-    link_lifetime_hours: int = 72
+    trusted_proxies: Networks = _env("PAYBOT_TRUSTED_PROXIES", ())
     # Inbound SMS turns one web process works on at once; the rest wait their turn in order.
     # A few in flight keep the database busy; many only slow every one of them down.
-    sms_turns_in_flight: int = 8
-    flow: FlowSettings = field(default_factory=FlowSettings)
+    sms_turns_in_flight: AtLeast1 = _env("PAYBOT_SMS_TURNS_IN_FLIGHT", 8)
+
+    # Not from the environment.
+    link_lifetime_hours: int = 72
+    flow: FlowSettings = Field(default_factory=FlowSettings)
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise ConfigError(_described(error)) from None
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str, info: ValidationInfo) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ConfigError(f"{_key(info)} must be sqlite:///PATH or postgresql://...")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://")):
+            raise ConfigError(f"{_key(info)} must be redis://... (or unset for in-process Redis)")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_base_url(cls, value: str, info: ValidationInfo) -> str:
+        value = value.rstrip("/")  # paths are appended to it
+        problem = _base_url_problem(value)
+        if problem:
+            raise ConfigError(f"{_key(info)} {problem}")
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """The settings the environment `env` gives: each variable that is set and not empty."""
+        given = {key: env[key] for key in _ENV_KEYS if env.get(key) not in (None, "")}
+        return cls(**given)
+
+    def validate(self) -> None:  # type: ignore[override]
+        """Raise ConfigError naming a bad value (making the settings has already checked them:
+        kept for callers that check explicitly)."""
+        self.replace()
+
+    def replace(self, **changes: object) -> Settings:
+        """These settings with some values changed, checked as when they were made."""
+        return type(self)(**{**dict(self), **changes})
+
+    def is_default(self, name: str) -> bool:
+        """Whether setting `name` was left at its declared default (e.g. the development key)."""
+        return getattr(self, name) == type(self).model_fields[name].default
 
     @property
     def outbox_dir(self) -> Path:
@@ -147,60 +237,30 @@ class Settings:
     def sendgrid_configured(self) -> bool:
         return bool(self.sendgrid_api_key)
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            return value if value not in (None, "") else None
 
-        data_dir = Path(get("PAYBOT_DATA_DIR") or DEFAULT_DATA_DIR)
-        values: dict[str, object] = {
-            "data_dir": data_dir,
-            "database_url": get("DATABASE_URL") or f"sqlite:///{data_dir / 'paybot.sqlite3'}",
-            "redis_url": get("REDIS_URL"),
-            "public_base_url": (get("PUBLIC_BASE_URL") or cls.public_base_url).rstrip("/"),
-            "secret_key": get("SECRET_KEY") or cls.secret_key,
-            "api_key": get("PAYBOT_API_KEY"),
-            "brand": get("PAYBOT_BRAND") or cls.brand,
-            "support_contact": get("PAYBOT_SUPPORT_CONTACT") or cls.support_contact,
-            "migrate_on_start": _bool(get("PAYBOT_MIGRATE_ON_START"), True),
-            "twilio_account_sid": get("TWILIO_ACCOUNT_SID"),
-            "twilio_auth_token": get("TWILIO_AUTH_TOKEN"),
-            "twilio_from_number": get("TWILIO_FROM_NUMBER"),
-            "twilio_messaging_service_sid": get("TWILIO_MESSAGING_SERVICE_SID"),
-            "twilio_api_base": get("TWILIO_API_BASE"),
-            "stripe_secret_key": get("STRIPE_SECRET_KEY"),
-            "stripe_publishable_key": get("STRIPE_PUBLISHABLE_KEY"),
-            "stripe_webhook_secret": get("STRIPE_WEBHOOK_SECRET"),
-            "stripe_api_base": get("STRIPE_API_BASE"),
-            "stripe_js_url": get("STRIPE_JS_URL") or cls.stripe_js_url,
-            "sendgrid_api_key": get("SENDGRID_API_KEY"),
-            "sendgrid_from_email": get("SENDGRID_FROM_EMAIL") or cls.sendgrid_from_email,
-            "sendgrid_host": get("SENDGRID_HOST"),
-            "sendgrid_webhook_public_key": get("SENDGRID_WEBHOOK_PUBLIC_KEY"),
-            "trusted_proxies": _networks(
-                "PAYBOT_TRUSTED_PROXIES", get("PAYBOT_TRUSTED_PROXIES")
-            ),
-            "sms_turns_in_flight": _positive_int(
-                "PAYBOT_SMS_TURNS_IN_FLIGHT", get("PAYBOT_SMS_TURNS_IN_FLIGHT"), 8
-            ),
-        }
-        settings = cls(**values)  # type: ignore[arg-type]
-        settings.validate()
-        return settings
+# The environment variables Settings reads, in the order its fields declare them.
+_ENV_KEYS = tuple(
+    field.validation_alias
+    for field in Settings.model_fields.values()
+    if isinstance(field.validation_alias, str)
+)
+_FIELD_KEYS = {
+    name: field.validation_alias
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.validation_alias, str)
+}
 
-    def validate(self) -> None:
-        if not (
-            self.database_url.startswith("sqlite:///")
-            or self.database_url.startswith("postgresql://")
-            or self.database_url.startswith("postgres://")
-        ):
-            raise ConfigError("DATABASE_URL must be sqlite:///PATH or postgresql://...")
-        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://")):
-            raise ConfigError("REDIS_URL must be redis://... (or unset for in-process Redis)")
-        problem = _base_url_problem(self.public_base_url)
-        if problem:
-            raise ConfigError(f"PUBLIC_BASE_URL {problem}")
 
-    def replace(self, **changes: object) -> Settings:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+def _described(error: ValidationError) -> str:
+    """Each problem, naming the environment variable (the field's name where it has none)."""
+    problems = []
+    for item in error.errors():
+        if item["type"] == "default_factory_not_called":
+            continue  # a default made from another setting that is itself named as bad
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigError):
+            problems.append(str(cause))
+            continue
+        name = str(item["loc"][0]) if item["loc"] else "settings"
+        problems.append(f"{_FIELD_KEYS.get(name, name)}: {item['msg']}")
+    return "; ".join(problems)
