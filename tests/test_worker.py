@@ -33,14 +33,10 @@ from bot.outreach.notifications import Notifier
 from bot.providers.payments import ChargeResult
 from bot.providers.sandbox_gateway import SandboxGateway
 from bot.security import new_payment_reference
-from bot.worker.loop import (
-    NEEDS_REVIEW,
-    LocalRateLimiter,
-    RedisRateLimiter,
-    Worker,
-    WorkerConfig,
-    local_today,
-)
+from bot.worker.claims import NEEDS_REVIEW
+from bot.worker.loop import Worker, WorkerConfig
+from bot.worker.rate_limits import LocalRateLimiter, RedisRateLimiter
+from bot.worker.rules import local_today
 from tests.seed import add_account
 
 NY = ZoneInfo("America/New_York")

@@ -1,5 +1,6 @@
-"""The worker (`paybot worker`): the loop and its jobs (charges, declines, overdue emails,
-outreach), each claimed with SKIP LOCKED so that any number of workers run side by side.
+"""The worker (`paybot worker`): the loop (loop.py) and its jobs, one module each: claims,
+charges, declines, outreach_pass, overdue; with rate_limits, rules, plan_notices and config.
+Each claimed with SKIP LOCKED so that any number of workers run side by side.
 
 May import: the domain packages (ledger, payments, plans, outreach), providers, webhooks.stripe.
 """
