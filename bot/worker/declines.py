@@ -27,7 +27,7 @@ from bot.config.settings import Settings
 from bot.ledger import queries as ledger
 from bot.ledger.db import Database
 from bot.ledger.models import Account, Payment, Plan
-from bot.outreach import email_outbox
+from bot.outreach import decline_notices, email_outbox
 from bot.outreach.notifications import Notifier
 from bot.payments import collectable
 from bot.payments.service import PaymentOutcome
@@ -153,9 +153,8 @@ class Declines:
         retry_on: date | None,
         update_url: str | None = None,
     ) -> dict[str, Any]:
-        # The same notice a Stripe event sends (webhooks/stripe.py), plus the retry rule.
-        from webhooks.stripe import NOT_RETRIED, Notice, decline_email
-
+        # The same notice a Stripe event sends (bot/outreach/decline_notices.py), plus the retry
+        # rule.
         reason = result.failure_message or polite_decline_message(
             result.failure_code, result.decline_code
         )
@@ -163,8 +162,8 @@ class Declines:
             rule = f"We will try this payment again on {retry_on:%b} {retry_on.day}, " \
                    f"{retry_on.year}."
         else:
-            rule = NOT_RETRIED
-        notice = Notice(
+            rule = decline_notices.NOT_RETRIED
+        notice = decline_notices.Notice(
             kind="decline",
             account=account,
             outcome=PaymentOutcome(
@@ -179,18 +178,16 @@ class Declines:
             disclosure=rules.disclosure,
             update_url=update_url,
         )
-        return decline_email(self.notifier, notice, brand=rules.brand)
+        return decline_notices.decline_email(self.notifier, notice, brand=rules.brand)
 
     async def update_method_link(
         self, account: Account, now: datetime, retry_on: date | None
     ) -> str | None:
         """The notice's link to update the method; without one the notice still goes (it says
         how to get a link by text)."""
-        from webhooks.stripe import update_method_link
-
         try:
             async with self.database.session() as session:
-                url = await update_method_link(
+                url = await decline_notices.update_method_link(
                     session,
                     account=account,
                     at=now,
