@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web, web_response
 
-from bot import appkeys
-from bot.api import routes as api
+from bot import api, appkeys
 from bot.clock import Clock, SystemClock
 from bot.config.check import require_production_ready
 from bot.config.settings import Settings

@@ -12,8 +12,7 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import select
 
-from bot import appkeys
-from bot.api import routes as api
+from bot import api, appkeys
 from bot.app import create_app
 from bot.ledger.models import Account, AuditEvent, Payment
 from tests.conftest import API_KEY

@@ -294,7 +294,7 @@ async def test_the_openapi_document_describes_the_offer_routes(client):
     assert set(spec["paths"]["/accounts/{account_id}/offers"]) == {"get", "post"}
     assert set(spec["paths"]["/offers/{offer_id}"]) == {"get"}
     assert set(spec["paths"]["/offers/{offer_id}/withdraw"]) == {"post"}
-    from bot.api.routes import OFFER_FIELDS
+    from bot.api import OFFER_FIELDS
 
     assert set(spec["components"]["schemas"]["OfferInput"]["properties"]) == set(OFFER_FIELDS)
 

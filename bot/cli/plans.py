@@ -199,7 +199,7 @@ async def _list(engine, app, args: argparse.Namespace) -> int:  # type: ignore[n
 
 async def _cancel(engine, app, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
     from bot import appkeys
-    from bot.api.routes import notify_cancellation
+    from bot.api import notify_cancellation
     from bot.money import format_cents
     from bot.plans.signing import PlanError, cancel_plan
 
