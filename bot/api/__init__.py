@@ -7,6 +7,5 @@ May import: the domain packages (ledger, accounts, payments, plans), bot.appkeys
 from bot.accounts.loading import FIELDS
 from bot.api.app import create_app
 from bot.api.models import OFFER_FIELDS
-from bot.api.plans import notify_cancellation
 
-__all__ = ["FIELDS", "OFFER_FIELDS", "create_app", "notify_cancellation"]
+__all__ = ["FIELDS", "OFFER_FIELDS", "create_app"]

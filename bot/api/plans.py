@@ -3,8 +3,6 @@ never takes a canceled row) and the customer is emailed; payments already made s
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from sqlalchemy import select
 
@@ -13,7 +11,6 @@ from bot.api.documents import PlanCanceled, answer_body
 from bot.api.models import CancelPlanInput
 from bot.api.problems import problem, request_model, row_id
 from bot.ledger.models import Plan
-from bot.outreach import email_outbox
 from bot.plans import signing as plans
 
 
@@ -41,25 +38,8 @@ async def cancel_plan(request: web.Request) -> web.Response:
         except plans.PlanError as exc:
             return problem(409, str(exc))
         brand = await engine.brand_for(session, result.account)
-    await notify_cancellation(engine, result, brand)
+    await plans.email_cancellation(engine.db, engine.notifier, result, brand, clock=engine.clock)
     canceled = PlanCanceled(
         plan_id=result.plan.id, status="canceled", installments_canceled=len(result.canceled)
     )
     return web.json_response(answer_body(canceled))
-
-
-async def notify_cancellation(engine: Any, result: plans.Cancellation, brand: str) -> None:
-    """The customer is told by email that nothing more will be debited."""
-    if not result.account.email:
-        return
-    env = engine.notifier.env
-    context = result.email_context(brand)
-    email = {
-        "to": result.account.email,
-        "subject": f"{brand}: your payment plan is canceled",
-        "text": env.get_template("email/plan_canceled.txt").render(context),
-        "html": env.get_template("email/plan_canceled.html").render(context),
-        "transactional": True,
-    }
-    await email_outbox.send_now(engine.db, engine.notifier, email, kind="plan_canceled",
-                                account_id=result.account.id, clock=engine.clock)

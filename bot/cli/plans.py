@@ -199,9 +199,8 @@ async def _list(engine, app, args: argparse.Namespace) -> int:  # type: ignore[n
 
 async def _cancel(engine, app, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
     from bot import appkeys
-    from bot.api import notify_cancellation
     from bot.money import format_cents
-    from bot.plans.signing import PlanError, cancel_plan
+    from bot.plans.signing import PlanError, cancel_plan, email_cancellation
 
     async with app[appkeys.DATABASE].session() as session:
         try:
@@ -210,7 +209,7 @@ async def _cancel(engine, app, args: argparse.Namespace) -> int:  # type: ignore
         except PlanError as exc:
             raise InputError(f"plan {args.plan_id}: {exc}") from exc
         brand = await engine.brand_for(session, result.account)
-    await notify_cancellation(engine, result, brand)
+    await email_cancellation(engine.db, engine.notifier, result, brand, clock=engine.clock)
     told = " The customer was emailed." if result.account.email else ""
     print(f"Plan {args.plan_id} canceled: {len(result.canceled)} installment(s) of "
           f"{format_cents(result.canceled_total)} will not be debited.{told}")

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.ledger import queries as ledger
 from bot.ledger.models import Account, Agreement, Offer, Payment, PaymentMethod, Plan
+from bot.outreach import email_outbox
 from bot.payments.collectable import locked_collectable
 from bot.payments.service import unused_references
 from bot.plans.agreement_copy import queue_copy
@@ -340,3 +341,22 @@ async def plan_paid_email(
         "html": env.get_template("email/plan_paid.html").render(context),
         "transactional": True,  # about payments the customer authorized
     }
+
+
+async def email_cancellation(
+    db: Any, notifier: Any, result: Cancellation, brand: str, *, clock: Any
+) -> None:
+    """Tell the customer by email that nothing more will be debited (the API's and the CLI's
+    cancellation alike): sent now, through the outbox so a refusal is tried again."""
+    if not result.account.email:
+        return
+    context = result.email_context(brand)
+    email = {
+        "to": result.account.email,
+        "subject": f"{brand}: your payment plan is canceled",
+        "text": notifier.env.get_template("email/plan_canceled.txt").render(context),
+        "html": notifier.env.get_template("email/plan_canceled.html").render(context),
+        "transactional": True,
+    }
+    await email_outbox.send_now(db, notifier, email, kind="plan_canceled",
+                                account_id=result.account.id, clock=clock)
