@@ -9,8 +9,9 @@
 What one backend's run does (about 80 s; figures in docs/benchmarks.md):
 1. prepares a fresh database (`paybot_bench` on PostgreSQL, created if missing, never `test`;
    Redis db 14; or a SQLite file in a temp dir and in-process Redis) and seeds --accounts
-   accounts with a saved sandbox Visa through the app's own code (bot.accounts.upsert_account,
-   bot.models); every other account also gets a settlement and a plan offer;
+   accounts with a saved sandbox Visa through the app's own code
+   (bot.accounts.loading.upsert_account, bot.ledger.models); every other account also gets a
+   settlement and a plan offer;
 2. starts `python -m bot.cli serve` as a process of its own (the load generator never shares
    its event loop) with DATABASE_URL, REDIS_URL, TWILIO_AUTH_TOKEN, PUBLIC_BASE_URL, SECRET_KEY
    and PAYBOT_DATA_DIR set, and polls /healthz until it answers (with a deadline);

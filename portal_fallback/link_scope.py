@@ -1,5 +1,5 @@
 """What a session opened by a personal link may reach: what the link was sent for, while the link
-still stands (bot.ledger.link_standing).
+still stands (bot.ledger.queries.link_standing).
 
 A plan-offer link reaches that offer's signing pages; a method-update link the method update
 (and the payment flow its confirmation offers for the missed amount); any other link the payment

@@ -3,8 +3,8 @@
 ``GET /portal/method`` shows what did not go through (the account's last declined payment, in
 plain words), the payments still to come, and the saved methods to choose from or a card to add.
 Choosing one (``POST /portal/method``) or adding one (``POST /portal/method/new``) hands it to
-``bot.plans.switch_method``, which makes it the method of the account's active plans and of every
-scheduled payment (a scheduled retry of the declined one included) in one transaction.
+``bot.plans.signing.switch_method``, which makes it the method of the account's active plans
+and of every scheduled payment (a scheduled retry of the declined one included) in one transaction.
 ``GET /portal/method/updated`` confirms what the method will be used for, with a way to pay the
 missed amount now through the normal payment flow.
 

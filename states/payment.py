@@ -33,7 +33,8 @@ from bot.sms.parsing import Meaning
 from states import build_machine as machine_for
 from states.replies import Effect, Reply
 
-CONTACT_PENDING = "contact_pending"  # a new contact waiting for its code (bot.contact_change)
+# a new contact waiting for its code (bot.accounts.contact_change)
+CONTACT_PENDING = "contact_pending"
 
 STATES = [
     "idle",
@@ -47,7 +48,7 @@ STATES = [
     "agreement",
 ]
 
-# Which reader of bot.parsing each state uses for the customer's reply.
+# Which reader of bot.sms.parsing each state uses for the customer's reply.
 READS = {
     "idle": "idle",  # PAY (or yes) starts a payment
     "contact_review": "contact",
@@ -151,7 +152,8 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "back", "source": "schedule", "dest": "method"},
     {"trigger": "restart", "source": STATES, "dest": "idle"},
 ]
-# link_id: the link whose preset payment this is (made, the link is done: bot.ledger.link_used).
+# link_id: the link whose preset payment this is (made, the link is done:
+# bot.ledger.queries.link_used).
 LINK_TERMS = {"preset_amount_cents", "amount_locked", "fee_cents", "link_id"}
 GOES_BACK_ON_NO = {"offers", "amount", "method", "awaiting_method", "schedule"}
 

@@ -2,7 +2,7 @@
 and the frequency cap, with time moved by a FrozenClock across days, time zones and DST.
 
 Offers are written straight into the ledger (as bot/plans/offers.py makes them) and queued with
-``bot.outreach.enqueue``; what the customer receives is read from the sandbox outboxes."""
+``bot.outreach.queue.enqueue``; what the customer receives is read from the sandbox outboxes."""
 
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ async def send_code(
 ) -> str:
     """The one place a contact-change code leaves PayBot: SENT, NOT_SENT (opted out, refused),
     or CAPPED (the account or the new contact had its codes for the hour or the day: the caps
-    of every code PayBot sends, bot.second_factor)."""
+    of every code PayBot sends, bot.accounts.second_factor)."""
     if kind == "phone" and await ledger.is_opted_out(session, to):
         return NOT_SENT
     try:

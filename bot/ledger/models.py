@@ -96,7 +96,8 @@ class Account(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     processor_customer_id: Mapped[str | None] = mapped_column(String(64))
     # When the creditor last loaded a balance (CSV or API): a figure loaded later is taken to
-    # show what PayBot collected before this, not after (bot/collectable.loaded_balance).
+    # show what PayBot collected before this, not after (loaded_balance in
+    # bot/payments/collectable.py).
     # None on rows older than the column: their created_at stands in.
     balance_loaded_at: Mapped[datetime | None]
     created_at: Mapped[datetime]

@@ -88,7 +88,7 @@ def queue(
 
     ``email`` is what ``Notifier.receipt`` and the other builders return: to, subject, text,
     html and transactional. Attachments are not kept here (the agreement copy, which has one,
-    is rebuilt from the ledger by ``bot.agreement_copy``). With ``seal``, the bodies are kept
+    is rebuilt from the ledger by ``bot.plans.agreement_copy``). With ``seal``, the bodies are kept
     encrypted (an email with a personal link)."""
     if email.get("attachments"):
         raise ValueError("the email outbox keeps no attachments")

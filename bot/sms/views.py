@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config.settings import FlowSettings
 from bot.ledger import queries as ledger
 from bot.ledger.models import Account, Conversation
+from bot.payments import choices
 from bot.payments.collectable import collectable, worth_offering
 from bot.payments.service import PaymentOutcome
 from bot.security import mask_email, mask_phone
@@ -91,7 +92,7 @@ class AccountViews:
         do without (their amounts were chosen against it, and PaymentService checks again).
         ``proof``: how the customer was verified ("knowledge" also sees the single-use methods
         that have not paid yet)."""
-        offers, methods, state = await ledger.account_choices(
+        offers, methods, state = await choices.account_choices(
             session, account, at=now, knowledge=proof == "knowledge", with_open=with_open
         )
         zone = ZoneInfo(account.timezone or "America/New_York")
@@ -177,8 +178,8 @@ class AccountViews:
 
     async def balance_reply(self, session: AsyncSession, account: Account) -> Reply:
         """The balance, and what is still owed once scheduled and pending payments are counted
-        (the one rule, bot.collectable, in its own words): what is on its way is no news to
-        repeat, what is left to pay is."""
+        (the one rule, bot.payments.collectable, in its own words): what is on its way is no
+        news to repeat, what is left to pay is."""
         state = await collectable(session, account.id, balance_cents=account.balance_cents)
         return Reply(
             "balance",

@@ -4,7 +4,7 @@ from bot.ledger.models import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("run migrations through bot.db.Database.migrate()")
+    raise RuntimeError("run migrations through bot.ledger.db.Database.migrate()")
 
 context.configure(
     connection=connection,
