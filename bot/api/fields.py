@@ -1,7 +1,11 @@
 """The pieces the API's request models are made of (bot/api/models.py): the patterns, the
 strict JSON types, money, days and short names, and the two marks a field may carry: `Says`
 (the sentence a 422 says when the value breaks the field's type) and `SchemaExtra` (keywords
-the generated schema adds).
+the generated schema adds), and `worded` (a `Says` for a value inside a field's value).
+
+Where the domain names a rule better than a schema can (a day in the past, an amount that is not
+more than 0, a count over the creditor's limit), a field validates wider than its schema says
+(`SchemaExtra` narrows the document) and the domain's 422 answers what the document forbids.
 
 Patterns use ASCII classes ([0-9], not \\d) and mean the same in Python, Rust (pydantic-core)
 and ECMA-262.
@@ -9,11 +13,20 @@ and ECMA-262.
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, Strict, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    WrapValidator,
+)
 from pydantic_core import PydanticCustomError
 
 from bot.money import InvalidAmount, dollars_to_cents
@@ -41,6 +54,10 @@ BALANCE_PATTERN = (
 # Amounts of links and offers: dollars, at most 2 decimals, more than zero.
 AMOUNT_PATTERN = r"^\$?(?:[0-9]{1,9}|[0-9]{1,3}(?:,[0-9]{3}){1,2})(?:\.[0-9]{1,2})?$"
 ZERO_PATTERN = r"^\$?[0,]*(?:\.0{1,2})?$"
+# The same figures with a sign and zero allowed: what the domain refuses in its own words ("must
+# be more than 0"). The money parser reads "-$5" and "$5", never "$-5".
+SIGNED_AMOUNT_PATTERN = "^-?" + AMOUNT_PATTERN.removeprefix("^")
+MAX_AMOUNT_DOLLARS = 999_999_999
 SSN_PATTERN = r"^[0-9]{3}[ .-]?[0-9]{2}[ .-]?[0-9]{4}$"
 ZIP_PATTERN = r"^[0-9]{5}(?:-[0-9]{4})?$"
 DAY_PATTERN = r"^[1-9][0-9]{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])$"
@@ -48,6 +65,14 @@ DATE_TIME_PATTERN = (
     r"^[1-9][0-9]{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
     r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
     r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+# Any year: how far a day may be is the domain's rule (an offer's "must not be in the past").
+ANY_DAY_PATTERN = "^[0-9]{4}" + DAY_PATTERN.removeprefix("^[1-9][0-9]{3}")
+# A date-time of any year, with or without its offset (the domain: "needs a UTC offset").
+ANY_DATE_TIME_PATTERN = (
+    ANY_DAY_PATTERN.removesuffix("$")
+    + r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?$"
 )
 SHORT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._:@+-]{0,39}$"
 PERCENT_PATTERN = r"^(?:[1-9][0-9]?(?:\.[0-9]{1,2})?|0\.(?:[1-9][0-9]?|0[1-9]))$"
@@ -68,6 +93,19 @@ class Says:
     message: str
     unless: tuple[str, ...] = ()  # error types that keep the generic answer
     null: bool = True  # False: a null keeps the generic answer
+
+
+def worded(message: str) -> WrapValidator:
+    """A `Says` for a value inside a field's value (an installment's date): any break of its type
+    answers with `message`."""
+
+    def check(value: Any, handler: Any) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            raise refused(message) from exc
+
+    return WrapValidator(check)
 
 
 class SchemaExtra(dict[str, Any]):
@@ -99,24 +137,51 @@ Bool = Annotated[bool, Strict()]
 Day = Annotated[
     Str, Field(pattern=DAY_PATTERN), AfterValidator(_iso_day), SchemaExtra(format="date")
 ]
+# A day as Day documents it, of any year: the domain says how far it may be.
+JudgedDay = Annotated[
+    Str, Field(pattern=ANY_DAY_PATTERN), AfterValidator(_iso_day),
+    SchemaExtra(format="date", pattern=DAY_PATTERN),
+]
 
 
 def text(limit: int, **extra: Any) -> Any:
     return Annotated[Str, Field(min_length=1, max_length=limit, pattern=TEXT_PATTERN, **extra)]
 
 
+_POSITIVE_DOLLARS = SchemaExtra({"pattern": AMOUNT_PATTERN, "not": {"pattern": ZERO_PATTERN}})
+
+
+def _dollars_field(description: str) -> Any:
+    return Field(
+        description=f"{description}: dollars, more than 0, at most 2 decimals "
+        '(e.g. "50.00"); a JSON number must be whole dollars',
+        examples=["50.00"],
+    )
+
+
 def dollars(description: str) -> Any:
     """Dollars, more than zero: "50.00" or a whole number of dollars."""
     return Annotated[
         Annotated[Str, Field(pattern=AMOUNT_PATTERN), AfterValidator(_not_zero),
-                  SchemaExtra({"not": {"pattern": ZERO_PATTERN}})]
-        | Annotated[Int, Field(ge=1, le=999_999_999)],
-        Field(
-            description=f"{description}: dollars, more than 0, at most 2 decimals "
-            '(e.g. "50.00"); a JSON number must be whole dollars',
-            examples=["50.00"],
-        ),
+                  _POSITIVE_DOLLARS]
+        | Annotated[Int, Field(ge=1, le=MAX_AMOUNT_DOLLARS)],
+        _dollars_field(description),
     ]
+
+
+def judged_dollars(description: str) -> Any:
+    """Dollars as `dollars` documents them, but zero and negative figures pass on, for the
+    domain to refuse in its own words ("must be more than 0")."""
+    return Annotated[
+        Annotated[Str, Field(pattern=SIGNED_AMOUNT_PATTERN), _POSITIVE_DOLLARS]
+        | Annotated[Int, Field(ge=-MAX_AMOUNT_DOLLARS, le=MAX_AMOUNT_DOLLARS),
+                    SchemaExtra(minimum=1)],
+        _dollars_field(description),
+    ]
+
+
+def cents(value: str | int | None) -> int | None:
+    return None if value is None else dollars_to_cents(str(value))
 
 
 ShortName = Annotated[
@@ -151,12 +216,32 @@ def short_name(message: str) -> Any:
     return Annotated[ShortName, BeforeValidator(check)]
 
 
-def day_or_instant(value: str) -> str:
-    if _matches(DAY_PATTERN, value):
-        return _iso_day(value)
-    if not _matches(DATE_TIME_PATTERN, value):
-        raise ValueError("a date or a date-time with offset")
-    return value
+def is_day(value: str) -> bool:
+    """YYYY-MM-DD of any year, a day the month has."""
+    return _matches(ANY_DAY_PATTERN, value) and _parses(date.fromisoformat, value)
+
+
+def is_date_time(value: str) -> bool:
+    """A date and time of any year, with or without its offset."""
+    return _matches(ANY_DATE_TIME_PATTERN, value) and _parses(datetime.fromisoformat, value)
+
+
+def _parses(parse: Any, value: str) -> bool:
+    try:
+        parse(value)
+    except ValueError:
+        return False
+    return True
+
+
+def unknown_fields(data: Any, known: tuple[str, ...]) -> str | None:
+    """The fields of a body nobody knows, as a 422 names them (at most ten, 40 characters)."""
+    if not isinstance(data, dict):
+        return None
+    unknown = sorted(str(name) for name in data if name not in known)
+    if not unknown:
+        return None
+    return f"unknown field(s): {', '.join(name[:40] for name in unknown[:10])}"
 
 
 def _matches(pattern: str, value: str) -> bool:

@@ -5,11 +5,13 @@ The domain's own parsers keep the words operators know (bot/accounts/loading.py 
 money parser for amounts, bot/plans/offers.py for offers); a field marked `Says(...)` answers
 with that sentence when its value breaks the field's type, and every other break is a 422 that
 names the field (bot/api/problems.py). The models are written no wider than what the domain
-accepts: schemathesis holds both directions (tests/test_api_schemathesis.py).
+accepts: schemathesis holds both directions (tests/test_api_schemathesis.py). An offer's fields
+validate a little wider than their schema where the domain's rules (bot/plans/offers.py) name
+the problem better; what passes the model but not the document, the domain refuses.
 """
 
 import zoneinfo
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -21,6 +23,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationInfo,
+    WrapValidator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -47,18 +50,24 @@ from bot.api.fields import (
     Bool,
     Day,
     Int,
+    JudgedDay,
     Says,
     SchemaExtra,
-    ShortName,
     Str,
-    day_or_instant,
+    cents,
     dollars,
+    is_date_time,
+    is_day,
+    judged_dollars,
     money,
     refused,
     short_name,
     text,
+    unknown_fields,
+    worded,
 )
-from bot.money import dollars_to_cents
+from bot.outreach import queue as outreach
+from bot.plans import offers
 
 
 def _days_up_to(last: date) -> str:
@@ -156,10 +165,8 @@ class AccountInput(BaseModel):
     def _read_as_the_ledger_reads(cls, data: Any, handler: Any) -> "AccountInput":
         record = None
         if isinstance(data, dict):
-            unknown = sorted(str(name) for name in data if name not in FIELDS)
-            if unknown:
-                shown = ", ".join(name[:40] for name in unknown[:10])
-                raise refused(f"unknown field(s): {shown}; the fields are {', '.join(FIELDS)}")
+            if unknown := unknown_fields(data, FIELDS):
+                raise refused(f"{unknown}; the fields are {', '.join(FIELDS)}")
             if problem := _values_problem(data):
                 raise refused(problem)
             try:
@@ -238,17 +245,13 @@ class LinkInput(BaseModel):
 
     def terms(self, default_hours: int) -> dict[str, Any]:
         return {
-            "amount_cents": self.cents(self.amount),
+            "amount_cents": cents(self.amount),
             "allow_amount_change": self.allow_amount_change,
-            "fee_cents": self.cents(self.fee) or 0,
+            "fee_cents": cents(self.fee) or 0,
             "due_on": date.fromisoformat(self.due_on) if self.due_on else None,
             "expires_in_hours": self.expires_in_hours or default_hours,
             "purpose": self.purpose or "payment",
         }
-
-    @staticmethod
-    def cents(value: str | int | None) -> int | None:
-        return None if value is None else dollars_to_cents(str(value))
 
 
 class CancelPlanInput(BaseModel):
@@ -269,11 +272,36 @@ class WithdrawOfferInput(BaseModel):
     actor: short_name("actor must be a short name (for example agent:jsmith)") = "api"
 
 
+def _not_an_amount(name: str) -> str:
+    return f'{name}: must be an amount in dollars, e.g. "50.00"'
+
+
+def _amount(name: str, description: str) -> Any:
+    return Annotated[judged_dollars(description), Says(_not_an_amount(name), null=False)]
+
+
+ScheduleDay = Annotated[JudgedDay, worded("schedule: must be a date, YYYY-MM-DD")]
+ScheduleAmount = Annotated[judged_dollars("the installment"), worded(_not_an_amount("schedule"))]
+
+
 class ScheduleEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    date: Day
-    amount: dollars("the installment")
+    date: ScheduleDay
+    amount: ScheduleAmount
+
+
+def _installments(value: Any) -> Any:
+    """A schedule's shape, in the words that say what an installment is."""
+    if value is None:
+        return value  # never a value: the schema's answer
+    if not isinstance(value, list):
+        raise refused('schedule: must be a list of {"date", "amount"}')
+    for item in value:
+        if not (isinstance(item, dict) and set(item) == {"date", "amount"}
+                or isinstance(item, list) and len(item) == 2):
+            raise refused('schedule: each installment is {"date", "amount"}')
+    return value
 
 
 class OfferRules(BaseModel):
@@ -288,6 +316,64 @@ class OfferRules(BaseModel):
     move_max_days: Annotated[Int, Field(ge=0, le=365)] = None
 
 
+def _an_object(value: Any, handler: Any) -> Any:
+    """Any object passes as it is: the domain names the rule and the range (offers._rules)."""
+    if value is None:
+        return handler(value)  # never a value: the schema's answer
+    if not isinstance(value, dict):
+        raise refused('rules: must be an object, e.g. {"skips_allowed": 1}')
+    return value
+
+
+def _percentage(value: Any) -> Any:
+    """The domain's reading of a percentage first, in its words (a JSON number with a fraction
+    reads, but the schema still refuses it: it could not be read exactly everywhere)."""
+    if value is not None:
+        try:
+            offers.percent_to_bps(str(value))
+        except offers.InvalidOffer as exc:
+            raise refused(str(exc)) from exc
+    return value
+
+
+def _text(name: str) -> Any:
+    """Text first, in those words (before a check that reads the text)."""
+
+    def check(value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise refused(f"{name}: must be text")
+        return value
+
+    return check
+
+
+def _a_kind(value: str) -> str:
+    if value not in offers.KINDS:
+        raise refused("kind: must be plan or settlement")
+    return value
+
+
+def _day_or_instant(value: str) -> str:
+    """An expiry: a day, or a date-time (its offset is the domain's to ask for)."""
+    if len(value) == 10:
+        if not is_day(value):
+            raise refused("expires_at: must be a date, YYYY-MM-DD")
+    elif not is_date_time(value):
+        raise refused("expires_at: must be a date (YYYY-MM-DD) or a date and time with offset")
+    return value
+
+
+def _whole(name: str, low: int, high: int, description: str | None = None) -> Any:
+    """A whole number as documented (`low` to `high`); any other up to a million in size passes on
+    for the domain to name its limit."""
+    return Annotated[
+        Int,
+        Field(ge=-1_000_000, le=1_000_000, description=description),
+        SchemaExtra(minimum=low, maximum=high),
+        Says(f"{name}: must be a whole number", null=False),
+    ]
+
+
 _PLAN_ONLY = ("frequency", "start_date", "count", "installment_amount", "schedule", "total",
               "rules")
 _REGULAR = ("frequency", "start_date", "count", "installment_amount")
@@ -298,8 +384,8 @@ def _absent(*names: str) -> dict[str, Any]:
     return {"properties": dict.fromkeys(names, False)}
 
 
-# Which fields go together, as the document states it; OfferInput._fields_go_together holds a
-# body to the same.
+# Which fields go together, as the document states it. The domain's rules (offers.offer_terms)
+# refuse every body this forbids, naming the field, so the model does not check it again.
 _TOGETHER: list[dict[str, Any]] = [
     {
         "if": {"required": ["kind"], "properties": {"kind": {"const": "settlement"}}},
@@ -328,6 +414,9 @@ _TOGETHER: list[dict[str, Any]] = [
 ]
 
 
+# The body of an offer, checked field by field in the words operators know; `to_request` is the
+# domain's request, which offers.offer_terms then judges (the balance, today's date, the
+# creditor's limits, which fields go together). Its description is the document's.
 class OfferInput(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -343,54 +432,96 @@ class OfferInput(BaseModel):
         },
     )
 
-    kind: Literal["plan", "settlement"]
-    total: dollars("a plan's total; default: the balance") = None
-    frequency: Literal["weekly", "biweekly", "monthly"] = None
-    count: Annotated[Int, Field(ge=1, le=1_000_000, description="number of installments")] = None
-    installment_amount: dollars("each installment") = None
-    start_date: Annotated[Day, Field(description="the first installment, customer's date")] = None
+    kind: Annotated[
+        Str,
+        AfterValidator(_a_kind),
+        BeforeValidator(_text("kind")),
+        SchemaExtra(enum=list(offers.KINDS)),
+        Says("kind: must be plan or settlement"),
+    ]
+    total: _amount("total", "a plan's total; default: the balance") = None
+    frequency: Annotated[
+        Str,
+        BeforeValidator(_text("frequency")),
+        SchemaExtra(enum=list(offers.FREQUENCIES)),
+        Says("frequency: must be weekly, biweekly or monthly"),
+    ] = None
+    count: _whole("count", 1, 1_000_000, "number of installments") = None
+    installment_amount: _amount("installment_amount", "each installment") = None
+    start_date: Annotated[
+        JudgedDay,
+        Field(description="the first installment, customer's date"),
+        Says("start_date: must be a date, YYYY-MM-DD"),
+    ] = None
     schedule: Annotated[
-        list[ScheduleEntry | tuple[Day, dollars("the installment")]],
-        Field(min_length=1, max_length=1000,
+        list[ScheduleEntry | tuple[ScheduleDay, ScheduleAmount]],
+        BeforeValidator(_installments),
+        Field(max_length=1000, json_schema_extra={"minItems": 1},
               description="a custom schedule: dates strictly increasing; each installment "
               '{"date", "amount"} or [date, amount]'),
     ] = None
-    settlement_amount: dollars("the settlement, less than the balance") = None
+    settlement_amount: _amount("settlement_amount", "the settlement, less than the balance") = None
     percent_off: Annotated[
         Annotated[Str, Field(pattern=PERCENT_PATTERN)] | Annotated[Int, Field(ge=1, le=99)],
+        BeforeValidator(_percentage),
         Field(description='share off the balance, e.g. 36 or "12.5": more than 0, less than '
               "100, at most 2 decimals (a JSON number is a whole percentage)"),
     ] = None
     expires_at: Annotated[
         Str,
-        AfterValidator(day_or_instant),
+        AfterValidator(_day_or_instant),
+        BeforeValidator(_text("expires_at")),
         SchemaExtra(anyOf=[{"format": "date", "pattern": DAY_PATTERN},
                            {"format": "date-time", "pattern": DATE_TIME_PATTERN}]),
         Field(description="YYYY-MM-DD (the end of that day, customer's time) or a date-time "
               "with offset; default: the creditor's offer lifetime (a plan: at the latest the "
               "first installment's day)"),
     ] = None
-    expires_in_days: Annotated[Int, Field(ge=1, le=365)] = None
-    send_via: Literal["sms", "email", "both"] = None
-    created_by: ShortName = None
-    rules: OfferRules = None
+    expires_in_days: _whole("expires_in_days", 1, offers.MAX_LIFETIME_DAYS) = None
+    send_via: Annotated[
+        Str, BeforeValidator(_text("send_via")), SchemaExtra(enum=list(outreach.CHANNELS))
+    ] = None
+    created_by: Annotated[
+        short_name("created_by: must be a short name (at most 40 characters)"),
+        BeforeValidator(_text("created_by")),
+    ] = None
+    rules: Annotated[OfferRules, WrapValidator(_an_object)] = None
 
-    @model_validator(mode="after")
-    def _fields_go_together(self) -> "OfferInput":
-        given = self.model_fields_set
-        if self.kind == "settlement":
-            fits = not given & set(_PLAN_ONLY) and len(given & set(_SETTLEMENT_ONLY)) == 1
-        else:
-            fits = not given & set(_SETTLEMENT_ONLY) and (
-                "schedule" in given and not given & set(_REGULAR)
-                or {"frequency", "start_date"} <= given and "schedule" not in given
-                and bool(given & {"count", "installment_amount"})
-            )
-        if not fits or {"expires_at", "expires_in_days"} <= given:
-            raise PydanticCustomError("together", "these fields do not go together")
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _known_fields(cls, data: Any, handler: Any) -> "OfferInput":
+        if unknown := unknown_fields(data, tuple(cls.model_fields)):
+            raise refused(f"body: {unknown}")
+        return handler(data)
+
+    def to_request(self) -> offers.OfferRequest:
+        """The domain's request: amounts in cents, dates as dates (not yet judged)."""
+        schedule = None
+        if self.schedule is not None:
+            pairs = [(e.date, e.amount) if isinstance(e, ScheduleEntry) else e
+                     for e in self.schedule]
+            schedule = tuple((date.fromisoformat(day), cents(amount)) for day, amount in pairs)
+        expiry = self.expires_at
+        return offers.OfferRequest(
+            kind=self.kind,
+            created_by=self.created_by or "api",
+            total_cents=cents(self.total),
+            frequency=self.frequency,
+            start=date.fromisoformat(self.start_date) if self.start_date else None,
+            count=self.count,
+            installment_cents=cents(self.installment_amount),
+            schedule=schedule,
+            rules=self.rules,  # the object as sent (see _an_object)
+            settlement_cents=cents(self.settlement_amount),
+            discount_bps=(
+                offers.percent_to_bps(str(self.percent_off))
+                if self.percent_off is not None else None
+            ),
+            expires_at=datetime.fromisoformat(expiry) if expiry and "T" in expiry else None,
+            expires_on=date.fromisoformat(expiry) if expiry and "T" not in expiry else None,
+            expires_in_days=self.expires_in_days,
+            send_via=self.send_via,
+        )
 
 
 OFFER_FIELDS = tuple(OfferInput.model_fields)
-
-
