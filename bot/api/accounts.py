@@ -14,19 +14,15 @@ from bot import appkeys
 from bot.accounts.loading import upsert_account
 from bot.api.documents import account_view, answer_body
 from bot.api.models import AccountInput
-from bot.api.problems import is_account_ref, problem, request_model
-from bot.ledger import queries as ledger
+from bot.api.problems import path_account, request_model
 from bot.ledger.models import Payment, PaymentMethod, Plan
 
 
 async def get_account(request: web.Request) -> web.Response:
-    ref = request.match_info["account_id"]
-    if not is_account_ref(ref):
-        return problem(404, "no account with that account_id")
     async with request.config_dict[appkeys.DATABASE].session() as session:
-        account = await ledger.account_by_ref(session, ref)
-        if account is None:
-            return problem(404, "no account with that account_id")
+        account = await path_account(session, request)
+        if isinstance(account, web.Response):
+            return account
         rows = await session.execute(
             select(Payment, PaymentMethod)
             .outerjoin(PaymentMethod, Payment.method_id == PaymentMethod.id)

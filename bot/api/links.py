@@ -13,7 +13,7 @@ from aiohttp import web
 from bot import appkeys
 from bot.api.documents import Link, answer_body
 from bot.api.models import LinkInput
-from bot.api.problems import is_account_ref, problem, request_model
+from bot.api.problems import path_account, problem, request_model
 from bot.ledger import queries as ledger
 from bot.payments.collectable import collectable
 
@@ -26,10 +26,9 @@ async def create_link(request: web.Request) -> web.Response:
     terms = checked.terms(settings.link_lifetime_hours)
     now = request.config_dict[appkeys.CLOCK].now()
     async with request.config_dict[appkeys.DATABASE].session() as session:
-        ref = request.match_info["account_id"]
-        account = await ledger.account_by_ref(session, ref) if is_account_ref(ref) else None
-        if account is None:
-            return problem(404, "no account with that account_id")
+        account = await path_account(session, request)
+        if isinstance(account, web.Response):
+            return account
         if terms["amount_cents"] and terms["amount_cents"] > account.balance_cents:
             return problem(422, "amount is more than the balance")
         if terms["amount_cents"]:

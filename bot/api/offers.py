@@ -16,8 +16,7 @@ from sqlalchemy import select
 from bot import appkeys
 from bot.api.documents import OfferList, answer_body, offer_view
 from bot.api.models import OfferInput, WithdrawOfferInput
-from bot.api.problems import is_account_ref, problem, request_model, row_id
-from bot.ledger import queries as ledger
+from bot.api.problems import path_account, problem, request_model, row_id
 from bot.ledger.models import Account, Offer, Plan
 from bot.plans import offers
 from bot.plans import signing as plans
@@ -33,7 +32,7 @@ async def post_offer(request: web.Request) -> web.Response:
     settings = request.config_dict[appkeys.SETTINGS]
     now = request.config_dict[appkeys.CLOCK].now()
     async with request.config_dict[appkeys.DATABASE].session() as session:
-        account = await _account(session, request)
+        account = await path_account(session, request)
         if isinstance(account, web.Response):
             return account
         try:
@@ -55,7 +54,7 @@ async def post_offer(request: web.Request) -> web.Response:
 async def list_offers(request: web.Request) -> web.Response:
     now = request.config_dict[appkeys.CLOCK].now()
     async with request.config_dict[appkeys.DATABASE].session() as session:
-        account = await _account(session, request)
+        account = await path_account(session, request)
         if isinstance(account, web.Response):
             return account
         found = await offers.offers_for(session, account.id)
@@ -68,12 +67,6 @@ async def list_offers(request: web.Request) -> web.Response:
             offers=[offer_view(o, account, now=now, plan_id=plan_ids.get(o.id)) for o in found],
         )
         return web.json_response(answer_body(listed))
-
-
-async def _account(session: Any, request: web.Request) -> Account | web.Response:
-    ref = request.match_info["account_id"]
-    account = await ledger.account_by_ref(session, ref) if is_account_ref(ref) else None
-    return problem(404, "no account with that account_id") if account is None else account
 
 
 async def _offer_and_account(

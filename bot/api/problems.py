@@ -17,9 +17,12 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import appkeys
-from bot.api.fields import ACCOUNT_ID_PATTERN, DOMAIN_ERROR, says
+from bot.api.fields import ACCOUNT_ID_PATTERN, DOMAIN_ERROR, says, unknown_fields
+from bot.ledger import queries as ledger
+from bot.ledger.models import Account
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,14 @@ def row_id(raw: str) -> int | None:
 
 def is_account_ref(raw: str) -> bool:
     return _ACCOUNT_REF.match(raw) is not None
+
+
+async def path_account(session: AsyncSession, request: web.Request) -> Account | web.Response:
+    """The account the path's `{account_id}` names, or the 404 that says there is none (an id
+    that could not be one is not looked up)."""
+    ref = request.match_info["account_id"]
+    account = await ledger.account_by_ref(session, ref) if is_account_ref(ref) else None
+    return problem(404, "no account with that account_id") if account is None else account
 
 
 @web.middleware
@@ -149,9 +160,9 @@ def validated(
 def _first_problem(model: type[BaseModel], errors: list[Any]) -> str:
     # Precedence: fields nobody knows, then the domain's own words (a field's value the domain
     # refuses), then what concerns the whole body, then the first field by name.
-    unknown = sorted(str(e["loc"][0])[:40] for e in errors if e["type"] == "extra_forbidden")
+    unknown = [e["loc"][0] for e in errors if e["type"] == "extra_forbidden"]
     if unknown:
-        return f"unknown field(s): {', '.join(unknown[:10])}"
+        return unknown_fields(dict.fromkeys(unknown), ()) or ""
     for error in errors:
         if error["type"] == DOMAIN_ERROR:
             return error["msg"]
