@@ -1,4 +1,9 @@
-"""The outside services behind small interfaces: real SDK implementations and sandboxes."""
+"""The outside services behind small interfaces: the only code that talks to Twilio (sms),
+Stripe (payments, stripe_gateway) and SendGrid (email), each with a sandbox that needs no
+network; built here from the settings.
+
+May import: bot.config, bot.text (GSM-7). Nothing else in bot.
+"""
 
 from __future__ import annotations
 

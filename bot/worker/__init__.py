@@ -2,5 +2,6 @@
 charges, declines, outreach_pass, overdue; with rate_limits, rules, plan_notices and config.
 Each claimed with SKIP LOCKED so that any number of workers run side by side.
 
-May import: the domain packages (ledger, payments, plans, outreach), providers.
+May import: the domain packages (ledger, payments, plans, outreach), bot.providers, bot.config,
+bot.coordination (the shared rate limit). Never the engine, the webhooks or the web app.
 """
