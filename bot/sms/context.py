@@ -23,7 +23,7 @@ from bot.text.rendering import SmsRenderer
 from states.payment import PaymentFlow
 from states.replies import Reply
 
-log = logging.getLogger("bot.sms.engine")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

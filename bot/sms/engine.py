@@ -15,6 +15,7 @@ verification, web_steps, contacts), what is shown of an account in views.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Coroutine
 from datetime import timedelta
@@ -32,7 +33,7 @@ from bot.outreach.notifications import Notifier
 from bot.payments.service import PaymentService
 from bot.plans.agreement_copy import send_agreement_copy
 from bot.sms.contacts import ContactTurns
-from bot.sms.context import Inbound, Services, StoredInbound, Turn, TurnContext, WebStep, log
+from bot.sms.context import Inbound, Services, StoredInbound, Turn, TurnContext, WebStep
 from bot.sms.handover import hand_to_agent, take_back_from_agent
 from bot.sms.parsing import Meaning, classify_keyword
 from bot.sms.payment_turns import PaymentTurns, reads_as_pay
@@ -44,6 +45,8 @@ from bot.text.rendering import SmsRenderer
 from states.replies import Reply
 
 __all__ = ["ConversationEngine", "Inbound", "StoredInbound", "Turn", "WebStep", "limited_to_proof"]
+
+log = logging.getLogger(__name__)
 
 
 class ConversationEngine:

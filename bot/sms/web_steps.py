@@ -4,6 +4,7 @@ Stripe.js, and the text that tells an SMS customer what the web did."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -15,11 +16,13 @@ from bot.ledger import queries as ledger
 from bot.ledger.models import Account, Conversation, Message
 from bot.providers.payments import SavedMethod
 from bot.providers.sms import SmsError
-from bot.sms.context import Services, Turn, TurnContext, WebStep, log
+from bot.sms.context import Services, Turn, TurnContext, WebStep
 from bot.sms.parsing import Meaning
 from bot.sms.payment_turns import PaymentTurns
 from bot.sms.views import AccountViews
 from states.replies import Reply
+
+log = logging.getLogger(__name__)
 
 
 class WebSteps:
