@@ -1,5 +1,7 @@
 """Accounts and who may act on them: loading accounts (CSV and REST), the second factor of an
-unknown customer, contact changes proven by a code.
+unknown customer, contact changes proven by a code; and their creditors (name, disclosure,
+flow settings).
 
-May import: bot.ledger, bot.payments, bot.outreach.notifications, bot.providers, states.
+May import: bot.ledger, bot.config, bot.payments, bot.outreach.notifications, bot.providers,
+states.
 """

@@ -7,14 +7,14 @@ import argparse
 import logging
 import sys
 
-from bot.cli import accounts, campaigns, chat, demo, emails, plans, serve
+from bot.cli import accounts, campaigns, chat, creditors, demo, emails, plans, serve
 from bot.cli.common import load_settings, quiet_logging
 from bot.config.settings import ConfigError, Settings
 
 # Each adds its commands, with their handlers; `paybot --help` lists them in this order.
 REGISTER = (
     demo.register, serve.register, chat.register, accounts.register, campaigns.register,
-    plans.register, serve.register_check_config, emails.register,
+    plans.register, creditors.register, serve.register_check_config, emails.register,
 )
 
 
