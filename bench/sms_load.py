@@ -575,7 +575,7 @@ async def ledger_counts(database_url: str) -> dict[str, int]:
                 "paid_now": await count(Payment, Payment.status == "paid"),
                 "agreements": await count(Agreement),
                 "conversations_with_agent": await count(
-                    Conversation, Conversation.handled_by == "agent"
+                    Conversation, Conversation.status.in_(("waiting", "agent"))
                 ),
             }
     finally:

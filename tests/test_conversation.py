@@ -303,7 +303,7 @@ async def test_menu_brings_the_bot_back_from_a_person(app, phone):
     async with app[appkeys.DATABASE].session() as session:
         conv = await session.scalar(select(Conversation))
         resumed = await session.scalar(select(AuditEvent).where(AuditEvent.kind == "handed_back"))
-    assert conv.handled_by == "bot" and resumed.actor == "customer"
+    assert conv.status == "bot" and resumed.actor == "customer"
 
 
 async def test_menu_brings_the_bot_back_before_the_number_is_verified(app, phone):

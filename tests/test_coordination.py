@@ -50,7 +50,7 @@ async def test_agents_see_every_message_and_every_hand_over_live(app, phone):
     )
     assert handover["type"] == "needs_agent"
     assert handover["text"] == "I want to talk to a person"
-    assert (second["type"], second["handled_by"]) == ("message", "agent")
+    assert (second["type"], second["status"]) == ("message", "waiting")
 
 
 async def test_one_message_of_a_conversation_at_a_time(app, client):

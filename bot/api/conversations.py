@@ -27,7 +27,7 @@ async def hand_back(request: web.Request) -> web.Response:
         conversation = await session.scalar(select(Conversation).where(Conversation.phone == phone))
         if conversation is None:
             return problem(404, "no conversation with that number")
-        conversation.handled_by = "bot"
+        conversation.status = "resolved"
         if conversation.account_id is not None:
             conversation.flow, conversation.state, conversation.context = "payment", "idle", {}
         conversation.updated_at = clock.now()
@@ -40,4 +40,5 @@ async def hand_back(request: web.Request) -> web.Response:
             account_id=conversation.account_id,
         )
         await session.commit()
-    return web.json_response(answer_body(HandedBack(phone=phone, handled_by="bot")))
+    handed_back = HandedBack(phone=phone, handled_by="bot", status="resolved")
+    return web.json_response(answer_body(handed_back))

@@ -154,7 +154,8 @@ class PlanCanceled(BaseModel):
 
 class HandedBack(BaseModel):
     phone: str
-    handled_by: str
+    handled_by: str  # kept for clients written before `status`: always "bot" here
+    status: str
 
 
 def answer_body(model: BaseModel, **dump: Any) -> dict[str, Any]:

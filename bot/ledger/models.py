@@ -66,6 +66,10 @@ class Creditor(Base):
     name: Mapped[str] = mapped_column(String(120))
     # Reg F: the first message says it is from a debt collector; wording set per creditor.
     disclosure: Mapped[str] = mapped_column(Text, default="")
+    # The name customers know the messages by (HELP, the console); the creditor's name if empty.
+    brand: Mapped[str] = mapped_column(String(120), default="", server_default="")
+    # Where a customer reaches a person (HELP's support contact): a phone number or an address.
+    support_contact: Mapped[str] = mapped_column(String(200), default="", server_default="")
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     @validates("settings")
@@ -187,6 +191,8 @@ class Payment(Base):
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     # A convenience fee is charged on top of the amount and never lowers the balance.
     fee_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # What was given back (bot/payments/refunds.py); the balance rose by as much.
+    refunded_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     scheduled_for: Mapped[date]
     # scheduled -> processing -> paid | pending | declined ; pending -> paid | declined ; canceled
     status: Mapped[str] = mapped_column(String(20))
@@ -235,7 +241,17 @@ class Conversation(Base):
     flow: Mapped[str] = mapped_column(String(20), default="verification")
     state: Mapped[str] = mapped_column(String(40), default="new")
     context: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    handled_by: Mapped[str] = mapped_column(String(10), default="bot")  # bot | agent
+    # bot (the bot answers) | waiting (asked for a person, unclaimed: the bot still answers
+    # MENU, PAY, BALANCE and LINK) | agent (a person owns it: the bot is silent but for STOP
+    # and HELP) | resolved (a person handed it back; the bot answers, as with bot)
+    status: Mapped[str] = mapped_column(String(10), default="bot", server_default="bot")
+    # Why it was handed over: asked | confused | wrong_number | hardship | dispute | ...
+    reason: Mapped[str | None] = mapped_column(String(20))
+    waiting_since: Mapped[datetime | None]
+    assignee: Mapped[str | None] = mapped_column(String(80))  # the owning agent's name
+    # The open handoff (handoffs.id) while waiting or with an agent; no foreign key, as the
+    # handoff points back at its conversation.
+    handoff_id: Mapped[int | None] = mapped_column(Integer)
     last_inbound_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -255,7 +271,145 @@ class Message(Base):
     processed_at: Mapped[datetime | None]
     status: Mapped[str | None] = mapped_column(String(20))
     error_code: Mapped[str | None] = mapped_column(String(10))
+    # customer | bot | agent:NAME | system (None on rows older than the column: read the
+    # direction)
+    author: Mapped[str | None] = mapped_column(String(90))
     created_at: Mapped[datetime]
+
+
+class Handoff(Base):
+    """One request for a person, from asking to resolution: the queue's history, and what the
+    dashboard measures (handoffs by reason, time to the first agent reply)."""
+
+    __tablename__ = "handoffs"
+    __table_args__ = (Index("ix_handoffs_requested", "requested_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    reason: Mapped[str] = mapped_column(String(20))
+    requested_at: Mapped[datetime]
+    # The customer was told no one claimed it in time; the bot answers again meanwhile.
+    timed_out_at: Mapped[datetime | None]
+    claimed_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    first_reply_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(90))  # agent:NAME | customer | ...
+
+
+class Note(Base):
+    """A private note on a conversation: staff read it, the customer never does."""
+
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    author: Mapped[str] = mapped_column(String(80))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class CannedReply(Base):
+    """A reply agents insert with one click; {first_name}, {balance}, {link}... are filled in
+    from the account when it is used."""
+
+    __tablename__ = "canned_replies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shortcut: Mapped[str] = mapped_column(String(40), unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[datetime]
+
+
+class WrongNumber(Base):
+    """A number that is not the account holder's (TCPA reassigned numbers): it is unlinked from
+    the account and never texted about it again, whatever a later import says."""
+
+    __tablename__ = "wrong_numbers"
+    __table_args__ = (UniqueConstraint("phone", "account_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    reported_by: Mapped[str] = mapped_column(String(90))  # customer | agent:NAME
+    reported_at: Mapped[datetime]
+
+
+class Staff(Base):
+    """A person at the console: an agent or a supervisor (bot/staff)."""
+
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # lower case
+    name: Mapped[str] = mapped_column(String(80), unique=True)  # shown as agent:NAME
+    role: Mapped[str] = mapped_column(String(20))  # agent | supervisor
+    password_hash: Mapped[str | None] = mapped_column(String(200))  # Argon2id
+    totp_secret: Mapped[str | None] = mapped_column(String(200))  # sealed with SECRET_KEY
+    # A one-time link sets the password (and, for a supervisor, the second factor).
+    setup_token_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
+    setup_expires_at: Mapped[datetime | None]
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class StaffSession(Base):
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), index=True)
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]  # idle expiry counts from here
+    expires_at: Mapped[datetime]  # absolute expiry
+    revoked_at: Mapped[datetime | None]
+
+
+class Refund(Base):
+    """Money given back on a Paid payment, full or partial; the idempotency key makes a second
+    request for the same refund find this row instead of refunding twice."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
+    # requested (written before the processor is asked) -> succeeded | pending | failed
+    status: Mapped[str] = mapped_column(String(20))
+    processor_ref: Mapped[str | None] = mapped_column(String(64))
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    requested_by: Mapped[str] = mapped_column(String(90))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class AgentWebhookDelivery(Base):
+    """An event for the agents' own desk (PAYBOT_AGENT_WEBHOOK_URL), kept until delivered and
+    retried with backoff by the worker."""
+
+    __tablename__ = "agent_webhook_deliveries"
+    __table_args__ = (Index("ix_agent_webhook_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event: Mapped[str] = mapped_column(String(30))  # needs_agent | customer_message | resolved
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20))  # queued -> sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
 
 
 class Link(Base):

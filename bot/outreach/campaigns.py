@@ -226,7 +226,7 @@ async def _send_sms(
             raise
         texted.add(phone)
         conversation = await ledger.conversation_for(session, phone, at=now)
-        if conversation.account_id != account.id and conversation.handled_by == "bot":
+        if conversation.account_id != account.id and conversation.status in ("bot", "resolved"):
             # The number is on file for this account and we just texted about it.
             conversation.account_id = account.id
             conversation.flow, conversation.state, conversation.context = "payment", "idle", {}

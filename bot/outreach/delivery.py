@@ -375,7 +375,7 @@ async def _record_text(
     sid, body, status = sent
     assert account.phone is not None
     conversation = await ledger.conversation_for(session, account.phone, at=now)
-    if conversation.account_id != account.id and conversation.handled_by == "bot":
+    if conversation.account_id != account.id and conversation.status in ("bot", "resolved"):
         conversation.account_id = account.id
         conversation.flow, conversation.state, conversation.context = "payment", "idle", {}
         conversation.updated_at = now

@@ -195,7 +195,7 @@ class ConversationEngine:
                 "inbound": message.body,
                 "replies": texts,
                 "state": conversation.state,
-                "handled_by": conversation.handled_by,
+                "status": conversation.status,
                 "at": now.isoformat(),
             }
         )
@@ -245,7 +245,7 @@ class ConversationEngine:
         if kind == "help":
             turn.replies.append(Reply("help"))
             return
-        if conv.handled_by == "agent":
+        if conv.status in ("waiting", "agent"):
             if kind != "menu":
                 return  # a person has it; the message is stored and on the agents' feed
             # MENU always brings the bot back: a customer is never left waiting in silence.

@@ -12,7 +12,7 @@ async def take_back_from_agent(ctx: TurnContext) -> None:
     """The customer asked for the menu: the bot has the conversation again, from the main
     menu, as an agent's hand-back leaves it, and the agents are told."""
     conv = ctx.conv
-    conv.handled_by = "bot"
+    conv.status = "bot"
     if conv.account_id is not None:
         conv.flow, conv.state, conv.context = "payment", "idle", {}
     await ledger.audit(
@@ -27,7 +27,7 @@ async def take_back_from_agent(ctx: TurnContext) -> None:
 
 
 async def hand_to_agent(ctx: TurnContext, *, reason: str, text: str) -> None:
-    ctx.conv.handled_by = "agent"
+    ctx.conv.status = "waiting"
     await ledger.audit(
         ctx.session,
         "handed_to_agent",
