@@ -76,7 +76,7 @@ class Rule:
 
 
 SERVICES = ("bot.accounts", "bot.payments", "bot.plans", "bot.outreach", "bot.text",
-            "bot.providers", "bot.config")
+            "bot.providers", "bot.config", "bot.inbox")
 TOPS = ("bot.app", "bot.appkeys", "bot.serving", "bot.cli")
 
 # Each rule is a line of the map in docs/architecture.md.

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from bot import appkeys
 from bot.api.documents import HandedBack, answer_body
 from bot.api.problems import problem
-from bot.ledger import queries as ledger
+from bot.inbox import handoffs
 from bot.ledger.models import Conversation
 from bot.phones import InvalidPhone, normalize_phone
 
@@ -27,18 +27,7 @@ async def hand_back(request: web.Request) -> web.Response:
         conversation = await session.scalar(select(Conversation).where(Conversation.phone == phone))
         if conversation is None:
             return problem(404, "no conversation with that number")
-        conversation.status = "resolved"
-        if conversation.account_id is not None:
-            conversation.flow, conversation.state, conversation.context = "payment", "idle", {}
-        conversation.updated_at = clock.now()
-        await ledger.audit(
-            session,
-            "handed_back",
-            at=clock.now(),
-            actor="agent",
-            phone=phone,
-            account_id=conversation.account_id,
-        )
+        await handoffs.resolve(session, conversation, by="agent", at=clock.now())
         await session.commit()
     handed_back = HandedBack(phone=phone, handled_by="bot", status="resolved")
     return web.json_response(answer_body(handed_back))

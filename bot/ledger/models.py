@@ -291,6 +291,9 @@ class Handoff(Base):
     requested_at: Mapped[datetime]
     # The customer was told no one claimed it in time; the bot answers again meanwhile.
     timed_out_at: Mapped[datetime | None]
+    # The customer came back to the bot while waiting (MENU, PAY, BALANCE, LINK, or the wait
+    # ran out): the bot answers, and the request stays in the queue until an agent resolves it.
+    bot_resumed_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(80))
     first_reply_at: Mapped[datetime | None]

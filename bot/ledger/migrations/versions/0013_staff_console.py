@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column('reason', sa.String(length=20), nullable=False),
         sa.Column('requested_at', UTC, nullable=False),
         sa.Column('timed_out_at', UTC, nullable=True),
+        sa.Column('bot_resumed_at', UTC, nullable=True),
         sa.Column('claimed_at', UTC, nullable=True),
         sa.Column('claimed_by', sa.String(length=80), nullable=True),
         sa.Column('first_reply_at', UTC, nullable=True),
