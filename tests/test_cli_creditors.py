@@ -38,6 +38,8 @@ async def test_list_and_show_say_what_customers_meet_and_which_settings_are_its_
     assert (code, err) == (0, "")
     assert out.splitlines() == [
         "northwind: Northwind Recovery, 1 account(s)",
+        "brand: (its name)",
+        "support contact: (the default)",
         "disclosure: This is a communication from a debt collector.",
         "flow settings (* its own; the others are the defaults):",
         "  contact_review = true",
@@ -96,6 +98,37 @@ async def test_set_changes_what_the_next_conversation_asks(app, client, paybot, 
     code, out, _ = await paybot("set", "northwind", "min_payment_cents=")
     assert (code, out) == (0, "Creditor northwind changed: min_payment_cents.\n")
     assert (await stored(app)).settings == {"methods_enabled": ["card"]}
+
+
+async def test_brand_and_support_contact_are_what_help_says(app, client, paybot, phone):
+    await add_account(app)
+    code, out, err = await paybot(
+        "set", "northwind", "brand=Acme Card Services", "support_contact=1-800-555-0199",
+        "--by", "ops:ana",
+    )
+    assert (code, out, err) == (
+        0, "Creditor northwind changed: brand, support_contact.\n", ""
+    )
+    code, out, _ = await paybot("show", "northwind")
+    assert out.splitlines()[:4] == [
+        "northwind: Northwind Recovery, 1 account(s)",
+        "brand: Acme Card Services",
+        "support contact: 1-800-555-0199",
+        "disclosure: This is a communication from a debt collector.",
+    ]
+    (reply,) = await phone().send("help")
+    assert reply == (
+        "Acme Card Services: texts about paying your account. Msg frequency varies. Msg & data "
+        "rates may apply. Reply STOP to opt out, AGENT for a person, PLAN for your payment plan. "
+        "Support: 1-800-555-0199"
+    )
+
+    # A character outside GSM-7 would turn every text into UCS-2: refused, named.
+    code, out, err = await paybot("set", "northwind", "brand=Acme \u201cCard\u201d")
+    assert (code, out, err) == (
+        2, "", "paybot creditors: northwind: nothing changed: brand: must use only characters "
+        "a text message carries plainly\n",
+    )
 
 
 async def test_a_bad_value_is_named_and_nothing_changes(app, client, paybot):

@@ -25,10 +25,14 @@ from bot.config.flow import (
 )
 from bot.ledger import queries as ledger
 from bot.ledger.models import Account, Creditor
+from bot.text.gsm7 import is_gsm7
 
 NAME_MAX = 120
 DISCLOSURE_MAX = 1000
-TEXT_KEYS = ("name", "disclosure")
+SUPPORT_MAX = 200
+# What customers read besides the settings: who writes (brand, else name), where to reach a
+# person, and the Reg F disclosure.
+TEXT_LIMITS = {"brand": NAME_MAX, "support_contact": SUPPORT_MAX, "disclosure": DISCLOSURE_MAX}
 LIST_KEYS = {"methods_enabled", "reminder_days_before"}
 
 
@@ -101,10 +105,14 @@ async def change_creditor(
             if not text.strip() or len(text) > NAME_MAX:
                 problems[key] = f"must be 1 to {NAME_MAX} characters"
             texts[key] = text.strip()
-        elif key == "disclosure":
-            if len(text) > DISCLOSURE_MAX:
-                problems[key] = f"must be at most {DISCLOSURE_MAX} characters"
-            texts[key] = text.strip()
+        elif key in TEXT_LIMITS:
+            if len(text) > TEXT_LIMITS[key]:
+                problems[key] = f"must be at most {TEXT_LIMITS[key]} characters"
+            elif key != "disclosure" and not is_gsm7(" ".join(text.split())):
+                # Both go into texts: one character outside GSM-7 would make every message
+                # UCS-2, 70 characters a segment.
+                problems[key] = "must use only characters a text message carries plainly"
+            texts[key] = " ".join(text.split()) if key != "disclosure" else text.strip()
         elif text == "":
             settings.pop(key, None)
         else:

@@ -24,8 +24,8 @@ def register(sub: Any) -> None:
                        quiet=True)
     show.add_argument("code")
     change = add_command(actions, "set", _set, quiet=True,
-                         help="change KEY=VALUE (name, disclosure or a flow setting); KEY= "
-                              "goes back to the default")
+                         help="change KEY=VALUE (name, brand, support_contact, disclosure or a "
+                              "flow setting); KEY= goes back to the default")
     change.add_argument("code")
     change.add_argument("changes", nargs="+", metavar="KEY=VALUE")
     change.add_argument("--by", default="cli", help="who made the change, for the audit trail")
@@ -62,6 +62,8 @@ def _show(settings: Settings, args: argparse.Namespace) -> int:
                 return 2
         creditor = view.creditor
         print(f"{creditor.code}: {creditor.name or '(no name)'}, {view.accounts} account(s)")
+        print(f"brand: {creditor.brand or '(its name)'}")
+        print(f"support contact: {creditor.support_contact or '(the default)'}")
         print(f"disclosure: {creditor.disclosure or '(none)'}")
         print("flow settings (* its own; the others are the defaults):")
         for key, value in {**view.settings.to_mapping(), **(creditor.settings or {})}.items():

@@ -72,6 +72,11 @@ class Creditor(Base):
     support_contact: Mapped[str] = mapped_column(String(200), default="", server_default="")
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
+    @property
+    def shown_name(self) -> str:
+        """What customers read as the sender: the brand, else the creditor's name."""
+        return " ".join((self.brand or self.name or "").split())
+
     @validates("settings")
     def _checked(self, _: str, value: dict[str, Any] | None) -> dict[str, Any]:
         # Checked whenever they are written (import, API, demo, CLI, a test): a bad key is

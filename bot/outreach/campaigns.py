@@ -322,7 +322,7 @@ def compose_first_message(
     GSM-7 (the renderer rewrites anything else); at most two segments without the disclosure:
     a long description, name or brand is shortened until it fits.
     """
-    brand = creditor.name if creditor and creditor.name else settings.brand
+    brand = (creditor.shown_name if creditor else "") or settings.brand
     disclosure = (creditor.disclosure if creditor else "") or DEFAULT_DISCLOSURE
     first_name = account.first_name
     description = mask_numbers(account.description or "") or "your account"
@@ -381,7 +381,7 @@ def compose_link_email(
     ``link.html``): brand, first name, balance, account description (long numbers masked), the
     link (a button and the plain address), when it expires, the creditor's debt-collector
     disclosure and how to stop these emails. Never an SSN or a full account number."""
-    brand = " ".join((creditor.name if creditor and creditor.name else settings.brand).split())
+    brand = (creditor.shown_name if creditor else "") or " ".join(settings.brand.split())
     context = {
         "brand": brand,
         "first_name": account.first_name,
@@ -391,7 +391,8 @@ def compose_link_email(
         "expires": format_local_time(expires_at, account.timezone),
         "due_on": due_on,
         "disclosure": (creditor.disclosure if creditor else "") or DEFAULT_DISCLOSURE,
-        "support_contact": settings.support_contact,
+        "support_contact": (creditor.support_contact if creditor else "")
+        or settings.support_contact,
     }
     subject = " ".join(env.get_template("email/link_subject.txt").render(context).split())[:200]
     context["subject"] = subject

@@ -44,11 +44,12 @@ def message_context(
     offer: Offer | None, now: datetime,
 ) -> dict[str, Any]:
     """What every outreach template reads: who, the offer's terms in the customer's zone."""
-    brand = " ".join((creditor.name if creditor and creditor.name else settings.brand).split())
+    brand = (creditor.shown_name if creditor else "") or " ".join(settings.brand.split())
     context: dict[str, Any] = {
         "brand": brand,
         "first_name": account.first_name,
-        "support_contact": settings.support_contact,
+        "support_contact": (creditor.support_contact if creditor else "")
+        or settings.support_contact,
         "disclosure": (creditor.disclosure if creditor else "") or DEFAULT_DISCLOSURE,
         "sms_signing": flow.sms_plan_signing,
         "link_url": "",

@@ -341,7 +341,7 @@ async def deliver_copy(
     if signed is None or not signed.account.email:
         await _write_back(database, record_id, status="skipped", detail={"reason": "no_email"})
         return "skipped"
-    brand = creditor.name if creditor is not None and creditor.name else default_brand
+    brand = (creditor.shown_name if creditor is not None else "") or default_brand
     try:
         message = agreement_email(notifier.env, signed, brand=brand)
         pdf = agreement_pdf(signed, brand=brand)

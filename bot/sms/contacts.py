@@ -140,7 +140,7 @@ class ContactTurns:
             old=old,
             new=new,
             brand=await self.views.brand_for(ctx.session, account),
-            support_contact=self.services.settings.support_contact,
+            support_contact=await self.views.support_contact_for(ctx.session, account),
             conversation_id=ctx.conv.id,
             now=ctx.now,
         )

@@ -29,7 +29,8 @@ CREDITOR_CACHE_FOR = timedelta(minutes=1)
 
 @dataclass(frozen=True)
 class CreditorTerms:
-    name: str
+    name: str  # as customers read it: the brand, else the creditor's name
+    support_contact: str  # empty: the deployment's PAYBOT_SUPPORT_CONTACT
     settings: FlowSettings
 
 
@@ -52,7 +53,9 @@ class AccountViews:
         terms = None
         if creditor is not None:
             terms = CreditorTerms(
-                name=creditor.name, settings=self.services.settings.flow.for_creditor(creditor)
+                name=creditor.shown_name,
+                support_contact=creditor.support_contact,
+                settings=self.services.settings.flow.for_creditor(creditor),
             )
         self._creditors[code] = (terms, now)
         return terms
@@ -72,7 +75,12 @@ class AccountViews:
 
     async def brand_for(self, session: AsyncSession, account: Account) -> str:
         creditor = await self._creditor(session, account)
-        return creditor.name if creditor else self.services.settings.brand
+        return (creditor.name if creditor else "") or self.services.settings.brand
+
+    async def support_contact_for(self, session: AsyncSession, account: Account | None) -> str:
+        creditor = await self._creditor(session, account) if account is not None else None
+        own = creditor.support_contact if creditor else ""
+        return own or self.services.settings.support_contact
 
     async def flow_settings(self, session: AsyncSession, account: Account) -> FlowSettings:
         creditor = await self._creditor(session, account)
@@ -210,6 +218,7 @@ class AccountViews:
         }
         if account is not None:
             base["brand"] = await self.brand_for(session, account)
+            base["support_contact"] = await self.support_contact_for(session, account)
             base["method_words"] = (await self.flow_settings(session, account)).method_words
             offer_id = next((r.link_offer_id for r in replies if r.link_offer_id), None)
             if offer_id is not None:

@@ -68,7 +68,7 @@ class CreditorRules:
                           creditor_code)
         rules = Rules(
             flow=self.settings.flow.for_creditor(creditor),
-            brand=creditor.name if creditor is not None else self.settings.brand,
+            brand=(creditor.shown_name if creditor is not None else "") or self.settings.brand,
             disclosure=creditor.disclosure if creditor is not None else "",
             retry_days=retry_days,
             max_retries=max_retries,
