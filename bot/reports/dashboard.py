@@ -134,15 +134,14 @@ async def _funnel(session: AsyncSession, start: datetime, end: datetime) -> Funn
 
     texted = set(await session.scalars(phones("outbound")))  # type: ignore[call-overload]
     replied = texted & set(await session.scalars(phones("inbound")))  # type: ignore[call-overload]
-    accounts = dict(
-        (
-            await session.execute(
-                select(Conversation.phone, Conversation.account_id).where(
-                    Conversation.phone.in_(replied), Conversation.account_id.is_not(None)
-                )
+    accounts: dict[str, int] = {
+        phone: account_id
+        for phone, account_id in await session.execute(
+            select(Conversation.phone, Conversation.account_id).where(
+                Conversation.phone.in_(replied), Conversation.account_id.is_not(None)
             )
-        ).tuples().all()
-    ) if replied else {}
+        )
+    } if replied else {}
     paying = set(
         await session.scalars(
             select(Payment.account_id).distinct().where(
