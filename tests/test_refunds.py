@@ -193,3 +193,40 @@ async def test_a_lost_answer_is_applied_once_when_the_same_request_comes_again(a
     ]
     refunded, balance, rows, _ = await ledger_state(app, paid.reference)
     assert (refunded, balance, rows) == (1500, 121500, [(1500, "succeeded", "cli:ops", None)])
+
+
+async def test_the_gateway_refunds_alike_on_either_backend(payment_gateway, method_ref_for):
+    """One RefundResult from the sandbox and from Stripe's SDK; refusals are PaymentError."""
+    from bot.providers.payments import PaymentError
+
+    gateway = payment_gateway
+    customer = await gateway.ensure_customer(account_ref="ACC-R", name="Maria Lopez", email=None,
+                                             existing_id=None)
+    saved = await gateway.save_method(customer_id=customer,
+                                      method_ref=await method_ref_for(gateway, "visa"))
+    charge = await gateway.charge(customer_id=customer, method_ref=saved.processor_ref,
+                                  amount_cents=5000, idempotency_key="charge-r1", metadata={},
+                                  method_kind="card")
+    assert charge.status == "paid"
+    result = await gateway.refund(charge_id=charge.processor_id, amount_cents=2000,
+                                  idempotency_key="refund-r1", metadata={"paybot_reference": "P-R"})
+    assert (result.status, result.failure_code) == ("succeeded", None)
+    assert result.processor_id and result.processor_id.startswith("re_")
+    with pytest.raises(PaymentError) as unknown:
+        await gateway.refund(charge_id="pi_unknown", amount_cents=100, idempotency_key="refund-r2",
+                             metadata={})
+    assert "sk_test" not in str(unknown.value)
+    with pytest.raises(PaymentError, match="amount_cents must be a positive integer"):
+        await gateway.refund(charge_id=charge.processor_id, amount_cents=0,
+                             idempotency_key="refund-r3", metadata={})
+
+
+async def test_stripe_out_of_reach_is_unavailable_not_refused():
+    from bot.providers.payments import GatewayUnavailable
+    from bot.providers.stripe_gateway import StripeGateway
+
+    async with StripeGateway("sk_test_paybot", api_base="http://127.0.0.1:9",
+                             max_network_retries=0) as gateway:
+        with pytest.raises(GatewayUnavailable):
+            await gateway.refund(charge_id="pi_x", amount_cents=100, idempotency_key="k",
+                                 metadata={})
