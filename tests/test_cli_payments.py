@@ -54,7 +54,8 @@ async def test_cancel_a_scheduled_payment_tells_the_customer_and_it_is_never_cha
                                   "customer called")
     assert (code, err) == (0, "")
     assert out == (f"Payment {ref} ($50.00 due 2026-12-15) canceled: it will not be charged. "
-                   "The customer was emailed.\n")
+                   "The customer was emailed. A text is queued (the worker sends it outside "
+                   "quiet hours).\n")
     assert (await only_payment(app)).status == "canceled"
     assert await audited(app, "payment_canceled") == [("cli:ana", {
         "reference": ref, "amount_cents": 5000, "scheduled_for": "2026-12-15",
@@ -219,3 +220,53 @@ async def test_list_filters_and_csv(app, client, phone, paybot):
         f"{paid.reference},ACC-1001,Maria Lopez,northwind,sms,Paid,50.00,0.00,0.00,2026-11-25,"
         "2026-11-25T15:00:00Z,Visa ending 4242,,\n"
     )
+
+
+async def test_the_customer_is_texted_too_outside_quiet_hours_and_never_once_opted_out(
+    app, client, phone
+):
+    """The text goes through the outreach queue: held in quiet hours, sent by the worker after;
+    an opted-out number gets nothing."""
+    from datetime import UTC, datetime
+
+    from bot.payments.cancellation import cancel_scheduled_payment
+    from tests.test_worker import make_worker
+
+    await add_account(app)
+    await text_through(phone, SCHEDULE_STEPS)
+    ref = (await only_payment(app)).reference
+    clock, texts = app[appkeys.CLOCK], app[appkeys.PROVIDERS].sms
+    clock.set(datetime(2026, 11, 26, 3, 0, tzinfo=UTC))  # 10 p.m. in New York: quiet hours
+    done = await cancel_scheduled_payment(
+        app[appkeys.DATABASE], reference=ref, actor="staff:ana", clock=clock,
+        notifier=app[appkeys.ENGINE].notifier,
+    )
+    assert (done.email_id is not None, done.text_queued) == (True, True)
+    before = len(texts.outbox)
+    await make_worker(app).run_once()
+    assert texts.outbox[before:] == []
+    clock.set(datetime(2026, 11, 26, 13, 5, tzinfo=UTC))  # 8:05 a.m.
+    await make_worker(app).run_once()
+    (text,) = texts.outbox[before:]
+    assert (text.to, text.body) == ("+15555550100", (
+        f"Northwind Recovery: Hi Maria, your payment {ref} of $50.00 scheduled for Dec 15, 2026 "
+        "is canceled and will not be charged. Questions? Reply AGENT or contact "
+        "support@paybot.example. Reply STOP to opt out."
+    ))
+
+
+async def test_no_text_to_an_opted_out_number(app, client, phone):
+    from bot.payments.cancellation import cancel_scheduled_payment
+    from tests.test_worker import make_worker
+
+    await add_account(app)
+    await text_through(phone, SCHEDULE_STEPS)
+    await phone().send("STOP")
+    ref = (await only_payment(app)).reference
+    texts = app[appkeys.PROVIDERS].sms
+    before = len(texts.outbox)
+    await cancel_scheduled_payment(app[appkeys.DATABASE], reference=ref, actor="staff:ana",
+                                   clock=app[appkeys.CLOCK])
+    await make_worker(app).run_once()
+    assert texts.outbox[before:] == []
+    assert (await only_payment(app)).status == "canceled"

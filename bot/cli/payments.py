@@ -39,7 +39,8 @@ def register(sub: Any) -> None:
                          help="every matching payment as CSV on standard output")
 
     cancel = add_command(actions, "cancel", _cancel, quiet=True, beside_demo=True,
-                         help="cancel a scheduled one-off payment; the customer is emailed")
+                         help="cancel a scheduled one-off payment; the customer is emailed and "
+                              "texted")
     cancel.add_argument("reference", help="the payment's reference, e.g. P-7K3QX")
     cancel.add_argument("--by", required=True, metavar="NAME", help="who cancels (audited)")
     cancel.add_argument("--reason", help="kept in the audit trail")
@@ -128,8 +129,10 @@ def _cancel(settings: Settings, args: argparse.Namespace) -> int:
             app[appkeys.DATABASE], reference=args.reference, actor=actor,
             clock=app[appkeys.CLOCK], reason=args.reason, notifier=engine.notifier,
         )
-        told = " The customer was emailed." if done.email_id is not None else \
-            " No email on file: the customer was not told."
+        told = " The customer was emailed." if done.email_id is not None else ""
+        if done.text_queued:
+            told += " A text is queued (the worker sends it outside quiet hours)."
+        told = told or " No email or phone on file: the customer was not told."
         print(f"Payment {done.reference} ({format_cents(done.amount_cents)} due "
               f"{done.scheduled_for.isoformat()}) canceled: it will not be charged.{told}")
         return 0

@@ -10,9 +10,9 @@
   refused with a sentence saying what to do instead.
 * Audited with the actor (``staff:NAME`` / ``cli:NAME``). The customer is told by email, queued
   in the email outbox in the same transaction and sent after the commit (the worker sends it if
-  this process stops first). No text is sent: a proactive SMS would have to go through the
-  outreach queue (quiet hours, opt-outs, the frequency cap), whose delivery composes only offer
-  messages today; the customer sees the payment canceled when they text BALANCE or PAY.
+  this process stops first), and by a text queued in the outreach queue (kind
+  ``payment_canceled``), which the worker sends outside quiet hours and never to an opted-out
+  number; being about the customer's own payment, it is not held by the weekly cap.
 
 Entry point: ``cancel_scheduled_payment(database, reference=..., actor=..., clock=...)``.
 """
@@ -29,6 +29,7 @@ from sqlalchemy import update
 from bot.ledger import queries as ledger
 from bot.ledger.models import Payment
 from bot.outreach import email_outbox
+from bot.outreach.queueing import enqueue
 from bot.payments.refunds import MoneyOperationError, brand_of, locked_payment
 from bot.payments.service import STATUS_LABELS
 
@@ -62,6 +63,7 @@ class CanceledPayment:
     scheduled_for: date
     balance_cents: int
     email_id: int | None  # the notice queued (None: no address on file)
+    text_queued: bool = False  # a text queued for the worker (quiet hours and opt-outs hold)
 
 
 async def cancel_scheduled_payment(
@@ -131,6 +133,19 @@ async def cancel_scheduled_payment(
             else:
                 email = email_outbox.queue(session, message, kind="payment_canceled",
                                            account_id=account.id, at=now)
+        texted = False
+        if account.phone:
+            # Through the outreach queue, so quiet hours and opt-outs hold (the worker sends it).
+            await enqueue(
+                session, dedupe_key=f"payment_canceled:{payment.id}", account_id=account.id,
+                kind="payment_canceled", channel="sms", at=now,
+                detail={"transactional": True, "notice": {
+                    "reference": payment.reference,
+                    "amount_cents": payment.amount_cents + payment.fee_cents,
+                    "scheduled_for": payment.scheduled_for.isoformat(),
+                }},
+            )
+            texted = True
         await session.commit()
         result = CanceledPayment(
             reference=payment.reference,
@@ -140,6 +155,7 @@ async def cancel_scheduled_payment(
             scheduled_for=payment.scheduled_for,
             balance_cents=account.balance_cents,
             email_id=email.id if email is not None else None,
+            text_queued=texted,
         )
     if result.email_id is not None and notifier is not None:
         await email_outbox.deliver(database, notifier, [result.email_id], clock=clock)
