@@ -12,7 +12,12 @@ from sqlalchemy import select
 
 from bot import appkeys
 from bot.ledger.models import Account, AuditEvent, Payment, Refund
-from bot.payments.refunds import RefundNotConfirmed, RefundRefused, refund_payment
+from bot.payments.refunds import (
+    RefundNotConfirmed,
+    RefundRefused,
+    refund_payment,
+    refundable_cents,
+)
 from bot.providers.sandbox_gateway import SandboxGateway
 from tests.seed import CONFIRM_STEPS, add_account
 
@@ -113,6 +118,9 @@ class TestAgainstLocalstripe:
         assert await processor_refunds(localstripe, paid.processor_id) == [(2000, "succeeded")]
         assert len(emails.outbox) == 1
 
+        async with app[appkeys.DATABASE].session() as session:
+            payment = await session.scalar(select(Payment).where(Payment.reference == ref))
+            assert await refundable_cents(session, payment) == 3000
         # More than is left: refused, said, nothing changed.
         with pytest.raises(RefundRefused) as refused:
             await refund(app, ref, amount_cents=3001)

@@ -177,6 +177,15 @@ async def refund_payment(
             f"The processor refused the refund of {row.reference} ({exc.code or 'error'}): "
             "nothing was refunded."
         ) from None
+    except Exception:
+        # An SDK fault: whether the processor refunded is unknown. The row stays `requested`;
+        # the same request again sends the same key (never a second refund on real Stripe).
+        log.exception("refund %d of %s: the processor call failed", row.refund_id, row.reference)
+        raise RefundNotConfirmed(
+            f"The processor's answer about the refund of {format_cents(row.amount_cents)} on "
+            f"{row.reference} was lost. Ask again with the same request: the processor refunds "
+            "it at most once."
+        ) from None
     if result.status not in APPLIED:
         await _failed(database, row, result.failure_code or "failed", actor=actor, clock=clock)
         raise RefundRefused(
@@ -232,15 +241,8 @@ async def _insert(
         )
     if not payment.processor_id:
         raise RefundRefused(f"{payment.reference} has no charge at the processor to refund.")
-    waiting = int(
-        await session.scalar(
-            select(func.coalesce(func.sum(Refund.amount_cents), 0)).where(
-                Refund.payment_id == payment.id, Refund.status == "requested"
-            )
-        )
-        or 0
-    )
-    left = payment.amount_cents - payment.refunded_cents - waiting
+    left = await refundable_cents(session, payment)
+    waiting = payment.amount_cents - payment.refunded_cents - left
     amount = left if amount_cents is None else amount_cents
     if amount <= 0 or amount > left:
         done = f"{format_cents(payment.refunded_cents)} refunded already"
@@ -364,6 +366,22 @@ def _outcome(refund: Refund, payment: Payment, account: Account, *, repeated: bo
         balance_cents=account.balance_cents,
         repeated=repeated,
     )
+
+
+async def refundable_cents(session: AsyncSession, payment: Payment) -> int:
+    """What may still be refunded on ``payment`` (0 unless Paid): what the form offers. The
+    check that counts is the one ``refund_payment`` makes under the lock."""
+    if payment.status != "paid":
+        return 0
+    waiting = int(
+        await session.scalar(
+            select(func.coalesce(func.sum(Refund.amount_cents), 0)).where(
+                Refund.payment_id == payment.id, Refund.status == "requested"
+            )
+        )
+        or 0
+    )
+    return max(0, payment.amount_cents - payment.refunded_cents - waiting)
 
 
 async def refunds_of(session: AsyncSession, payment_id: int) -> list[Refund]:
