@@ -295,9 +295,12 @@ CONTEXTS: dict[str, list[dict]] = {
     "offer": [OUTREACH, {**OUTREACH, "offer_kind": "settlement"}],
     "reminder": [OUTREACH, {**OUTREACH, "offer_kind": "settlement"}],
     "offer_expired": [OUTREACH],
+    # A supervisor canceled a scheduled payment (bot/payments/cancellation.py), through the queue
+    "payment_canceled": [{"reference": "P-ZZZZZ", "amount_cents": BIG,
+                          "scheduled_for": date(2027, 12, 15)}],
 }
 # The first message of a campaign may run longer, for the debt-collector disclosure.
-LONGER_ALLOWED = {"greeting", "offer", "reminder", "offer_expired"}
+LONGER_ALLOWED = {"greeting", "offer", "reminder", "offer_expired", "payment_canceled"}
 
 
 def template_names() -> set[str]:

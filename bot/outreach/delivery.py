@@ -23,7 +23,13 @@ from bot.ledger.db import Database
 from bot.ledger.models import Account, Creditor, Link, Message, Offer, Outreach
 from bot.outreach.campaigns import email_environment
 from bot.outreach.compliance import in_quiet_hours
-from bot.outreach.messages import DELIVERED_KINDS, compose_email, compose_sms, message_context
+from bot.outreach.messages import (
+    DELIVERED_KINDS,
+    compose_email,
+    compose_sms,
+    message_context,
+    notice_terms,
+)
 from bot.outreach.queueing import OFFER_KINDS, VIA, OutreachReport
 from bot.outreach.timing import window_opens
 from bot.payments.collectable import collectable, worth_offering
@@ -56,6 +62,7 @@ class _Claim:
     first_text: bool
     not_reached: dict[str, str]
     attempts: int
+    detail: dict[str, Any] | None = None  # a notice's own terms (notice_terms)
 
 
 async def deliver_due(
@@ -149,9 +156,13 @@ async def _claim(
         if in_quiet_hours(now, account.timezone, flow):
             return await _hold(session, row, window_opens(now, account.timezone, flow),
                                "quiet_hours", report)
-        if flow.max_proactive_per_week == 0:
+        # A notice about the customer's own payment (transactional) is no campaign: neither the
+        # weekly cap nor "no proactive messages" holds it back; quiet hours and opt-outs do.
+        transactional = bool((row.detail or {}).get("transactional"))
+        if flow.max_proactive_per_week == 0 and not transactional:
             return await _skip(session, row, "proactive_messages_off", report)
-        release = await _cap_release(session, account.id, now, flow.max_proactive_per_week)
+        release = None if transactional else await _cap_release(
+            session, account.id, now, flow.max_proactive_per_week)
         if release is not None:
             return await _hold(session, row, release, "frequency_cap", report)
         first_text = "sms" in channels and account.phone is not None and await session.scalar(
@@ -171,7 +182,7 @@ async def _claim(
         attempts = int((row.detail or {}).get("attempts", 0))
         await session.commit()  # ours before anything leaves
     return _Claim(row.id, row.kind, account, creditor, flow, offer, tuple(channels),
-                  first_text, not_reached, attempts)
+                  first_text, not_reached, attempts, dict(row.detail or {}))
 
 
 async def _skip(
@@ -256,7 +267,8 @@ async def _send(
             for name in claim.channels:
                 links[name] = await _mint_link(session, settings, account, offer, now)
             await session.commit()  # the link works before the message that carries it leaves
-    context = message_context(settings, account, claim.creditor, claim.flow, offer, now)
+    context = {**message_context(settings, account, claim.creditor, claim.flow, offer, now),
+               **notice_terms(claim.detail)}
     outcomes: dict[str, str] = {}
     sent_sms: tuple[str, str, str] | None = None  # (sid, body, status)
     message_id: str | None = None

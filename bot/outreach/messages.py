@@ -90,10 +90,21 @@ def offer_terms(offer: Offer | None, timezone: str | None, now: datetime) -> dic
     }
 
 
-SMS_TEMPLATES = {"offer": "offer", "reminder": "reminder", "expired": "offer_expired"}
+SMS_TEMPLATES = {"offer": "offer", "reminder": "reminder", "expired": "offer_expired",
+                 "payment_canceled": "payment_canceled"}  # bot/payments/cancellation.py
 EMAIL_TEMPLATES = {"offer": "offer", "reminder": "reminder", "expired": "offer_expired"}
 # Rows of other kinds are recorded by whoever sends them (e.g. the agreement copy): left alone.
 DELIVERED_KINDS = tuple(SMS_TEMPLATES)
+
+
+def notice_terms(detail: dict[str, Any] | None) -> dict[str, Any]:
+    """A notice's own terms, as queued with its row (``detail["notice"]``: JSON, so a day is
+    ISO text until here)."""
+    terms = dict((detail or {}).get("notice") or {})
+    for key, value in terms.items():
+        if key.endswith("_on") or key == "scheduled_for":
+            terms[key] = date.fromisoformat(value)
+    return terms
 
 
 def compose_sms(
