@@ -64,9 +64,9 @@ released.
 Each job is a module of its own: recovering and claiming in bot/worker/claims.py, charging and
 the write-back in charges.py, the decline retry rule and notice in declines.py, outreach in
 outreach_pass.py, handoff waits in handoff_waits.py, overdue emails in overdue.py; the
-processor's rate limit in rate_limits.py, the configuration and the pass's report in config.py. This module keeps the loop (one producer
-claims, ``concurrency`` consumers charge, then the other jobs run) and ``run_worker``, the
-``paybot worker`` command.
+processor's rate limit in rate_limits.py, the configuration and the pass's report in config.py.
+This module keeps the loop (one producer claims, ``concurrency`` consumers charge, then the other
+jobs run) and ``run_worker``, the ``paybot worker`` command.
 """
 
 from __future__ import annotations
