@@ -176,6 +176,8 @@ async def test_help_and_stop_are_answered_while_waiting_and_while_an_agent_has_i
     await maria.send("agent")
     (help_,) = await maria.send("HELP")
     assert "Msg & data rates may apply" in help_
+    (start,) = await maria.send("START")
+    assert start.startswith("Northwind Recovery: You are resubscribed.")
     await claim(app, "Dana")
     (help_,) = await maria.send("help")
     assert "Msg & data rates may apply" in help_

@@ -245,6 +245,9 @@ class ConversationEngine:
         if kind == "help":
             turn.replies.append(Reply("help"))
             return
+        if kind == "opt_in":  # START is answered whoever has the conversation, as HELP is
+            turn.replies.append(Reply("opt_in_confirmed"))
+            return
         if conv.status in ("waiting", "agent"):
             # A person has it, or was asked for: MENU (and, while no one has claimed it, PAY,
             # BALANCE, LINK) bring the bot back; the rest is stored and on the agents' feed.
@@ -253,9 +256,6 @@ class ConversationEngine:
                 return
         if kind in HANDING_OVER:  # AGENT, a complaint, a wrong number, a dispute, a hardship
             await hand_to_agent(ctx, self.views, account, reason=kind, text=message.body)
-            return
-        if kind == "opt_in":
-            turn.replies.append(Reply("opt_in_confirmed"))
             return
         if account is None:
             await self.verifying.answer(ctx, message, keyword)
