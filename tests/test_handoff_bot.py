@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -444,3 +445,78 @@ async def test_an_agent_who_has_not_answered_leaves_no_one_in_silence(
     assert texts_to(providers) == [told]
     (audit,) = await rows(app, AuditEvent, AuditEvent.kind == "agent_wait_told")
     assert audit.detail == {"agent": "Dana"}
+
+
+async def test_a_time_out_leaves_a_customer_already_back_with_the_bot_where_they_are(
+    app, client, phone, providers, clock
+):
+    await add_account(app)
+    maria = phone()
+    await maria.send("agent")
+    await maria.send("pay")
+    await maria.send("ok")  # at the amount step with the bot
+    clock.advance(timedelta(minutes=15))
+    await make_worker(app).run_once()
+    assert texts_to(providers) == [TIMED_OUT]
+    assert (await conversation(app)).state == "amount"
+    (reply,) = await maria.send("50")
+    assert reply.startswith("Pay with Visa ending 4242?")
+
+
+# --------------------------------------------------------------------------- the settings
+
+
+def test_agent_hours_read_as_written_and_refused_with_the_reason():
+    from bot.config.agent_hours import parse_agent_hours
+    from bot.config.flow import FlowSettings, InvalidCreditorSettings, check_creditor_settings
+
+    hours = parse_agent_hours("Mon-Fri 08:00-20:00; sat 09:00-13:00")
+    assert hours.windows == (*[((480, 1200),)] * 5, ((540, 780),), ())
+    assert parse_agent_hours("always").windows == (((0, 1440),),) * 7
+    assert parse_agent_hours("fri-mon 22:00-24:00").windows[6] == ((1320, 1440),)
+    with pytest.raises(InvalidCreditorSettings) as refused:
+        check_creditor_settings({
+            "agent_hours": "weekdays 9-5", "agent_timezone": "Eastern",
+            "agent_wait_minutes": 0,
+        })
+    assert refused.value.problems == {
+        "agent_hours": "'weekdays 9-5' is not like 'mon-fri 08:00-20:00'",
+        "agent_timezone": "'Eastern' is not a time zone (e.g. America/New_York)",
+        "agent_wait_minutes": "Input should be greater than or equal to 1",
+    }
+    for bad, why in [
+        ("funday 08:00-20:00", "'funday' is not a day (mon, tue, ... sun, weekdays, daily)"),
+        ("mon 20:00-08:00", "'mon 20:00-08:00': the window must end after it starts"),
+        ("mon 08:00-25:00", "25:00 is not a time of day"),
+        ("", "must say when agents answer, e.g. 'mon-fri 08:00-20:00' or 'always'"),
+    ]:
+        with pytest.raises(InvalidCreditorSettings) as refused:
+            check_creditor_settings({"agent_hours": bad})
+        assert refused.value.problems == {"agent_hours": why}
+    # Friday 19:59 in New York: in; 20:00: back Monday 8:00.
+    settings = FlowSettings()
+    friday = datetime(2026, 11, 27, 19, 59, tzinfo=ZoneInfo("America/New_York"))
+    assert settings.agent_wait(friday, None) == {"open": True, "minutes": 15, "back": ""}
+    assert settings.agent_wait(friday + timedelta(minutes=1), "America/Chicago") == {
+        "open": False, "minutes": 15, "back": "Monday at 7:00 AM CST"
+    }
+
+
+async def test_paybot_creditors_set_checks_the_agent_settings(
+    app, phone, settings, monkeypatch, capsys
+):
+    await add_account(app)
+    paybot = in_process_paybot(settings, monkeypatch, capsys, "creditors")
+    code, _, err = await paybot("set", "northwind", "agent_hours=mon-fri 9 to 5",
+                                "agent_wait_minutes=5")
+    assert (code, err) == (2, "paybot creditors: northwind: nothing changed: agent_hours: "
+                              "'mon-fri 9 to 5' is not like 'mon-fri 08:00-20:00'\n")
+    code, out, err = await paybot("set", "northwind", "agent_hours=always",
+                                  "agent_wait_minutes=5")
+    assert (code, err) == (0, "")
+    clock = app[appkeys.CLOCK]
+    clock.set(SATURDAY)
+    assert await phone().send("agent") == [
+        "Thanks. A member of our team will text you back here within about 5 minutes. Reply "
+        "MENU to use the automated assistant meanwhile, or STOP to opt out."
+    ]

@@ -119,7 +119,8 @@ async def time_out(
     """No agent claimed the request in time: the customer is told (the caller sends it), the
     bot answers again, and the request stays in the queue."""
     handoff.timed_out_at = at
-    await resume_bot(session, conv, handoff, at=at)
+    # A customer already back with the bot (MENU, PAY...) may be mid-payment: left where they are.
+    await resume_bot(session, conv, handoff, at=at, restart=handoff.bot_resumed_at is None)
     await ledger.audit(session, "handoff_timed_out", at=at, account_id=conv.account_id,
                        phone=conv.phone, handoff_id=handoff.id)
 
