@@ -521,3 +521,26 @@ async def test_paybot_creditors_set_checks_the_agent_settings(
         "Thanks. A member of our team will text you back here within about 5 minutes. Reply "
         "MENU to use the automated assistant meanwhile, or STOP to opt out."
     ]
+
+
+async def test_asked_again_after_a_time_out_the_wait_starts_again(
+    app, client, phone, providers, clock
+):
+    await add_account(app)
+    maria = phone()
+    await maria.send("agent")
+    worker = make_worker(app)
+    clock.advance(timedelta(minutes=15))
+    await worker.run_once()
+    clock.advance(timedelta(minutes=5))
+    assert await maria.send("agent please") == [ASKED_IN_HOURS]
+    assert await maria.send("still nobody?") == []  # told when to expect someone a moment ago
+    clock.advance(timedelta(minutes=14))
+    await worker.run_once()
+    assert texts_to(providers) == [TIMED_OUT]
+    clock.advance(timedelta(minutes=1))
+    await worker.run_once()
+    assert texts_to(providers) == [TIMED_OUT, TIMED_OUT]
+    (handoff,) = await rows(app, Handoff)  # one request, kept in the queue all along
+    assert handoff.timed_out_at == START + timedelta(minutes=15)
+    assert handoff.bot_resumed_at == START + timedelta(minutes=35)

@@ -4,8 +4,9 @@ silence longer than the creditor's ``agent_wait_minutes``.
 * **Unclaimed requests time out.** A ``waiting`` request no agent claimed within the wait
   (counted from when agents are in: a request made at night waits from the morning, as its reply
   said) is timed out (``handoffs.time_out``: ``timed_out_at``, and the bot answers again), the
-  customer is told so, and the request stays in the queue. A wrong-number report is not: no one
-  there waits for a person.
+  customer is told so, and the request stays in the queue. A customer who asks again after that
+  waits again, from the reply to that ask. A wrong-number report is not timed out: no one there
+  waits for a person.
 * **An agent's silence.** A conversation an agent owns whose customer's last message is older
   than the wait, with nothing sent since, gets one "NAME has your message" text.
 
@@ -22,7 +23,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
@@ -42,6 +43,8 @@ from states.replies import Reply
 log = logging.getLogger(__name__)
 
 SHORTEST_WAIT = timedelta(minutes=1)  # agent_wait_minutes is at least 1: nothing younger is due
+# Not told yet: never timed out, or asked for a person again since (the bot no longer answers).
+_NOT_TOLD = or_(Handoff.timed_out_at.is_(None), Handoff.bot_resumed_at.is_(None))
 
 
 class HandoffWaits:
@@ -86,7 +89,7 @@ class HandoffWaits:
             return list(await session.scalars(
                 select(Handoff.id)
                 .join(Conversation, Conversation.handoff_id == Handoff.id)
-                .where(Conversation.status == "waiting", Handoff.timed_out_at.is_(None),
+                .where(Conversation.status == "waiting", _NOT_TOLD,
                        Handoff.claimed_at.is_(None), Handoff.resolved_at.is_(None),
                        Handoff.reason != "wrong_number", Handoff.requested_at <= oldest)
                 .order_by(Handoff.requested_at, Handoff.id)
@@ -100,17 +103,23 @@ class HandoffWaits:
             row = (await session.execute(
                 select(Handoff, Conversation)
                 .join(Conversation, Conversation.handoff_id == Handoff.id)
-                .where(Handoff.id == handoff_id, Conversation.status == "waiting",
-                       Handoff.timed_out_at.is_(None), Handoff.claimed_at.is_(None),
-                       Handoff.resolved_at.is_(None))
+                .where(Handoff.id == handoff_id, Conversation.status == "waiting", _NOT_TOLD,
+                       Handoff.claimed_at.is_(None), Handoff.resolved_at.is_(None))
                 .with_for_update(skip_locked=True, of=Handoff)
             )).first()
             if row is None:
                 return None  # claimed, resolved or timed out meanwhile, or another worker has it
             handoff, conv = row
             account, flow = await self._account_and_flow(session, conv)
-            # Agents' wait counts from when they are in (the reply said when that is).
-            opens = flow.agents_back(handoff.requested_at) or handoff.requested_at
+            # Agents' wait counts from when they are in (the reply said when that is), from the
+            # request or, asked again after a time-out, from the reply to that ask.
+            asked = handoff.requested_at
+            if handoff.timed_out_at is not None:
+                asked = await session.scalar(
+                    select(func.max(Message.created_at))
+                    .where(Message.phone == conv.phone, Message.direction == "outbound")
+                ) or asked
+            opens = flow.agents_back(asked) or asked
             if now < opens + timedelta(minutes=flow.agent_wait_minutes):
                 return None
             await handoffs.time_out(session, conv, handoff, at=now)
