@@ -544,3 +544,13 @@ async def test_asked_again_after_a_time_out_the_wait_starts_again(
     (handoff,) = await rows(app, Handoff)  # one request, kept in the queue all along
     assert handoff.timed_out_at == START + timedelta(minutes=15)
     assert handoff.bot_resumed_at == START + timedelta(minutes=35)
+
+
+async def test_asked_first_then_said_why_the_queue_shows_the_why(app, phone):
+    await add_account(app)
+    maria = phone()
+    await maria.send("agent")
+    (reply,) = await maria.send("I lost my job")
+    assert reply.startswith("I'm sorry to hear that.")
+    (handoff,) = await rows(app, Handoff)  # the same request, its place kept
+    assert (handoff.reason, (await conversation(app)).reason) == ("hardship", "hardship")

@@ -42,6 +42,7 @@ REPLIES = {
 }
 # What the customer says when handing over (besides AGENT): each has its reply.
 HANDING_OVER = frozenset(REPLIES) - {"confused"}
+GENERAL, SPECIFIC = ("asked", "confused"), ("wrong_number", "dispute", "hardship")
 # While waiting: the keywords that bring the bot back (PAY is read by the caller).
 BRING_THE_BOT_BACK = frozenset({"menu", "balance", "link", "plan"})
 
@@ -86,6 +87,9 @@ async def hand_to_agent(
         context["plan_offer"] = await _plan_on_offer(ctx, views, account)
     handoff = await handoffs.request(ctx.session, ctx.conv, reason=queue_reason, text=text,
                                      at=ctx.now)
+    if handoff.reason in GENERAL and queue_reason in SPECIFIC:
+        # Asked (or confused) first, then said why: the queue shows the why.
+        handoff.reason = ctx.conv.reason = queue_reason
     if reason == "wrong_number":
         account_ids = await accounts_texted_at(ctx.session, ctx.conv.phone)
         if ctx.conv.account_id is not None and ctx.conv.account_id not in account_ids:
@@ -146,7 +150,7 @@ async def _told_since(ctx: TurnContext, requested_at: object) -> bool:
     (one "still in line", never a string of them)."""
     sent = await ctx.session.scalar(
         select(func.count()).select_from(Message).where(
-            Message.phone == ctx.conv.phone,
+            Message.conversation_id == ctx.conv.id,  # indexed; every message of it carries it
             Message.direction == "outbound",
             Message.created_at >= requested_at,
         )

@@ -117,7 +117,7 @@ class HandoffWaits:
             if handoff.timed_out_at is not None:
                 asked = await session.scalar(
                     select(func.max(Message.created_at))
-                    .where(Message.phone == conv.phone, Message.direction == "outbound")
+                    .where(Message.conversation_id == conv.id, Message.direction == "outbound")
                 ) or asked
             opens = flow.agents_back(asked) or asked
             if now < opens + timedelta(minutes=flow.agent_wait_minutes):
@@ -150,7 +150,7 @@ class HandoffWaits:
                 return None
             last_in = (await session.execute(
                 select(Message.id, Message.created_at)
-                .where(Message.phone == conv.phone, Message.direction == "inbound")
+                .where(Message.conversation_id == conv.id, Message.direction == "inbound")
                 .order_by(Message.id.desc()).limit(1)
             )).first()
             if last_in is None:
@@ -160,7 +160,7 @@ class HandoffWaits:
                 return None
             answered = await session.scalar(
                 select(func.count()).select_from(Message)
-                .where(Message.phone == conv.phone, Message.direction == "outbound",
+                .where(Message.conversation_id == conv.id, Message.direction == "outbound",
                        Message.id > last_in.id)
             )
             if answered:
