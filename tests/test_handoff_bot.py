@@ -554,3 +554,16 @@ async def test_asked_first_then_said_why_the_queue_shows_the_why(app, phone):
     assert reply.startswith("I'm sorry to hear that.")
     (handoff,) = await rows(app, Handoff)  # the same request, its place kept
     assert (handoff.reason, (await conversation(app)).reason) == ("hardship", "hardship")
+
+
+async def test_a_stranger_gets_the_same_replies_without_any_account_detail(app, phone, clock):
+    await add_account(app)
+    stranger = phone("+15555550199")
+    (hardship,) = await stranger.send("i lost my job")
+    assert hardship.startswith("I'm sorry to hear that. We can work with you. Reply PAY")
+    (dispute,) = await phone("+15555550198").send("not my debt")
+    assert dispute.startswith("You have the right to dispute this debt.")
+    (wrong,) = await phone("+15555550197").send("wrong number")
+    assert wrong.startswith("Thanks for letting us know")
+    assert await rows(app, WrongNumber) == []  # on file for no account: nothing to unlink
+    assert [h.reason for h in await rows(app, Handoff)] == ["hardship", "dispute", "wrong_number"]

@@ -83,8 +83,8 @@ async def hand_to_agent(
     queue_reason = REASONS.get(reason, reason)
     wait = await wait_reply_context(ctx, views, account)
     context: dict[str, object] = {"wait": wait}
-    if reason == "hardship" and account is not None:
-        context["plan_offer"] = await _plan_on_offer(ctx, views, account)
+    if reason == "hardship":
+        context["plan_offer"] = account is not None and await _plan_on_offer(ctx, views, account)
     handoff = await handoffs.request(ctx.session, ctx.conv, reason=queue_reason, text=text,
                                      at=ctx.now)
     if handoff.reason in GENERAL and queue_reason in SPECIFIC:
