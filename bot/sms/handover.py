@@ -14,6 +14,8 @@ and the way back to the bot.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select
 
 from bot.inbox import handoffs
@@ -145,9 +147,10 @@ async def bot_answers(
     return False
 
 
-async def _told_since(ctx: TurnContext, requested_at: object) -> bool:
+async def _told_since(ctx: TurnContext, requested_at: datetime) -> bool:
     """Whether anything but the reply that handed over went to the customer since the request
-    (one "still in line", never a string of them)."""
+    (one "still in line", never a string of them). Read by time: the reply that handed over
+    carries the request's own time, and what came before it is earlier."""
     sent = await ctx.session.scalar(
         select(func.count()).select_from(Message).where(
             Message.conversation_id == ctx.conv.id,  # indexed; every message of it carries it
