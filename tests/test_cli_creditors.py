@@ -62,6 +62,9 @@ async def test_list_and_show_say_what_customers_meet_and_which_settings_are_its_
         "  plan_skips_allowed = 1",
         "  plan_move_max_days = 14",
         "  max_proactive_per_week = 5",
+        '  agent_hours = "mon-fri 08:00-20:00"',
+        '  agent_timezone = "America/New_York"',
+        "  agent_wait_minutes = 15",
     ]
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from bot import appkeys
+from bot.inbox import handoffs
 from bot.ledger.models import Agreement, AuditEvent, Conversation, Message, OptOut, Payment
 from bot.text.gsm7 import is_gsm7, segment_count
 from tests.conftest import API_KEY
@@ -269,13 +270,24 @@ async def test_spanish_opt_out(app, phone):
     assert "unsubscribed" in reply
 
 
+async def claim_for(app, agent: str, number: str = "+15555550100") -> None:  # type: ignore[no-untyped-def]
+    async with app[appkeys.DATABASE].session() as session:
+        conv = await session.scalar(select(Conversation).where(Conversation.phone == number))
+        await handoffs.claim(session, conv, agent=agent, at=app[appkeys.CLOCK].now())
+        await session.commit()
+
+
 async def test_agent_takes_over_and_hands_back(app, client, phone):
     await add_account(app)
     maria = phone()
     (reply,) = await maria.send("can I talk to a real person")
     assert reply.startswith("Thanks. A member of our team will text you back")
+    # No one has claimed it yet: PAY brings the bot back, the request stays in the queue.
+    (pay,) = await maria.send("pay")
+    assert pay.startswith("We have your email")
+    await claim_for(app, "Dana")
     assert await maria.send("pay") == []  # the bot is quiet while a person has it
-    assert await count(app, Message, Message.body == "pay") == 1  # but the message is stored
+    assert await count(app, Message, Message.body == "pay") == 2  # but the message is stored
     response = await client.post(
         "/api/v1/conversations/+15555550100/handback",
         headers={"Authorization": f"Bearer {API_KEY}"},
@@ -292,9 +304,10 @@ async def test_menu_brings_the_bot_back_from_a_person(app, phone):
     maria = phone()
     (reply,) = await maria.send("AGENT")
     assert reply == (
-        "Thanks. A member of our team will text you back here shortly. Reply MENU to go back "
-        "to the menu, or STOP to opt out."
+        "Thanks. A member of our team will text you back here within about 15 minutes. Reply "
+        "MENU to use the automated assistant meanwhile, or STOP to opt out."
     )
+    await claim_for(app, "Dana")
     assert await maria.send("hello?") == []  # a person has it: stored for them
     (menu,) = await maria.send("MENU")
     assert menu.startswith("Your balance on Acme Card ending 4821 is $1,250.00. Reply PAY"), menu
@@ -317,7 +330,7 @@ async def test_menu_brings_the_bot_back_before_the_number_is_verified(app, phone
 
 async def test_complaints_go_to_a_person(app, phone):
     await add_account(app)
-    (reply,) = await phone().send("this is not my debt")
+    (reply,) = await phone().send("I'm going to report you to the CFPB")
     assert reply.startswith("Thanks for telling us.")
 
 

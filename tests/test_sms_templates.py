@@ -103,6 +103,11 @@ OUTREACH = {
     "compact": True,
 }
 
+WAITS = [
+    {"wait": {"open": True, "minutes": 1440, "back": ""}},
+    {"wait": {"open": False, "minutes": 15, "back": "Wednesday at 12:00 PM AKST"}},
+]
+
 CONTEXTS: dict[str, list[dict]] = {
     "greeting": [{"balance_cents": BIG, "description": "Acme Platinum Rewards Card ending 4821"}],
     "idle_menu": [{"balance_cents": BIG, "description": "Acme Platinum Rewards Card ending 4821"}],
@@ -174,9 +179,17 @@ CONTEXTS: dict[str, list[dict]] = {
     "opt_out_confirmed": [{}],
     "opt_in_confirmed": [{}],
     "help": [{}],
-    "agent_requested": [{}],
-    "agent_review": [{}],
-    "too_many_tries": [{}],
+    # A handoff's replies (bot/sms/handover.py): agents in now, or back later (the longest day)
+    "agent_requested": WAITS,
+    "agent_review": WAITS,
+    "too_many_tries": WAITS,
+    "hardship": [{**w, "plan_offer": p} for w in WAITS for p in (True, False)],
+    "dispute": WAITS,
+    "wrong_number": [{}],
+    "agent_queue": WAITS,
+    "agent_timed_out": [{}],
+    "agent_has_it": [{**w, "agent": "Maximiliana-Josefina Lopez-Garcia de la Cruz y Montoya"}
+                     for w in WAITS],
     "balance": [
         {
             "balance_cents": BIG,

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.ledger import queries as ledger
-from bot.ledger.models import Account, Creditor, Offer, PaymentMethod
+from bot.ledger.models import Account, Creditor, Offer, PaymentMethod, WrongNumber
 from bot.money import InvalidAmount, dollars_to_cents
 from bot.payments import collectable
 from bot.phones import InvalidPhone, normalize_phone
@@ -229,9 +229,14 @@ async def upsert_account(
     session: AsyncSession, data: AccountInput, *, secret_key: str, at: datetime, actor: str
 ) -> tuple[Account, bool]:
     """Insert or update by account_id; returns (account, created). The caller commits."""
+    refused: list[str] = []
     account, created, changed = await _upsert(
-        session, data, await find_account(session, data.account_ref), secret_key=secret_key, at=at
+        session, data, await find_account(session, data.account_ref), secret_key=secret_key,
+        at=at, refused=refused,
     )
+    if refused:  # the rest is loaded; the refusal is on the record
+        await ledger.audit(session, "wrong_number_refused", at=at, actor=actor,
+                           account_id=account.id)
     if changed:
         await session.flush()
         await ledger.audit(
@@ -252,9 +257,11 @@ async def _upsert(
     secret_key: str,
     at: datetime,
     known_creditors: set[str] | None = None,
+    refused: list[str],
 ) -> tuple[Account, bool, bool]:
     """(account, created, changed); the caller flushes and audits. A record that changes
-    nothing touches nothing (not even updated_at)."""
+    nothing touches nothing (not even updated_at). A phone reported as a wrong number for the
+    account (bot/inbox/wrong_numbers.py) never goes back on it: it is named in ``refused``."""
     if data.creditor:
         code = data.creditor
         if known_creditors is None or code not in known_creditors:
@@ -284,7 +291,12 @@ async def _upsert(
     }
     # A contact that is not given keeps its stored value: a record that names only the email
     # never drops the phone (parse_account makes sure at least one of them is given).
-    if data.phone:
+    if data.phone and not created and account.phone != data.phone and await session.scalar(
+        select(WrongNumber.id).where(WrongNumber.phone == data.phone,
+                                     WrongNumber.account_id == account.id)
+    ):  # someone at this number said it is not this account holder's (TCPA reassigned)
+        refused.append("phone")
+    elif data.phone:
         changes["phone"] = data.phone
     if data.email:
         changes["email"] = data.email
@@ -343,12 +355,16 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0  # among `updated`: rows that matched the ledger already
     errors: list[tuple[int, str]] = field(default_factory=list)
+    # Rows loaded but for a field that was refused (a phone reported as a wrong number).
+    refused: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def summary(self) -> str:
         text = f"{self.created} created, {self.updated} updated, {len(self.errors)} rejected"
         if self.unchanged:
             text += f" ({self.unchanged} of the updated were already up to date)"
+        if self.refused:
+            text += f"; {len(self.refused)} kept without a field that was refused"
         return text
 
 
@@ -478,7 +494,8 @@ async def import_csv(
                 existing[account.account_ref.lower()] = account  # an exact match wins
         written: list[tuple[Account, bool]] = []
         at = clock.now()
-        for _, data in records:
+        for line, data in records:
+            refused: list[str] = []
             account, created, changed = await _upsert(
                 session,
                 data,
@@ -486,7 +503,13 @@ async def import_csv(
                 secret_key=secret_key,
                 at=at,
                 known_creditors=creditors,
+                refused=refused,
             )
+            if refused:
+                report.refused.append((line, "phone not loaded: it was reported as a wrong "
+                                             "number for this account"))
+                await ledger.audit(session, "wrong_number_refused", at=at, actor="import",
+                                   account_id=account.id, line=line)
             report.created += created
             report.updated += not created
             report.unchanged += not changed
@@ -510,6 +533,7 @@ async def import_csv(
             done = upto
             return
         before = (report.created, report.updated, report.unchanged)
+        refused_before = len(report.refused)
         try:
             async with sessions() as session:
                 await write(session, batch)
@@ -517,6 +541,7 @@ async def import_csv(
         except SQLAlchemyError:
             # One row the database refused: redo the batch row by row to find and report it.
             report.created, report.updated, report.unchanged = before
+            del report.refused[refused_before:]
             creditors.clear()
             for line, data in batch:
                 before = (report.created, report.updated, report.unchanged)

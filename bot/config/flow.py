@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from bot.config.agent_hours import check_zone, parse_agent_hours, when_back
 
 if TYPE_CHECKING:
     from bot.ledger.models import Creditor
@@ -66,6 +70,12 @@ class FlowSettings(BaseModel):
     plan_skips_allowed: Whole = 1  # installments a customer may skip (pushed to the end) by text
     plan_move_max_days: Whole = 14  # how far a customer may move the next installment by text
     max_proactive_per_week: Whole = 5  # per customer, receipts and replies aside
+    # When a person answers a handed-over conversation (bot/config/agent_hours.py), in which
+    # zone (creditors have no zone of their own), and how long an unclaimed request waits
+    # before the customer is told and the bot answers again.
+    agent_hours: str = "mon-fri 08:00-20:00"
+    agent_timezone: str = "America/New_York"
+    agent_wait_minutes: Annotated[int, Field(ge=1, le=1440)] = 15
 
     @field_validator("methods_enabled", "reminder_days_before", mode="before")
     @classmethod
@@ -78,6 +88,35 @@ class FlowSettings(BaseModel):
         if not value or len(set(value)) != len(value) or not set(value) <= set(METHOD_KINDS):
             raise ValueError(f"must list one or more of {', '.join(METHOD_KINDS)}, once each")
         return value
+
+    @field_validator("agent_hours")
+    @classmethod
+    def _readable_hours(cls, value: str) -> str:
+        parse_agent_hours(value)
+        return value
+
+    @field_validator("agent_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        check_zone(value)
+        return value
+
+    def agents_back(self, at: datetime) -> datetime | None:
+        """None while agents answer at ``at``; else when they are next in."""
+        zone = ZoneInfo(self.agent_timezone)
+        return parse_agent_hours(self.agent_hours).next_opening(at, zone)
+
+    def agent_wait(self, at: datetime, customer_zone: str | None) -> dict[str, object]:
+        """What a handoff reply says of the wait (the templates' ``wait``): ``open`` (agents
+        in now), ``minutes`` (the wait limit), ``back`` (when they are back, in the customer's
+        zone when known, else the agents')."""
+        opens = self.agents_back(at)
+        zone = ZoneInfo(customer_zone or self.agent_timezone)
+        return {
+            "open": opens is None,
+            "minutes": self.agent_wait_minutes,
+            "back": when_back(opens, at, zone) if opens is not None else "",
+        }
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, object] | None) -> FlowSettings:

@@ -95,6 +95,38 @@ async def claim(
     return handoff
 
 
+async def resume_bot(
+    session: AsyncSession, conv: Conversation, handoff: Handoff, *, at: datetime,
+    restart: bool = True,
+) -> None:
+    """The bot answers again while the request stays in the queue (the customer said MENU, PAY,
+    BALANCE or LINK, or the wait ran out): the status stays ``waiting`` until an agent claims
+    or resolves it. ``restart``: a known account's flow starts again from the main menu."""
+    if handoff.bot_resumed_at is not None:
+        return
+    handoff.bot_resumed_at = at
+    if restart and conv.account_id is not None:
+        conv.flow, conv.state, conv.context = "payment", "idle", {}
+    conv.updated_at = at
+    await ledger.audit(
+        session, "bot_resumed", at=at, account_id=conv.account_id, phone=conv.phone,
+        handoff_id=handoff.id,
+    )
+
+
+async def time_out(
+    session: AsyncSession, conv: Conversation, handoff: Handoff, *, at: datetime
+) -> None:
+    """No agent claimed the request in time: the customer is told (the caller sends it), the
+    bot answers again, and the request stays in the queue. (Asked again and not answered in
+    time again, it times out again: ``timed_out_at`` keeps the first time.)"""
+    handoff.timed_out_at = handoff.timed_out_at or at
+    # A customer already back with the bot (MENU, PAY...) may be mid-payment: left where they are.
+    await resume_bot(session, conv, handoff, at=at, restart=handoff.bot_resumed_at is None)
+    await ledger.audit(session, "handoff_timed_out", at=at, account_id=conv.account_id,
+                       phone=conv.phone, handoff_id=handoff.id)
+
+
 async def agent_replied(session: AsyncSession, conv: Conversation, *, at: datetime) -> None:
     handoff = await current(session, conv)
     if handoff is not None and handoff.first_reply_at is None:

@@ -34,7 +34,7 @@ from bot.payments.service import PaymentService
 from bot.plans.agreement_copy import send_agreement_copy
 from bot.sms.contacts import ContactTurns
 from bot.sms.context import Inbound, Services, StoredInbound, Turn, TurnContext, WebStep
-from bot.sms.handover import hand_to_agent, take_back_from_agent
+from bot.sms.handover import HANDING_OVER, bot_answers, hand_to_agent
 from bot.sms.parsing import Meaning, classify_keyword
 from bot.sms.payment_turns import PaymentTurns, reads_as_pay
 from bot.sms.plan_turns import PLAN_FLOW, PlanTurns
@@ -245,16 +245,17 @@ class ConversationEngine:
         if kind == "help":
             turn.replies.append(Reply("help"))
             return
-        if conv.status in ("waiting", "agent"):
-            if kind != "menu":
-                return  # a person has it; the message is stored and on the agents' feed
-            # MENU always brings the bot back: a customer is never left waiting in silence.
-            await take_back_from_agent(ctx)
-        if kind in {"agent", "ask_agent"}:
-            await hand_to_agent(ctx, reason=kind, text=message.body)
-            return
-        if kind == "opt_in":
+        if kind == "opt_in":  # START is answered whoever has the conversation, as HELP is
             turn.replies.append(Reply("opt_in_confirmed"))
+            return
+        if conv.status in ("waiting", "agent"):
+            # A person has it, or was asked for: MENU (and, while no one has claimed it, PAY,
+            # BALANCE, LINK) bring the bot back; the rest is stored and on the agents' feed.
+            pay = keyword is None and reads_as_pay(message.body)
+            if not await bot_answers(ctx, self.views, account, kind, reads_as_pay=pay):
+                return
+        if kind in HANDING_OVER:  # AGENT, a complaint, a wrong number, a dispute, a hardship
+            await hand_to_agent(ctx, self.views, account, reason=kind, text=message.body)
             return
         if account is None:
             await self.verifying.answer(ctx, message, keyword)

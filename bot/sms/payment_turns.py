@@ -114,7 +114,7 @@ class PaymentTurns:
             flow.context["invalid_count"] = misses
             if misses >= flow.settings.max_invalid_replies:
                 flow.context["invalid_count"] = 0
-                await hand_to_agent(ctx, reason="confused", text=text or "")
+                await hand_to_agent(ctx, self.views, account, reason="confused", text=text or "")
             else:
                 ctx.turn.replies.append(Reply("did_not_understand", {"reason": meaning.reason}))
                 ctx.turn.replies.append(flow.prompt())

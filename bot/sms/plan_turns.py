@@ -187,7 +187,7 @@ class PlanTurns:
         flow.context["invalid_count"] = misses
         if misses >= (await self.views.flow_settings(ctx.session, account)).max_invalid_replies:
             flow.context["invalid_count"] = 0
-            await hand_to_agent(ctx, reason="confused", text=message.body)
+            await hand_to_agent(ctx, self.views, account, reason="confused", text=message.body)
             return
         ctx.turn.replies.append(Reply("did_not_understand", {"reason": meaning.reason}))
         if flow.state != "idle":

@@ -79,6 +79,10 @@ class PassReport:
     outreach_held: int = 0
     outreach_skipped: int = 0
     outreach_failed: int = 0
+    # Handoffs (bot/worker/handoff_waits.py): unclaimed requests timed out (customer told), and
+    # customers told an agent has their message
+    handoffs_timed_out: int = 0
+    agent_waits_told: int = 0
     # Receipts, notices and agreement copies sent late (bot/outreach/email_outbox.py,
     # bot/plans/agreement_copy.py)
     emails_sent: int = 0

@@ -55,14 +55,18 @@ next pass and stops this pass claiming more; claimed rows not yet sent go back t
 Stopping (SIGTERM) does the same: in-flight charges finish and are written back, the rest is
 released.
 
-5. **Overdue emails**: receipts, notices and agreement copies a stopped process left unsent.
+5. **Handoff waits** (``handoff_waits.py``): requests no agent claimed within the creditor's
+   ``agent_wait_minutes`` time out (the customer is told, the bot answers again, the request
+   stays queued); a customer an agent owns but has not answered in that time is told once.
+
+6. **Overdue emails**: receipts, notices and agreement copies a stopped process left unsent.
 
 Each job is a module of its own: recovering and claiming in bot/worker/claims.py, charging and
 the write-back in charges.py, the decline retry rule and notice in declines.py, outreach in
-outreach_pass.py, overdue emails in overdue.py; the processor's rate limit in rate_limits.py, the
-configuration and the pass's report in config.py. This module keeps the loop (one producer
-claims, ``concurrency`` consumers charge, then the other jobs run) and ``run_worker``, the
-``paybot worker`` command.
+outreach_pass.py, handoff waits in handoff_waits.py, overdue emails in overdue.py; the
+processor's rate limit in rate_limits.py, the configuration and the pass's report in config.py.
+This module keeps the loop (one producer claims, ``concurrency`` consumers charge, then the other
+jobs run) and ``run_worker``, the ``paybot worker`` command.
 """
 
 from __future__ import annotations
@@ -85,6 +89,7 @@ from bot.worker.charges import ChargeLookup, Charges
 from bot.worker.claims import Claims, Job
 from bot.worker.config import PassReport, WorkerConfig
 from bot.worker.declines import Declines
+from bot.worker.handoff_waits import HandoffWaits
 from bot.worker.outreach_pass import run_outreach_pass
 from bot.worker.overdue import send_overdue_emails
 from bot.worker.plan_notices import PlanNotices
@@ -153,6 +158,10 @@ class Worker:
             clock=clock, rules=self.rules, claims=self.claims, notices=self.notices,
             declines=self.declines, name=name,
         )
+        self.handoff_waits = HandoffWaits(
+            database=database, notifier=notifier, settings=settings, clock=clock,
+            sms_limiter=self.sms_limiter,
+        )
         self._stop = asyncio.Event()
 
     # ------------------------------------------------------------------ running
@@ -201,6 +210,8 @@ class Worker:
                 notifier=self.notifier, sms_limiter=self.sms_limiter, actor=self.name,
                 should_stop=self._stop.is_set,
             )
+        if not self._stop.is_set():  # no one who asked for a person waits in silence
+            await self.handoff_waits.run(report)
         if not self._stop.is_set():
             await send_overdue_emails(
                 report, database=self.database, notifier=self.notifier, clock=self.clock,

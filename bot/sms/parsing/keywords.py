@@ -12,6 +12,10 @@ Choices worth knowing (each is pinned by tests/test_parsing.py):
   me", "cancel my payment"): a person decides. A clear opt-out phrase wins over a
   complaint marker ("stop texting me, this is a scam" is ``opt_out``): it is honoured
   at once.
+* Wrong number, dispute, hardship ("wrong number", "this isn't my debt", "i lost my job") are
+  kinds of their own (``wrong_number``, ``dispute``, ``hardship``): each is handed to a person
+  with its reason and its own reply. An opt-out word in the same message wins (``ask_agent``):
+  whether it is a revocation, a person decides.
 * PLAN ("my plan", "what's my plan") is a keyword: it works in every step.
 """
 
@@ -80,19 +84,48 @@ _ASK_AGENT = re.compile(
     r"cfpb|ftc|bbb|fdcpa|tcpa|fcra|attorney general|report you|reporting you|"
     r"(?:file|filing) a complaint|complaint|"
     r"scam|scams|scammer|scammers|fraud|fraudulent|phishing|spam|"
-    r"not my (?:debt|account|bill|loan|card)|not mine|"
-    r"(?:dont|do not|never) owe|owe (?:you )?nothing|i owe nothing|"
-    r"already paid|i paid|paid (?:it|this|that|off)|"
-    r"(?:dont|do not) recognize|never (?:opened|had) (?:an|this|that|the|any)|"
-    r"wrong (?:number|person)|how did you get (?:my|this) (?:number|phone|info)|"
-    r"dispute|disputing|disputed|validation|validate|"
+    r"how did you get (?:my|this) (?:number|phone|info)|"
     r"cease and desist|cease|"
-    r"bankrupt|bankruptcy|deceased|passed away|died|identity theft|"
+    r"bankrupt|bankruptcy|deceased|passed away|died|"
     r"not interested|"
     r"(?:dont|do not|stop|quit|no more) (?:call|calling|calls)|"
     r"fuck\w*|fck|f off|screw you|"
     # Spanish
-    r"no es mi deuda|ya (?:lo )?pague|estafa|fraude|abogado|demanda|acoso|numero equivocado"
+    r"estafa|fraude|abogado|demanda|acoso"
+    r")\b"
+)
+
+# The three a person handles with their own reply (bot/sms/handover.py), after the maybe-opt-outs
+# above them: the number is not the account holder's; the debt is disputed (Reg F: not owed, not
+# theirs, already paid); a hardship (the options are a plan or a person).
+_WRONG_NUMBER = re.compile(
+    r"\b(?:"
+    r"wrong (?:number|person|phone|#)|(?:no one|nobody|noone) (?:here )?(?:by|named|with) "
+    r"(?:that|this) name|(?:i|we) (?:dont|do not) know (?:who (?:that|this|she|he) is|"
+    r"(?:this|that|a|any) person|(?:him|her|them|anyone by that name))|"
+    r"not (?:the|this) person you|new phone who (?:dis|this|is this)|"
+    r"numero equivocado|persona equivocada|no conozco a"
+    r")\b"
+)
+_DISPUTE = re.compile(
+    r"\b(?:"
+    r"not my (?:debt|account|bill|loan|card)|(?:this|that|it) (?:is not|isnt) (?:mine|my debt)|"
+    r"not mine|(?:dont|do not|never) owe|owe (?:you )?nothing|i owe nothing|"
+    r"already paid|i paid|paid (?:it|this|that|off)|"
+    r"(?:dont|do not) recognize|never (?:opened|had) (?:an|this|that|the|any)|"
+    r"dispute|disputing|disputed|validation|validate|identity theft|"
+    r"no es mi deuda|no debo|ya (?:lo )?pague"
+    r")\b"
+)
+_HARDSHIP = re.compile(
+    r"\b(?:"
+    r"lost (?:my |our |his |her )?(?:job|work|income|jobs)|laid off|got laid off|"
+    r"(?:got|was|been|just got) fired|unemployed|out of work|no (?:job|income|work)|"
+    r"hardship|medical bills|in the hospital|(?:cant|cannot|can not) afford|"
+    r"(?:cant|cannot|can not) (?:pay|make) (?:anything|any payments?)|"
+    r"(?:have|got) no money|broke right now|fixed income|on disability|"
+    r"perdi (?:mi )?(?:trabajo|empleo)|sin (?:trabajo|empleo)|desempleado|desempleada|"
+    r"no tengo dinero|no puedo pagar"
     r")\b"
 )
 
@@ -159,7 +192,8 @@ _LINK_ANYWHERE = re.compile(r"\b(?:link|links|url|enlace|liga|website|web site|p
 def classify_keyword(text: str) -> Meaning | None:
     """The keywords that work in any state, or None when the text is not one.
 
-    Kinds: opt_out, opt_in, help, agent, balance, link, menu, plan, ask_agent.
+    Kinds: opt_out, opt_in, help, agent, balance, link, menu, plan, ask_agent, wrong_number,
+    dispute, hardship.
     """
     tokens = reply_words(text)
     if not tokens:
@@ -177,8 +211,17 @@ def classify_keyword(text: str) -> Meaning | None:
     if whole in {("opt", "out"), ("stop", "all")}:
         return Meaning("opt_out")
 
-    # 2. Complaints and maybe-opt-outs go to a person.
-    if _ASK_AGENT.search(joined) or any(t in _MAYBE_OPT_OUT_WORDS for t in tokens):
+    # 2. Maybe-opt-outs go to a person (who decides); then wrong numbers, disputes and
+    # hardship, each with its own reply; then complaints.
+    if any(t in _MAYBE_OPT_OUT_WORDS for t in tokens):
+        return Meaning("ask_agent")
+    if _WRONG_NUMBER.search(joined):
+        return Meaning("wrong_number")
+    if _DISPUTE.search(joined):
+        return Meaning("dispute")
+    if _HARDSHIP.search(joined) and not any(c.isdigit() for c in joined):
+        return Meaning("hardship")  # "lost my job, can I pay 20" is an amount, read as one
+    if _ASK_AGENT.search(joined):
         return Meaning("ask_agent")
 
     # 3. The other keywords.
