@@ -66,6 +66,10 @@ class MessageTooLong(Refused):
     code = "too_long"
 
 
+class InvalidText(Refused):
+    code = "invalid_text"
+
+
 class QuietHours(Refused):
     code = "quiet_hours"
 
@@ -141,6 +145,10 @@ def check_body(body: str) -> str:
     text = prepare(body)
     if not text:
         raise EmptyMessage("the message is empty")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no carrier or database takes it
+        raise InvalidText("the message has characters that cannot be sent") from None
     count = gsm7.segment_count(text)
     if count > MAX_SEGMENTS:
         limit = 306 if gsm7.is_gsm7(text) else 134
