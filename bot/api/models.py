@@ -535,7 +535,8 @@ Agent = Annotated[
     Str,
     Field(pattern=AGENT_PATTERN, examples=["jsmith"],
           description="the agent's name: letters, digits and . _ @ + - and spaces, at most 34"),
-    Says("agent must be a name of 1 to 34 letters, digits and . _ @ + - (e.g. jsmith)"),
+    Says("agent must be a name of 1 to 34 letters, digits and . _ @ + - (e.g. jsmith)",
+         unless=("missing",)),
 ]
 # Lines of printable text with at least one visible character.
 _LINE = r"[^\x00-\x09\x0b-\x1f\x7f-\x9f]"

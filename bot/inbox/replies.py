@@ -310,8 +310,11 @@ async def claim(
     coordinator: Coordinator | None = None,
 ) -> None:
     """The agent takes the conversation (``reassign``: a supervisor takes it from another);
-    commits. Raises handoffs.OwnedByAnother, InvalidAgent."""
+    commits. Claiming one's own conversation again changes (and tells) nothing. Raises
+    handoffs.OwnedByAnother, InvalidAgent."""
     agent = check_agent(agent)
+    if conv.status == "agent" and conv.assignee == agent:
+        return
     previous = conv.assignee if conv.status == "agent" else None
     await handoffs.claim(session, conv, agent=agent, at=now, reassign=reassign)
     conv.updated_at = now
