@@ -223,6 +223,7 @@ async def _send(
     now: datetime, settings: Settings, coordinator: Coordinator | None, kind: str,
     link_slot: str | None = None,
 ) -> SentReply:
+    phone = conv.phone  # a failed send rolls back, and the row with it
     account = await _refuse_if_closed(session, conv, agent, settings, now)
     if link_slot is not None and link_slot in text:
         if account is None:
@@ -244,8 +245,8 @@ async def _send(
         )
     except RecipientOptedOut as exc:
         await session.rollback()
-        await ledger.set_opt_out(session, conv.phone, opted_out=True, keyword="carrier 21610",
-                                 channel="sms", at=now)
+        await ledger.set_opt_out(session, phone, opted_out=True, keyword="carrier 21610",
+                                 channel="carrier", at=now)
         await session.commit()
         raise OptedOut("the customer opted out of texts at the carrier") from exc
     except SmsError as exc:
