@@ -134,12 +134,14 @@ async def _claim_due(database: Database, now: datetime, limit: int) -> list[tupl
         return [(row.id, {**row.payload, "id": row.id}) for row in rows]
 
 
-async def _post(http: aiohttp.ClientSession, settings: Settings, payload: dict) -> str | None:
+async def _post(
+    http: aiohttp.ClientSession, settings: Settings, payload: dict, now: datetime
+) -> str | None:
     """None when delivered, else what went wrong (kept on the row, never the secret)."""
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "PayBot-AgentWebhook/1"}
     if settings.agent_webhook_secret:
-        headers[HEADER] = sign(settings.agent_webhook_secret, body, int(time.time()))
+        headers[HEADER] = sign(settings.agent_webhook_secret, body, int(now.timestamp()))
     try:
         async with http.post(settings.agent_webhook_url or "", data=body, headers=headers,
                              allow_redirects=False) as answer:
@@ -166,7 +168,9 @@ async def deliver_due(
     own = http is None
     http = http or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS))
     try:
-        outcomes = [(row_id, await _post(http, settings, payload)) for row_id, payload in due]
+        outcomes = [
+            (row_id, await _post(http, settings, payload, now)) for row_id, payload in due
+        ]
     finally:
         if own:
             await http.close()
