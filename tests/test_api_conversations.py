@@ -19,6 +19,7 @@ from tests.seed import add_account
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 MARIA = "+15555550100"
 AT = START.isoformat()
+NOT_A_PHONE = {"error": "not a phone number: +15555550100 (E.164) or 10 digits"}
 
 
 async def get(client, path):  # type: ignore[no-untyped-def]
@@ -165,8 +166,10 @@ async def test_unknown_and_odd_numbers_and_statuses(app, client):
         assert await post(client, f"/conversations/+15555550199/{action}", body) == (
             404, {"error": "no conversation with that number"})
         assert await post(client, f"/conversations/not-a-phone/{action}", body) == (
-            400, {"error": "not a phone number"})
-    assert await get(client, "/conversations/12") == (400, {"error": "not a phone number"})
+            400, NOT_A_PHONE)
+    assert await get(client, "/conversations/12") == (400, NOT_A_PHONE)
+    assert await get(client, "/conversations/(555)%20555-0100") == (400, NOT_A_PHONE)
+    assert (await get(client, "/conversations/5555550199"))[0] == 404  # 10 digits: +1...
     assert await get(client, "/conversations?status=open") == (
         400, {"error": "status must be one of waiting, agent, bot, resolved"})
 

@@ -8,6 +8,8 @@ action is audited as agent:NAME and told to the agents' live feed.
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 from sqlalchemy import select
 
@@ -20,21 +22,20 @@ from bot.api.documents import (
     HandedBack,
     answer_body,
 )
-from bot.api.models import AgentMessageInput, ClaimInput, HandBackInput
+from bot.api.models import PHONE_PATH_PATTERN, AgentMessageInput, ClaimInput, HandBackInput
 from bot.api.problems import problem, request_model
 from bot.inbox import handoffs, reads, replies
 from bot.ledger import models as rows
-from bot.phones import InvalidPhone, normalize_phone
+from bot.phones import normalize_phone
+
+_PHONE_PATH = re.compile(PHONE_PATH_PATTERN.removeprefix("^").removesuffix("$"))
 
 
 def _phone(request: web.Request) -> str | web.Response:
     raw = request.match_info["phone"]
-    try:
-        if len(raw) > 30:
-            raise InvalidPhone(raw)
-        return normalize_phone(raw)
-    except InvalidPhone:
-        return problem(400, "not a phone number")
+    if not _PHONE_PATH.fullmatch(raw):
+        return problem(400, "not a phone number: +15555550100 (E.164) or 10 digits")
+    return normalize_phone(raw)
 
 
 def _summary(row: reads.ConversationRow) -> Conversation:
@@ -49,8 +50,9 @@ def _owned(exc: handoffs.OwnedByAnother) -> web.Response:
 
 
 async def list_conversations(request: web.Request) -> web.Response:
-    status = request.query.get("status")
-    if status is not None and status not in reads.STATUSES:
+    given = request.query.getall("status", [])
+    status = given[0] if len(given) == 1 else None
+    if len(given) > 1 or status is not None and status not in reads.STATUSES:
         return problem(400, f"status must be one of {', '.join(reads.STATUSES)}")
     now = request.config_dict[appkeys.CLOCK].now()
     async with request.config_dict[appkeys.DATABASE].session() as session:

@@ -529,6 +529,10 @@ OFFER_FIELDS = tuple(OfferInput.model_fields)
 
 # --- conversations (the agents' REST) ---
 
+# A conversation's number in a path, as the API writes it (E.164), or a US number's 10 digits
+# (11 with the leading 1). Separators are for forms, not paths.
+PHONE_PATH_PATTERN = r"^(?:\+[0-9]{8,15}|1?[0-9]{10})$"
+
 # An agent's NAME: it is written as "agent:NAME" on the messages and the audit trail (40).
 AGENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._@+-]{0,33}$"
 Agent = Annotated[

@@ -80,7 +80,8 @@ _ACCOUNT_ID = _path_parameter(
     "account_id", {"type": "string", "pattern": fields.ACCOUNT_ID_PATTERN, "maxLength": 64}
 )
 _PHONE = _path_parameter(
-    "phone", {"type": "string", "maxLength": 30, "pattern": fields.PHONE_PATTERN}
+    "phone", {"type": "string", "pattern": models.PHONE_PATH_PATTERN,
+              "description": "E.164 (+15555550100), or a US number's 10 digits"}
 )
 _AUTH_ERRORS = {
     "401": _error("no or wrong API key"),
