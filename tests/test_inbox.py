@@ -69,6 +69,10 @@ async def test_the_queue_oldest_first_mine_and_search(app, phone, clock):
                             now=clock.now())
         mine = await reads.list_conversations(session, assignee="jsmith", now=clock.now())
         assert [r.phone for r in mine] == [MARIA]
+        assert await reads.counts(session) == {"waiting": 1, "agent": 1, "bot": 1, "resolved": 0}
+        assert await reads.counts(session, assignee="jsmith") == {
+            "waiting": 0, "agent": 1, "bot": 0, "resolved": 0}
+        assert (await reads.get_conversation(session, MARIA)).assignee == "jsmith"
 
         async def found(term):  # type: ignore[no-untyped-def]
             rows = await reads.list_conversations(session, search=term, now=clock.now())

@@ -245,6 +245,21 @@ async def list_conversations(
     return [_row(*row) for row in result.all()]
 
 
+async def get_conversation(session: AsyncSession, phone: str) -> Conversation | None:
+    """The conversation row on ``phone`` (+E.164), for an action (replies, notes) to act on."""
+    return await session.scalar(select(Conversation).where(Conversation.phone == phone))
+
+
+async def counts(session: AsyncSession, *, assignee: str | None = None) -> dict[str, int]:
+    """How many conversations each status holds (every status named, 0 where none), in one
+    statement: the views' badges. With ``assignee``: that agent's only."""
+    query = select(Conversation.status, func.count()).group_by(Conversation.status)
+    if assignee is not None:
+        query = query.where(Conversation.assignee == assignee)
+    found = {status: count for status, count in (await session.execute(query)).all()}
+    return {status: int(found.get(status, 0)) for status in STATUSES}
+
+
 _DETAIL = (
     select(*_ROW_COLUMNS, OptOut.opted_out, Account, Creditor)
     .outerjoin(Account, Account.id == Conversation.account_id)

@@ -339,13 +339,15 @@ async def hand_back(
     coordinator: Coordinator | None = None,
 ) -> bool:
     """Resolve the conversation back to the bot (from the main menu), recording the agent;
-    commits. With ``providers`` and ``settings`` the customer is told they are back with the
-    automated assistant, unless the number opted out or it is their quiet hours and they have
-    not written within the hour (the hand-back stands either way). True when they were told."""
+    commits. With ``providers`` and ``settings`` a customer who was waiting for or with a person
+    is told they are back with the automated assistant, unless the number opted out or it is
+    their quiet hours and they have not written within the hour (the hand-back stands either
+    way). True when they were told."""
     agent = check_agent(agent)
+    was_away = conv.status in handoffs.OPEN  # one who never left the bot is not told
     await handoffs.resolve(session, conv, by=f"agent:{agent}", at=now)
     told = False
-    if providers is not None and settings is not None:
+    if providers is not None and settings is not None and was_away:
         try:
             await _refuse_if_closed(session, conv, agent, settings, now)
             sent = await providers.sms.send(
