@@ -236,3 +236,23 @@ async def test_canned_replies_fill_their_placeholders(app, phone, clock):
         assert await canned.list_canned(session) == []
         with pytest.raises(canned.NoSuchCanned):
             await canned.get_canned(session, "balance")
+
+
+async def test_an_agent_makes_an_offer_through_the_offer_rules(app, phone, clock):
+    from bot.plans import offers
+
+    await add_account(app)
+    await phone().send("AGENT")
+    async with app[appkeys.DATABASE].session() as session:
+        conv = await conversation(session)
+        offer = await replies.make_offer(
+            session, conv, agent="jsmith", settings=app[appkeys.SETTINGS], now=clock.now(),
+            request=offers.OfferRequest(kind="settlement", created_by="ignored",
+                                        settlement_cents=80000))
+        assert (offer.kind, offer.total_cents, offer.created_by, offer.status) == (
+            "settlement", 80000, "agent:jsmith", "open")
+        with pytest.raises(offers.InvalidOffer):  # a settlement must save something
+            await replies.make_offer(
+                session, conv, agent="jsmith", settings=app[appkeys.SETTINGS],
+                now=clock.now(), request=offers.OfferRequest(
+                    kind="settlement", created_by="x", settlement_cents=125000))
