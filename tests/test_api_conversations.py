@@ -249,3 +249,19 @@ async def test_another_agent_is_refused_even_by_the_domain(app, phone):
             assert exc.owner == "jsmith"
         else:
             raise AssertionError("claimed from another agent")
+
+
+async def test_two_agents_claiming_at_once_get_one_owner(app, client, phone):
+    import asyncio
+
+    await add_account(app)
+    await phone().send("AGENT")
+    answers = await asyncio.gather(
+        post(client, f"/conversations/{MARIA}/claim", {"agent": "jsmith"}),
+        post(client, f"/conversations/{MARIA}/claim", {"agent": "alee"}),
+    )
+    assert sorted(status for status, _ in answers) == [200, 409]
+    (owner,) = [body["assignee"] for status, body in answers if status == 200]
+    (refusal,) = [body for status, body in answers if status == 409]
+    assert refusal == {"error": f"the conversation is owned by another agent ({owner})"}
+    assert await audit_trail(app, "conversation_claimed") == [(f"agent:{owner}", MARIA)]

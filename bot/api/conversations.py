@@ -83,7 +83,7 @@ async def get_conversation(request: web.Request) -> web.Response:
 
 
 async def _conversation(session, phone: str) -> rows.Conversation | None:  # type: ignore[no-untyped-def]
-    return await session.scalar(select(rows.Conversation).where(rows.Conversation.phone == phone))
+    return await reads.get_conversation(session, phone, for_update=True)
 
 
 async def claim(request: web.Request) -> web.Response:

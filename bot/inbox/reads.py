@@ -245,9 +245,16 @@ async def list_conversations(
     return [_row(*row) for row in result.all()]
 
 
-async def get_conversation(session: AsyncSession, phone: str) -> Conversation | None:
-    """The conversation row on ``phone`` (+E.164), for an action (replies, notes) to act on."""
-    return await session.scalar(select(Conversation).where(Conversation.phone == phone))
+async def get_conversation(
+    session: AsyncSession, phone: str, *, for_update: bool = False
+) -> Conversation | None:
+    """The conversation row on ``phone`` (+E.164), for an action (replies, notes) to act on.
+    ``for_update``: locked until the action commits (PostgreSQL), so of two agents claiming at
+    once the second sees the first's claim and is refused; SQLite's writers already queue."""
+    query = select(Conversation).where(Conversation.phone == phone)
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
 
 
 async def counts(session: AsyncSession, *, assignee: str | None = None) -> dict[str, int]:
