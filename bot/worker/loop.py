@@ -85,6 +85,7 @@ from bot.ledger.db import Database
 from bot.outreach import email_outbox
 from bot.outreach.notifications import Notifier
 from bot.providers.payments import PaymentGateway
+from bot.worker.agent_webhook_pass import deliver_agent_webhooks
 from bot.worker.charges import ChargeLookup, Charges
 from bot.worker.claims import Claims, Job
 from bot.worker.config import PassReport, WorkerConfig
@@ -212,6 +213,10 @@ class Worker:
             )
         if not self._stop.is_set():  # no one who asked for a person waits in silence
             await self.handoff_waits.run(report)
+        if not self._stop.is_set():
+            await deliver_agent_webhooks(
+                report, database=self.database, settings=self.settings, clock=self.clock
+            )
         if not self._stop.is_set():
             await send_overdue_emails(
                 report, database=self.database, notifier=self.notifier, clock=self.clock,
