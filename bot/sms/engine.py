@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.accounts import second_factor
 from bot.config.settings import Settings
 from bot.coordination import Coordinator
+from bot.inbox import handoffs
 from bot.ledger import queries as ledger
 from bot.ledger.db import Database
 from bot.ledger.models import Account, Conversation
@@ -249,6 +250,10 @@ class ConversationEngine:
             turn.replies.append(Reply("opt_in_confirmed"))
             return
         if conv.status in ("waiting", "agent"):
+            # The agents' own desk (PAYBOT_AGENT_WEBHOOK_URL) hears what the customer wrote.
+            await handoffs.customer_wrote(
+                session, conv, text=message.body, channel=turn.channel, at=now
+            )
             # A person has it, or was asked for: MENU (and, while no one has claimed it, PAY,
             # BALANCE, LINK) bring the bot back; the rest is stored and on the agents' feed.
             pay = keyword is None and reads_as_pay(message.body)
