@@ -87,5 +87,14 @@ class Coordinator:
             # Messages of one conversation rarely overlap: a short poll beats a subscription.
             await asyncio.sleep(self.retry_every)
 
+    async def publish(self, event: dict[str, Any]) -> None:
+        """Tell the agents' feed of an event outside a conversation's turn (an agent's action:
+        bot/inbox/feed.py has the shapes). Best effort, as the turn's events are: the ledger
+        holds what happened, a console that missed an event catches up on its next read."""
+        try:
+            await self.redis.publish(AGENT_FEED, json.dumps(event, default=str))
+        except RedisError:
+            log.warning("agents' feed not told of %s", event.get("type"), exc_info=True)
+
     async def ping(self) -> None:
         await self.redis.ping()

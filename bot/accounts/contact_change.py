@@ -232,6 +232,7 @@ async def tell_old_contact(
             Message(
                 conversation_id=conversation_id,
                 direction="outbound",
+                author="bot",
                 channel="sms",
                 provider_sid=sent.sid,
                 phone=old,

@@ -64,6 +64,7 @@ def _insert_inbound(dialect: str) -> Any:
         dialect_insert(MESSAGES)
         .values(
             direction="inbound",
+            author="customer",
             channel=bindparam("channel"),
             provider_sid=bindparam("sid"),
             phone=bindparam("phone"),
@@ -88,6 +89,7 @@ CLAIM_INBOUND = (
 )
 INSERT_REPLY = insert(MESSAGES).values(
     direction="outbound",
+    author="bot",
     status="replied",
     channel=bindparam("channel"),
     phone=bindparam("phone"),

@@ -233,7 +233,7 @@ async def _send_sms(
             conversation.updated_at = now
         session.add(Message(conversation_id=conversation.id, direction="outbound", channel="sms",
                             provider_sid=sent.sid, phone=phone, body=body, status=sent.status,
-                            created_at=now))
+                            author="bot", created_at=now))
         await ledger.audit(session, "link_sent", at=now, account_id=account.id, phone=phone,
                            channel="sms", sid=sent.sid, link_id=link.id if link else None)
         await session.commit()

@@ -381,4 +381,4 @@ async def _record_text(
         conversation.updated_at = now
     session.add(Message(conversation_id=conversation.id, direction="outbound", channel="sms",
                         provider_sid=sid, phone=account.phone, body=body, status=status,
-                        created_at=now))
+                        author="bot", created_at=now))

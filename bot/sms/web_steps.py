@@ -186,6 +186,7 @@ class WebSteps:
                     Message(
                         conversation_id=conv.id if conv else None,
                         direction="outbound",
+                        author="bot",
                         channel="sms",
                         provider_sid=sent.sid,
                         phone=phone,
