@@ -8,11 +8,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from aiohttp import web
-from sqlalchemy import select
 
 from agent_console.app import current, page
 from bot import appkeys
-from bot.ledger.models import Account, Conversation
+from bot.inbox import reads
 
 VIEWS = {
     "waiting": ("Waiting for a person", "No one is waiting."),
@@ -41,30 +40,18 @@ def waited(since: datetime | None, now: datetime) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-async def rows_for(request: web.Request, name: str, term: str) -> list[dict[str, object]]:
+async def rows_for(request: web.Request, name: str, term: str) -> list[reads.ConversationRow]:
     me = current(request)
     assert me is not None
-    query = select(Conversation, Account).outerjoin(Account, Account.id == Conversation.account_id)
-    if name == "waiting":
-        query = query.where(Conversation.status == "waiting").order_by(
-            Conversation.waiting_since, Conversation.id)
-    elif name == "mine":
-        query = query.where(Conversation.status == "agent", Conversation.assignee == me.staff.name)
-    elif name == "live":
-        query = query.where(Conversation.status.in_(("bot", "waiting", "agent")))
-    elif name == "resolved":
-        query = query.where(Conversation.status == "resolved")
-    if name != "waiting":
-        query = query.order_by(Conversation.updated_at.desc(), Conversation.id.desc())
     async with request.config_dict[appkeys.DATABASE].session() as db:
-        found = (await db.execute(query.limit(200))).all()
-    return [
-        {"phone": conv.phone, "account_id": account.account_ref if account else None,
-         "customer_name": f"{account.first_name} {account.last_name}" if account else None,
-         "status": conv.status, "reason": conv.reason, "waiting_since": conv.waiting_since,
-         "assignee": conv.assignee, "flow": conv.flow, "state": conv.state}
-        for conv, account in found
-    ]
+        if name == "mine":
+            return await reads.list_conversations(db, status="agent", assignee=me.staff.name)
+        if name == "live":  # everything not resolved: the bot's, the queue's and the agents'
+            found = await reads.list_conversations(db)
+            return [row for row in found if row.status != "resolved"]
+        if name == "search":
+            return await reads.list_conversations(db, search=term)
+        return await reads.list_conversations(db, status=name)
 
 
 async def view(request: web.Request) -> web.StreamResponse:
