@@ -19,7 +19,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from aiohttp_sse import sse_response
+from aiohttp.client_exceptions import ClientConnectionResetError
+from aiohttp_sse import EventSourceResponse, sse_response
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -120,14 +121,22 @@ async def stream(request: web.Request) -> web.StreamResponse:
         await asyncio.wait_for(hub.subscribed.wait(), timeout=5.0)
         headers = {k: v for k, v in HEADERS.items() if k != "Cache-Control"}
         async with sse_response(request, headers=headers, ping_interval=RECHECK) as response:
-            await response.send(json.dumps({"type": "hello"}), event="feed")
-            while response.is_connected():
-                try:
-                    event = await asyncio.wait_for(queue.get(), timeout=RECHECK)
-                except TimeoutError:
-                    if not await _still_signed_in(request):
-                        await response.send(json.dumps({"type": "signed_out"}), event="feed")
-                        break
-                    continue
-                await response.send(json.dumps(event), event="feed")
+            try:
+                await _pump(request, response, queue)
+            except (ConnectionResetError, ClientConnectionResetError):
+                pass  # the console went away (a page left, a tab closed)
     return response
+
+
+async def _pump(request: web.Request, response: EventSourceResponse,
+                queue: asyncio.Queue[dict[str, Any]]) -> None:
+    await response.send(json.dumps({"type": "hello"}), event="feed")
+    while response.is_connected():
+        try:
+            event = await asyncio.wait_for(queue.get(), timeout=RECHECK)
+        except TimeoutError:
+            if not await _still_signed_in(request):
+                await response.send(json.dumps({"type": "signed_out"}), event="feed")
+                return
+            continue
+        await response.send(json.dumps(event), event="feed")
