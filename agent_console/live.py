@@ -2,9 +2,12 @@
 feed (bot.coordination.AGENT_FEED), so an event published by any web process on any host
 reaches every console; with the in-process Redis (fakeredis) it works within the one process.
 
-Each process subscribes once and fans events out to its open consoles. A console is sent only
-what names the change (its type, the conversation's phone, status, agent): never a message body
-or a note; the page then asks the server again for what changed, through its own session.
+Each process subscribes once and fans events out to its open consoles. A console is sent what
+names the change (its type, the conversation's phone, status, agent) and the conversation's
+inbox row as every view shows it (rendered once per process, not per console: any staff member
+may see any row), so an inbox puts it on the screen without asking again; never a message body
+or a note. A conversation page asks the server again for its transcript, through its own
+session.
 An open console does not keep its session alive: the session is checked every ``RECHECK``
 seconds without being touched, and the stream ends when it has lapsed.
 """
@@ -24,16 +27,18 @@ from aiohttp_sse import EventSourceResponse, sse_response
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from agent_console.app import COOKIE, HEADERS, idle_limit
+from agent_console.app import COOKIE, HEADERS, PAGES, idle_limit
+from agent_console.inbox import REASONS, waited
 from bot import appkeys
 from bot.coordination import AGENT_FEED
+from bot.inbox import reads
 from bot.staff import sessions
 
 log = logging.getLogger(__name__)
 
 RECHECK = 15.0
 QUEUE_LIMIT = 200  # a console this far behind misses events (and reloads on the next one)
-SHOWN_KEYS = ("type", "phone", "status", "agent", "previous", "reason", "by", "state", "at")
+SHOWN_KEYS = ("type", "phone", "agent", "previous", "reason", "by", "state", "at")
 
 
 class Hub:
@@ -43,11 +48,14 @@ class Hub:
         self.consoles: set[asyncio.Queue[dict[str, Any]]] = set()
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
+        self._config: Any = None
 
-    def start(self, redis: Redis) -> None:
+    def start(self, request: web.Request) -> None:
         if self._task is None or self._task.done():
             self.subscribed.clear()
-            self._task = asyncio.create_task(self._listen(redis))
+            self._config = request.config_dict
+            self._task = asyncio.create_task(
+                self._listen(request.config_dict[appkeys.COORDINATOR].redis))
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -63,7 +71,7 @@ class Hub:
                     self.subscribed.set()
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            self._fan_out(message["data"])
+                            await self._fan_out(message["data"])
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError):
@@ -71,21 +79,44 @@ class Hub:
                 log.warning("agents' feed lost; subscribing again", exc_info=True)
                 await asyncio.sleep(1.0)
 
-    def _fan_out(self, data: bytes | str) -> None:
+    async def _fan_out(self, data: bytes | str) -> None:
         try:
             event = json.loads(data)
         except (ValueError, TypeError):
             return
-        if not isinstance(event, dict):
+        if not isinstance(event, dict) or not self.consoles:
             return
         shown = {key: event[key] for key in SHOWN_KEYS if key in event}
+        if isinstance(event.get("phone"), str):
+            try:
+                shown.update(await self._rows(event["phone"]))
+            except Exception:  # a row the page cannot show now: it still hears of the change
+                log.warning("inbox row for the live feed not rendered", exc_info=True)
         for queue in list(self.consoles):
             if queue.qsize() < QUEUE_LIMIT:
                 queue.put_nowait(shown)
 
+    async def _rows(self, phone: str) -> dict[str, Any]:
+        """The conversation's status, owner and inbox row (the queue's and the other views')."""
+        config = self._config
+        async with config[appkeys.DATABASE].session() as db:
+            found = [row for row in await reads.list_conversations(db, search=phone[-4:])
+                     if row.phone == phone]
+        if not found:
+            return {}
+        row = found[0]
+        template = config[PAGES].get_template("inbox_row.html")
+        context = {"row": row, "now": config[appkeys.CLOCK].now(), "waited": waited,
+                   "reasons": REASONS}
+        return {
+            "status": row.status, "assignee": row.assignee,
+            "rows": {view: template.render(view=view, **context)
+                     for view in ("waiting", "other")},
+        }
+
     @contextlib.asynccontextmanager
-    async def console(self, redis: Redis) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
-        self.start(redis)
+    async def console(self, request: web.Request) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        self.start(request)
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.consoles.add(queue)
         try:
@@ -117,7 +148,7 @@ async def _still_signed_in(request: web.Request) -> bool:
 
 async def stream(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
-    async with hub.console(request.config_dict[appkeys.COORDINATOR].redis) as queue:
+    async with hub.console(request) as queue:
         await asyncio.wait_for(hub.subscribed.wait(), timeout=5.0)
         headers = {k: v for k, v in HEADERS.items() if k != "Cache-Control"}
         async with sse_response(request, headers=headers, ping_interval=RECHECK) as response:

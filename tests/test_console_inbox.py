@@ -163,6 +163,9 @@ async def test_the_live_feed_names_what_changed_and_no_message_text(app, client,
     event = await next_event()
     assert event["type"] in ("message", "needs_agent") and event["phone"] == "+15555550100"
     assert "inbound" not in event and "text" not in event and "replies" not in event
+    # The row as the views show it comes along, so an inbox needs not ask again.
+    assert event["status"] in ("bot", "waiting")
+    assert "Maria Lopez" in event["rows"]["other"] and "ACC-1001" in event["rows"]["waiting"]
     response.close()
 
 

@@ -41,6 +41,43 @@
       document.body.setAttribute("data-refreshed", String(Date.now()));
     });
 
+  // The event carries the conversation's row as the views show it: put it in place, or take
+  // it out of a view it no longer belongs to. The search view only updates rows it shows.
+  var view = main && main.getAttribute("data-view");
+  var me = document.body.getAttribute("data-me");
+  function rowSelector(p) { return 'tr[data-phone="' + p.replace(/"/g, "") + '"]'; }
+  function belongs(event) {
+    if (view === "waiting") return event.status === "waiting";
+    if (view === "mine") return event.status === "agent" && event.assignee === me;
+    if (view === "live") return event.status !== "resolved";
+    if (view === "resolved") return event.status === "resolved";
+    return null;
+  }
+  function placeRow(event) {
+    var existing = rows.querySelector(rowSelector(event.phone));
+    var wanted = belongs(event);
+    if (wanted === false || (wanted === null && !existing)) {
+      if (existing) existing.parentNode.removeChild(existing);
+    } else {
+      var holder = document.createElement("tbody");
+      holder.innerHTML = view === "waiting" ? event.rows.waiting : event.rows.other;
+      var tr = holder.querySelector("tr");
+      if (!tr) return;
+      tr.classList.add("fresh");
+      Array.prototype.forEach.call(rows.querySelectorAll("tr:not([data-phone])"), function (empty) {
+        empty.parentNode.removeChild(empty);
+      });
+      if (existing) rows.replaceChild(tr, existing);
+      else if (view === "waiting") rows.appendChild(tr);  // the queue: oldest first
+      else rows.insertBefore(tr, rows.firstChild);
+    }
+    if (!rows.querySelector("tr")) {
+      rows.innerHTML = '<tr><td colspan="4" class="hint"></td></tr>';
+      rows.querySelector("td").textContent = rows.getAttribute("data-empty") || "";
+    }
+    document.body.setAttribute("data-refreshed", String(Date.now()));
+  }
+
   function scrollTranscript() {
     var t = document.getElementById("transcript");
     if (t) t.scrollTop = t.scrollHeight;
@@ -58,7 +95,10 @@
         return;
       }
       if (event.type === "signed_out") { source.close(); window.location.reload(); return; }
-      if (rows) { if (event.phone) fresh[event.phone] = true; refreshRows(); }
+      if (rows) {
+        if (event.rows) placeRow(event);
+        else if (event.phone && rows.querySelector(rowSelector(event.phone))) refreshRows();
+      }
       if (conv && event.phone === phone) refreshConv();
     });
     source.onerror = function () {
