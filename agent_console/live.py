@@ -32,6 +32,7 @@ from agent_console.inbox import REASONS, waited
 from bot import appkeys
 from bot.coordination import AGENT_FEED
 from bot.inbox import reads
+from bot.ledger.models import Conversation
 from bot.staff import sessions
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class Hub:
     """One Redis subscription per process, fanned out to each open console's queue."""
 
     def __init__(self) -> None:
-        self.consoles: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.consoles: set[asyncio.Queue[str]] = set()
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
         self._config: Any = None
@@ -92,19 +93,24 @@ class Hub:
                 shown.update(await self._rows(event["phone"]))
             except Exception:  # a row the page cannot show now: it still hears of the change
                 log.warning("inbox row for the live feed not rendered", exc_info=True)
+        serialized = json.dumps(shown)  # once, for every console
         for queue in list(self.consoles):
             if queue.qsize() < QUEUE_LIMIT:
-                queue.put_nowait(shown)
+                queue.put_nowait(serialized)
 
     async def _rows(self, phone: str) -> dict[str, Any]:
         """The conversation's status, owner and inbox row (the queue's and the other views')."""
         config = self._config
         async with config[appkeys.DATABASE].session() as db:
-            found = [row for row in await reads.list_conversations(db, search=phone[-4:])
-                     if row.phone == phone]
-        if not found:
+            # One conversation's row by its phone (the unique index): bot/inbox/reads.py's own
+            # row query, so the live row and the listed one are the same row.
+            # TODO(inbox-api): a public reads.conversation_row(session, phone) would be cleaner.
+            found = (await db.execute(
+                reads._rows_query().where(Conversation.phone == phone)  # noqa: SLF001
+            )).first()
+        if found is None:
             return {}
-        row = found[0]
+        row = reads._row(*found)  # noqa: SLF001
         template = config[PAGES].get_template("inbox_row.html")
         context = {"row": row, "now": config[appkeys.CLOCK].now(), "waited": waited,
                    "reasons": REASONS}
@@ -115,9 +121,9 @@ class Hub:
         }
 
     @contextlib.asynccontextmanager
-    async def console(self, request: web.Request) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+    async def console(self, request: web.Request) -> AsyncIterator[asyncio.Queue[str]]:
         self.start(request)
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        queue: asyncio.Queue[str] = asyncio.Queue()
         self.consoles.add(queue)
         try:
             yield queue
@@ -160,7 +166,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 
 async def _pump(request: web.Request, response: EventSourceResponse,
-                queue: asyncio.Queue[dict[str, Any]]) -> None:
+                queue: asyncio.Queue[str]) -> None:
     await response.send(json.dumps({"type": "hello"}), event="feed")
     while response.is_connected():
         try:
@@ -170,4 +176,4 @@ async def _pump(request: web.Request, response: EventSourceResponse,
                 await response.send(json.dumps({"type": "signed_out"}), event="feed")
                 return
             continue
-        await response.send(json.dumps(event), event="feed")
+        await response.send(event, event="feed")

@@ -175,6 +175,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             validator = RequestValidator(TOKEN)
             sent: dict[str, float] = {}
             answered: list[float] = []
+            answered_at: dict[str, float] = {}
             statuses: dict[int, int] = {}
 
             async def post(n: int, due: float) -> None:
@@ -187,7 +188,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                                      headers={"X-Twilio-Signature": signature}) as response:
                     await response.read()
                     statuses[response.status] = statuses.get(response.status, 0) + 1
-                answered.append(time.perf_counter() - due)
+                answered_at[phone] = time.perf_counter()
+                answered.append(answered_at[phone] - due)
 
             total = int(args.rate * args.seconds)
             start = time.perf_counter() + 0.2
@@ -211,6 +213,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 task.cancel()
         feed = [c.events[p] - sent[p] for c in consoles for p in c.events if p in sent]
         rows_missed = sum(total - len(c.screen) for c in consoles)
+        # What the console adds: its event after the webhook's own answer (negative: before it;
+        # the turn's events are published as its lock is let go, before the answer is written).
+        after_answer = [c.events[p] - answered_at[p] for c in consoles for p in c.events
+                        if p in answered_at]
         screen = [c.screen[p] - sent[p] for c in consoles for p in c.screen if p in sent]
         missed = sum(total - len(c.events) for c in consoles)
 
@@ -227,7 +233,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "messages": total, "workers": args.workers,
             "redis": "shared" if args.redis else "in-process", "view": args.view,
             "webhook_statuses": statuses, "webhook_ms": ms(answered),
-            "feed_ms": ms(feed), "screen_ms": ms(screen), "events_missed": missed,
+            "feed_ms": ms(feed), "screen_ms": ms(screen),
+            "event_after_answer_ms": ms(after_answer), "events_missed": missed,
             "rows_missed": rows_missed,
             "rows_requests": sum(c.refreshes for c in consoles),
         }
