@@ -13,6 +13,7 @@ from bot.clock import Clock, SystemClock
 from bot.config.check import require_production_ready
 from bot.config.settings import Settings
 from bot.coordination import Coordinator, connect_redis
+from bot.inbox import agent_webhook
 from bot.ledger.db import Database
 from bot.outreach.notifications import Notifier, ledger_email_opt_outs
 from bot.payments.service import PaymentService
@@ -68,6 +69,7 @@ async def _health(request: web.Request) -> web.Response:
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     database = Database(app[appkeys.SETTINGS].database_url)
+    agent_webhook.configure(database, app[appkeys.SETTINGS])  # events queued only with a URL
     if app[appkeys.SETTINGS].migrate_on_start:
         await database.migrate()
     app[appkeys.DATABASE] = database

@@ -50,6 +50,12 @@ values = ["+15555550100"]
 [[operations]]
 include-operation-id = ["createOffer", "createLink"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409", "422"]
+
+# An agent's message depends on the conversation (opted out, owned by another agent, the
+# customer's quiet hours: 409) and on its SMS segments, which a length cannot state (422).
+[[operations]]
+include-operation-id = ["sendConversationMessage", "claimConversation"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409", "422"]
 """
 
 

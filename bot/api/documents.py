@@ -158,6 +158,39 @@ class HandedBack(BaseModel):
     status: str
 
 
+ConversationStatus = Literal["waiting", "agent", "bot", "resolved"]
+
+
+class Conversation(BaseModel):
+    phone: str
+    account_id: str | None = Field(description="the account's account_id; null: not linked")
+    status: ConversationStatus
+    reason: str | None = Field(
+        description="why it was handed to a person: asked, confused, wrong_number, hardship, "
+                    "dispute, opt_out_unclear, agent_opened")
+    waiting_since: Instant | None
+    assignee: str | None = Field(description="the agent who owns it (status agent)")
+
+
+class ConversationList(BaseModel):
+    conversations: list[Conversation]
+
+
+class ConversationMessage(BaseModel):
+    direction: Literal["in", "out"]
+    author: str = Field(description="customer, bot, agent:NAME or system")
+    body: str
+    at: Instant
+    channel: str = Field(description="sms or web")
+    status: str | None = Field(
+        description="Twilio's delivery status of a text sent (queued, sent, delivered, "
+                    "undelivered, failed), replied for a reply in the webhook's answer")
+
+
+class ConversationDetail(Conversation):
+    messages: list[ConversationMessage]
+
+
 def answer_body(model: BaseModel, **dump: Any) -> dict[str, Any]:
     return model.model_dump(mode="json", **dump)
 

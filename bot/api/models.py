@@ -525,3 +525,51 @@ class OfferInput(BaseModel):
 
 
 OFFER_FIELDS = tuple(OfferInput.model_fields)
+
+
+# --- conversations (the agents' REST) ---
+
+# A conversation's number in a path, as the API writes it (E.164), or a US number's 10 digits
+# (11 with the leading 1). Separators are for forms, not paths.
+PHONE_PATH_PATTERN = r"^(?:\+[0-9]{8,15}|1?[0-9]{10})$"
+
+# An agent's NAME: it is written as "agent:NAME" on the messages and the audit trail (40).
+AGENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._@+-]{0,33}$"
+Agent = Annotated[
+    Str,
+    Field(pattern=AGENT_PATTERN, examples=["jsmith"],
+          description="the agent's name: letters, digits and . _ @ + - and spaces, at most 34"),
+    Says("agent must be a name of 1 to 34 letters, digits and . _ @ + - (e.g. jsmith)",
+         unless=("missing",)),
+]
+# Lines of printable text with at least one visible character.
+_LINE = r"[^\x00-\x09\x0b-\x1f\x7f-\x9f]"
+MESSAGE_PATTERN = f"^{_LINE}*[^\\s\\x00-\\x1f\\x7f-\\x9f]{_LINE}*$"
+
+
+class ClaimInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent: Agent
+
+
+class AgentMessageInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent: Agent
+    body: Annotated[
+        Str,
+        Field(min_length=1, max_length=306, pattern=MESSAGE_PATTERN,
+              description="the text (line breaks allowed): at most 2 SMS segments, that is 306 "
+                          "GSM-7 characters, or 134 once one character needs UCS-2 (an emoji); "
+                          "curly quotes, dashes and accents GSM-7 lacks are sent as their "
+                          "GSM-7 look-alikes"),
+        Says("body must be text of 1 to 306 characters", null=False),
+    ]
+
+
+class HandBackInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent: Annotated[Agent, Field(description="who hands back (recorded as agent:NAME); "
+                                              "left out: api")] = "api"

@@ -22,11 +22,12 @@ REF = "#/components/schemas/{model}"
 
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     models.AccountInput, models.LinkInput, models.CancelPlanInput, models.WithdrawOfferInput,
-    models.OfferInput,
+    models.OfferInput, models.ClaimInput, models.AgentMessageInput, models.HandBackInput,
 )
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     documents.Account, documents.Offer, documents.OfferList, documents.Link,
-    documents.PlanCanceled, documents.HandedBack, documents.Error,
+    documents.PlanCanceled, documents.HandedBack, documents.Error, documents.Conversation,
+    documents.ConversationList, documents.ConversationMessage, documents.ConversationDetail,
 )
 
 
@@ -79,7 +80,8 @@ _ACCOUNT_ID = _path_parameter(
     "account_id", {"type": "string", "pattern": fields.ACCOUNT_ID_PATTERN, "maxLength": 64}
 )
 _PHONE = _path_parameter(
-    "phone", {"type": "string", "maxLength": 30, "pattern": fields.PHONE_PATTERN}
+    "phone", {"type": "string", "pattern": models.PHONE_PATH_PATTERN,
+              "description": "E.164 (+15555550100), or a US number's 10 digits"}
 )
 _AUTH_ERRORS = {
     "401": _error("no or wrong API key"),
@@ -210,16 +212,90 @@ PATHS: dict[str, Any] = {
             },
         }
     },
-    "/conversations/{phone}/handback": {
-        "post": {
-            "operationId": "handBackConversation",
-            "summary": "Hand a conversation taken by an agent back to the bot",
+    "/conversations": {
+        "get": {
+            "operationId": "listConversations",
+            "summary": "Conversations, by status: waiting for a person (oldest first), with an "
+                       "agent, with the bot, resolved (latest activity first)",
+            "parameters": [{
+                "name": "status", "in": "query", "required": False,
+                "schema": {"type": "string", "enum": ["waiting", "agent", "bot", "resolved"]},
+            }],
+            "responses": {
+                "200": _json("ConversationList", "the conversations (at most 1,000)"),
+                "400": _error("status is not one of waiting, agent, bot, resolved"),
+                **_AUTH_ERRORS,
+            },
+        }
+    },
+    "/conversations/{phone}": {
+        "get": {
+            "operationId": "getConversation",
+            "summary": "A conversation with its whole transcript (customer, bot and agents)",
             "parameters": [_PHONE],
             "responses": {
-                "200": _json("HandedBack", "handed back"),
+                "200": _json("ConversationDetail", "the conversation"),
                 "400": _error("not a phone number"),
                 **_AUTH_ERRORS,
                 "404": _error("no such conversation"),
+            },
+        }
+    },
+    "/conversations/{phone}/claim": {
+        "post": {
+            "operationId": "claimConversation",
+            "summary": "An agent takes the conversation: the bot stays quiet, the customer's "
+                       "messages are the agent's",
+            "parameters": [_PHONE],
+            "requestBody": _body(models.ClaimInput),
+            "responses": {
+                "200": _json("Conversation", "claimed (or already this agent's)"),
+                "400": _error("not a phone number, or the body is not a JSON object"),
+                **_AUTH_ERRORS,
+                "404": _error("no such conversation"),
+                "409": _error("another agent owns the conversation"),
+                **_TOO_LARGE,
+                "422": _error("agent is not a name"),
+            },
+        }
+    },
+    "/conversations/{phone}/messages": {
+        "post": {
+            "operationId": "sendConversationMessage",
+            "summary": "An agent's text to the customer, sent through the SMS provider with "
+                       "its delivery status tracked; claims the conversation when no agent "
+                       "owns it",
+            "parameters": [_PHONE],
+            "requestBody": _body(models.AgentMessageInput),
+            "responses": {
+                "201": _json("ConversationMessage", "queued to the SMS provider"),
+                "400": _error("not a phone number, or the body is not a JSON object"),
+                **_AUTH_ERRORS,
+                "404": _error("no such conversation"),
+                "409": _error(
+                    "the number opted out, another agent owns the conversation, or it is the "
+                    "customer's quiet hours and they have not written within the last hour"
+                ),
+                **_TOO_LARGE,
+                "422": _error("the body is empty or longer than 2 SMS segments"),
+                "502": _error("the SMS provider did not take the message; nothing was stored"),
+            },
+        }
+    },
+    "/conversations/{phone}/handback": {
+        "post": {
+            "operationId": "handBackConversation",
+            "summary": "Hand a conversation back to the bot (main menu); the customer is told "
+                       "they are back with the automated assistant",
+            "parameters": [_PHONE],
+            "requestBody": _body(models.HandBackInput, required=False),
+            "responses": {
+                "200": _json("HandedBack", "handed back"),
+                "400": _error("not a phone number, or the body is not a JSON object"),
+                **_AUTH_ERRORS,
+                "404": _error("no such conversation"),
+                **_TOO_LARGE,
+                "422": _error("agent is not a name"),
             },
         }
     },

@@ -94,7 +94,25 @@ def review(settings: Settings) -> Review:
         else Item("PAYBOT_API_KEY", "missing" if production else "optional",
                   "the REST API's bearer key; without it the API answers nothing")
     )
+    items.extend(_agent_webhook(settings, production))
     return Review(production=production, items=tuple(items))
+
+
+def _agent_webhook(settings: Settings, production: bool) -> list[Item]:
+    """Events about customers leave for another desk: signed, and over https in production."""
+    if not settings.agent_webhook_url:
+        return [Item("PAYBOT_AGENT_WEBHOOK_URL", "optional",
+                     "not set: no agents' webhook events are queued or sent")]
+    items = _https_override("PAYBOT_AGENT_WEBHOOK_URL", settings.agent_webhook_url, production)
+    if not settings.agent_webhook_secret:
+        items.append(Item("PAYBOT_AGENT_WEBHOOK_SECRET", "missing" if production else "optional",
+                          "not set: agents' webhook events go unsigned (the receiver cannot "
+                          "tell them from forgeries)"))
+    elif len(settings.agent_webhook_secret.encode()) < 16:
+        items.append(Item("PAYBOT_AGENT_WEBHOOK_SECRET", "invalid", "shorter than 16 bytes"))
+    else:
+        items.append(Item("PAYBOT_AGENT_WEBHOOK_SECRET", "ok", "set"))
+    return items
 
 
 def require_production_ready(settings: Settings) -> None:

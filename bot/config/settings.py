@@ -152,6 +152,12 @@ class Settings(BaseModel):
     # armour); webhooks/sendgrid.py reads either. Unset: POST /webhooks/sendgrid refuses (400).
     sendgrid_webhook_public_key: str | None = _env("SENDGRID_WEBHOOK_PUBLIC_KEY")
 
+    # The agents' own desk (Flex, Zendesk, Chatwoot...): needs_agent, customer_message and
+    # resolved are POSTed there, signed with the secret (bot/inbox/agent_webhook.py). Unset: no
+    # event is queued at all.
+    agent_webhook_url: str | None = _env("PAYBOT_AGENT_WEBHOOK_URL")
+    agent_webhook_secret: str | None = _env("PAYBOT_AGENT_WEBHOOK_SECRET")
+
     # Proxies whose X-Forwarded-For is believed (portal_fallback.sessions.client_ip); none by
     # default: a client may write anything in that header.
     trusted_proxies: Networks = _env("PAYBOT_TRUSTED_PROXIES", ())
@@ -183,6 +189,13 @@ class Settings(BaseModel):
     def _redis_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://")):
             raise ConfigError(f"{_key(info)} must be redis://... (or unset for in-process Redis)")
+        return value
+
+    @field_validator("agent_webhook_url")
+    @classmethod
+    def _agent_webhook_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ConfigError(f"{_key(info)} must be an http:// or https:// URL (or unset)")
         return value
 
     @field_validator("public_base_url")

@@ -118,3 +118,18 @@ async def resolve(session: AsyncSession, conv: Conversation, *, by: str, at: dat
     await agent_webhook.enqueue(
         session, "resolved", {"phone": conv.phone, "account_id": conv.account_id, "by": by}, at=at
     )
+
+
+async def customer_wrote(
+    session: AsyncSession, conv: Conversation, *, text: str, channel: str, at: datetime
+) -> None:
+    """The customer wrote while waiting for or with an agent: the agents' own desk is told
+    (``customer_message``), in the turn's transaction. The engine calls this for each such
+    inbound message; a conversation with the bot is nobody's business there."""
+    if conv.status not in OPEN:
+        return
+    await agent_webhook.enqueue(
+        session, "customer_message",
+        {"phone": conv.phone, "account_id": conv.account_id, "text": text, "channel": channel},
+        at=at,
+    )

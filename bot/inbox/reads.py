@@ -245,6 +245,28 @@ async def list_conversations(
     return [_row(*row) for row in result.all()]
 
 
+async def get_conversation(
+    session: AsyncSession, phone: str, *, for_update: bool = False
+) -> Conversation | None:
+    """The conversation row on ``phone`` (+E.164), for an action (replies, notes) to act on.
+    ``for_update``: locked until the action commits (PostgreSQL), so of two agents claiming at
+    once the second sees the first's claim and is refused; SQLite's writers already queue."""
+    query = select(Conversation).where(Conversation.phone == phone)
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def counts(session: AsyncSession, *, assignee: str | None = None) -> dict[str, int]:
+    """How many conversations each status holds (every status named, 0 where none), in one
+    statement: the views' badges. With ``assignee``: that agent's only."""
+    query = select(Conversation.status, func.count()).group_by(Conversation.status)
+    if assignee is not None:
+        query = query.where(Conversation.assignee == assignee)
+    found = {status: count for status, count in (await session.execute(query)).all()}
+    return {status: int(found.get(status, 0)) for status in STATUSES}
+
+
 _DETAIL = (
     select(*_ROW_COLUMNS, OptOut.opted_out, Account, Creditor)
     .outerjoin(Account, Account.id == Conversation.account_id)

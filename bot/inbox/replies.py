@@ -66,6 +66,10 @@ class MessageTooLong(Refused):
     code = "too_long"
 
 
+class InvalidText(Refused):
+    code = "invalid_text"
+
+
 class QuietHours(Refused):
     code = "quiet_hours"
 
@@ -141,6 +145,10 @@ def check_body(body: str) -> str:
     text = prepare(body)
     if not text:
         raise EmptyMessage("the message is empty")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no carrier or database takes it
+        raise InvalidText("the message has characters that cannot be sent") from None
     count = gsm7.segment_count(text)
     if count > MAX_SEGMENTS:
         limit = 306 if gsm7.is_gsm7(text) else 134
@@ -215,6 +223,7 @@ async def _send(
     now: datetime, settings: Settings, coordinator: Coordinator | None, kind: str,
     link_slot: str | None = None,
 ) -> SentReply:
+    phone = conv.phone  # a failed send rolls back, and the row with it
     account = await _refuse_if_closed(session, conv, agent, settings, now)
     if link_slot is not None and link_slot in text:
         if account is None:
@@ -236,8 +245,8 @@ async def _send(
         )
     except RecipientOptedOut as exc:
         await session.rollback()
-        await ledger.set_opt_out(session, conv.phone, opted_out=True, keyword="carrier 21610",
-                                 channel="sms", at=now)
+        await ledger.set_opt_out(session, phone, opted_out=True, keyword="carrier 21610",
+                                 channel="carrier", at=now)
         await session.commit()
         raise OptedOut("the customer opted out of texts at the carrier") from exc
     except SmsError as exc:
@@ -302,8 +311,11 @@ async def claim(
     coordinator: Coordinator | None = None,
 ) -> None:
     """The agent takes the conversation (``reassign``: a supervisor takes it from another);
-    commits. Raises handoffs.OwnedByAnother, InvalidAgent."""
+    commits. Claiming one's own conversation again changes (and tells) nothing. Raises
+    handoffs.OwnedByAnother, InvalidAgent."""
     agent = check_agent(agent)
+    if conv.status == "agent" and conv.assignee == agent:
+        return
     previous = conv.assignee if conv.status == "agent" else None
     await handoffs.claim(session, conv, agent=agent, at=now, reassign=reassign)
     conv.updated_at = now
@@ -327,13 +339,15 @@ async def hand_back(
     coordinator: Coordinator | None = None,
 ) -> bool:
     """Resolve the conversation back to the bot (from the main menu), recording the agent;
-    commits. With ``providers`` and ``settings`` the customer is told they are back with the
-    automated assistant, unless the number opted out or it is their quiet hours and they have
-    not written within the hour (the hand-back stands either way). True when they were told."""
+    commits. With ``providers`` and ``settings`` a customer who was waiting for or with a person
+    is told they are back with the automated assistant, unless the number opted out or it is
+    their quiet hours and they have not written within the hour (the hand-back stands either
+    way). True when they were told."""
     agent = check_agent(agent)
+    was_away = conv.status in handoffs.OPEN  # one who never left the bot is not told
     await handoffs.resolve(session, conv, by=f"agent:{agent}", at=now)
     told = False
-    if providers is not None and settings is not None:
+    if providers is not None and settings is not None and was_away:
         try:
             await _refuse_if_closed(session, conv, agent, settings, now)
             sent = await providers.sms.send(

@@ -81,6 +81,7 @@ from bot.ledger.db import Database
 from bot.outreach import email_outbox
 from bot.outreach.notifications import Notifier
 from bot.providers.payments import PaymentGateway
+from bot.worker.agent_webhook_pass import deliver_agent_webhooks
 from bot.worker.charges import ChargeLookup, Charges
 from bot.worker.claims import Claims, Job
 from bot.worker.config import PassReport, WorkerConfig
@@ -200,6 +201,10 @@ class Worker:
                 report, database=self.database, settings=self.settings, clock=self.clock,
                 notifier=self.notifier, sms_limiter=self.sms_limiter, actor=self.name,
                 should_stop=self._stop.is_set,
+            )
+        if not self._stop.is_set():
+            await deliver_agent_webhooks(
+                report, database=self.database, settings=self.settings, clock=self.clock
             )
         if not self._stop.is_set():
             await send_overdue_emails(
