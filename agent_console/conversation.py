@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from agent_console.app import HEADERS, current, page
 from bot import appkeys
 from bot.inbox import canned, handoffs, notes, reads, replies
 from bot.ledger.models import Account, Conversation
+from bot.plans import offers
 
 # What the page says after an action (by key: nothing a request wrote is shown back).
 DONE = {
@@ -25,13 +25,19 @@ DONE = {
     "note": "Note kept (only staff see it).",
     "handed_back": "Handed back to the bot; the customer was told to reply MENU for options.",
     "handed_back_quiet": "Handed back to the bot (the customer could not be told now).",
+    "offer": "Offer made; it goes out as chosen (the worker sends it when the customer may be "
+             "texted).",
     "wrong_number": "Marked as a wrong number: the number is unlinked from the account and will "
                     "not be texted about it again.",
 }
+class _BadOffer(replies.Refused):
+    code = "invalid_offer"
+
+
 STATUS_FOR = {
     handoffs.OwnedByAnother: 409, replies.OptedOut: 409, replies.QuietHours: 409,
     replies.EmptyMessage: 422, replies.MessageTooLong: 422, replies.NoAccount: 409,
-    replies.NotSent: 502, canned.CannedRefused: 422,
+    replies.NotSent: 502, canned.CannedRefused: 422, _BadOffer: 422,
 }
 
 
@@ -43,6 +49,7 @@ def add_routes(console: web.Application) -> None:
     console.router.add_post("/c/{digits}/note", note)
     console.router.add_post("/c/{digits}/handback", hand_back)
     console.router.add_post("/c/{digits}/wrong-number", wrong_number)
+    console.router.add_post("/c/{digits}/offer", make_offer)
 
 
 def phone_of(request: web.Request) -> str:
@@ -83,9 +90,11 @@ async def render(request: web.Request, *, status: int = 200, error: str | None =
         detail = await reads.conversation_detail(db, phone, now=now, flow=settings.flow)
         if detail is None:
             raise web.HTTPNotFound()
-        conv = await db.scalar(select(Conversation).where(Conversation.phone == phone))
+        conv = await reads.get_conversation(db, phone)
         assert conv is not None
-        filled = await _canned_for(db, request, conv) if request.query.get("part") is None else []
+        part = request.query.get("part") is not None
+        filled = [] if part else await _canned_for(db, request, conv)
+        counts = None if part else await reads.counts(db)
     me = _me(request)
     row = detail.row
     context = dict(
@@ -96,7 +105,7 @@ async def render(request: web.Request, *, status: int = 200, error: str | None =
         owned_by_other=row.status == "agent" and row.assignee not in (None, me.name),
         may_reply=not detail.opted_out and (not detail.quiet_hours or
                                             detail.may_reply_in_quiet_hours),
-        max_segments=replies.MAX_SEGMENTS,
+        max_segments=replies.MAX_SEGMENTS, counts=counts,
     )
     template = "conversation_part.html" if request.query.get("part") else "conversation.html"
     return page(request, template, status, **context)
@@ -131,7 +140,9 @@ async def _act(request: web.Request, action: Any, *, done: str, draft: str = "",
     phone = phone_of(request)
     now = request.config_dict[appkeys.CLOCK].now()
     async with request.config_dict[appkeys.DATABASE].session() as db:
-        conv = await db.scalar(select(Conversation).where(Conversation.phone == phone))
+        # Locked until the action commits (PostgreSQL): of two agents claiming at once, the
+        # second sees the first's claim.
+        conv = await reads.get_conversation(db, phone, for_update=True)
         if conv is None:
             raise web.HTTPNotFound()
         try:
@@ -224,3 +235,46 @@ async def wrong_number(request: web.Request) -> web.StreamResponse:
              "at": now.isoformat()})
 
     return await _act(request, action, done="wrong_number")
+
+
+
+def _offer_request(form: Any, now: Any) -> offers.OfferRequest:
+    """The form's offer, read as the offer rules take it (they check the rest)."""
+    from datetime import date
+
+    from bot.money import InvalidAmount, dollars_to_cents
+
+    kind = form.get("kind")
+    send_via = form.get("send_via") or None
+    if send_via not in (None, "sms", "email", "both"):
+        raise _BadOffer("send via sms, email or both")
+    try:
+        if kind == "settlement":
+            return offers.OfferRequest(kind="settlement", created_by="",
+                                       settlement_cents=dollars_to_cents(
+                                           str(form.get("amount", ""))[:20]),
+                                       send_via=send_via)
+        if kind == "plan":
+            count = int(str(form.get("count", ""))[:4])
+            start = date.fromisoformat(str(form.get("start", ""))[:10])
+            return offers.OfferRequest(kind="plan", created_by="", count=count,
+                                       frequency=str(form.get("frequency", ""))[:20],
+                                       start=start, send_via=send_via)
+    except InvalidAmount:
+        raise _BadOffer("the settlement amount is not an amount in dollars") from None
+    except ValueError:
+        raise _BadOffer("a plan needs a number of payments and a start date") from None
+    raise _BadOffer("choose a settlement or a plan")
+
+
+async def make_offer(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+
+    async def action(db: Any, conv: Conversation, me: Any, now: Any) -> None:
+        try:
+            await replies.make_offer(db, conv, agent=me.name, request=_offer_request(form, now),
+                                     settings=request.config_dict[appkeys.SETTINGS], now=now)
+        except offers.InvalidOffer as exc:
+            raise _BadOffer(f"{exc.field.replace('_', ' ')}: {exc.reason}") from None
+
+    return await _act(request, action, done="offer")

@@ -60,8 +60,15 @@ async def view(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
     term = request.query.get("q", "").strip()[:80]
     rows = await rows_for(request, name, term) if name != "search" or term else []
+    counts = None
+    if not request.query.get("rows"):
+        async with request.config_dict[appkeys.DATABASE].session() as db:
+            counts = await reads.counts(db)
+            me = current(request)
+            assert me is not None
+            counts["mine"] = (await reads.counts(db, assignee=me.staff.name))["agent"]
     now = request.config_dict[appkeys.CLOCK].now()
     title, empty = VIEWS[name]
     template = "inbox_rows.html" if request.query.get("rows") else "inbox.html"
     return page(request, template, title=title, view=name, rows=rows, empty=empty, term=term,
-                now=now, waited=waited, reasons=REASONS)
+                now=now, waited=waited, reasons=REASONS, counts=counts)

@@ -136,7 +136,7 @@ HUB = web.AppKey("console_live_hub", Hub)
 
 def add_routes(console: web.Application) -> None:
     console[HUB] = Hub()
-    console.on_cleanup.append(_stop)
+    console.on_shutdown.append(_stop)  # before the database closes (cleanup)
     console.router.add_get("/live", stream)
 
 

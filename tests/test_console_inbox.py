@@ -184,3 +184,28 @@ async def test_marking_a_wrong_number_unlinks_it(app, client, phone):
     assert "not linked to an account" in page
     async with app[appkeys.DATABASE].session() as session:
         assert await session.scalar(select(Message.id).limit(1)) is not None
+
+
+async def test_an_agent_makes_an_offer_through_the_offer_rules(app, client, phone):
+    from bot.ledger.models import Offer
+
+    await waiting_customer(app, phone)
+    await add_staff(app)
+    ana = Console(client)
+    await ana.sign_in()
+    refused = await ana.post("/agent/c/15555550100/offer",
+                             {"kind": "settlement", "amount": "1250.00", "send_via": ""})
+    assert refused.status == 422
+    assert "Make an offer" in await refused.text()
+    nonsense = await ana.post("/agent/c/15555550100/offer",
+                              {"kind": "plan", "count": "six", "send_via": ""})
+    assert nonsense.status == 422
+    assert "A plan needs a number of payments and a start date." in await nonsense.text()
+    made = await ana.post("/agent/c/15555550100/offer",
+                          {"kind": "settlement", "amount": "800.00", "send_via": ""})
+    assert made.headers["Location"] == "/agent/c/15555550100?done=offer"
+    page = await (await ana.get("/agent/c/15555550100")).text()
+    assert "Settle for $800.00" in page
+    async with app[appkeys.DATABASE].session() as session:
+        (offer,) = await session.scalars(select(Offer))
+    assert (offer.kind, offer.total_cents, offer.created_by) == ("settlement", 80000, "agent:Ana")
