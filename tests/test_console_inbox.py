@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from bot import appkeys
 from bot.ledger.models import AuditEvent, Message
+from tests.conftest import signed_post
 from tests.console_support import Console, add_staff
 from tests.seed import add_account
 
@@ -166,6 +167,21 @@ async def test_the_live_feed_names_what_changed_and_no_message_text(app, client,
     # The row as the views show it comes along, so an inbox needs not ask again.
     assert event["status"] in ("bot", "waiting")
     assert "Maria Lopez" in event["rows"]["other"] and "ACC-1001" in event["rows"]["waiting"]
+
+    # Twilio's delivery status of an agent's text: the console hears of it, the page shows it.
+    await ana.post("/agent/c/15555550100/reply", {"body": "Hello Maria"})
+    sid = app[appkeys.PROVIDERS].sms.outbox[-1].sid
+    while (await next_event())["type"] != "agent_message":
+        pass
+    status = await signed_post(client, "/webhooks/twilio/status", {
+        "MessageSid": sid, "MessageStatus": "delivered", "To": "+15555550100",
+        "From": "+15005550006", "AccountSid": "AC" + "0" * 32})
+    assert status.status == 204
+    while (event := await next_event())["type"] != "delivery":
+        pass
+    assert event["phone"] == "+15555550100"
+    page = await (await ana.get("/agent/c/15555550100?part=1")).text()
+    assert "Hello Maria<span class=\"meta\">Ana &middot; SMS" in page and "delivered" in page
     response.close()
 
 
