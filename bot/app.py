@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web, web_response
 
+from agent_console import app as console
 from bot import api, appkeys
 from bot.clock import Clock, SystemClock
 from bot.config.check import require_production_ready
@@ -50,8 +51,14 @@ def create_app(
     app.router.add_post("/webhooks/sendgrid", sendgrid_webhooks.handle)
     app.add_subapp("/api/v1/", api.create_app())
     portal.add_routes(app)
+    app.add_subapp("/agent/", console.create_app())
+    app.router.add_get("/agent", _to_console)
     app.router.add_get("/healthz", _health)
     return app
+
+
+async def _to_console(_: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/agent/")
 
 
 async def _health(request: web.Request) -> web.Response:

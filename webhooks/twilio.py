@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 
 from aiohttp import web
 from twilio.request_validator import RequestValidator
@@ -108,4 +109,17 @@ async def message_status(request: web.Request) -> web.Response:
                     at=clock.now(),
                 )
         await session.commit()
+    await _tell_agents_of_delivery(request, form.get("To", ""), clock.now())
     return web.Response(status=204)
+
+
+async def _tell_agents_of_delivery(request: web.Request, to: str, at: datetime) -> None:
+    """A console showing the conversation reads its transcript again: the status shows live."""
+    try:
+        phone = normalize_phone(to) if to else None
+    except InvalidPhone:
+        phone = None
+    if phone:
+        await request.config_dict[appkeys.COORDINATOR].publish(
+            {"type": "delivery", "phone": phone, "at": at.isoformat()}
+        )

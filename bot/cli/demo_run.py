@@ -141,6 +141,34 @@ async def seed(app: web.Application) -> None:
         await session.commit()
 
 
+DEMO_AGENT = ("agent@paybot.demo", "Demo Agent", "demo-agent-password")
+DEMO_SUPERVISOR = ("supervisor@paybot.demo", "Demo Supervisor")
+
+
+async def seed_staff(app: web.Application) -> list[str]:
+    """The demo's console staff: an agent with a known password, and a supervisor given a fresh
+    setup link each run (a supervisor's second factor is enrolled there). How to sign in."""
+    from bot.staff import accounts
+
+    settings = app[appkeys.SETTINGS]
+    now = app[appkeys.CLOCK].now()
+    email, name, password = DEMO_AGENT
+    async with app[appkeys.DATABASE].session() as session:
+        if await accounts.by_email(session, email) is None:
+            await accounts.add(session, email, name, "agent", at=now, by="demo",
+                               password=password)
+        if await accounts.by_email(session, DEMO_SUPERVISOR[0]) is None:
+            await accounts.add(session, *DEMO_SUPERVISOR, "supervisor", at=now, by="demo")
+        token = await accounts.reset(session, DEMO_SUPERVISOR[0], at=now, by="demo")
+        await session.commit()
+    return [
+        f"\nThe staff console: {settings.public_base_url}/agent/login",
+        f"  agent: {email} / {password}",
+        f"  supervisor: set a password and the authenticator app at "
+        f"{settings.public_base_url}{accounts.setup_path(token)}",
+    ]
+
+
 async def reset_history(session: AsyncSession, account_id: int) -> None:
     """A demo run starts its accounts afresh: localstripe starts empty, so saved methods and
     payments of an earlier run point at nothing. Only demo accounts are touched."""
@@ -358,6 +386,8 @@ async def run_demo(
                 f"Accounts via the API: curl -H 'Authorization: Bearer {settings.api_key}' "
                 f"{settings.public_base_url}/api/v1/accounts/DEMO-1002"
             )
+            for line in await seed_staff(app):
+                print(line)
             if once:
                 return
             if interactive:

@@ -164,6 +164,8 @@ class Settings(BaseModel):
     # Inbound SMS turns one web process works on at once; the rest wait their turn in order.
     # A few in flight keep the database busy; many only slow every one of them down.
     sms_turns_in_flight: AtLeast1 = _env("PAYBOT_SMS_TURNS_IN_FLIGHT", 8)
+    # A console session (agent_console) ends after this many minutes without a request.
+    staff_idle_minutes: AtLeast1 = _env("PAYBOT_STAFF_IDLE_MINUTES", 30)
 
     # Not from the environment.
     link_lifetime_hours: int = 72
