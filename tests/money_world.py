@@ -129,7 +129,7 @@ class World:
         for p in ledger.payments:
             if ledger.is_settlement(p) and p.status in IN_HAND and p.id not in self.settled_by:
                 self.settled_by[p.id] = ORIGINAL - sum(
-                    q.amount_cents for q in others if q.status in IN_HAND
+                    q.amount_cents - q.refunded_cents for q in others if q.status in IN_HAND
                 )
         # A payment still Scheduled under a settlement on its way is held, never charged: it is
         # owed again only if the settlement's bank debit fails, and is canceled once it is Paid.
@@ -138,7 +138,9 @@ class World:
             for p in ledger.payments
         )
         counted = IN_HAND if on_its_way else ACTIVE
-        promised = sum(p.amount_cents for p in others if p.status in counted) + sum(
+        # A refund gives back what was taken: counted net of it (and the balance rose by it).
+        promised = sum(p.amount_cents - p.refunded_cents for p in others
+                       if p.status in counted) + sum(
             self.settled_by[p.id]
             for p in ledger.payments
             if ledger.is_settlement(p) and p.status in IN_HAND
@@ -149,7 +151,8 @@ class World:
         )
         settled = any(ledger.is_settlement(p) and p.status == "paid" for p in ledger.payments)
         expected = (
-            0 if settled else ORIGINAL - sum(p.amount_cents for p in others if p.status == "paid")
+            0 if settled else ORIGINAL - sum(p.amount_cents - p.refunded_cents
+                                             for p in others if p.status == "paid")
         )
         assert ledger.balance == expected, (
             f"balance {ledger.balance}, expected {expected}\n{ledger.lines()}\n{story}"
@@ -335,6 +338,11 @@ class World:
             fate = "payment_intent.succeeded" if outcome == "settles" else (
                 "payment_intent.payment_failed")
         fate = self.fates.setdefault(payment.processor_id, fate)
+        if fate == "payment_intent.succeeded" and any(
+            c.processor_id == payment.processor_id and c.status == "pending"
+            for c in self.gateway.charges
+        ):
+            self.gateway.settle(payment.processor_id)  # the bank settled: the processor knows
         event_type = "payment_intent.processing" if kind == "processing" else fate
         event = intent_event(
             event_type, payment.processor_id, amount=payment.amount_cents,
@@ -345,6 +353,35 @@ class World:
         assert status == 200, status
         self.sent_events.append(event)
         self.log.append(f"    Stripe {event_type} for #{payment.id} ({payment.status})")
+
+    async def refund(self, pick: int, share: str) -> None:
+        """A supervisor refunds the pick-th Paid payment that is no settlement, all that is left
+        of it or half, while no settlement is in hand (what a refund does to a settled account
+        is the creditor's call: bot/payments/refunds.py). Asked twice: the second is the same
+        request and must refund nothing more."""
+        from bot.payments.refunds import MoneyOperationError, refund_payment
+
+        ledger = await self.ledger()
+        if any(ledger.is_settlement(p) and p.status in IN_HAND for p in ledger.payments):
+            return
+        paid = [p for p in ledger.payments if p.status == "paid" and not ledger.is_settlement(p)]
+        if not paid:
+            return
+        payment = paid[pick % len(paid)]
+        left = payment.amount_cents - payment.refunded_cents
+        amount = None if share == "all" else max(1, left // 2)
+        for _ in range(2):
+            try:
+                done = await refund_payment(
+                    self.app[appkeys.DATABASE], self.gateway, reference=payment.reference,
+                    actor="staff:property", clock=self.clock, amount_cents=amount,
+                    notifier=self.app[appkeys.ENGINE].notifier,
+                )
+            except MoneyOperationError as exc:
+                self.log.append(f"    refund of #{payment.id} refused: {exc}")
+                return
+            self.log.append(f"    refund {done.amount_cents} of #{payment.id}: {done.status}"
+                            f"{' (repeated)' if done.repeated else ''}")
 
     def today(self) -> date:
         return self.clock.now().astimezone(NY).date()

@@ -4,7 +4,8 @@ worker may do: Hypothesis draws the sequences, each step goes through the produc
 
 - what is Paid, Pending, Processing or Scheduled never exceeds the original balance (a Paid or
   Pending settlement counts as settling the account in full), and
-- the balance is the original amount minus what was Paid (0 once a settlement is Paid).
+- the balance is the original amount minus what was Paid (0 once a settlement is Paid),
+  both net of what was refunded (a refund gives the room back: the balance rises by it).
 
 Examples are drawn derandomized (the same sequences on every run, so CI is reproducible and a
 failure on one machine is the failure on another) and no example database is kept (no .hypothesis
@@ -139,6 +140,17 @@ class StripeEvent:
         await w.stripe_event(self.pick, self.outcome, self.kind)
 
 
+@dataclass(frozen=True)
+class RefundPaid:
+    """A supervisor refunds a Paid payment, all that is left of it or half (asked twice)."""
+
+    pick: int
+    share: Literal["all", "half"]
+
+    async def run(self, w: World) -> None:
+        await w.refund(self.pick, self.share)
+
+
 channels = st.sampled_from(["sms", "web"])
 methods = st.sampled_from(["visa", "bank", "declining"])
 amounts = st.one_of(
@@ -156,6 +168,7 @@ actions = st.one_of(
     st.builds(RunWorker, st.sampled_from([0, 1, 7, 20, 31, 45, 95])),
     st.builds(StripeEvent, st.integers(0, 9), st.sampled_from(["settles", "fails"]),
               st.sampled_from(["outcome", "outcome", "processing", "again"])),
+    st.builds(RefundPaid, st.integers(0, 9), st.sampled_from(["all", "half"])),
 )
 
 
@@ -199,6 +212,11 @@ FINDING_2 = [Settle("sms", "bank"), Settle("sms", "visa"), Settle("web", "visa")
 # scheduled one is still promised on top of it, and the worker may not charge it on its day.
 SCHEDULED_UNDER_A_SETTLEMENT = [Schedule("sms", 2500, "visa", 1), Settle("sms", "bank"),
                                 RunWorker(1), StripeEvent(1, "settles", "outcome")]
+# A refund gives room back: paid, refunded in part, paid again up to the balance, refunded in
+# full, then settled.
+REFUND_THEN_PAY_AGAIN = [PayNow("sms", 125000, "visa"), RefundPaid(0, "half"),
+                         PayNow("web", 62500, "visa"), RefundPaid(0, "all"),
+                         Settle("sms", "visa"), RefundPaid(1, "all")]
 
 
 @pytest.mark.timeout(900)  # room for Hypothesis to shrink a failure (it stops after 5 min)
@@ -207,6 +225,7 @@ SCHEDULED_UNDER_A_SETTLEMENT = [Schedule("sms", 2500, "visa", 1), Settle("sms", 
 @example(steps=FINDING_1)
 @example(steps=FINDING_2)
 @example(steps=SCHEDULED_UNDER_A_SETTLEMENT)
+@example(steps=REFUND_THEN_PAY_AGAIN)
 async def test_never_more_taken_or_promised_than_owed(backend: Backend, steps: list) -> None:
     async with world(backend) as w:
         await w.check()

@@ -7,7 +7,9 @@ import argparse
 import logging
 import sys
 
-from bot.cli import accounts, campaigns, chat, creditors, demo, emails, plans, serve, staff
+from bot.cli import (
+    accounts, campaigns, chat, creditors, demo, emails, payments, plans, serve, staff,
+)
 from bot.cli.common import load_settings, quiet_logging
 from bot.config.settings import ConfigError, Settings
 
@@ -15,7 +17,7 @@ from bot.config.settings import ConfigError, Settings
 REGISTER = (
     demo.register, serve.register, chat.register, accounts.register, campaigns.register,
     plans.register, creditors.register, serve.register_check_config, emails.register,
-    staff.register,
+    staff.register, payments.register,
 )
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "MethodRejected",
     "PaymentError",
     "PaymentGateway",
+    "RefundResult",
     "SavedMethod",
     "check_amount",
     "check_idempotency_key",
@@ -107,6 +108,23 @@ class ChargeResult:
 CHARGE_STATUSES = frozenset({"paid", "pending", "declined", "requires_action"})
 
 
+@dataclass(frozen=True)
+class RefundResult:
+    """What the processor said of one refund (the same type from Stripe and the sandbox).
+
+    ``succeeded``: the money is on its way back; ``pending``: accepted, the bank has not
+    confirmed yet (it may still fail, rarely); ``failed``: nothing was given back. A refund
+    the processor refuses outright (already refunded, beyond what was charged) is a
+    ``PaymentError`` with Stripe's code, not a result."""
+
+    status: str  # "succeeded" | "pending" | "failed"
+    processor_id: str | None  # re_...
+    failure_code: str | None = None
+
+
+REFUND_STATUSES = frozenset({"succeeded", "pending", "failed"})
+
+
 @runtime_checkable
 class PaymentGateway(Protocol):
     async def ensure_customer(
@@ -129,6 +147,18 @@ class PaymentGateway(Protocol):
         metadata: dict[str, str],
         method_kind: str | None = None,
     ) -> ChargeResult: ...
+
+    async def refund(
+        self,
+        *,
+        charge_id: str,
+        amount_cents: int,
+        idempotency_key: str,
+        metadata: dict[str, str],
+    ) -> RefundResult:
+        """Give back ``amount_cents`` of the charge ``charge_id`` (the payment's pi_...), with our
+        own idempotency key: the same key again replays the first refund, never a second."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -16,6 +16,7 @@ from bot.providers.payments import (
     GatewayUnavailable,
     MethodRejected,
     PaymentError,
+    RefundResult,
     SavedMethod,
     check_amount,
     check_idempotency_key,
@@ -23,7 +24,7 @@ from bot.providers.payments import (
 )
 from bot.providers.sandbox_ids import SandboxIds
 
-__all__ = ["SandboxCharge", "SandboxGateway"]
+__all__ = ["SandboxCharge", "SandboxGateway", "SandboxRefund"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,15 @@ class SandboxCharge:
     @property
     def status(self) -> str:
         return self.result.status
+
+
+@dataclass(frozen=True)
+class SandboxRefund:
+    processor_id: str
+    charge_id: str
+    amount_cents: int
+    idempotency_key: str
+    metadata: dict[str, str]
 
 
 @dataclass
@@ -83,7 +93,9 @@ class SandboxGateway:
     every charge attempt (declined ones too), one per key. Failure switches for tests of
     other modules: ``unavailable = True`` makes every call raise GatewayUnavailable;
     ``lose_next_charge_response = True`` records the next charge and then raises
-    GatewayUnavailable, like a crash or timeout after Stripe charged.
+    GatewayUnavailable, like a crash or timeout after Stripe charged;
+    ``lose_next_refund_response`` does the same for a refund. ``refunds`` lists every refund
+    made, one per key.
     """
 
     TEST_METHODS: dict[str, _TestMethod] = {
@@ -103,6 +115,9 @@ class SandboxGateway:
         self._customers: dict[str, _Customer] = {}
         self._by_account: dict[str, str] = {}
         self._by_key: dict[str, tuple[str, ChargeResult]] = {}  # key -> (params hash, result)
+        self.refunds: list[SandboxRefund] = []
+        self._refund_keys: dict[str, tuple[str, RefundResult]] = {}
+        self.lose_next_refund_response = False
         self._ids = SandboxIds()
         self.closed = False
 
@@ -241,6 +256,48 @@ class SandboxGateway:
         if self.lose_next_charge_response:
             self.lose_next_charge_response = False
             raise GatewayUnavailable("sandbox gateway lost the charge response")
+        return result
+
+    async def refund(
+        self,
+        *,
+        charge_id: str,
+        amount_cents: int,
+        idempotency_key: str,
+        metadata: dict[str, str],
+    ) -> RefundResult:
+        """As Stripe: only a charge that was paid, never more than it took in all; the same key
+        replays the first answer (other parameters with it: PaymentError)."""
+        self._check("refund")
+        check_amount(amount_cents)
+        check_idempotency_key(idempotency_key)
+        metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
+        fingerprint = hashlib.sha256(
+            json.dumps([charge_id, amount_cents, metadata], sort_keys=True).encode()
+        ).hexdigest()
+        replay = self._refund_keys.get(idempotency_key)
+        if replay is not None:
+            if replay[0] != fingerprint:
+                raise PaymentError(
+                    "idempotency key reused with different parameters", code="idempotency_error"
+                )
+            return replay[1]
+        charge = next((c for c in self.charges if c.processor_id == charge_id), None)
+        if charge is None:
+            raise PaymentError(f"no such charge {charge_id!r}", code="resource_missing")
+        if charge.result.status != "paid":
+            raise PaymentError("cannot refund a charge that was not paid", code="charge_not_paid")
+        given = sum(r.amount_cents for r in self.refunds if r.charge_id == charge_id)
+        if given + amount_cents > charge.amount_cents:
+            raise PaymentError("refund greater than what is left of the charge",
+                               code="amount_too_large")
+        result = RefundResult(status="succeeded", processor_id=self._next("re"))
+        self.refunds.append(SandboxRefund(result.processor_id or "", charge_id, amount_cents,
+                                          idempotency_key, metadata))
+        self._refund_keys[idempotency_key] = (fingerprint, result)
+        if self.lose_next_refund_response:
+            self.lose_next_refund_response = False
+            raise GatewayUnavailable("sandbox gateway lost the refund response")
         return result
 
     def settle(self, processor_id: str, *, paid: bool = True) -> ChargeResult:

@@ -22,6 +22,7 @@ from bot.providers.payments import (
     GatewayUnavailable,
     MethodRejected,
     PaymentError,
+    RefundResult,
     SavedMethod,
     check_amount,
     check_idempotency_key,
@@ -381,6 +382,41 @@ class StripeGateway:
             return ChargeResult.requires_action(pi_id, decline_code)
         return ChargeResult.declined(pi_id, code, decline_code)
 
+    async def refund(
+        self,
+        *,
+        charge_id: str,
+        amount_cents: int,
+        idempotency_key: str,
+        metadata: dict[str, str],
+    ) -> RefundResult:
+        """Stripe's Refunds API on a PaymentIntent (``charge_id`` pi_...) or a charge (ch_...),
+        with our idempotency key: a retry after a crash replays the first refund (real Stripe;
+        localstripe ignores the key, the ledger's refunds row is the guard there)."""
+        self._check_open()
+        check_amount(amount_cents)
+        check_idempotency_key(idempotency_key)
+        target = "charge" if charge_id.startswith("ch_") else "payment_intent"
+        params = {
+            target: charge_id,
+            "amount": amount_cents,
+            "metadata": {str(k): str(v) for k, v in (metadata or {}).items()},
+        }
+        try:
+            refund = await self._client.v1.refunds.create_async(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            if _is_unavailable(exc):
+                log.warning("stripe refund outcome unknown (key %s): %s", idempotency_key,
+                            _error_summary(exc))
+            raise _ours("refund", exc) from exc
+        result = _result_from_refund(refund)
+        log.info("stripe refund key=%s %s amount=%d -> %s %s", idempotency_key, charge_id,
+                 amount_cents, result.status, result.processor_id)
+        return result
+
     async def close(self) -> None:
         """Close the aiohttp session the SDK opened (idempotent)."""
         if self._closed:
@@ -404,3 +440,15 @@ def _result_from_intent(intent: Any) -> ChargeResult:
         code = code or ("canceled" if status == "canceled" else "card_declined")
         return ChargeResult.declined(intent.id, code, decline_code)
     raise PaymentError(f"unexpected PaymentIntent status {status!r} for {intent.id}")
+
+
+def _result_from_refund(refund: Any) -> RefundResult:
+    status = getattr(refund, "status", None)
+    if status == "succeeded":
+        return RefundResult(status="succeeded", processor_id=refund.id)
+    if status in ("pending", "requires_action"):
+        return RefundResult(status="pending", processor_id=refund.id)
+    if status in ("failed", "canceled"):
+        reason = getattr(refund, "failure_reason", None) or status
+        return RefundResult(status="failed", processor_id=refund.id, failure_code=str(reason)[:64])
+    raise PaymentError(f"unexpected refund status {status!r} for {refund.id}")
