@@ -28,7 +28,9 @@ from bot.ledger.models import Account, Creditor
 
 NAME_MAX = 120
 DISCLOSURE_MAX = 1000
-TEXT_KEYS = ("name", "disclosure")
+TEXT_KEYS = ("name", "disclosure", "brand", "support_contact")
+BRAND_MAX = 120  # Creditor.brand's column
+SUPPORT_CONTACT_MAX = 200  # Creditor.support_contact's column
 LIST_KEYS = {"methods_enabled", "reminder_days_before"}
 
 
@@ -105,6 +107,12 @@ async def change_creditor(
             if len(text) > DISCLOSURE_MAX:
                 problems[key] = f"must be at most {DISCLOSURE_MAX} characters"
             texts[key] = text.strip()
+        elif key in ("brand", "support_contact"):
+            # Either may be empty: the creditor's name, the deployment's contact apply then.
+            limit = BRAND_MAX if key == "brand" else SUPPORT_CONTACT_MAX
+            if len(text.strip()) > limit:
+                problems[key] = f"must be at most {limit} characters"
+            texts[key] = " ".join(text.split())
         elif text == "":
             settings.pop(key, None)
         else:

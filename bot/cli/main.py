@@ -8,7 +8,16 @@ import logging
 import sys
 
 from bot.cli import (
-    accounts, campaigns, chat, creditors, demo, emails, payments, plans, serve, staff,
+    accounts,
+    campaigns,
+    chat,
+    creditors,
+    demo,
+    emails,
+    payments,
+    plans,
+    serve,
+    staff,
 )
 from bot.cli.common import load_settings, quiet_logging
 from bot.config.settings import ConfigError, Settings
