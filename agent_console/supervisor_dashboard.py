@@ -15,8 +15,8 @@ from bot.money import format_cents
 from bot.reports.dashboard import Figures, dashboard
 from bot.reports.wrong_numbers import list_wrong_numbers
 
-CHART_WIDTH = 320  # the SVG's own units; it scales to its box
-LABEL_WIDTH = 110
+CHART_WIDTH = 380  # the SVG's own units (CSS pixels at full size; it shrinks to fit)
+LABEL_WIDTH = 135
 ROW_HEIGHT = 22
 CHANNEL_NAMES = {"sms": "SMS", "web": "Web", "worker": "Worker (scheduled)"}
 
