@@ -38,7 +38,8 @@ from bot.ledger.models import Creditor
 
 TEXT_FIELDS = {  # key: (label, max length, help)
     "name": ("Name", NAME_MAX, "Opens every text: \"Name: Hi Maria, ...\"."),
-    "brand": ("Brand", BRAND_MAX, "The name customers know the messages by; empty: the name."),
+    "brand": ("Brand", BRAND_MAX,
+              "The name on refund and cancellation emails; empty: the name."),
     "support_contact": ("Support contact", SUPPORT_CONTACT_MAX,
                         "Where a customer reaches a person: a phone number or an address."),
     "disclosure": ("Reg F disclosure", DISCLOSURE_MAX,

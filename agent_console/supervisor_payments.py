@@ -124,7 +124,8 @@ async def export(request: web.Request) -> web.StreamResponse:
 
 
 async def _render_one(request: web.Request, *, status: int = 200, error: str | None = None,
-                      done: str | None = None, amount: str = "") -> web.StreamResponse:
+                      done: str | None = None, amount: str = "", key: str = ""
+                      ) -> web.StreamResponse:
     reference = request.match_info["reference"]
     async with request.config_dict[appkeys.DATABASE].session() as db:
         try:
@@ -144,7 +145,8 @@ async def _render_one(request: web.Request, *, status: int = 200, error: str | N
         refundable=max(0, payment.amount_cents - payment.refunded_cents),
         cancelable=payment.status == "scheduled" and payment.plan_id is None,
         error=error, done=said, amount=amount,
-        refund_key=f"console:{secrets.token_urlsafe(18)}",
+        # The same form sent again (a refusal shown, the processor out of reach) keeps its key.
+        refund_key=key or f"console:{secrets.token_urlsafe(18)}",
     )
 
 
@@ -176,6 +178,13 @@ def _refund_said(done: str, refund: Refund, payment: Payment, account: Account) 
             f"the balance is now {format_cents(account.balance_cents)}.")
 
 
+async def _key_used(request: web.Request, key: str) -> bool:
+    if not key:
+        return False
+    async with request.config_dict[appkeys.DATABASE].session() as db:
+        return await db.scalar(select(Refund.id).where(Refund.idempotency_key == key)) is not None
+
+
 def _text(form: Any, key: str, limit: int) -> str:
     value = form.get(key)
     return value.strip()[:limit] if isinstance(value, str) else ""
@@ -192,13 +201,15 @@ async def refund(request: web.Request) -> web.StreamResponse:
             amount_cents = dollars_to_cents(amount_text)
         except InvalidAmount:
             return await _render_one(
-                request, status=422, amount=amount_text,
+                request, status=422, amount=amount_text, key=_text(form, "key", 80),
                 error=f"Amount: {amount_text!r} is not an amount in dollars, e.g. 12.34."
                 if amount_text else "Amount: say how much to refund, or choose the full amount.",
             )
         if amount_cents <= 0:
             return await _render_one(request, status=422, amount=amount_text,
+                                     key=_text(form, "key", 80),
                                      error="Amount: a refund is more than $0.00.")
+    key = _text(form, "key", 80)
     engine = request.config_dict[appkeys.ENGINE]
     try:
         done = await refund_payment(
@@ -206,14 +217,23 @@ async def refund(request: web.Request) -> web.StreamResponse:
             reference=request.match_info["reference"], actor=actor(request),
             clock=request.config_dict[appkeys.CLOCK], amount_cents=amount_cents,
             reason=_text(form, "reason", 200) or None,
-            idempotency_key=_text(form, "key", 80) or None, notifier=engine.notifier,
+            idempotency_key=key or None, notifier=engine.notifier,
         )
     except NoSuchPayment:
         raise web.HTTPNotFound() from None
     except RefundNotConfirmed as exc:
-        return await _render_one(request, status=502, error=str(exc), amount=amount_text)
+        return await _render_one(request, status=502, error=str(exc), amount=amount_text,
+                                 key=key)
     except MoneyOperationError as exc:
-        return await _render_one(request, status=409, error=str(exc), amount=amount_text)
+        # Refused before any row was written (the key is still free), or by the processor (a
+        # failed row holds the key: a fresh form, so trying again is a new request).
+        return await _render_one(request, status=409, error=str(exc), amount=amount_text,
+                                 key="" if await _key_used(request, key) else key)
+    if done.status == "failed":  # this form's request was refused by the processor before
+        return await _render_one(
+            request, status=409, amount=amount_text,
+            error="The processor refused this refund earlier: nothing was refunded. The form "
+                  "is fresh: send it again to make a new request.")
     # The page says it from the ledger's row (nothing a request wrote is shown back).
     raise _back(request, "repeated" if done.repeated else "refunded", refund=done.refund_id)
 

@@ -290,7 +290,9 @@ class TestMoneyOnThePage:
         ]:
             response = await supervisor.post(f"{path}/refund", {"amount": amount, "key": key})
             assert response.status == status, amount
-            assert said in text_of(await response.text())
+            refused = await response.text()
+            assert said in text_of(refused)
+            assert hidden(refused, "key") == key  # the same request, sent again, keeps its key
 
         token = await supervisor.csrf()
         for _ in range(2):  # a double submit: the same form, the same key
