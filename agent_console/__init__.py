@@ -6,5 +6,8 @@ sign-in and setup, CSRF on every form, security headers, roles.
 
 May import bot's services (bot/staff, bot/inbox, bot/ledger, bot/payments, bot/plans, bot/outreach,
 bot/text), bot/appkeys and bot/coordination, and portal_fallback.sessions.client_ip (the one rule
-for a client's address). Nothing in bot imports it, except the app factory that mounts it.
+for a client's address). The supervisors' pages also read bot/reports and bot/accounts, and
+their preview walks states/payment.py (with bot.sms.parsing's Meaning) titled by
+portal_fallback.flow_pages.STEP_TITLES. Nothing in bot imports it, except the app factory
+that mounts it.
 """

@@ -1,15 +1,34 @@
-"""Supervisors' pages (creditors, payments, refunds, the dashboard): only supervisors reach them
-(``require_role``); agents get 403."""
+"""Supervisors' pages: only supervisors reach them (``require_role``); agents get 403.
+
+The home page links the parts, each in its own module: creditors and their settings with a
+preview (``supervisor_creditors.py``), payments across accounts with cancel and refund
+(``supervisor_payments.py``), the dashboard and the wrong-number report
+(``supervisor_dashboard.py``). Every change goes through the domain (bot/accounts, bot/payments)
+with the actor ``staff:NAME``, as the sign-in's own audit rows name staff; reads come from
+bot/reports.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from agent_console.app import page, require_role
+from agent_console.app import current, page, require_role
 
 
 def add_routes(console: web.Application) -> None:
+    from agent_console import supervisor_creditors, supervisor_dashboard, supervisor_payments
+
     console.router.add_get("/supervisor/", home)
+    supervisor_creditors.add_routes(console)
+    supervisor_payments.add_routes(console)
+    supervisor_dashboard.add_routes(console)
+
+
+def actor(request: web.Request) -> str:
+    """Who the audit trail names for a change made on these pages."""
+    found = current(request)
+    assert found is not None  # require_role let the request through
+    return f"staff:{found.staff.name}"
 
 
 @require_role("supervisor")

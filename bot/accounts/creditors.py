@@ -30,9 +30,10 @@ from bot.text.gsm7 import is_gsm7
 NAME_MAX = 120
 DISCLOSURE_MAX = 1000
 SUPPORT_MAX = 200
+BRAND_MAX = NAME_MAX  # the columns' lengths
 # What customers read besides the settings: who writes (brand, else name), where to reach a
 # person, and the Reg F disclosure.
-TEXT_LIMITS = {"brand": NAME_MAX, "support_contact": SUPPORT_MAX, "disclosure": DISCLOSURE_MAX}
+TEXT_LIMITS = {"brand": BRAND_MAX, "support_contact": SUPPORT_MAX, "disclosure": DISCLOSURE_MAX}
 LIST_KEYS = {"methods_enabled", "reminder_days_before"}
 
 
