@@ -32,7 +32,6 @@ from agent_console.inbox import REASONS, waited
 from bot import appkeys
 from bot.coordination import AGENT_FEED
 from bot.inbox import reads
-from bot.ledger.models import Conversation
 from bot.staff import sessions
 
 log = logging.getLogger(__name__)
@@ -102,15 +101,9 @@ class Hub:
         """The conversation's status, owner and inbox row (the queue's and the other views')."""
         config = self._config
         async with config[appkeys.DATABASE].session() as db:
-            # One conversation's row by its phone (the unique index): bot/inbox/reads.py's own
-            # row query, so the live row and the listed one are the same row.
-            # TODO(inbox-api): a public reads.conversation_row(session, phone) would be cleaner.
-            found = (await db.execute(
-                reads._rows_query().where(Conversation.phone == phone)  # noqa: SLF001
-            )).first()
-        if found is None:
+            row = await reads.conversation_row(db, phone)
+        if row is None:
             return {}
-        row = reads._row(*found)  # noqa: SLF001
         template = config[PAGES].get_template("inbox_row.html")
         context = {"row": row, "now": config[appkeys.CLOCK].now(), "waited": waited,
                    "reasons": REASONS}

@@ -37,7 +37,7 @@ from bot.config.flow import WORKER_KEYS, FlowSettings, InvalidCreditorSettings
 from bot.ledger.models import Creditor
 
 TEXT_FIELDS = {  # key: (label, max length, help)
-    "name": ("Name", NAME_MAX, "Opens every text: \"Name: Hi Maria, ...\"."),
+    "name": ("Name", NAME_MAX, "Opens every text (\"Name: Hi Maria, ...\") unless a brand is set."),
     "brand": ("Brand", BRAND_MAX,
               "The name texts and emails are signed with; empty: the name."),
     "support_contact": ("Support contact", SUPPORT_MAX,

@@ -10,12 +10,11 @@ import asyncio
 import json
 from datetime import timedelta
 
-import pytest
 from aiohttp import CookieJar
 from sqlalchemy import select
 
 from bot import appkeys
-from bot.ledger.models import AuditEvent, Message
+from bot.ledger.models import AuditEvent
 from tests.conftest import signed_post
 from tests.console_support import Console, add_staff
 from tests.seed import add_account
@@ -185,10 +184,6 @@ async def test_the_live_feed_names_what_changed_and_no_message_text(app, client,
     response.close()
 
 
-@pytest.mark.skipif(
-    not __import__("importlib").util.find_spec("bot.inbox.wrong_numbers"),
-    reason="bot/inbox/wrong_numbers.py comes with the handoff-bot slice",
-)
 async def test_marking_a_wrong_number_unlinks_it(app, client, phone):
     await waiting_customer(app, phone)
     await add_staff(app)
@@ -198,8 +193,18 @@ async def test_marking_a_wrong_number_unlinks_it(app, client, phone):
     assert response.headers["Location"] == "/agent/c/15555550100?done=wrong_number"
     page = await (await ana.get("/agent/c/15555550100")).text()
     assert "not linked to an account" in page
+    from bot.ledger.models import Account, WrongNumber
+
     async with app[appkeys.DATABASE].session() as session:
-        assert await session.scalar(select(Message.id).limit(1)) is not None
+        (marked,) = await session.scalars(select(WrongNumber))
+        account = await session.get(Account, marked.account_id)
+        audited = await session.scalar(
+            select(AuditEvent.actor).where(AuditEvent.kind == "wrong_number")
+        )
+    assert (marked.phone, marked.reported_by, account.phone) == (
+        "+15555550100", "agent:Ana", None
+    )
+    assert audited == "agent:Ana"
 
 
 async def test_an_agent_makes_an_offer_through_the_offer_rules(app, client, phone):

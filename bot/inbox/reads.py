@@ -214,6 +214,13 @@ def _row(conv: Conversation, ref: str | None, first: str | None, last: str | Non
     )
 
 
+async def conversation_row(session: AsyncSession, phone: str) -> ConversationRow | None:
+    """One conversation's inbox row by its phone (the unique index): the same row the views
+    list, so a row the live feed redraws matches the listed one."""
+    found = (await session.execute(_rows_query().where(Conversation.phone == phone))).first()
+    return _row(*found) if found is not None else None
+
+
 async def list_conversations(
     session: AsyncSession,
     *,
