@@ -14,6 +14,7 @@ from aiohttp import web
 from agent_console.app import HEADERS, current, page
 from bot import appkeys
 from bot.inbox import canned, handoffs, notes, reads, replies
+from bot.ledger import queries as ledger
 from bot.ledger.models import Account, Conversation
 from bot.plans import offers
 
@@ -69,11 +70,14 @@ async def _canned_for(db: Any, request: web.Request, conv: Conversation) -> list
     """Each canned reply filled for this customer ({link} left for the send to mint)."""
     settings = request.config_dict[appkeys.SETTINGS]
     account = await db.get(Account, conv.account_id) if conv.account_id else None
+    creditor = await ledger.creditor_of(db, account) if account is not None else None
+    brand = (creditor.shown_name if creditor else "") or settings.brand
+    support = (creditor.support_contact if creditor else "") or settings.support_contact
     filled = []
     for item in await canned.list_canned(db):
         try:
-            text = await canned.fill(db, item.body, account, brand=settings.brand,
-                                     support_contact=settings.support_contact,
+            text = await canned.fill(db, item.body, account, brand=brand,
+                                     support_contact=support,
                                      link_url=replies.LINK_SLOT)
         except canned.CannedRefused:
             continue  # a placeholder with no value for this customer: not offered here
@@ -95,7 +99,13 @@ async def render(request: web.Request, *, status: int = 200, error: str | None =
         part = request.query.get("part") is not None
         filled = [] if part else await _canned_for(db, request, conv)
         counts = None if part else await reads.counts(db)
-    me = _me(request)
+        me = _me(request)
+        if not part and request.method == "GET":
+            # Who opened which customer's account and when (GLBA-style access log); the live
+            # refreshes of an open page (part=1) are the same look, not logged again.
+            await ledger.audit(db, "conversation_viewed", at=now, actor=f"agent:{me.name}",
+                               account_id=conv.account_id, phone=phone)
+            await db.commit()
     row = detail.row
     context = dict(
         title=row.customer_name or "Unknown number", d=detail, row=row, now=now,

@@ -3,9 +3,10 @@
 The home page links the parts, each in its own module: creditors and their settings with a
 preview (``supervisor_creditors.py``), payments across accounts with cancel and refund
 (``supervisor_payments.py``), the dashboard and the wrong-number report
-(``supervisor_dashboard.py``). Every change goes through the domain (bot/accounts, bot/payments)
-with the actor ``staff:NAME``, as the sign-in's own audit rows name staff; reads come from
-bot/reports.
+(``supervisor_dashboard.py``), canned replies (``supervisor_canned.py``). Every change goes
+through the domain (bot/accounts, bot/payments, bot/inbox) with the actor ``staff:NAME``, as the
+sign-in's own audit rows name staff (canned replies keep bot/inbox's ``agent:NAME``); reads come
+from bot/reports.
 """
 
 from __future__ import annotations
@@ -16,12 +17,18 @@ from agent_console.app import current, page, require_role
 
 
 def add_routes(console: web.Application) -> None:
-    from agent_console import supervisor_creditors, supervisor_dashboard, supervisor_payments
+    from agent_console import (
+        supervisor_canned,
+        supervisor_creditors,
+        supervisor_dashboard,
+        supervisor_payments,
+    )
 
     console.router.add_get("/supervisor/", home)
     supervisor_creditors.add_routes(console)
     supervisor_payments.add_routes(console)
     supervisor_dashboard.add_routes(console)
+    supervisor_canned.add_routes(console)
 
 
 def actor(request: web.Request) -> str:

@@ -33,6 +33,7 @@ PAGES = [
     "/agent/supervisor/", "/agent/supervisor/dashboard", "/agent/supervisor/creditors",
     "/agent/supervisor/creditors/northwind", "/agent/supervisor/payments",
     "/agent/supervisor/payments.csv", "/agent/supervisor/wrong-numbers",
+    "/agent/supervisor/canned",
 ]
 SCHEDULE_STEPS = ["pay", "ok", "50", "1", "dec 15", "yes", "agree"]
 
@@ -87,7 +88,8 @@ async def test_an_agent_gets_403_on_every_supervisor_page(app, client, path):
 
 @pytest.mark.parametrize("path", ["/agent/supervisor/creditors/northwind",
                                   "/agent/supervisor/payments/P-X/refund",
-                                  "/agent/supervisor/payments/P-X/cancel"])
+                                  "/agent/supervisor/payments/P-X/cancel",
+                                  "/agent/supervisor/canned"])
 async def test_an_agent_posting_to_a_supervisor_form_gets_403_and_nothing_changes(
     app, client, path
 ):
@@ -95,10 +97,12 @@ async def test_an_agent_posting_to_a_supervisor_form_gets_403_and_nothing_change
     await add_staff(app)
     console = Console(client)
     await console.sign_in()
-    response = await console.post(path, {"name": "Taken over", "amount": "1"})
+    response = await console.post(path, {"name": "Taken over", "amount": "1",
+                                         "shortcut": "x", "body": "Pay us"})
     assert response.status == 403
     assert (await stored_creditor(app)).name == "Northwind Recovery"
     assert await audited(app, "creditor_changed") == []
+    assert await audited(app, "canned_reply_saved") == []
 
 
 async def test_a_supervisor_sees_every_page_whole(app, client, supervisor, phone):
@@ -124,7 +128,7 @@ async def test_a_supervisor_sees_every_page_whole(app, client, supervisor, phone
         assert "Sam <small>(supervisor)</small>" in page
 
     home = text_of(await (await supervisor.get("/agent/supervisor/")).text())
-    assert "Dashboard Creditors Payments Wrong numbers" in home
+    assert "Dashboard Creditors Payments Canned replies Wrong numbers" in home
 
     listing = text_of(await (await supervisor.get("/agent/supervisor/creditors")).text())
     assert "northwind Northwind Recovery - 1 defaults Edit" in listing
@@ -409,3 +413,43 @@ async def test_the_dashboard_counts_handoffs_by_reason_with_the_median_first_rep
     said = text_of(await (await supervisor.get("/agent/supervisor/dashboard")).text())
     assert "Median first agent reply 2 min 00 s" in said
     assert "Handoffs by reason asked for a person 2 hardship 1" in said
+
+
+async def test_supervisors_keep_the_canned_replies_agents_insert(app, client, supervisor, phone):
+    await add_account(app)
+    saved = await supervisor.post("/agent/supervisor/canned", {
+        "shortcut": "hours", "body": "Hi {first_name}, {brand} is open 8-8 weekdays: "
+                                     "{support_contact}."})
+    assert (saved.status, saved.headers["Location"]) == (
+        303, "/agent/supervisor/canned?done=saved")
+    listed = text_of(await (await supervisor.get("/agent/supervisor/canned?done=saved")).text())
+    assert "Saved. Add or replace" in listed
+    assert ("Replies (1) Shortcut Text Added by hours Hi {first_name}, {brand} is open 8-8 "
+            "weekdays: {support_contact}. Sam Delete") in listed
+
+    # A placeholder the console cannot fill is refused by name; what was typed stays.
+    refused = await supervisor.post("/agent/supervisor/canned", {
+        "shortcut": "ssn", "body": "Your SSN is {ssn}"})
+    assert refused.status == 422
+    page = await refused.text()
+    assert "unknown placeholder {ssn}; known: {first_name}, {last_name}" in html.unescape(page)
+    assert 'value="ssn"' in page and ">Your SSN is {ssn}</textarea>" in page
+
+    await supervisor.post("/agent/supervisor/canned", {"shortcut": "bye", "body": "Bye!"})
+    deleted = await supervisor.post("/agent/supervisor/canned/bye/delete")
+    assert deleted.headers["Location"] == "/agent/supervisor/canned?done=deleted"
+    gone = await supervisor.post("/agent/supervisor/canned/bye/delete")
+    assert gone.status == 404 and "That canned reply is gone." in await gone.text()
+    assert [kind for kind in ("canned_reply_saved", "canned_reply_deleted")
+            if ("agent:Sam", {"shortcut": "bye"}) in await audited(app, kind)] == [
+        "canned_reply_saved", "canned_reply_deleted"]
+
+    # The agent's conversation view offers what is left, filled for this
+    # customer (signed in on the same client: Sam's session ends here).
+    await phone().send("agent")
+    await add_staff(app)
+    ana = Console(client)
+    await ana.sign_in()
+    view = html.unescape(await (await ana.get("/agent/c/15555550100")).text())
+    assert "Hi Maria, Northwind Recovery is open 8-8 weekdays: support@paybot.example." in view
+    assert "Bye!" not in view
