@@ -2,12 +2,14 @@
 
 Middlewares, in order: security headers (a CSP without inline script, no framing, no caching),
 the staff session (every route but sign-in, setup and static files needs one: a page redirects
-to /agent/login, the live feed and JSON answer 401), CSRF on every POST.
+to /agent/login, the live feed and JSON answer 401), CSRF on every POST, and no control
+character in anything typed (a form field or a query value).
 """
 
 from __future__ import annotations
 
 import functools
+import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -38,7 +40,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def create_app() -> web.Application:
     from agent_console import auth, conversation, inbox, live, supervisor
 
-    console = web.Application(middlewares=[security_headers, with_staff_session, require_csrf])
+    console = web.Application(
+        middlewares=[security_headers, with_staff_session, require_csrf, plain_text_only]
+    )
     console[PAGES] = build_pages()
     console.router.add_static("/static/", STATIC)
     auth.add_routes(console)
@@ -203,6 +207,30 @@ async def require_csrf(request: web.Request, handler: Handler) -> web.StreamResp
         if wants_json(request):
             return web.json_response({"error": "form expired"}, status=403, headers=HEADERS)
         return page(request, "expired_form.html", 403, title="Form expired")
+    return await handler(request)
+
+
+def control_characters(text: str) -> bool:
+    """A NUL, an escape, a bell...: no name, note, search or message has one (PostgreSQL
+    refuses NUL in text; a carrier would pass the rest on). Line breaks and tabs are text."""
+    return any(unicodedata.category(c) == "Cc" and c not in "\n\r\t" for c in text)
+
+
+@web.middleware
+async def plain_text_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Whatever staff type, in a form or a search, is refused whole when it carries a control
+    character: one clear page, nothing stored, never a database error."""
+    values = [value for value in request.query.values()]
+    if request.method in UNSAFE_METHODS and request.content_type in (
+        "application/x-www-form-urlencoded", "multipart/form-data"
+    ):
+        values += [value for value in (await request.post()).values() if isinstance(value, str)]
+    if any(control_characters(value) for value in values):
+        if wants_json(request):
+            return web.json_response(
+                {"error": "control characters are not accepted"}, status=422, headers=HEADERS
+            )
+        return page(request, "unreadable_input.html", 422, title="Not accepted")
     return await handler(request)
 
 

@@ -17,7 +17,8 @@ def format_cents(cents: int) -> str:
     return f"{sign}${dollars:,}.{rest:02d}"
 
 
-_DOLLARS = re.compile(r"^-?\$?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
+# ASCII digits only: \d would take "５" or "٥" as 5.
+_DOLLARS = re.compile(r"^-?\$?([0-9]{1,3}(,[0-9]{3})+|[0-9]+)(\.[0-9]+)?$")
 
 
 def dollars_to_cents(text: str) -> int:

@@ -183,6 +183,7 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"balance": "1e50"}, "balance '1e50' is not an amount in dollars"),
     ({"balance": "fifty"}, "balance 'fifty' is not an amount in dollars"),
     ({"balance": "NaN"}, "balance 'NaN' is not an amount in dollars"),
+    ({"balance": "\uff15\uff10"}, "balance '\uff15\uff10' is not an amount in dollars"),
     ({"balance": "Infinity"}, "balance 'Infinity' is not an amount in dollars"),
     ({"balance": 1e300}, "balance is not an amount in dollars"),
     ({"balance": "9" * 31}, "balance is not an amount in dollars"),

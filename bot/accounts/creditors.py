@@ -10,6 +10,7 @@ value removes the creditor's own setting, so the default applies again.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -102,6 +103,9 @@ async def change_creditor(
     texts: dict[str, str] = {}
     settings = dict(creditor.settings or {})
     for key, text in changes.items():
+        if any(unicodedata.category(c) == "Cc" and c not in "\n\r\t" for c in text):
+            problems[key] = "must not contain control characters"
+            continue
         if key == "name":
             if not text.strip() or len(text) > NAME_MAX:
                 problems[key] = f"must be 1 to {NAME_MAX} characters"

@@ -31,6 +31,12 @@ METHOD_WORDS = {"card": "card", "us_bank_account": "bank account"}
 Whole = Annotated[int, Field(ge=0)]
 
 
+def Upto(most: int) -> Any:  # noqa: N802 (reads as a type)
+    """A whole number up to ``most``: every setting has a ceiling a real creditor never needs,
+    so no stored value can overflow a date or a sum computed from it."""
+    return Annotated[int, Field(ge=0, le=most)]
+
+
 class InvalidCreditorSettings(ValueError):
     """Settings that may not be stored; ``problems`` maps each bad key to why."""
 
@@ -52,28 +58,28 @@ class FlowSettings(BaseModel):
     virtual_collection: bool = True
     allow_skip_offer: bool = True
     schedule_payment: bool = True
-    min_payment_cents: Whole = 2500
-    furthest_schedule_days: Whole = 90
+    min_payment_cents: Upto(1_000_000_000) = 2500
+    furthest_schedule_days: Upto(730) = 90
     methods_enabled: tuple[str, ...] = METHOD_KINDS
     quiet_hours_start: Annotated[int, Field(ge=0, le=24)] = 21  # no proactive message from 9 p.m.
     quiet_hours_end: Annotated[int, Field(ge=0, le=23)] = 8  # ... to 8 a.m., customer's local time
-    session_timeout_minutes: Whole = 30
-    terms_version: str = "2026-11"
-    max_invalid_replies: Whole = 3
+    session_timeout_minutes: Upto(10_080) = 30
+    terms_version: Annotated[str, Field(min_length=1, max_length=20)] = "2026-11"  # its column
+    max_invalid_replies: Upto(20) = 3
     # Plans and offers (journeys 3 to 5)
     sms_plan_signing: bool = True  # the terms allow a plan to be signed by replying AGREE
-    offer_lifetime_days: Whole = 14  # an offer's default expiry
+    offer_lifetime_days: Upto(365) = 14  # an offer's default expiry
     # at most three, before an offer expires
-    reminder_days_before: Annotated[tuple[Whole, ...], Field(max_length=3)] = (7, 3, 1)
-    plan_max_installments: Whole = 24
-    plan_start_horizon_days: Whole = 30  # the first installment at most this far ahead
-    plan_skips_allowed: Whole = 1  # installments a customer may skip (pushed to the end) by text
-    plan_move_max_days: Whole = 14  # how far a customer may move the next installment by text
-    max_proactive_per_week: Whole = 5  # per customer, receipts and replies aside
+    reminder_days_before: Annotated[tuple[Upto(365), ...], Field(max_length=3)] = (7, 3, 1)
+    plan_max_installments: Upto(120) = 24
+    plan_start_horizon_days: Upto(365) = 30  # the first installment at most this far ahead
+    plan_skips_allowed: Upto(12) = 1  # installments a customer may skip (pushed to the end) by text
+    plan_move_max_days: Upto(90) = 14  # how far a customer may move the next installment by text
+    max_proactive_per_week: Upto(50) = 5  # per customer, receipts and replies aside
     # When a person answers a handed-over conversation (bot/config/agent_hours.py), in which
     # zone (creditors have no zone of their own), and how long an unclaimed request waits
     # before the customer is told and the bot answers again.
-    agent_hours: str = "mon-fri 08:00-20:00"
+    agent_hours: Annotated[str, Field(max_length=200)] = "mon-fri 08:00-20:00"
     agent_timezone: str = "America/New_York"
     agent_wait_minutes: Annotated[int, Field(ge=1, le=1440)] = 15
 
@@ -172,9 +178,9 @@ class FlowSettings(BaseModel):
 # payment (null: never retried) and how many retries at most.
 WORKER_KEYS: dict[str, TypeAdapter[Any]] = {
     "decline_retry_days": TypeAdapter(
-        Annotated[int, Field(ge=1, strict=True)] | None
+        Annotated[int, Field(ge=1, le=90, strict=True)] | None
     ),
-    "decline_max_retries": TypeAdapter(Annotated[int, Field(ge=0, strict=True)]),
+    "decline_max_retries": TypeAdapter(Annotated[int, Field(ge=0, le=10, strict=True)]),
 }
 
 

@@ -18,6 +18,7 @@ its event (bot/inbox/feed.py).
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -145,6 +146,9 @@ def check_body(body: str) -> str:
     text = prepare(body)
     if not text:
         raise EmptyMessage("the message is empty")
+    if any(unicodedata.category(c) == "Cc" and c not in "\n\r\t" for c in text):
+        # A NUL or an escape would reach the carrier (and PostgreSQL refuses NUL in text).
+        raise InvalidText("the message has control characters, which cannot be sent")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: no carrier or database takes it
@@ -159,11 +163,16 @@ def check_body(body: str) -> str:
     return text
 
 
+def refuse_if_owned(conv: Conversation, agent: str) -> None:
+    """One owner at a time: only the owner acts on a claimed conversation."""
+    if conv.status == "agent" and conv.assignee not in (None, agent):
+        raise handoffs.OwnedByAnother(conv.assignee)
+
+
 async def _refuse_if_closed(
     session: AsyncSession, conv: Conversation, agent: str, settings: Settings, now: datetime
 ) -> Account | None:
-    if conv.status == "agent" and conv.assignee not in (None, agent):
-        raise handoffs.OwnedByAnother(conv.assignee)
+    refuse_if_owned(conv, agent)
     if await ledger.is_opted_out(session, conv.phone):
         raise OptedOut("the customer opted out of texts: nothing may be sent to this number")
     account = await session.get(Account, conv.account_id) if conv.account_id else None
@@ -380,8 +389,11 @@ async def make_offer(
     """An offer made by the agent, through the offer rules (bot/plans/offers.py, which commits;
     with ``send_via`` the worker sends it when it may). Raises offers.InvalidOffer, NoAccount."""
     agent = check_agent(agent)
+    refuse_if_owned(conv, agent)
     account = await session.get(Account, conv.account_id) if conv.account_id else None
     if account is None:
         raise NoAccount("the number is not linked to an account: there is nothing to offer")
     request = dataclasses.replace(request, created_by=f"agent:{agent}")
-    return await offers.create_offer(session, account, request, flow=settings.flow, at=now)
+    # The creditor's own limits (installments, horizon, lifetime), as every other offer path.
+    flow = settings.flow.for_creditor(await ledger.creditor_of(session, account))
+    return await offers.create_offer(session, account, request, flow=flow, at=now)

@@ -156,8 +156,8 @@ async def list_payments(
 ) -> PaymentPage:
     """One page of the payments that match, newest first (by the filter's date field)."""
     filters = (filters or PaymentFilter()).checked()
-    if page < 1:
-        raise ReportError(f"page {page}: pages start at 1")
+    if not 1 <= page <= MAX_PAGE:
+        raise ReportError(f"page {page}: pages run from 1 to {MAX_PAGE:,}")
     if not 1 <= per_page <= MAX_PER_PAGE:
         raise ReportError(f"{per_page} a page: from 1 to {MAX_PER_PAGE}")
     counted = _filtered(
@@ -169,6 +169,10 @@ async def list_payments(
         _ordered(_filtered(_ROW, filters), filters).limit(per_page).offset((page - 1) * per_page)
     )
     return PaymentPage([_row(r) for r in found], total, page, per_page)
+
+
+# Far beyond any ledger's pages, and far below what a database's OFFSET takes (a 64-bit integer).
+MAX_PAGE = 1_000_000
 
 
 def dollars(cents: int) -> str:
@@ -193,10 +197,10 @@ async def payments_csv(session: AsyncSession, filters: PaymentFilter | None = No
     for raw in found:
         row = _row(raw)
         writer.writerow((
-            row.reference, _cell(row.account_ref), _cell(row.customer), row.creditor or "",
+            row.reference, _cell(row.account_ref), _cell(row.customer), _cell(row.creditor or ""),
             row.channel, row.status_label, dollars(row.amount_cents), dollars(row.fee_cents),
             dollars(row.refunded_cents), row.scheduled_for.isoformat(),
-            row.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), row.method,
+            row.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), _cell(row.method),
             row.plan_id or "", row.installment_number or "",
         ))
     return out.getvalue()
