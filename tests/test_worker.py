@@ -358,11 +358,34 @@ async def test_a_decline_is_recorded_and_told_once(
     attempts = by_reference(await payment_intents(localstripe))
     assert attempts[payment.reference] <= 1  # the declined attempt, if localstripe keeps it
 
+
     assert (await worker.run_once()).claimed == 0
     clock.advance(timedelta(days=3))
     assert (await worker.run_once()).claimed == 0
     assert len(outbox(app)) == emails_before + 1
     assert by_reference(await payment_intents(localstripe)) == attempts
+
+async def test_a_decline_notice_says_it_is_from_a_debt_collector_even_when_the_creditor_left_it_out(
+    app, client, phone, clock, localstripe, method_ref_for, gateway
+):
+    from bot.ledger.models import Creditor
+
+    declining = await method_ref_for(gateway, "charge_declined")
+    await add_account(app, methods=(declining,))
+    async with app[appkeys.DATABASE].session() as session:
+        (creditor,) = await session.scalars(select(Creditor))
+        creditor.disclosure = ""
+        await session.commit()
+    await schedule_by_text(phone)
+    emails_before = len(outbox(app))
+    clock.set(local(date(2026, 12, 15), 10))
+    await make_worker(app).run_once()
+    (notice,) = outbox(app)[emails_before:]
+    assert (
+        "pay the missed amount. Or reply PAY to our text.\n\n"
+        "This is a communication from a debt collector.\n\nQuestions?"
+    ) in notice.text
+
 
 
 async def test_the_retry_rule_tries_a_declined_payment_once_more(app, client, clock, providers):

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.config.settings import FlowSettings, Settings
 from bot.ledger.models import Creditor
-from bot.outreach.compliance import in_quiet_hours
+from bot.outreach.compliance import DEFAULT_DISCLOSURE, in_quiet_hours
 from bot.worker.config import WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,8 @@ class CreditorRules:
         rules = Rules(
             flow=self.settings.flow.for_creditor(creditor),
             brand=(creditor.shown_name if creditor is not None else "") or self.settings.brand,
-            disclosure=creditor.disclosure if creditor is not None else "",
+            # Every notice from a debt collector says so (FDCPA 807(11)), as outreach does.
+            disclosure=(creditor.disclosure if creditor is not None else "") or DEFAULT_DISCLOSURE,
             retry_days=retry_days,
             max_retries=max_retries,
         )
