@@ -500,3 +500,24 @@ async def test_a_colliding_payment_reference_is_drawn_again(app, client, phone, 
     assert sorted(p["reference"] for p in (await account_json(client))["payments"]) == sorted(
         [taken, "P-NEW22"]
     )
+
+
+async def test_a_hello_is_answered_with_where_things_stand_never_an_apology(app, client, phone):
+    await add_account(app)
+    maria = phone()
+    (hello,) = await maria.send("hi")
+    link = hello.split("open ", 1)[1].split(" ", 1)[0]
+    assert link.startswith("https://paybot.test/p/")
+    assert hello == (
+        "Hi Maria!\nYour balance on Acme Card ending 4821 is $1,250.00. Reply PAY to pay by text "
+        f"or open {link} . Reply AGENT for a person, HELP for help."
+    )
+    for text in ["pay", "ok"]:
+        await maria.send(text)
+    # Three hellos at the amount step: the question again each time, never a miss counted
+    # towards the handoff that three misreads bring.
+    asked = ["Hi Maria!\nHow much would you like to pay? Reply an amount from $25.00 to "
+             "$1,250.00, or FULL."]
+    assert [await maria.send(text) for text in ["Hello!", "hey", "good morning"]] == [asked] * 3
+    (confirm,) = await maria.send("50")
+    assert confirm.startswith("Pay with Visa ending 4242?")

@@ -166,7 +166,7 @@ async def test_while_waiting_menu_pay_balance_and_link_bring_the_bot_back_and_th
     assert conv.status == "waiting"  # still in the queue, until an agent claims or resolves it
     assert (handoff.bot_resumed_at, handoff.resolved_at) == (START, None)
     # From then on the bot answers everything, as it would with no handoff at all.
-    assert (await maria.send("hello"))[0].startswith("Sorry, I did not understand that.\n")
+    assert (await maria.send("purple"))[0].startswith("Sorry, I did not understand that.\n")
     (resumed,) = await rows(app, AuditEvent, AuditEvent.kind == "bot_resumed")
     assert resumed.phone == MARIA
 
@@ -381,7 +381,7 @@ async def test_an_unclaimed_request_times_out_after_the_wait_and_the_bot_answers
     assert (await worker.run_once()).handoffs_timed_out == 0  # told once
     assert len(texts_to(providers)) == 1
     (reply,) = await maria.send("hello")
-    assert reply.startswith(f"Sorry, I did not understand that.\n{MENU}")
+    assert reply.startswith(f"Hi Maria!\n{MENU}")  # the bot answers again
 
 
 async def test_a_request_made_when_agents_are_away_waits_from_when_they_are_back(

@@ -397,7 +397,8 @@ def test_menu(text, kwargs, expected):
         ("Account #: 10042", Meaning("text", "10042")),
         ("#10042.", Meaning("text", "10042")),
         ("it's 10042", Meaning("text", "10042")),
-        ("hello", Meaning("invalid", reason="not_understood")),  # an ID has a digit
+        ("nope", Meaning("invalid", reason="not_understood")),  # an ID has a digit
+        ("hello", Meaning("greeting")),  # answered with the question, no apology
         ("12", Meaning("invalid", reason="not_understood")),
         ("A" * 41 + "1", Meaning("invalid", reason="not_understood")),
         ("ACC 10042", Meaning("invalid", reason="not_understood")),

@@ -179,6 +179,7 @@ CONTEXTS: dict[str, list[dict]] = {
     "opt_out_confirmed": [{}],
     "opt_in_confirmed": [{}],
     "help": [{}],
+    "hello": [{}],
     # A handoff's replies (bot/sms/handover.py): agents in now, or back later (the longest day)
     "agent_requested": WAITS,
     "agent_review": WAITS,

@@ -86,6 +86,11 @@ class PaymentTurns:
             flow.restart()
             flow.context = {}
             ctx.turn.replies.append(flow.prompt())
+        elif kind == "greeting":
+            # "hi" is no wrong answer: a hello back and the question where it stands (no
+            # apology, no miss counted towards a handoff).
+            ctx.turn.replies.append(Reply("hello"))
+            ctx.turn.replies.append(flow.prompt())
         else:
             meaning = self.read(flow, message.body)
             await self.advance(ctx, account, flow, meaning, message.body)

@@ -183,6 +183,11 @@ class PlanTurns:
         if flow.answer(meaning):
             flow.context["invalid_count"] = 0
             return
+        if meaning.kind == "greeting":  # a hello is no wrong answer: no apology, no miss
+            ctx.turn.replies.append(Reply("hello"))
+            if flow.state != "idle":
+                ctx.turn.replies.append(flow.prompt())
+            return
         misses = int(flow.context.get("invalid_count", 0)) + 1
         flow.context["invalid_count"] = misses
         if misses >= (await self.views.flow_settings(ctx.session, account)).max_invalid_replies:

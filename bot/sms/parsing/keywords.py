@@ -135,6 +135,12 @@ _MENU_WORDS = phrase_set(
     "the menu", "show menu", "menu principal", "empezar de nuevo", "volver a empezar",
 )
 _MENU_ANYWHERE = re.compile(r"\b(?:start over|main menu)\b")
+# A hello and nothing else: the bot answers with where things stand, never an apology.
+_GREETINGS = phrase_set(
+    "hi", "hello", "hey", "hiya", "howdy", "yo", "hi there", "hello there", "hey there",
+    "good morning", "good afternoon", "good evening", "morning", "hi again", "hello again",
+    "hola", "buenos dias", "buenas tardes", "buenas noches", "buenas", "saludos",
+)
 _OPT_IN_WORDS = phrase_set(
     "start", "unstop", "subscribe", "resubscribe", "opt in", "optin", "opt me in", "start please",
     "start texting", "start texting me", "resume",
@@ -193,7 +199,7 @@ def classify_keyword(text: str) -> Meaning | None:
     """The keywords that work in any state, or None when the text is not one.
 
     Kinds: opt_out, opt_in, help, agent, balance, link, menu, plan, ask_agent, wrong_number,
-    dispute, hardship.
+    dispute, hardship, greeting.
     """
     tokens = reply_words(text)
     if not tokens:
@@ -240,4 +246,6 @@ def classify_keyword(text: str) -> Meaning | None:
         return Meaning("plan")
     if _LINK_ANYWHERE.search(joined):
         return Meaning("link")
+    if tuple(t for t in tokens if t not in _POLITE) in _GREETINGS:
+        return Meaning("greeting")
     return None
