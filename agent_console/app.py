@@ -9,7 +9,6 @@ character in anything typed (a form field or a query value).
 from __future__ import annotations
 
 import functools
-import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from bot.security import constant_time_equal
 from bot.staff import sessions
 from bot.staff.credentials import SecretSeal
 from bot.staff.login import AddressLimiter
+from bot.text.gsm7 import has_control_characters
 
 PAGES = web.AppKey("console_pages", Environment)
 CURRENT = web.RequestKey("console_staff", sessions.Current)
@@ -210,12 +210,6 @@ async def require_csrf(request: web.Request, handler: Handler) -> web.StreamResp
     return await handler(request)
 
 
-def control_characters(text: str) -> bool:
-    """A NUL, an escape, a bell...: no name, note, search or message has one (PostgreSQL
-    refuses NUL in text; a carrier would pass the rest on). Line breaks and tabs are text."""
-    return any(unicodedata.category(c) == "Cc" and c not in "\n\r\t" for c in text)
-
-
 @web.middleware
 async def plain_text_only(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Whatever staff type, in a form or a search, is refused whole when it carries a control
@@ -225,7 +219,7 @@ async def plain_text_only(request: web.Request, handler: Handler) -> web.StreamR
         "application/x-www-form-urlencoded", "multipart/form-data"
     ):
         values += [value for value in (await request.post()).values() if isinstance(value, str)]
-    if any(control_characters(value) for value in values):
+    if any(has_control_characters(value) for value in values):
         if wants_json(request):
             return web.json_response(
                 {"error": "control characters are not accepted"}, status=422, headers=HEADERS

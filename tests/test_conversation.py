@@ -521,3 +521,14 @@ async def test_a_hello_is_answered_with_where_things_stand_never_an_apology(app,
     assert [await maria.send(text) for text in ["Hello!", "hey", "good morning"]] == [asked] * 3
     (confirm,) = await maria.send("50")
     assert confirm.startswith("Pay with Visa ending 4242?")
+
+
+async def test_an_account_without_a_description_reads_as_your_account(app, client, phone):
+    from bot.ledger.models import Account
+
+    await add_account(app)
+    async with app[appkeys.DATABASE].session() as session:
+        (account,) = await session.scalars(select(Account))
+        account.description = ""
+        await session.commit()
+    assert await phone().send("balance") == ["Your balance on your account is $1,250.00."]

@@ -10,7 +10,6 @@ value removes the creditor's own setting, so the default applies again.
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +25,7 @@ from bot.config.flow import (
 )
 from bot.ledger import queries as ledger
 from bot.ledger.models import Account, Creditor
-from bot.text.gsm7 import is_gsm7
+from bot.text.gsm7 import has_control_characters, is_gsm7
 
 NAME_MAX = 120
 DISCLOSURE_MAX = 1000
@@ -103,7 +102,7 @@ async def change_creditor(
     texts: dict[str, str] = {}
     settings = dict(creditor.settings or {})
     for key, text in changes.items():
-        if any(unicodedata.category(c) == "Cc" and c not in "\n\r\t" for c in text):
+        if has_control_characters(text):
             problems[key] = "must not contain control characters"
             continue
         if key == "name":

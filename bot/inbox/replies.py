@@ -18,7 +18,6 @@ its event (bot/inbox/feed.py).
 from __future__ import annotations
 
 import dataclasses
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -146,7 +145,7 @@ def check_body(body: str) -> str:
     text = prepare(body)
     if not text:
         raise EmptyMessage("the message is empty")
-    if any(unicodedata.category(c) == "Cc" and c not in "\n\r\t" for c in text):
+    if gsm7.has_control_characters(text):
         # A NUL or an escape would reach the carrier (and PostgreSQL refuses NUL in text).
         raise InvalidText("the message has control characters, which cannot be sent")
     try:

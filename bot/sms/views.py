@@ -193,7 +193,7 @@ class AccountViews:
             "balance",
             {
                 "balance_cents": account.balance_cents,
-                "description": account.description,
+                "description": account.description or "your account",
                 "reason": state.explanation() if state.committed_cents else "",
             },
         )

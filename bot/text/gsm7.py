@@ -115,6 +115,12 @@ _REPLACEMENTS: dict[str, str] = {
 }
 
 
+def has_control_characters(text: str) -> bool:
+    """A NUL, an escape, a bell...: no name, note, search or message carries one (PostgreSQL
+    refuses NUL in text; a carrier would pass the rest on). Line breaks and tabs are text."""
+    return any(unicodedata.category(c) == "Cc" and c not in "\n\r\t" for c in text)
+
+
 def is_gsm7(text: str) -> bool:
     """True when every character of ``text`` is in the GSM-7 basic set or its extension."""
     return all(ch in GSM7_CHARS for ch in text)
