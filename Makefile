@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-embedded test-services lint services diagrams bench browser
+.PHONY: setup demo test test-embedded test-services lint services diagrams bench browser messages
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,11 @@ test-services: setup browser services
 
 services:
 	bash scripts/ensure-services
+
+# The Spanish catalogs (bot/locale/es): extract every marked text, merge it in; then translate.
+messages: setup
+	$(PY) -m bot.text.catalogs update
+	$(PY) -m bot.text.catalogs check
 
 diagrams: setup
 	$(PY) -m states.diagram > docs/flows.md

@@ -19,7 +19,7 @@ from bot import appkeys
 from bot.ledger import queries as ledger
 from bot.ledger.models import Link
 from bot.money import format_cents
-from bot.text.rendering import format_day
+from bot.text import i18n
 from portal_fallback import link_scope, sessions
 from portal_fallback.sessions import SESSION
 
@@ -36,8 +36,7 @@ def build_pages() -> Environment:
         auto_reload=False,  # packaged templates do not change under a running process
     )
     env.filters["money"] = format_cents
-    env.filters["day"] = format_day
-    return env
+    return i18n.install(env)  # `{% trans %}`, and `day` in the visitor's language
 
 
 def add_routes(app: web.Application) -> None:

@@ -104,6 +104,9 @@ class Account(Base):
     # dates are shown in Eastern time.
     timezone: Mapped[str | None] = mapped_column(String(64))
     processor_customer_id: Mapped[str | None] = mapped_column(String(64))
+    # The language the creditor loaded (`en` | `es`); a conversation may choose another
+    # (conversations.language), which then wins for texts, pages and emails.
+    language: Mapped[str] = mapped_column(String(2), default="en", server_default="en")
     # When the creditor last loaded a balance (CSV or API): a figure loaded later is taken to
     # show what PayBot collected before this, not after (loaded_balance in
     # bot/payments/collectable.py).
@@ -148,9 +151,12 @@ class PaymentMethod(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     processor_ref: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(20))  # card | us_bank_account
+    kind: Mapped[str] = mapped_column(String(20))  # card | us_bank_account | paypal
     brand: Mapped[str] = mapped_column(String(30))
     last4: Mapped[str] = mapped_column(String(4))
+    # What a customer is shown for a method without last 4 digits (a PayPal account: its email,
+    # masked when saved); None for cards and banks.
+    label: Mapped[str | None] = mapped_column(String(120))
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     # Added by a session proved only by knowledge answers (SSN last 4 + date of birth): it pays
     # that one payment, now, and is never listed or chosen afterwards, unless a session proved
@@ -257,6 +263,11 @@ class Conversation(Base):
     # The open handoff (handoffs.id) while waiting or with an agent; no foreign key, as the
     # handoff points back at its conversation.
     handoff_id: Mapped[int | None] = mapped_column(Integer)
+    # The language this phone chose (ESPAÑOL / ENGLISH, or a detected Spanish message once
+    # confirmed); None follows the account's. `language_asked_at`: when the bot offered
+    # Spanish on a detected message, so it is offered once.
+    language: Mapped[str | None] = mapped_column(String(2))
+    language_asked_at: Mapped[datetime | None]
     last_inbound_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

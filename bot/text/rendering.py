@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import re
-from datetime import date
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from bot.money import format_cents
+from bot.text import i18n
 from bot.text.gsm7 import to_gsm7
+from bot.text.i18n import format_day
 from states.replies import Reply
 
+__all__ = ["SMS_LIMIT", "SmsRenderer", "build_environment", "format_day"]
+
 SMS_LIMIT = 306  # two GSM-7 segments
-
-
-def format_day(day: date) -> str:
-    return f"{day:%b} {day.day}, {day.year}"
 
 
 def build_environment() -> Environment:
@@ -32,26 +31,29 @@ def build_environment() -> Environment:
         auto_reload=False,  # packaged templates do not change under a running process
     )
     env.filters["money"] = format_cents
-    env.filters["day"] = format_day
-    return env
+    return i18n.install(env)  # `{% trans %}`, and `day` in the language being rendered
 
 
 class SmsRenderer:
     def __init__(self, env: Environment | None = None) -> None:
         self.env = env or build_environment()
 
-    def render(self, reply: Reply, base: dict[str, Any]) -> str:
+    def render(self, reply: Reply, base: dict[str, Any], language: str | None = None) -> str:
+        """`language` None: the language of the moment (`i18n.using`), else the one given."""
         template = self.env.get_template(f"sms/{reply.template}.txt")
-        text = template.render({**base, **reply.context})
+        with i18n.using(language or i18n.current_language()):
+            text = template.render({**base, **reply.context})
         # Templates wrap for readability; a single newline is a space, a blank line a line break.
         paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text.strip())]
         return to_gsm7("\n".join(p for p in paragraphs if p))
 
-    def render_all(self, replies: list[Reply], base: dict[str, Any]) -> list[str]:
+    def render_all(
+        self, replies: list[Reply], base: dict[str, Any], language: str | None = None
+    ) -> list[str]:
         """Render a turn's replies, packing them into as few messages as fit in two segments."""
         messages: list[str] = []
         for reply in replies:
-            text = self.render(reply, base)
+            text = self.render(reply, base, language)
             if messages and len(messages[-1]) + 1 + len(text) <= SMS_LIMIT:
                 messages[-1] = f"{messages[-1]}\n{text}"
             else:

@@ -141,6 +141,16 @@ _GREETINGS = phrase_set(
     "good morning", "good afternoon", "good evening", "morning", "hi again", "hello again",
     "hola", "buenos dias", "buenas tardes", "buenas noches", "buenas", "saludos",
 )
+# The language a customer asks for (ESPAÑOL / ENGLISH): a keyword in every step, in either
+# language.
+_SPANISH_WORDS = phrase_set(
+    "espanol", "spanish", "en espanol", "in spanish", "espanol por favor", "spanish please",
+    "habla espanol", "hablas espanol", "habla usted espanol", "se habla espanol",
+)
+_ENGLISH_WORDS = phrase_set(
+    "english", "ingles", "in english", "en ingles", "english please", "ingles por favor",
+    "do you speak english",
+)
 _OPT_IN_WORDS = phrase_set(
     "start", "unstop", "subscribe", "resubscribe", "opt in", "optin", "opt me in", "start please",
     "start texting", "start texting me", "resume",
@@ -199,7 +209,7 @@ def classify_keyword(text: str) -> Meaning | None:
     """The keywords that work in any state, or None when the text is not one.
 
     Kinds: opt_out, opt_in, help, agent, balance, link, menu, plan, ask_agent, wrong_number,
-    dispute, hardship, greeting.
+    dispute, hardship, greeting, spanish, english.
     """
     tokens = reply_words(text)
     if not tokens:
@@ -231,6 +241,10 @@ def classify_keyword(text: str) -> Meaning | None:
         return Meaning("ask_agent")
 
     # 3. The other keywords.
+    if whole in _SPANISH_WORDS:
+        return Meaning("spanish")
+    if whole in _ENGLISH_WORDS:
+        return Meaning("english")
     if whole in _MENU_WORDS or _MENU_ANYWHERE.search(joined):
         return Meaning("menu")
     if whole in _OPT_IN_WORDS:

@@ -15,7 +15,7 @@ KINDS = frozenset(
         "opt_out", "opt_in", "help", "agent", "balance", "link", "menu", "yes", "no", "agree",
         "full", "now", "amount", "date", "choice", "email", "text", "invalid", "ask_agent",
         "plan", "plan_move", "plan_skip", "plan_extra", "wrong_number", "dispute", "hardship",
-        "greeting",
+        "greeting", "spanish", "english",
     }
 )
 REASONS = frozenset(

@@ -1,0 +1,143 @@
+"""Languages: English and Spanish from one set of templates, through gettext catalogs.
+
+English is the source (the msgid); Spanish lives in `bot/locale/es/LC_MESSAGES/<domain>.po`,
+one catalog per surface (`scripts/messages.py` says which folders feed which domain), compiled
+in memory with Babel the first time a language is used, so nothing compiled is kept in git and
+nothing has to be built before a run.
+
+The language of what is being rendered is a context variable, set once where the language is
+known (a conversation's turn, a portal request, an email queued for an account) with
+`using(language)`; templates (`{% trans %}`, `_()`), the `day` filter and Python's `gettext`
+below all read it. Code that renders for a customer passes the language it knows; nothing
+guesses.
+"""
+
+from __future__ import annotations
+
+import gettext as _gettext
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import date
+from functools import cache
+from io import BytesIO
+from pathlib import Path
+
+from babel.dates import format_date
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
+from jinja2 import Environment
+
+LANGUAGES: tuple[str, ...] = ("en", "es")
+DEFAULT_LANGUAGE = "en"
+LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
+# Babel's locale for each language: customers are in the United States (es_US writes money as
+# $1,250.00, as en_US does).
+BABEL_LOCALES = {"en": "en_US", "es": "es_US"}
+LANGUAGE_NAMES = {"en": "English", "es": "Español"}
+
+_NAMES = {
+    "en": "en", "eng": "en", "english": "en", "ingles": "en", "inglés": "en",
+    "en-us": "en", "en_us": "en",
+    "es": "es", "spa": "es", "spanish": "es", "espanol": "es", "español": "es",
+    "es-us": "es", "es_us": "es", "es-mx": "es", "es_mx": "es",
+}
+
+_current: ContextVar[str] = ContextVar("paybot_language", default=DEFAULT_LANGUAGE)
+
+
+def normalize_language(value: object) -> str | None:
+    """`en` or `es` for a code or name a creditor or customer might give, else None."""
+    if not isinstance(value, str):
+        return None
+    return _NAMES.get(value.strip().lower())
+
+
+def current_language() -> str:
+    return _current.get()
+
+
+@contextmanager
+def using(language: str | None) -> Iterator[str]:
+    """Render in `language` (None or unknown: English) inside the block."""
+    chosen = normalize_language(language) or DEFAULT_LANGUAGE
+    token = _current.set(chosen)
+    try:
+        yield chosen
+    finally:
+        _current.reset(token)
+
+
+def set_language(language: str | None) -> str:
+    """Set the language for the rest of this task (a portal request's middleware)."""
+    chosen = normalize_language(language) or DEFAULT_LANGUAGE
+    _current.set(chosen)
+    return chosen
+
+
+@cache
+def translations(language: str) -> _gettext.NullTranslations:
+    """Every catalog of `language` merged into one; English is the source itself."""
+    folder = LOCALE_DIR / language / "LC_MESSAGES"
+    if language == DEFAULT_LANGUAGE or not folder.is_dir():
+        return _gettext.NullTranslations()
+    merged: Translations | None = None
+    for po in sorted(folder.glob("*.po")):
+        with po.open("rb") as handle:
+            catalog = read_po(handle, locale=BABEL_LOCALES.get(language, language))
+        compiled = BytesIO()
+        write_mo(compiled, catalog, use_fuzzy=False)  # a fuzzy guess is never shown
+        compiled.seek(0)
+        loaded = Translations(compiled, domain=po.stem)
+        merged = loaded if merged is None else merged.merge(loaded)
+    return merged or _gettext.NullTranslations()
+
+
+def gettext(message: str) -> str:
+    return translations(_current.get()).gettext(message)
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    return translations(_current.get()).ngettext(singular, plural, n)
+
+
+def pgettext(context: str, message: str) -> str:
+    return translations(_current.get()).pgettext(context, message)
+
+
+def N_(message: str) -> str:  # noqa: N802 (gettext's conventional name)
+    """Marks a module-level English text for extraction; `gettext(value)` translates it when
+    shown, in the language of that moment."""
+    return message
+
+
+def format_day(day: date) -> str:
+    """`Dec 15, 2026` in English, `15 dic 2026` in Spanish."""
+    language = _current.get()
+    if language == DEFAULT_LANGUAGE:
+        return f"{day:%b} {day.day}, {day.year}"
+    return format_date(day, "medium", locale=BABEL_LOCALES[language])
+
+
+def format_month_day(day: date) -> str:
+    """`Dec 15` in English, `15 dic` in Spanish."""
+    language = _current.get()
+    if language == DEFAULT_LANGUAGE:
+        return f"{day:%b} {day.day}"
+    return format_date(day, "d MMM", locale=BABEL_LOCALES[language])
+
+
+def install(env: Environment) -> Environment:
+    """Jinja's i18n extension on `env`, reading the current language at each call. Every
+    `{% trans %}` block is trimmed (a template wraps its lines for reading; the catalog holds
+    one line)."""
+    env.add_extension("jinja2.ext.i18n")
+    env.policies["ext.i18n.trimmed"] = True
+    env.install_gettext_callables(  # type: ignore[attr-defined]
+        gettext=gettext, ngettext=ngettext, newstyle=True, pgettext=pgettext
+    )
+    env.globals["current_language"] = current_language
+    env.filters["day"] = format_day
+    env.filters["month_day"] = format_month_day
+    return env
