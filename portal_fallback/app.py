@@ -17,10 +17,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from bot import appkeys
 from bot.ledger import queries as ledger
-from bot.ledger.models import Link
+from bot.ledger.models import Account, Link
 from bot.money import format_cents
 from bot.text import i18n
-from portal_fallback import link_scope, sessions
+from bot.text.i18n import N_
+from portal_fallback import audience, link_scope, sessions
+from portal_fallback.audience import BRAND
 from portal_fallback.sessions import SESSION
 
 log = logging.getLogger(__name__)
@@ -40,15 +42,17 @@ def build_pages() -> Environment:
 
 
 def add_routes(app: web.Application) -> None:
-    from portal_fallback import flow_pages, lookup, method_update, signing
+    from portal_fallback import flow_pages, history, lookup, method_update, signing
 
     app[PAGES] = build_pages()
+    audience.add_routes(app)
     app.router.add_get("/p/{token}", open_link)
     app.router.add_get("/t/{version}", terms)
     app.router.add_get("/portal", to_portal)
     app.router.add_static("/static/", STATIC)
     portal = web.Application(middlewares=[security_headers, with_session, require_csrf])
     flow_pages.add_routes(portal)
+    history.add_routes(portal)
     lookup.add_routes(portal)
     signing.add_routes(portal)
     method_update.add_routes(portal)
@@ -99,16 +103,23 @@ def headers_for(request: web.Request) -> dict[str, str]:
 
 
 def page(request: web.Request, template: str, status: int = 200, **context: object) -> web.Response:
+    """A page in the request's language (audience.settle decided it), with its brand, the
+    language switch and the CSRF token. A `title` is an English text marked with N_."""
     settings = request.config_dict[appkeys.SETTINGS]
     row = request.get(SESSION)
+    language = i18n.set_language(audience.language_of(request))
+    if isinstance(context.get("title"), str):
+        context["title"] = i18n.gettext(str(context["title"]))
     html = (
         request.config_dict[PAGES]
         .get_template(template)
         .render(
             {
-                "brand": settings.brand,  # replaced by the creditor's name where it is known
+                "brand": request.get(BRAND) or " ".join(settings.brand.split()),
                 "support_contact": settings.support_contact,
                 "csrf_token": row.csrf_token if row else "",
+                "lang": language,
+                "language_links": audience.switch_links(request),
                 **context,
             }
         )
@@ -124,6 +135,9 @@ async def security_headers(request: web.Request, handler):  # type: ignore[no-un
         response = await handler(request)
     except web.HTTPException as exc:
         if exc.status in (404, 405):
+            if BRAND not in request:
+                async with request.config_dict[appkeys.DATABASE].session() as db:
+                    await audience.settle(request, db, None)
             return page(request, "not_found.html", exc.status)
         raise
     for name, value in headers_for(request).items():
@@ -144,6 +158,8 @@ async def with_session(request: web.Request, handler):  # type: ignore[no-untype
                 row.expires_at = sessions.session_end(now, ends_by)
                 await db.commit()
             request[SESSION] = row
+            account = await db.get(Account, row.account_id) if row.account_id else None
+            await audience.settle(request, db, account)
             if link is not None:
                 # A link's session reaches what the link was sent for, while the link stands.
                 standing = await ledger.link_standing(db, link, now)
@@ -155,6 +171,8 @@ async def with_session(request: web.Request, handler):  # type: ignore[no-untype
         else:
             ended = await sessions.ended_link_session(db, request.cookies.get(sessions.COOKIE), now)
             link = await db.get(Link, ended.link_id) if ended is not None else None
+            account = await db.get(Account, link.account_id) if link is not None else None
+            await audience.settle(request, db, account)
             if link is not None:
                 # Ended with its link (which caps it): say so, with what to do, as the link
                 # does; the look-up and the other pages for anyone still answer as usual.
@@ -203,11 +221,15 @@ async def open_link(request: web.Request) -> web.StreamResponse:
     token = request.match_info["token"]
     now = request.config_dict[appkeys.CLOCK].now()
     if len(token) > 64:
+        async with request.config_dict[appkeys.DATABASE].session() as db:
+            await audience.settle(request, db, None)
         return page(request, "link_unknown.html", 404)
     async with request.config_dict[appkeys.DATABASE].session() as db:
         link = await ledger.link_for_token(db, token)
         if link is None:
+            await audience.settle(request, db, None)
             return page(request, "link_unknown.html", 404)
+        await audience.settle(request, db, await db.get(Account, link.account_id))
         standing = await ledger.link_standing(db, link, now)
         if standing is not None:
             return link_scope.closed_page(request, link, standing)
@@ -254,4 +276,13 @@ async def to_portal(_: web.Request) -> web.StreamResponse:
 
 
 async def terms(request: web.Request) -> web.Response:
-    return page(request, "terms.html", version=request.match_info["version"][:20])
+    """The terms a text or page points to: generic words (the signed text itself is the
+    agreement, kept with its record), in the visitor's language and under the creditor's name."""
+    version = request.match_info["version"][:20]
+    async with request.config_dict[appkeys.DATABASE].session() as db:
+        row = await sessions.load_session(
+            db, request.cookies.get(sessions.COOKIE), request.config_dict[appkeys.CLOCK].now()
+        )
+        account = await db.get(Account, row.account_id) if row and row.account_id else None
+        await audience.settle(request, db, account, terms_version=version)
+    return page(request, "terms.html", version=version, title=N_("Payment terms"))

@@ -12,16 +12,18 @@ from typing import Any
 
 from aiohttp import web
 from multidict import MultiDictProxy
-from sqlalchemy import select
 
 from bot import appkeys
-from bot.ledger.models import Account, Link, Payment, PaymentMethod
-from bot.payments.service import STATUS_LABELS
+from bot.ledger.models import Account, Link
+from bot.money import format_cents
 from bot.phones import InvalidPhone, normalize_phone
 from bot.providers.payments import MethodRejected, PaymentError
 from bot.sms.engine import WebStep
 from bot.sms.parsing import Meaning, parse_reply
+from bot.text.i18n import N_, format_month_day, gettext
+from portal_fallback import history
 from portal_fallback.app import page
+from portal_fallback.audience import BRAND
 from portal_fallback.method_entry import (
     MethodNotTaken,
     method_entry_context,
@@ -33,23 +35,27 @@ from states.payment import CONTACT_PENDING, PaymentFlow
 log = logging.getLogger(__name__)
 
 STEP_TITLES = {
-    "idle": "Your balance",
-    "contact_review": "Your contact details",
-    "offers": "Choose an offer",
-    "amount": "How much",
-    "method": "Payment method",
-    "awaiting_method": "Payment method",
-    "schedule": "When",
-    "confirm": "Check and confirm",
-    "agreement": "Payment agreement",
+    "idle": N_("Your balance"),
+    "contact_review": N_("Your contact details"),
+    "offers": N_("Choose an offer"),
+    "amount": N_("How much"),
+    "method": N_("Payment method"),
+    "awaiting_method": N_("Payment method"),
+    "schedule": N_("When"),
+    # One final step: the agreement with its consent and the Pay button (the flow's confirm and
+    # agreement states are answered together on the web).
+    "confirm": N_("Review and pay"),
+    "agreement": N_("Review and pay"),
 }
+FINAL_STEPS = {"confirm", "agreement"}
+# The nouns method_entry.py names the method to add by, for the catalog ("Add a card").
+METHOD_NOUNS = (N_("card"), N_("bank account"))
 
 
 def add_routes(portal: web.Application) -> None:
     portal.router.add_get("/pay", show)
     portal.router.add_post("/pay", answer)
     portal.router.add_post("/methods", save_method)
-    portal.router.add_get("/receipt/{reference}", receipt)
     portal.router.add_post("/sign-out", sign_out)
 
 
@@ -107,15 +113,13 @@ async def answer(request: web.Request) -> web.StreamResponse:
         step = await engine.web_step(account_id, restart=True, verified_by=proof_of(request))
         raise web.HTTPSeeOther("/portal/pay")
     meaning = meaning_from_form(current.flow, form)
-    step = await engine.web_step(
-        account_id,
-        meaning,
-        link_terms=await link_terms(request),
-        verified_by=request[SESSION].verified_by,
-        ip_address=client_ip(request),
-        user_agent=(request.headers.get("User-Agent") or "")[:400],
-        expected_state=current.flow.state,
-    )
+    terms = await link_terms(request)
+    step = await _step(request, meaning, terms, current.flow.state)
+    if meaning.kind == "yes" and current.flow.state == "confirm" and not step.stale:
+        if step.flow.state == "agreement":
+            # The one final step: the consent ticked and Pay pressed is the agreement too. The
+            # agreement is recorded by the flow's own AGREE, exactly as a text's would be.
+            step = await _step(request, Meaning("agree"), terms, "agreement")
     if step.stale:  # a second click got here after the first moved the flow on
         return await render_step(request, step, notices=[("stale", {})], status=409)
     if step.outcome is not None and step.outcome.status != "declined":
@@ -130,6 +134,20 @@ async def answer(request: web.Request) -> web.StreamResponse:
             request, step, notices=notices_of(step), status=422 if problems else 200
         )
     raise web.HTTPSeeOther("/portal/pay")
+
+
+async def _step(
+    request: web.Request, meaning: Meaning, terms: dict[str, Any] | None, expected: str
+) -> WebStep:
+    return await request.config_dict[appkeys.ENGINE].web_step(
+        account_id_of(request),
+        meaning,
+        link_terms=terms,
+        verified_by=request[SESSION].verified_by,
+        ip_address=client_ip(request),
+        user_agent=(request.headers.get("User-Agent") or "")[:400],
+        expected_state=expected,
+    )
 
 
 PROBLEMS = {
@@ -200,14 +218,13 @@ def meaning_from_form(flow: PaymentFlow, form: MultiDictProxy[Any]) -> Meaning:
         if day > flow.horizon():
             return Meaning("invalid", reason="beyond_horizon")
         return Meaning("now") if day == today else Meaning("date", day)
-    if state == "confirm":
-        return Meaning("yes") if action == "confirm" else Meaning("no")
-    if state == "agreement":
-        if action == "cancel":
+    if state in FINAL_STEPS:
+        if action in {"change", "cancel"}:
             return Meaning("no")
-        if _text(form, "esign_consent") != "yes" or _text(form, "accept") != "yes":
+        if _text(form, "consent") != "yes":
             return Meaning("invalid", reason="consent_required")
-        return Meaning("agree")
+        # Confirm's YES; the agreement's AGREE follows in the same post (see `answer`).
+        return Meaning("yes") if state == "confirm" else Meaning("agree")
     return Meaning("invalid")
 
 
@@ -231,13 +248,14 @@ async def render_step(
         "state": flow.state,
         "account": flow.account,
         "summary": flow.summary(),
-        "title": STEP_TITLES.get(flow.state, "Pay"),
+        "title": STEP_TITLES.get(flow.state, N_("Pay")),
         "notices": notices or [],
         "min_cents": flow.min_amount(),
         "horizon": flow.horizon(),
         "link": await session_link(request),
-        "brand": step.brand or settings.brand,
+        "brand": step.brand or request.get(BRAND) or settings.brand,
         "skip_option": flow.skip_option(),
+        "chosen_method": flow.chosen_method(),
         # New contacts waiting for their code: masked, to show where each code went.
         "contact_pending": {
             kind: entry["masked"]
@@ -246,10 +264,15 @@ async def render_step(
     }
     if flow.state in {"method", "awaiting_method"}:
         context.update(await method_context(request, flow))
-    if flow.state == "agreement":
+    if flow.state == "idle":
+        async with request.config_dict[appkeys.DATABASE].session() as db:
+            context["overview"] = await history.overview(db, account_id_of(request))
+        context["status_of"] = history.status_words
+    if flow.state in FINAL_STEPS:
+        summary = flow.summary()
+        context["pay_label"] = pay_label(summary)
         async with request.config_dict[appkeys.DATABASE].session() as db:
             account = await db.get(Account, account_id_of(request))
-            summary = flow.summary()
             context["agreement_text"] = engine.notifier.agreement_text(
                 account=account,
                 amount_cents=summary["amount_cents"],
@@ -263,6 +286,19 @@ async def render_step(
             )
         context["terms_url"] = f"{settings.public_base_url}/t/{flow.settings.terms_version}"
     return page(request, "pay.html", status, **context)
+
+
+def pay_label(summary: dict[str, Any]) -> str:
+    """The final button says what it does: "Pay $40.00", "Schedule $40.00 for Dec 15"."""
+    offer = summary["offer"]
+    if offer is not None and offer.kind == "plan":
+        return gettext("Agree and start my plan")
+    total = format_cents(int(summary["amount_cents"] or 0) + int(summary["fee_cents"] or 0))
+    if summary["pay_on"] is not None:
+        return gettext("Schedule %(amount)s for %(day)s") % {
+            "amount": total, "day": format_month_day(summary["pay_on"])
+        }
+    return gettext("Pay %(amount)s") % {"amount": total}
 
 
 async def method_context(request: web.Request, flow: PaymentFlow) -> dict[str, Any]:
@@ -302,43 +338,6 @@ async def save_method(request: web.Request) -> web.StreamResponse:
         verified_by=proof_of(request),
     )
     raise web.HTTPSeeOther("/portal/pay")
-
-
-async def receipt(request: web.Request) -> web.Response:
-    account_id = account_id_of(request)
-    reference = request.match_info["reference"][:16]
-    async with request.config_dict[appkeys.DATABASE].session() as db:
-        row = (
-            await db.execute(
-                select(Payment, PaymentMethod, Account)
-                .outerjoin(PaymentMethod, Payment.method_id == PaymentMethod.id)
-                .join(Account, Payment.account_id == Account.id)
-                .where(Payment.reference == reference, Payment.account_id == account_id)
-            )
-        ).first()
-        if row is None:
-            raise web.HTTPNotFound()
-        payment, method, account = row
-        schedule: list[Payment] = []
-        if payment.plan_id is not None:
-            schedule = list(
-                await db.scalars(
-                    select(Payment)
-                    .where(Payment.plan_id == payment.plan_id)
-                    .order_by(Payment.installment_number)
-                )
-            )
-    return page(
-        request,
-        "receipt.html",
-        payment=payment,
-        account=account,
-        schedule=schedule,
-        method_label=f"{method.brand} ending {method.last4}" if method else "",
-        status_label=STATUS_LABELS.get(payment.status, payment.status),
-        labels=STATUS_LABELS,
-        title="Receipt",
-    )
 
 
 async def sign_out(request: web.Request) -> web.StreamResponse:

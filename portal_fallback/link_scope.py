@@ -17,10 +17,11 @@ from aiohttp import web
 
 from bot.ledger import queries as ledger
 from bot.ledger.models import Link, WebSession
+from bot.text.i18n import N_
 
 # Reached by every session, with or without a link: the look-up starts a session of its own.
 ANYONE = ("/portal/", "/portal/lookup", "/portal/verify", "/portal/sign-out")
-PAYMENT_FLOW = ("/portal/pay", "/portal/methods", "/portal/receipt/")
+PAYMENT_FLOW = ("/portal/pay", "/portal/methods", "/portal/receipt/", "/portal/payments")
 REACH = {
     "plan_offer": ("/portal/plan",),
     "update_method": ("/portal/method", "/portal/method/", *PAYMENT_FLOW),
@@ -78,13 +79,16 @@ def closed_page(request: web.Request, link: Link, standing: str) -> web.Response
             request,
             "plan_closed.html",
             410,
-            title="Offer no longer available",
+            title=N_("Offer no longer available"),
             reason="withdrawn" if standing == ledger.LINK_WITHDRAWN else "expired",
         )
     if standing == ledger.LINK_EXPIRED:
         return page(request, "link_expired.html", 410)
-    titles = {ledger.LINK_ACCEPTED: "Offer already accepted", ledger.LINK_PAID_OFF: "Nothing owed"}
-    title = titles.get(standing, "This link has been used")
+    titles = {
+        ledger.LINK_ACCEPTED: N_("Offer already accepted"),
+        ledger.LINK_PAID_OFF: N_("Nothing owed"),
+    }
+    title = titles.get(standing, N_("This link has been used"))
     return page(
         request,
         "link_done.html",

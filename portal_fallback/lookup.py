@@ -20,12 +20,13 @@ from bot.accounts import second_factor
 from bot.ledger import queries as ledger
 from bot.ledger.models import Account, WebSession
 from bot.security import ssn_digest
+from bot.text.i18n import N_
 from portal_fallback import sessions
 from portal_fallback.app import page
 from portal_fallback.sessions import SESSION, client_ip
 
 _SSN = re.compile(r"^\d{3}-?\d{2}-?\d{4}$")
-TITLE = "Verify it's you"
+TITLE = N_("Verify it's you")
 
 
 def add_routes(portal: web.Application) -> None:
@@ -39,9 +40,9 @@ async def lookup_form(request: web.Request) -> web.StreamResponse:
     """A visit stores nothing: without a session the form's CSRF token is a cookie's (double
     submit), and the session begins with the look-up (portal_fallback.app.require_csrf)."""
     if request.get(SESSION) is not None:
-        return page(request, "lookup.html", title="Find your account")
+        return page(request, "lookup.html", title=N_("Find your account"))
     token = sessions.form_token(request)
-    response = page(request, "lookup.html", title="Find your account", csrf_token=token)
+    response = page(request, "lookup.html", title=N_("Find your account"), csrf_token=token)
     sessions.set_form_cookie(request, response, token)
     return response
 
@@ -60,11 +61,11 @@ async def lookup(request: web.Request) -> web.StreamResponse:
     row = request.get(SESSION)
     assert row is not None  # require_csrf let the post through, so there is a session
     if await rate_limited(request):
-        return page(request, "lookup.html", 429, title="Find your account", too_many=True)
+        return page(request, "lookup.html", 429, title=N_("Find your account"), too_many=True)
     form = await request.post()
     identifier = str(form.get("identifier") or "").strip()[:64]
     if not identifier:
-        return page(request, "lookup.html", 422, title="Find your account", missing=True)
+        return page(request, "lookup.html", 422, title=N_("Find your account"), missing=True)
     settings = request.config_dict[appkeys.SETTINGS]
     engine = request.config_dict[appkeys.ENGINE]
     database = request.config_dict[appkeys.DATABASE]

@@ -32,6 +32,7 @@ from bot.accounts.loading import record_saved_method
 from bot.ledger.models import Account, Payment, PaymentMethod, Plan
 from bot.plans.signing import PlanError, switch_method
 from bot.providers.payments import MethodRejected, PaymentError, polite_decline_message
+from bot.text.i18n import N_, gettext
 from portal_fallback.app import page
 from portal_fallback.link_scope import knowledge_only
 from portal_fallback.method_entry import MethodNotTaken, method_entry_context, save_entered_method
@@ -44,8 +45,10 @@ DISPLAY_ZONE = "America/New_York"  # where an account's zone is unknown (as in t
 METHOD_MISSING = "payment_method_missing"  # bot.worker's code for a method no longer on file
 
 NOTICES = {
-    "choose_method": "Please choose how you will pay.",
-    "method_failed": "That card or account could not be saved. Please check it or use another one.",
+    "choose_method": N_("Please choose how you will pay."),
+    "method_failed": N_(
+        "That card or account could not be saved. Please check it or use another one."
+    ),
 }
 
 
@@ -84,7 +87,7 @@ def zone_of(account: Account) -> ZoneInfo:
 
 def plain_reason(failure_code: str | None) -> str:
     if failure_code == METHOD_MISSING:
-        return "The payment method on file is no longer available."
+        return gettext("The payment method on file is no longer available.")
     return polite_decline_message(failure_code)
 
 
@@ -94,7 +97,7 @@ async def load_account(request: web.Request, db: AsyncSession) -> Account:
         raise web.HTTPSeeOther("/portal/")
     if knowledge_only(row):
         # Knowledge answers are a look-up, not proof: they may not move what is scheduled.
-        refusal = page(request, "needs_code.html", 403, title="Verify with a code")
+        refusal = page(request, "needs_code.html", 403, title=N_("Verify with a code"))
         headers = {k: v for k, v in refusal.headers.items() if k.lower() != "content-type"}
         raise web.HTTPForbidden(text=refusal.text, content_type="text/html", headers=headers)
     account = await db.get(Account, row.account_id)
@@ -157,11 +160,13 @@ async def upcoming(db: AsyncSession, account: Account, missed: Missed | None) ->
     for payment in rows:
         plan = plans.get(payment.plan_id) if payment.plan_id is not None else None
         if missed is not None and missed.retry is not None and payment.id == missed.retry.id:
-            what = "Retry of the missed payment"
+            what = gettext("Retry of the missed payment")
         elif plan is not None and payment.installment_number:
-            what = f"Plan payment {payment.installment_number} of {plan.installment_count}"
+            what = gettext("Plan payment %(number)d of %(count)d") % {
+                "number": payment.installment_number, "count": plan.installment_count
+            }
         else:
-            what = "Scheduled payment"
+            what = gettext("Scheduled payment")
         found.append(Upcoming(payment, what, methods.get(payment.method_id or -1)))
     return found
 
@@ -182,14 +187,14 @@ async def show(
         methods = await methods_taken(request, db, account)
         default = next((m for m in methods if m.is_default), None)
         context: dict[str, Any] = {
-            "title": "Update your payment method",
+            "title": N_("Update your payment method"),
             "account": account,
             "brand": await brand_of(request, db, account),
             "missed": missed,
             "upcoming": await upcoming(db, account, missed),
             "methods": methods,
             "selected": default.id if default else None,
-            "notice": NOTICES.get(notice, notice) if notice else None,
+            "notice": gettext(NOTICES.get(notice, notice)) if notice else None,
         }
         context.update(await method_entry_context(request, db, account))
     return page(request, "method_update.html", status, **context)
@@ -254,7 +259,7 @@ async def updated(request: web.Request) -> web.Response:
         return page(
             request,
             "method_updated.html",
-            title="Payment method updated",
+            title=N_("Payment method updated"),
             account=account,
             brand=await brand_of(request, db, account),
             method_label=method_label(default),

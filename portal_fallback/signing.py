@@ -46,7 +46,10 @@ from bot.plans.signing import (
 from bot.plans.terms import plan_agreement_text
 from bot.providers.payments import MethodRejected, PaymentError
 from bot.security import mask_email
+from bot.text.i18n import N_, gettext
+from portal_fallback import history
 from portal_fallback.app import page
+from portal_fallback.audience import BRAND
 from portal_fallback.method_entry import (
     MethodNotTaken,
     flow_of,
@@ -68,18 +71,20 @@ SIGNATURE_MIN_INK_PIXELS = 30
 
 
 NOTICES = {
-    "choose_method": "Please choose how you will pay.",
-    "method_failed": "That card or account could not be saved. Please check it or use another one.",
-    "consent_required": "Please tick both boxes to accept the agreement.",
-    "terms_changed": "The terms changed since you accepted them. Please accept them again.",
-    "choose_signature": "Please type your name or draw your signature.",
-    "name_required": "Please type your full name to sign.",
-    "name_too_long": f"Please type your name in {SIGNER_NAME_MAX} characters or fewer.",
-    "name_mismatch": "Please sign with the name of the account holder.",
-    "signature_missing": "Please draw your signature in the box before you sign.",
-    "signature_blank": "The signature box looks empty. Please draw your signature.",
-    "signature_invalid": "Your signature could not be read. Please clear the box, draw again.",
-    "signature_too_large": "Your signature image is too large. Please clear it, draw again.",
+    "choose_method": N_("Please choose how you will pay."),
+    "method_failed": N_(
+        "That card or account could not be saved. Please check it or use another one."
+    ),
+    "consent_required": N_("Please tick both boxes to accept the agreement."),
+    "terms_changed": N_("The terms changed since you accepted them. Please accept them again."),
+    "choose_signature": N_("Please type your name or draw your signature."),
+    "name_required": N_("Please type your full name to sign."),
+    "name_too_long": "name_too_long",  # with its number: see notice_text
+    "name_mismatch": N_("Please sign with the name of the account holder."),
+    "signature_missing": N_("Please draw your signature in the box before you sign."),
+    "signature_blank": N_("The signature box looks empty. Please draw your signature."),
+    "signature_invalid": N_("Your signature could not be read. Please clear the box, draw again."),
+    "signature_too_large": N_("Your signature image is too large. Please clear it, draw again."),
 }
 
 
@@ -244,9 +249,9 @@ def closed_page(request: web.Request, signing: Signing | None) -> web.Response:
         request,
         "plan_closed.html",
         410,
-        title="Offer no longer available",
+        title=N_("Offer no longer available"),
         reason=reason,
-        brand=signing.brand if signing else request.config_dict[appkeys.SETTINGS].brand,
+        brand=signing.brand if signing else request.get(BRAND) or "",
     )
 
 
@@ -317,11 +322,17 @@ async def open_signing_with_method(
 
 def notice_text(notice: str | None) -> str | None:
     """A notice key's sentence; a message that is not a key (a PlanError's) as it is."""
-    return NOTICES.get(notice, notice) if notice else None
+    if not notice:
+        return None
+    if notice == "name_too_long":
+        return gettext("Please type your name in %(count)d characters or fewer.") % {
+            "count": SIGNER_NAME_MAX
+        }
+    return gettext(NOTICES.get(notice, notice))
 
 
 def method_label(method: PaymentMethod) -> str:
-    return f"{method.brand} ending {method.last4}"
+    return history.method_words(method)
 
 
 def agreement_text_for(request: web.Request, signing: Signing, method: PaymentMethod) -> str:
@@ -344,6 +355,7 @@ def base_context(signing: Signing, **extra: Any) -> dict[str, Any]:
         "account": signing.account,
         "offer": signing.offer,
         "brand": signing.brand,
+        "status_of": history.status_words,
         "schedule": schedule,
         "total_cents": total,
         # A discounted plan settles the balance in full; otherwise what is left is still owed.
@@ -371,7 +383,7 @@ async def review(request: web.Request) -> web.Response:
         return page(
             request,
             "plan_review.html",
-            **base_context(signing, title="Complete Payment Agreement", step=1),
+            **base_context(signing, title=N_("Complete Payment Agreement"), step=1),
         )
 
 
@@ -390,7 +402,7 @@ async def choose_method(
         methods = await methods_taken(request, db, signing.account)
         context = base_context(
             signing,
-            title="Payment method",
+            title=N_("Payment method"),
             step=2,
             methods=methods,
             selected=progress.method_id or (methods[0].id if methods else None),
@@ -440,7 +452,7 @@ async def show_terms(
         signing, _, method = await open_signing_with_method(request, db)
         context = base_context(
             signing,
-            title="Terms and Conditions",
+            title=N_("Terms and Conditions"),
             step=3,
             method_label=method_label(method),
             agreement_text=agreement_text_for(request, signing, method),
@@ -474,7 +486,7 @@ async def show_sign(
         account = signing.account
         context = base_context(
             signing,
-            title="Sign your agreement",
+            title=N_("Sign your agreement"),
             step=4,
             method_label=method_label(method),
             notice=notice_text(notice),
@@ -570,9 +582,10 @@ async def confirmation(
         "plan_confirmation.html",
         **base_context(
             signing,
-            title="Your payment plan is set up",
+            title=N_("Your payment plan is set up"),
             plan=plan,
             agreement=agreement,
+            agreement_ref=history.agreement_reference(agreement) if agreement else "",
             installments=installments,
             method_label=method_label(method) if method else "",
             signed_local=signed_local,

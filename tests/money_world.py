@@ -264,10 +264,8 @@ class World:
             elif state == "schedule":
                 data = {"action": "now"} if day is None else {
                     "action": "later", "date": day.isoformat()}
-            elif state == "confirm":
-                data = {"action": "confirm"}
-            elif state == "agreement":
-                data = {"action": "agree", "esign_consent": "yes", "accept": "yes"}
+            elif state in ("confirm", "agreement"):  # the one final step
+                data = {"action": "pay", "consent": "yes"}
             else:
                 return
             before = html

@@ -97,8 +97,7 @@ async def test_a_signed_agreement_keeps_the_client_address_not_the_proxy(
         {"action": "continue", "amount": "75.50"},
         {"action": "continue", "choice": "1"},
         {"action": "now"},
-        {"action": "confirm"},
-        {"action": "agree", "esign_consent": "yes", "accept": "yes"},
+        {"action": "pay", "consent": "yes"},
     ):
         state = re.search(r'name="state" value="([^"]+)"', browser.html)
         assert state, browser.text[:300]

@@ -25,11 +25,10 @@ async def test_a_double_click_on_i_agree_pays_once_and_both_answers_say_where_it
     await browser.step(action="start")
     await browser.step(action="continue", amount="50")
     await browser.step(action="continue", choice="1")
-    await browser.step(action="confirm")
-    assert browser.state == "agreement"
+    assert browser.state == "confirm"  # the one final step: consent and Pay
     form = {
         "csrf_token": csrf_of(browser.html), "state": state_of(browser.html),
-        "action": "agree", "esign_consent": "yes", "accept": "yes",
+        "action": "pay", "consent": "yes",
     }
 
     async def click() -> tuple[int, str]:
@@ -79,8 +78,7 @@ async def test_a_fixed_amount_link_opened_mid_conversation_pays_its_amount_and_i
     await browser.step(action="start")
     assert browser.state == "method"  # the link fixed the amount: no amount step
     await browser.step(action="continue", choice="1")
-    await browser.step(action="confirm")
-    await browser.step(action="agree", esign_consent="yes", accept="yes")
+    await browser.step(action="pay", consent="yes")
     assert "Total charged $122.50" in browser.text
     assert [c.amount_cents for c in providers.payments.charges] == [12250]
     await browser.get(link, status=410)

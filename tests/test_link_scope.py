@@ -30,8 +30,7 @@ async def pay_through(browser: Browser) -> None:
     """From the idle page of a link with a fixed amount, contact review and scheduling off."""
     await browser.step(action="start")
     await browser.step(action="continue", choice="1")
-    await browser.step(action="confirm")
-    await browser.step(action="agree", esign_consent="yes", accept="yes")
+    await browser.step(action="pay", consent="yes")
     assert "Thank you" in browser.text
 
 
@@ -64,15 +63,13 @@ async def test_an_account_link_works_while_something_is_owed(app, client, phone)
     await browser.step(action="start")
     await browser.step(action="continue", amount="40")
     await browser.step(action="continue", choice="1")
-    await browser.step(action="confirm")
-    await browser.step(action="agree", esign_consent="yes", accept="yes")
+    await browser.step(action="pay", consent="yes")
     await browser.get(path)  # $60 still owed: the link works
     assert browser.state == "idle"
     await browser.step(action="start")
     await browser.step(action="full")
     await browser.step(action="continue", choice="1")
-    await browser.step(action="confirm")
-    await browser.step(action="agree", esign_consent="yes", accept="yes")
+    await browser.step(action="pay", consent="yes")
     assert "Thank you" in browser.text
     await browser.get("/portal/pay", status=410)
     assert "nothing is owed" in browser.text
@@ -212,8 +209,7 @@ async def test_a_knowledge_session_pays_once_with_a_new_method(app, client):
     await browser.post("/portal/methods", {"payment_method": "pm_usBankAccount"})
     # Pay now only: no date to choose, so nothing is left to charge the new method later.
     assert browser.state == "confirm" and "Bank ending 6789" in browser.text
-    await browser.step(action="confirm")
-    await browser.step(action="agree", esign_consent="yes", accept="yes")
+    await browser.step(action="pay", consent="yes")
     async with app[appkeys.DATABASE].session() as session:
         methods = {
             m.processor_ref: m.is_default for m in await session.scalars(select(PaymentMethod))
@@ -242,8 +238,7 @@ async def test_a_knowledge_sessions_new_method_is_used_once_and_never_listed_aga
     await stranger.step(action="continue", amount="50")
     await stranger.post("/portal/methods", {"payment_method": "pm_usBankAccount"})
     assert stranger.state == "confirm" and "Bank ending 6789" in stranger.text
-    await stranger.step(action="confirm")
-    await stranger.step(action="agree", esign_consent="yes", accept="yes")
+    await stranger.step(action="pay", consent="yes")
     async with app[appkeys.DATABASE].session() as session:
         (payment,) = list(await session.scalars(select(Payment)))
         bank = await session.scalar(
@@ -294,8 +289,7 @@ async def test_a_single_use_method_pays_no_second_payment_and_nothing_later(app,
     await stranger.step(action="start")
     await stranger.step(action="continue", amount="50")
     await stranger.post("/portal/methods", {"payment_method": "pm_usBankAccount"})
-    await stranger.step(action="confirm")
-    await stranger.step(action="agree", esign_consent="yes", accept="yes")
+    await stranger.step(action="pay", consent="yes")
     engine, clock = app[appkeys.ENGINE], app[appkeys.CLOCK]
     today = clock.now().date()
     async with app[appkeys.DATABASE].session() as session:

@@ -57,8 +57,8 @@ async def at_agreement_on_both_channels(client, phone) -> tuple[object, str]:  #
 
 async def agree_on_the_web(client, page: str) -> tuple[int, str]:  # type: ignore[no-untyped-def]
     response = await client.post("/portal/pay", data={
-        "csrf_token": csrf_of(page), "state": "agreement", "action": "agree",
-        "esign_consent": "yes", "accept": "yes",
+        "csrf_token": csrf_of(page), "state": "agreement", "action": "pay",
+        "consent": "yes",
     })
     return response.status, visible_text(await response.text())
 

@@ -603,8 +603,7 @@ async def test_a_fixed_link_made_before_a_plan_takes_only_what_is_open(app, clie
     if browser.state == "schedule":
         await browser.step(action="now")
     assert "$28.10" in browser.text and "$100.00" not in browser.text
-    await browser.step(action="confirm")
-    await browser.step(action="agree", esign_consent="yes", accept="yes")
+    await browser.step(action="pay", consent="yes")
     _, rows = await ledger_of(app)
     assert taken_or_promised(rows) == 32810
 
@@ -648,8 +647,7 @@ async def test_a_processor_error_on_the_web_is_a_decline_told_politely(app, clie
     await browser.step(action="start")
     await browser.step(action="continue", amount="50")
     await browser.step(action="continue", choice="1")
-    await browser.step(action="confirm")
-    await browser.step(action="agree", esign_consent="yes", accept="yes")
+    await browser.step(action="pay", consent="yes")
     assert "did not go through" in browser.text and "Nothing was charged." in browser.text
     assert browser.state == "method"
     async with app[appkeys.DATABASE].session() as session:

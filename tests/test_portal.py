@@ -90,10 +90,8 @@ async def test_the_link_journey_pays_on_the_web(app, client, phone, providers):
     await browser.step(action="now")
     assert browser.state == "confirm"
     assert "$75.50" in browser.text and "Visa ending 4242" in browser.text
-    await browser.step(action="confirm")
-    assert browser.state == "agreement"
     assert "authorize Northwind Recovery to charge $75.50 today" in browser.text.replace("\n", " ")
-    await browser.step(action="agree", esign_consent="yes", accept="yes")
+    await browser.step(action="pay", consent="yes")
     assert "Thank you" in browser.text and "Paid" in browser.text and "P-" in browser.text
 
     response = await client.get(
@@ -110,17 +108,18 @@ async def test_the_link_journey_pays_on_the_web(app, client, phone, providers):
     assert providers.email.outbox[-1].to == "maria@example.com"
 
 
-async def test_agreement_needs_both_consents(app, client, phone):
+async def test_the_final_step_needs_the_consent(app, client, phone):
     await add_account(app, creditor_settings={"contact_review": False, "schedule_payment": False})
     browser = Browser(client)
     await browser.get(await link_for(app, phone))
     await browser.step(action="start")
     await browser.step(action="continue", amount="50")
     await browser.step(action="continue", choice="1")
-    await browser.step(action="confirm")
-    await browser.post("/portal/pay", {"action": "agree", "accept": "yes"}, status=422)
-    assert "Please tick both boxes" in browser.text
-    assert browser.state == "agreement"
+    await browser.post("/portal/pay", {"action": "pay"}, status=422)
+    assert "Please tick the box to accept the authorization." in browser.text
+    assert browser.state == "confirm"
+    async with app[appkeys.DATABASE].session() as session:
+        assert await session.scalar(select(Agreement)) is None
 
 
 async def test_bad_amount_is_explained_and_changes_nothing(app, client, phone):
@@ -331,8 +330,7 @@ async def test_declined_on_the_web_goes_back_to_the_method(app, client, phone):
     await browser.step(action="start")
     await browser.step(action="continue", amount="50")
     await browser.step(action="continue", choice="1")
-    await browser.step(action="confirm")
-    await browser.step(action="agree", esign_consent="yes", accept="yes")
+    await browser.step(action="pay", consent="yes")
     assert "did not go through" in browser.text and browser.state == "method"
 
 
@@ -371,9 +369,9 @@ async def test_a_fixed_amount_link_with_a_fee(app, client, providers):
     assert browser.state == "method"  # no offers, no amount step: the link fixed it
     await browser.step(action="continue", choice="1")
     assert "Convenience fee $2.50 Total charged $122.50" in browser.text
-    await browser.step(action="confirm")
     assert "$120.00 plus a $2.50 convenience fee (total $122.50)" in browser.text
-    await browser.step(action="agree", esign_consent="yes", accept="yes")
+    assert "Pay $122.50" in browser.text
+    await browser.step(action="pay", consent="yes")
     assert "Total charged $122.50" in browser.text
     (charge,) = providers.payments.charges
     assert charge.amount_cents == 12250
@@ -453,10 +451,9 @@ async def test_a_bank_account_on_the_web_gets_the_nacha_authorization(app, clien
     assert "Test bank account ending 6789" in browser.text
     await browser.post("/portal/methods", {"payment_method": "pm_usBankAccount"})
     assert browser.state == "confirm" and "Bank ending 6789" in browser.text
-    await browser.step(action="confirm")
     assert "initiate this ACH debit entry to my bank account" in browser.text
     assert "NACHA WEB" in browser.text
-    await browser.step(action="agree", esign_consent="yes", accept="yes")
+    await browser.step(action="pay", consent="yes")
     assert "Payment pending" in browser.text and "Pending" in browser.text
     async with app[appkeys.DATABASE].session() as session:
         agreement = await session.scalar(select(Agreement))
