@@ -22,6 +22,7 @@ from bot.plans.signing import agreement_digest
 from bot.providers import Providers
 from bot.providers.sandbox_gateway import SandboxGateway
 from bot.providers.sms import SandboxSms
+from portal_fallback.history import agreement_reference
 from tests.conftest import START
 from tests.seed import add_account
 from tests.test_portal import Browser, csrf_of, visible_text
@@ -137,10 +138,26 @@ async def test_a_typed_signature_signs_the_plan_and_emails_the_copy(app, client,
     assert "Your payment plan is set up" in text
     assert "A copy is on its way to m***@example.com" in text
     assert "Maria Lopez" in text and 'class="typed-signature"' in browser.html
-    assert "Jan 1, 2027 $400.00" in text and "P-" in text and "AG-" in text
-
     plans, payments, agreements = await ledger_plans(app)
     (plan,) = plans
+    first, second, third = (p.reference for p in payments)
+    reference = agreement_reference(agreements[0])
+    # A short reference a person can read out, never the SHA-256 (kept in the record).
+    assert re.fullmatch(r"A-[0-9A-HJKMNP-TV-Z]{6}", reference)
+    assert agreements[0].text_sha256 not in browser.html
+    main = text.split(" Your payment plan is set up ", 1)[1]
+    assert main == (
+        "Thank you, Maria Lopez. Your agreement is signed. A copy is on its way to "
+        "m***@example.com. Creditor Northwind Recovery Account Acme Card ending 4821 "
+        f"Plan PL-{plan.id:06d} Agreement {reference} Charged to Visa ending 4242 "
+        "Signed Nov 25, 2026 10:00 AM EST Payment schedule Payment schedule # Date Amount "
+        f"Reference Status 1 Dec 1, 2026 $400.00 {first} Pending (scheduled for Dec 1) "
+        f"2 Jan 1, 2027 $400.00 {second} Pending (scheduled for Jan 1) "
+        f"3 Feb 1, 2027 $450.00 {third} Pending (scheduled for Feb 1) Total $1,250.00 "
+        f"Signature Maria Lopez Terms version 2026-11, agreement {reference} Print "
+        "Your payments Questions? support@paybot.example. Secure payments processed by Stripe."
+    )
+
     assert plan.offer_id == offer_id and plan.total_cents == TOTAL
     assert [(p.scheduled_for, p.amount_cents, p.status, p.channel) for p in payments] == [
         (date(2026, 12, 1), 40000, "scheduled", "web"),
