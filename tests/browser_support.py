@@ -1,6 +1,6 @@
 """Steps the browser tests (tests/test_browser*.py) share: ticking a box, saving the test card
-through Stripe.js, the confirm and agreement pages of a payment, and a plan offer's review and
-terms pages with the plan they leave in the ledger.
+through Stripe.js, the final step of a payment (summary, agreement, one consent, Pay), and a plan
+offer's review and terms pages with the plan they leave in the ledger.
 
 Plain functions on a ``Tab``, not fixtures: the fixtures are in tests/fixtures_browser.py.
 """
@@ -43,36 +43,40 @@ async def save_test_card(tab: Tab) -> None:
     for placeholder, value in TEST_CARD.items():
         await tab.type_into(page.get_by_placeholder(placeholder, exact=True), value)
     await tab.shot("card-typed")
-    await tab.press("Save card")
+    await tab.press(page.locator("#card-save"))  # "Save card", "Guardar tarjeta"
 
 
 async def confirm_payment(tab: Tab, amount: str, method: str) -> Locator:
-    """From the date step: pay today, see the amount and the method in the summary, confirm, and
-    land on the payment agreement, which states the amount. Returns the agreement's text."""
+    """From the date step: pay today and land on the one final step, which shows the amount and
+    the method in the summary and the agreement that states the amount. Returns the agreement's
+    text."""
     page = tab.page
     await tab.press("Pay today")
-    await expect(page.locator("h1")).to_have_text("Check and confirm")
+    await expect(page.locator("h1")).to_have_text("Review and pay")
+    await expect(page.locator("#paying")).to_have_text(f"You are paying {amount}")
     summary = page.locator("dl.summary")
     await expect(summary).to_contain_text(amount)
     await expect(summary).to_contain_text(method)
-    await tab.shot("confirm")
-
-    await tab.press("Confirm")
-    await expect(page.locator("h1")).to_have_text("Payment agreement")
     agreement = page.locator(".agreement")
     await expect(agreement).to_contain_text(amount)
     return agreement
 
 
-async def agree_to_pay(tab: Tab) -> None:
-    """On the payment agreement: consent to electronic records, authorize, press "I agree"."""
-    for box in ["I consent to receive", "I authorize this payment"]:
-        await check(tab, box)
-    await tab.press("I agree")
+async def agree_to_pay(tab: Tab, button: str | None = None) -> None:
+    """On the final step: the browser holds the form back until the one consent box is ticked;
+    then the button that says what it does ("Pay $75.50", "Schedule $40.00 for Dec 15")."""
+    page = tab.page
+    pay = page.locator("#pay-button")
+    if button is not None:
+        await expect(pay).to_have_text(button)
+    await tab.press(pay)
+    await expect(page.locator("#consent")).not_to_be_checked()  # required: nothing was sent
+    await check(tab, "I have read and accept this authorization")
+    await tab.press(pay)
 
 
 async def expect_receipt(tab: Tab, heading: str, *texts: str) -> None:
-    """The page after "I agree": its heading, and a receipt that shows each of ``texts``."""
+    """The page after the final button: its heading, and a receipt that shows each of ``texts``."""
     await expect(tab.page.locator("h1")).to_have_text(heading)
     receipt = tab.page.locator(".receipt")
     for text in texts:

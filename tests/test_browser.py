@@ -69,7 +69,7 @@ async def test_the_link_journey_with_a_new_card(live: LiveServer, tab: Tab) -> N
     await tab.shot("schedule")
     await confirm_payment(tab, "$75.50", "Visa ending 4242")
     await tab.shot("agreement")
-    await agree_to_pay(tab)
+    await agree_to_pay(tab, "Pay $75.50")
 
     await expect_receipt(tab, "Thank you", "Paid", "$75.50", "Visa ending 4242")
     assert "/portal/receipt/P-" in page.url

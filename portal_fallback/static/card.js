@@ -17,7 +17,8 @@
       payment_method: { card: card, billing_details: { name: form.dataset.name } },
     });
     if (result.error) {
-      errors.textContent = result.error.message || "That card could not be saved.";
+      // The page says it in the visitor's language (data-msg-*); English if it does not.
+      errors.textContent = result.error.message || form.dataset.msgFailed || "That card could not be saved.";
       errors.hidden = false;
       button.disabled = false;
       return;
@@ -36,7 +37,7 @@
   form.hidden = false;
   const errors = document.getElementById("bank-errors");
   const button = document.getElementById("bank-save");
-  const failed = "That account could not be added. Please try again or use a card.";
+  const failed = form.dataset.msgFailed || "That account could not be added. Please try again or use a card.";
   function show(message) {
     errors.textContent = message;
     errors.hidden = false;
@@ -76,7 +77,7 @@
     const intent = confirmed.setupIntent || {};
     if (intent.next_action && intent.next_action.type === "verify_with_microdeposits") {
       // Entered by hand: usable only once small test deposits are verified, days from now.
-      show("That account needs a few days to be verified. Please use a card, or sign in to your bank to add it now.");
+      show(form.dataset.msgVerify || "That account needs a few days to be verified. Please use a card, or sign in to your bank to add it now.");
       return;
     }
     if (intent.status !== "succeeded" || !intent.payment_method) {

@@ -58,14 +58,14 @@
   form.addEventListener("submit", (event) => {
     if (strokes === 0) {
       event.preventDefault();
-      errors.textContent = "Please draw your signature in the box before you sign.";
+      errors.textContent = form.dataset.msgMissing || "Please draw your signature in the box before you sign.";
       errors.hidden = false;
       return;
     }
     const drawing = canvas.toDataURL("image/png");
     if (drawing.length > 60000) { // the server takes up to 45 KB of PNG
       event.preventDefault();
-      errors.textContent = "Your signature image is too large. Please clear it, draw again.";
+      errors.textContent = form.dataset.msgTooLarge || "Your signature image is too large. Please clear it, draw again.";
       errors.hidden = false;
       return;
     }
