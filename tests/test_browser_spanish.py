@@ -98,6 +98,12 @@ async def test_a_spanish_customer_pays_on_the_web(live: LiveServer, tab: Tab) ->
     await expect(page.locator("#payments tbody tr")).to_contain_text("Pagado")
     await tab.shot("es-sus-pagos")
 
+    # The terms, in Spanish, under the creditor's name, readable on a phone (no sideways scroll).
+    await page.goto("/t/2026-11")
+    await expect(page.locator("h1")).to_have_text("Condiciones de pago")
+    await expect(page.locator(".brand")).to_have_text("Northwind Recovery")
+    await tab.shot("es-condiciones")
+
     account = await live.api("/api/v1/accounts/ACC-1001")
     assert account["balance_cents"] == 125000 - 6000
     (intent,) = await live.payment_intents()

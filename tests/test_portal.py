@@ -147,12 +147,27 @@ async def test_links_that_do_not_work_say_what_to_do(app, client, phone, clock):
     path = await link_for(app, phone)
     tampered = path[:-2] + ("AA" if not path.endswith("AA") else "BB")
     response = await client.get(tampered)
-    assert response.status == 404 and "text LINK" in visible_text(await response.text())
+    html = await response.text()
+    assert response.status == 404 and 'href="/portal/"' in html
+    # The creditor's name, never the product's, and the way back to the portal.
+    assert visible_text(html) == (
+        "Link not found - Northwind Recovery Skip to content Northwind Recovery Español "
+        "We could not find that link Check that the whole address was copied from the "
+        "message. To get a new secure link, text LINK in reply to our message. Look up your "
+        "account Questions? support@paybot.example. Secure payments processed by Stripe."
+    )
     async with app[appkeys.DATABASE].session() as session:
         await session.execute(update(Link).values(revoked_at=clock.now()))
         await session.commit()
     response = await client.get(path)
-    assert response.status == 410 and "expired" in (await response.text())
+    html = await response.text()
+    assert response.status == 410 and 'href="/portal/"' in html
+    assert visible_text(html) == (
+        "Link expired - Northwind Recovery Skip to content Northwind Recovery Español "
+        "This link has expired For your security, payment links work for a limited time. "
+        "To get a fresh link, text LINK in reply to our message. Look up your account "
+        "Questions? support@paybot.example. Secure payments processed by Stripe."
+    )
 
 
 async def test_opening_a_link_rotates_the_session(app, client, phone):
