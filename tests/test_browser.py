@@ -51,6 +51,14 @@ async def test_the_link_journey_with_a_new_card(live: LiveServer, tab: Tab) -> N
     await tab.press("Make a payment")
     await expect(page.locator("h1")).to_have_text("Your contact details")
     await expect(page.locator("#step-form")).to_contain_text("m***@example.com")
+    # Every input type is styled alike: the phone field as the email field, not the browser's.
+    look = (
+        "e => { const s = getComputedStyle(e); "
+        "return [s.width, s.borderTopWidth, s.borderTopColor, s.borderRadius, s.paddingTop]; }"
+    )
+    phone_look = await page.locator("#phone").evaluate(look)
+    assert phone_look == await page.locator("#email").evaluate(look)
+    assert phone_look[1:] == ["1px", "rgb(138, 148, 163)", "6px", "11.2px"]
     await tab.shot("contact-review")
 
     await tab.press("Continue")
