@@ -29,14 +29,16 @@ LANGUAGE = web.RequestKey("portal_language", str)
 BRAND = web.RequestKey("portal_brand", str)
 ONE_YEAR = 365 * 24 * 3600
 
-# A form's page answers a POST; its GET twin is where the switch comes back to.
-_GET_TWINS = (
-    ("/portal/lookup", "/portal/"),
-    ("/portal/methods", "/portal/pay"),
-    ("/portal/sign-out", "/portal/"),
-    ("/portal/plan/", "/portal/plan"),
-    ("/portal/method/", "/portal/method"),
-)
+# A form posted to a path with no page of its own: where the switch comes back to after its
+# answer. Every other form posts to its own page's path (/portal/pay, /portal/plan/terms...).
+_GET_TWINS = {
+    "/portal/lookup": "/portal/",
+    "/portal/methods": "/portal/pay",
+    "/portal/sign-out": "/portal/",
+    "/portal/plan/start": "/portal/plan",
+    "/portal/plan/methods": "/portal/plan/method",
+    "/portal/method/new": "/portal/method",
+}
 
 
 def add_routes(app: web.Application) -> None:
@@ -107,10 +109,7 @@ def here(request: web.Request) -> str:
     path = request.path
     if path.startswith("/portal/receipt/") and path.endswith("/email"):
         return path.rsplit("/", 1)[0]
-    for prefix, twin in _GET_TWINS:
-        if path == prefix.rstrip("/") or path.startswith(prefix):
-            return twin if path != twin else path
-    return path
+    return _GET_TWINS.get(path, path)
 
 
 def switch_links(request: web.Request) -> list[tuple[str, str, str]]:

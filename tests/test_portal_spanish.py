@@ -164,3 +164,16 @@ async def test_the_lookup_the_terms_and_the_404_in_spanish_under_the_creditors_n
         f"recibir un enlace seguro. Ir al portal de pagos {FOOT_ES}"
     )
     assert "PayBot" not in browser.text
+
+
+async def test_after_a_forms_answer_the_switch_comes_back_to_its_page(app, client):
+    await add_account(app)
+    browser = Browser(client)
+    await browser.get("/portal/")
+    await browser.post("/portal/lookup", {"identifier": ""}, status=422)
+    assert "Enter your account ID or Social Security number." in browser.text
+    assert switch_href(browser.html) == "/lang/es?next=/portal/"
+    response = await client.get(switch_href(browser.html))
+    html = await response.text()
+    assert response.status == 200 and lang_of(html) == "es"
+    assert "Busque su cuenta" in html
