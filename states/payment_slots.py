@@ -122,6 +122,5 @@ class SlotSteps:
                 self.begin()
             return
         self.replies.append(Reply("plan_request_agent", {}))
-        if self.state != "idle":
-            self.replies.append(self.prompt())
+        self.replies.append(self.prompt())  # the menu, or the amount asked again
 
