@@ -17,12 +17,20 @@ from pathlib import Path
 import pytest
 
 from bot.sms import parsing
-from bot.sms.parsing import KINDS, REASONS, STEPS, Meaning, classify_keyword, parse_reply
+from bot.sms.parsing import (
+    KINDS,
+    REASONS,
+    STEPS,
+    Meaning,
+    PayIntent,
+    classify_keyword,
+    parse_reply,
+)
 
 CORPUS = Path(__file__).parent / "data" / "sms_replies.tsv"
 TODAY = datetime.date(2026, 11, 25)  # a Wednesday, as the corpus says
 HORIZON = datetime.date(2027, 2, 23)
-CORPUS_STEPS = {"any", "confirm", "agree", "amount", "date", "menu", "contact", "plan"}
+CORPUS_STEPS = {"any", "confirm", "agree", "amount", "date", "menu", "contact", "plan", "idle"}
 KEYWORD_KINDS = {
     "opt_out", "opt_in", "help", "agent", "balance", "link", "menu", "plan", "ask_agent"
 }
@@ -56,8 +64,27 @@ def _expected(meaning: str) -> Meaning:
         return Meaning("email", value)
     if kind == "plan_extra" and value:
         return Meaning("plan_extra", int(value))
-    assert not value, f"{meaning!r}: only amount, date, choice, email, plan_extra carry a value"
+    if kind == "plan_request":
+        return Meaning("plan_request", int(value) if value else None)
+    if kind == "pay" and value:
+        return Meaning("pay", _intent(value))
+    assert not value, (
+        f"{meaning!r}: only amount, date, choice, email, plan_extra, plan_request, pay have a value"
+    )
     return Meaning(kind)
+
+
+def _intent(value: str) -> PayIntent:
+    """AMOUNT@DATE: AMOUNT cents, full, empty or !REASON; DATE YYYY-MM-DD, now or !REASON."""
+    amount, _, when = value.partition("@")
+    return PayIntent(
+        amount_cents=int(amount) if amount.isdigit() else None,
+        full=amount == "full",
+        amount_problem=amount[1:] if amount.startswith("!") else None,
+        day=datetime.date.fromisoformat(when) if when[:1].isdigit() else None,
+        now=when == "now",
+        date_problem=when[1:] if when.startswith("!") else None,
+    )
 
 
 def _parse(text: str, step: str, **kw) -> Meaning:

@@ -85,15 +85,22 @@ _PLAN_REQUEST = re.compile(
     r"installments?|instalments?|in (?:parts|pieces|chunks)|"
     r"split (?:it|this|that|the (?:balance|payment|bill|amount|debt)|my (?:balance|bill|debt))|"
     r"(?:monthly|weekly|biweekly|smaller|small|multiple|several|a few) payments|"
-    r"(?:make|do|set up|get|have) (?:a )?(?:payments|payment arrangement|arrangement|plan)|"
+    r"(?:make|do|set up|get|have|start|work out) (?:a )?(?:payments|payment arrangement|"
+    r"arrangement|plan|payment plan)|"
     r"payment arrangement|pay (?:it )?over time|"
     r"en cuotas|a cuotas|a plazos|en plazos|en partes|por partes|en pagos|pagos mensuales|"
     r"pagos pequenos|plan de pago|hacer pagos|dividir"
     r")\b"
 )
+_COUNT = re.compile(
+    r"\b([0-9]{1,2})\s+(?:monthly\s+|weekly\s+|small\s+|smaller\s+|separate\s+|equal\s+|"
+    r"little\s+|mensuales\s+|pequenos\s+)?(?:payments|installments|instalments|pagos|cuotas|"
+    r"abonos|plazos|partes|parts|months|meses)\b"
+)
 _PER_PERIOD = re.compile(
-    r"\b(?:(?:a|per|each|every) (?:month|week|two weeks|paycheck|payday)|monthly|weekly|"
-    r"biweekly|al mes|por mes|cada mes|a la semana|por semana|cada semana|mensual|mensuales|"
+    r"(?<!in )(?<!within )\b(?:(?:a|per|each|every) (?:month|week|two weeks|paycheck|payday)|"
+    r"monthly|weekly|biweekly|al mes|por mes|cada mes|a la semana|por semana|cada semana|"
+    r"mensual|mensuales|"
     r"semanal|semanales|quincenal|quincenales|cada quincena)\b"
 )
 _HOW_ABOUT = re.compile(r"\bhow about\b")
@@ -121,10 +128,9 @@ def parse_intent(
     if spanish:
         numbers = spanish_words_to_digits(numbers)
     plan = _PLAN_REQUEST.search(numbers)
-    if plan is not None or (
-        _PER_PERIOD.search(numbers) and re.search(r"[0-9]", numbers) and _VERBS & set(tokens)
-    ):
-        count = int(plan.group("n")) if plan is not None and plan.group("n") else None
+    if plan is not None or (_PER_PERIOD.search(numbers) and re.search(r"[0-9]", numbers)):
+        counted = _COUNT.search(numbers)
+        count = int(counted.group(1)) if counted is not None else None
         return Meaning("plan_request", count)
 
     # Amounts that look like dates to the date rules ("$75.50", "12.15 dollars") are kept
