@@ -545,3 +545,52 @@ def test_fast_enough():
         for _, step, message, _ in ROWS:
             _parse(message, step)
     assert time.perf_counter() - start < 3.0
+
+
+# --------------------------------------------------------------------------------------
+# Intents with their slots (step idle), in Spanish too; and what reads as Spanish
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("quiero pagar 50", Meaning("pay", PayIntent(amount_cents=5000))),
+        ("pagar 40 el viernes", Meaning("pay", PayIntent(4000, day=datetime.date(2026, 11, 27)))),
+        ("quiero pagar todo el 15", Meaning("pay", PayIntent(full=True,
+                                                              day=datetime.date(2026, 12, 15)))),
+        ("quiero pagar todo el quince", Meaning("pay", PayIntent(
+            full=True, day=datetime.date(2026, 12, 15)))),
+        ("pagar cuarenta el próximo viernes", Meaning("pay", PayIntent(
+            4000, day=datetime.date(2026, 12, 4)))),
+        ("quiero hacer un pago", Meaning("pay")),  # "un pago" is a payment, not $1
+        ("puedo pagar en 3 pagos", Meaning("plan_request", 3)),
+        ("pay in full at once", Meaning("pay", PayIntent(full=True))),  # "once" is not 11 here
+        ("pay 50 in a month", Meaning("pay", PayIntent(5000, day=datetime.date(2026, 12, 25)))),
+        ("pay 50 a month", Meaning("plan_request")),
+        ("why should I pay 50", Meaning("invalid", reason="not_understood")),
+        ("I don't want to pay 50 friday", Meaning("invalid", reason="not_understood")),
+    ],
+)
+def test_slot_filled_intents(text, expected):
+    assert _parse(text, "idle") == expected
+
+
+def test_slots_are_read_only_where_a_payment_starts():
+    # The amount step keeps reading an amount (the turns read the date beside it there).
+    assert _parse("50 on the 15th", "amount") == Meaning("amount", 5000)
+    assert _parse("quiero pagar 40", "amount") == Meaning("amount", 4000)
+
+
+@pytest.mark.parametrize(
+    ("text", "spanish"),
+    [
+        ("quiero pagar 50", True), ("número equivocado", True), ("ya pagué", True),
+        ("en 4 cuotas", True), ("quién es", True), ("pay 50 next friday", False),
+        ("i am in the hospital", False), ("no", False), ("plan", False), ("ok", False),
+    ],
+)
+def test_looks_spanish(text, spanish):
+    from bot.sms.parsing.language import looks_spanish
+
+    assert looks_spanish(text) is spanish
