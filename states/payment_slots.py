@@ -101,7 +101,11 @@ class SlotSteps:
                     now=intent.now,
                     date_problem=intent.date_problem,
                 )
-        self.context["wanted"] = {k: v for k, v in wanted.items() if v not in (None, False)}
+        kept = {k: v for k, v in wanted.items() if v is not None and v is not False}
+        if kept:
+            self.context["wanted"] = kept
+        else:
+            self.context.pop("wanted", None)
 
     def _take_wanted(self, slots: tuple[str, ...]) -> dict[str, Any]:
         wanted: dict[str, Any] = dict(self.context.get("wanted") or {})
