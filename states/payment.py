@@ -29,8 +29,11 @@ from transitions import Machine
 
 from bot.config.flow import FlowSettings
 from bot.security import mask_email, mask_phone
-from bot.sms.parsing import Meaning
+from bot.sms.parsing import Meaning, PayIntent
 from states import build_machine as machine_for
+from states.payment_slots import AMOUNT_SLOTS as AMOUNT_SLOTS
+from states.payment_slots import DATE_SLOTS as DATE_SLOTS
+from states.payment_slots import SlotSteps
 from states.replies import Effect, Reply
 
 # a new contact waiting for its code (bot.accounts.contact_change)
@@ -209,7 +212,7 @@ class AccountView:
 
 
 @dataclass
-class PaymentFlow:
+class PaymentFlow(SlotSteps):
     """The model the machine drives; `context` is what is checkpointed between messages."""
 
     account: AccountView
@@ -257,9 +260,8 @@ class PaymentFlow:
     def on_enter_contact_review(self, *_: Any) -> None:
         self.replies.append(self.prompt())
 
-    on_enter_offers = on_enter_amount = on_enter_method = on_enter_contact_review
-    on_enter_awaiting_method = on_enter_schedule = on_enter_confirm = on_enter_contact_review
-    on_enter_agreement = on_enter_contact_review
+    on_enter_offers = on_enter_method = on_enter_contact_review
+    on_enter_awaiting_method = on_enter_agreement = on_enter_contact_review
 
     def prompt(self) -> Reply:
         """The question of the current step, asked again after a keyword or a bad reply."""
@@ -318,7 +320,16 @@ class PaymentFlow:
 
     def _answer_idle(self, meaning: Meaning) -> bool:
         if meaning.kind in {"pay", "yes"}:
-            self.begin()
+            self.begin(meaning.value if isinstance(meaning.value, PayIntent) else None)
+            return True
+        if meaning.kind == "plan_request":
+            self.plan_requested()
+            return True
+        if meaning.kind == "agree":
+            # AGREE with nothing waiting for it: said so, with the menu (no plan opened, and no
+            # miss counted towards the handoff).
+            self.replies.append(Reply("nothing_to_agree", {"has_plan": self.account.has_plan}))
+            self.replies.append(self.prompt())
             return True
         return False
 
@@ -328,8 +339,10 @@ class PaymentFlow:
         kept = {k: v for k, v in self.context.items() if k in LINK_TERMS or k == "verified_by"}
         return {"invalid_count": 0, **kept, **(self.link_terms or {})}
 
-    def begin(self) -> None:
+    def begin(self, intent: PayIntent | None = None) -> None:
         self.context = self.fresh_context()
+        if intent is not None and self.account.payable_cents > 0:
+            self.want(intent)
         preset = 0
         if self.amount_is_fixed():
             preset = int(self.context["preset_amount_cents"])
@@ -416,6 +429,17 @@ class PaymentFlow:
 
     def _answer_amount(self, meaning: Meaning) -> bool:
         payable = self.account.payable_cents
+        if meaning.kind == "plan_request":
+            self.plan_requested()
+            return True
+        if meaning.kind == "pay" and isinstance(meaning.value, PayIntent):
+            # "$40 next friday" here: the date is kept for its step, the amount answered now.
+            self.want(meaning.value)
+            if meaning.value.has_amount:
+                self.on_enter_amount()
+            else:
+                self.replies.append(self.prompt())
+            return True
         if meaning.kind == "full":
             amount = payable  # FULL is all that is open, not the balance
         elif meaning.kind == "amount":

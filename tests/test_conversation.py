@@ -344,6 +344,8 @@ async def test_repeated_confusion_goes_to_a_person(app, phone):
     await maria.send("banana")
     (third,) = await maria.send("banana")
     assert third.startswith("Sorry, I am having trouble understanding.")
+    (in_line,) = await maria.send("banana")  # once told where they stand, then stored only
+    assert in_line.startswith("You are still in line for a member of our team")
     assert await maria.send("banana") == []
 
 

@@ -534,7 +534,9 @@ async def test_asked_again_after_a_time_out_the_wait_starts_again(
     await worker.run_once()
     clock.advance(timedelta(minutes=5))
     assert await maria.send("agent please") == [ASKED_IN_HOURS]
-    assert await maria.send("still nobody?") == []  # told when to expect someone a moment ago
+    # One "still in line" after each request, this one asked again too; then stored only.
+    assert await maria.send("still nobody?") == [STILL_IN_LINE]
+    assert await maria.send("hello?") == []
     clock.advance(timedelta(minutes=14))
     await worker.run_once()
     assert texts_to(providers) == [TIMED_OUT]

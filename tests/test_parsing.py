@@ -17,12 +17,20 @@ from pathlib import Path
 import pytest
 
 from bot.sms import parsing
-from bot.sms.parsing import KINDS, REASONS, STEPS, Meaning, classify_keyword, parse_reply
+from bot.sms.parsing import (
+    KINDS,
+    REASONS,
+    STEPS,
+    Meaning,
+    PayIntent,
+    classify_keyword,
+    parse_reply,
+)
 
 CORPUS = Path(__file__).parent / "data" / "sms_replies.tsv"
 TODAY = datetime.date(2026, 11, 25)  # a Wednesday, as the corpus says
 HORIZON = datetime.date(2027, 2, 23)
-CORPUS_STEPS = {"any", "confirm", "agree", "amount", "date", "menu", "contact", "plan"}
+CORPUS_STEPS = {"any", "confirm", "agree", "amount", "date", "menu", "contact", "plan", "idle"}
 KEYWORD_KINDS = {
     "opt_out", "opt_in", "help", "agent", "balance", "link", "menu", "plan", "ask_agent"
 }
@@ -56,8 +64,27 @@ def _expected(meaning: str) -> Meaning:
         return Meaning("email", value)
     if kind == "plan_extra" and value:
         return Meaning("plan_extra", int(value))
-    assert not value, f"{meaning!r}: only amount, date, choice, email, plan_extra carry a value"
+    if kind == "plan_request":
+        return Meaning("plan_request", int(value) if value else None)
+    if kind == "pay" and value:
+        return Meaning("pay", _intent(value))
+    assert not value, (
+        f"{meaning!r}: only amount, date, choice, email, plan_extra, plan_request, pay have a value"
+    )
     return Meaning(kind)
+
+
+def _intent(value: str) -> PayIntent:
+    """AMOUNT@DATE: AMOUNT cents, full, empty or !REASON; DATE YYYY-MM-DD, now or !REASON."""
+    amount, _, when = value.partition("@")
+    return PayIntent(
+        amount_cents=int(amount) if amount.isdigit() else None,
+        full=amount == "full",
+        amount_problem=amount[1:] if amount.startswith("!") else None,
+        day=datetime.date.fromisoformat(when) if when[:1].isdigit() else None,
+        now=when == "now",
+        date_problem=when[1:] if when.startswith("!") else None,
+    )
 
 
 def _parse(text: str, step: str, **kw) -> Meaning:
@@ -518,3 +545,52 @@ def test_fast_enough():
         for _, step, message, _ in ROWS:
             _parse(message, step)
     assert time.perf_counter() - start < 3.0
+
+
+# --------------------------------------------------------------------------------------
+# Intents with their slots (step idle), in Spanish too; and what reads as Spanish
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("quiero pagar 50", Meaning("pay", PayIntent(amount_cents=5000))),
+        ("pagar 40 el viernes", Meaning("pay", PayIntent(4000, day=datetime.date(2026, 11, 27)))),
+        ("quiero pagar todo el 15", Meaning("pay", PayIntent(full=True,
+                                                              day=datetime.date(2026, 12, 15)))),
+        ("quiero pagar todo el quince", Meaning("pay", PayIntent(
+            full=True, day=datetime.date(2026, 12, 15)))),
+        ("pagar cuarenta el próximo viernes", Meaning("pay", PayIntent(
+            4000, day=datetime.date(2026, 12, 4)))),
+        ("quiero hacer un pago", Meaning("pay")),  # "un pago" is a payment, not $1
+        ("puedo pagar en 3 pagos", Meaning("plan_request", 3)),
+        ("pay in full at once", Meaning("pay", PayIntent(full=True))),  # "once" is not 11 here
+        ("pay 50 in a month", Meaning("pay", PayIntent(5000, day=datetime.date(2026, 12, 25)))),
+        ("pay 50 a month", Meaning("plan_request")),
+        ("why should I pay 50", Meaning("invalid", reason="not_understood")),
+        ("I don't want to pay 50 friday", Meaning("invalid", reason="not_understood")),
+    ],
+)
+def test_slot_filled_intents(text, expected):
+    assert _parse(text, "idle") == expected
+
+
+def test_slots_are_read_only_where_a_payment_starts():
+    # The amount step keeps reading an amount (the turns read the date beside it there).
+    assert _parse("50 on the 15th", "amount") == Meaning("amount", 5000)
+    assert _parse("quiero pagar 40", "amount") == Meaning("amount", 4000)
+
+
+@pytest.mark.parametrize(
+    ("text", "spanish"),
+    [
+        ("quiero pagar 50", True), ("número equivocado", True), ("ya pagué", True),
+        ("en 4 cuotas", True), ("quién es", True), ("pay 50 next friday", False),
+        ("i am in the hospital", False), ("no", False), ("plan", False), ("ok", False),
+    ],
+)
+def test_looks_spanish(text, spanish):
+    from bot.sms.parsing.language import looks_spanish
+
+    assert looks_spanish(text) is spanish

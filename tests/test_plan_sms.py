@@ -129,8 +129,15 @@ async def test_plan_shows_the_offer_and_agree_signs_it(app, client, phone, provi
 
     # Twilio retries the same message, then the customer says AGREE again: nothing more.
     assert await maria.send("I agree", sid="SM" + "a" * 32) == [done]
+    # AGREE with nothing waiting for it: said so, with the menu (never the plan's options).
     (again,) = await maria.send("AGREE")
-    assert again.startswith("Your plan: next payment $208.34 on Dec 15, 2026.")
+    assert re.fullmatch(
+        r"There is nothing waiting for your agreement now: your plan is already in place "
+        r"\(reply PLAN to see it\)\.\nYour balance on Acme Card ending 4821 is \$1,250\.00\. "
+        r"Reply PAY to pay by text or open https://paybot\.test/p/\S+ \. Reply AGENT for a "
+        r"person, HELP for help\.",
+        again,
+    ), again
     assert await count(app, Plan) == 1
     assert await count(app, Payment) == 6
     assert await count(app, Agreement) == 1

@@ -266,6 +266,18 @@ CONTEXTS: dict[str, list[dict]] = {
         {"plan": PlanStatus(1, "monthly", date(2026, 11, 25), PLAN.rules, 0, BIG, 0, 0)},
     ],
     "plan_none": [{}],
+    "plan_request_agent": [{}],
+    "nothing_to_agree": [{"has_plan": True}, {"has_plan": False}],
+    "date_not_offered": [
+        {"reason": "settlement", "day": date(2027, 2, 23)},
+        {"reason": "off", "day": date(2027, 2, 23)},
+        {"reason": "knowledge", "day": date(2027, 2, 23)},
+    ],
+    "who_we_are": [
+        {"disclosure": ""},
+        {"disclosure": "This communication is from Northwind Recovery Services of America, a "
+                       "debt collector, in an attempt to collect a debt."},
+    ],
     "plan_sign_on_web": [{}],
     "plan_add_method": [{"offer": PLAN_OFFER}],
     "plan_offer_expired": [{"offer": PLAN_OFFER}],

@@ -36,6 +36,7 @@ from bot.plans.agreement_copy import send_agreement_copy
 from bot.sms.contacts import ContactTurns
 from bot.sms.context import Inbound, Services, StoredInbound, Turn, TurnContext, WebStep
 from bot.sms.handover import HANDING_OVER, bot_answers, hand_to_agent
+from bot.sms.introduction import who_we_are
 from bot.sms.parsing import Meaning, classify_keyword
 from bot.sms.payment_turns import PaymentTurns, reads_as_pay
 from bot.sms.plan_turns import PLAN_FLOW, PlanTurns
@@ -245,6 +246,9 @@ class ConversationEngine:
             return  # nothing else is ever sent to an opted-out number
         if kind == "help":
             turn.replies.append(Reply("help"))
+            return
+        if kind == "who":  # who is texting, the disclosure, the support contact; as HELP is
+            turn.replies.append(await who_we_are(ctx, account))
             return
         if kind == "opt_in":  # START is answered whoever has the conversation, as HELP is
             turn.replies.append(Reply("opt_in_confirmed"))

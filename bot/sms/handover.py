@@ -5,7 +5,8 @@ and the way back to the bot.
 * ``waiting`` (asked, no agent yet): MENU, PAY, BALANCE, LINK (and PLAN) bring the bot back at
   once (``bot_resumed_at``); the request stays in the queue until an agent claims or resolves
   it, and from then on the bot answers everything. Anything else is stored for the agents; the
-  first such message gets one short "still in line" answer, the rest none (the worker tells the
+  first such message after each request (a first one, or one asked again: hardship, MENU, then
+  a dispute) gets one short "still in line" answer, the rest none (the worker tells the
   customer when the wait runs out: bot/worker/handoff_waits.py).
 * ``agent`` (claimed): the bot is silent but for STOP and HELP (the router answers those);
   MENU hands the conversation back to the bot (resolved by the customer).
@@ -20,7 +21,8 @@ from sqlalchemy import func, select
 
 from bot.inbox import handoffs
 from bot.inbox.wrong_numbers import accounts_texted_at, mark_wrong_number
-from bot.ledger.models import Account, Message
+from bot.ledger import queries as ledger
+from bot.ledger.models import Account, AuditEvent, Message
 from bot.sms.context import TurnContext
 from bot.sms.views import AccountViews
 from states.replies import Reply
@@ -45,6 +47,9 @@ REPLIES = {
 # What the customer says when handing over (besides AGENT): each has its reply.
 HANDING_OVER = frozenset(REPLIES) - {"confused"}
 GENERAL, SPECIFIC = ("asked", "confused"), ("wrong_number", "dispute", "hardship")
+# The audit mark of each request's reply (a first one or one asked again): where the one
+# "still in line" is counted from.
+TOLD = "handoff_reply_sent"
 # While waiting: the keywords that bring the bot back (PAY is read by the caller).
 BRING_THE_BOT_BACK = frozenset({"menu", "balance", "link", "plan"})
 
@@ -87,8 +92,15 @@ async def hand_to_agent(
     context: dict[str, object] = {"wait": wait}
     if reason == "hardship":
         context["plan_offer"] = account is not None and await _plan_on_offer(ctx, views, account)
+    # Whatever goes out after this point is this request's reply or later: the one "still in
+    # line" is counted from here, for a first request and for each one asked again.
+    sent_before = await _last_outbound_id(ctx)
     handoff = await handoffs.request(ctx.session, ctx.conv, reason=queue_reason, text=text,
                                      at=ctx.now)
+    await ledger.audit(
+        ctx.session, TOLD, at=ctx.now, account_id=ctx.conv.account_id, phone=ctx.conv.phone,
+        handoff_id=handoff.id, after_message_id=sent_before, reason=queue_reason,
+    )
     if handoff.reason in GENERAL and queue_reason in SPECIFIC:
         # Asked (or confused) first, then said why: the queue shows the why.
         handoff.reason = ctx.conv.reason = queue_reason
@@ -140,25 +152,43 @@ async def bot_answers(
         return True
     if kind in HANDING_OVER:
         return True  # asked again (or a wrong number): answered as the first time
-    if not await _told_since(ctx, handoff.requested_at):
+    if not await _told_since(ctx, handoff.id, handoff.requested_at):
         ctx.turn.replies.append(
             Reply("agent_queue", {"wait": await wait_reply_context(ctx, views, account)})
         )
     return False
 
 
-async def _told_since(ctx: TurnContext, requested_at: datetime) -> bool:
-    """Whether anything but the reply that handed over went to the customer since the request
-    (one "still in line", never a string of them). Read by time: the reply that handed over
-    carries the request's own time, and what came before it is earlier."""
-    sent = await ctx.session.scalar(
-        select(func.count()).select_from(Message).where(
-            Message.conversation_id == ctx.conv.id,  # indexed; every message of it carries it
-            Message.direction == "outbound",
-            Message.created_at >= requested_at,
+async def _told_since(ctx: TurnContext, handoff_id: int, requested_at: datetime) -> bool:
+    """Whether anything but the reply that (last) asked for a person went to the customer since
+    (one "still in line" after each request, never a string of them, never silence). Counted by
+    message from the last request's mark (``TOLD``); a request older than the mark, by time."""
+    told = await ctx.session.scalar(
+        select(AuditEvent)
+        .where(AuditEvent.kind == TOLD, AuditEvent.phone == ctx.conv.phone)
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    )
+    since = select(func.count()).select_from(Message).where(
+        Message.conversation_id == ctx.conv.id,  # indexed; every message of it carries it
+        Message.direction == "outbound",
+    )
+    if told is not None and told.detail.get("handoff_id") == handoff_id:
+        sent = await ctx.session.scalar(
+            since.where(Message.id > int(told.detail.get("after_message_id") or 0))
+        )
+    else:
+        sent = await ctx.session.scalar(since.where(Message.created_at >= requested_at))
+    return int(sent or 0) > 1
+
+
+async def _last_outbound_id(ctx: TurnContext) -> int:
+    last = await ctx.session.scalar(
+        select(func.max(Message.id)).where(
+            Message.conversation_id == ctx.conv.id, Message.direction == "outbound"
         )
     )
-    return int(sent or 0) > 1
+    return int(last or 0)
 
 
 async def _plan_on_offer(ctx: TurnContext, views: AccountViews, account: Account) -> bool:

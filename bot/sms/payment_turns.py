@@ -25,13 +25,14 @@ from bot.security import mask_email
 from bot.sms.contacts import ContactTurns
 from bot.sms.context import Services, StoredInbound, TurnContext
 from bot.sms.handover import hand_to_agent
-from bot.sms.parsing import Meaning, parse_reply
+from bot.sms.parsing import Meaning, PayIntent, parse_intent, parse_reply
 from bot.sms.views import AccountViews, limited_to_proof, outcome_reply
 from states import payment as payment_flow
 from states.payment import OfferView, PaymentFlow
 from states.replies import Effect, Reply
 
-PAY_WORDS = {"pay", "pay now", "make a payment", "i want to pay", "payment", "pagar", "pago"}
+# A day any intent reads the same on: whether a text is PAY does not depend on the date.
+_ANY_DAY = date(2026, 1, 5)
 ANSWERED_IN_PLACE = {"balance", "link"}  # keywords that leave the flow where it stands
 # The payment steps that read what is open on the account (PAY, offers, the amount).
 OPEN_MATTERS = {"idle", "contact_review", "offers", "amount"}
@@ -144,9 +145,18 @@ class PaymentTurns:
             if code is not None:  # by text only an email is ever pending
                 return Meaning("contact_code", {"email": code})
         if step == "idle":
-            if reads_as_pay(text):
-                return Meaning("pay")
-            step = "confirm"
+            meaning = parse_reply(text, "idle", today=today, horizon=flow.horizon())
+            agree = parse_reply(text, "agree", today=today).kind == "agree"
+            if meaning.kind == "invalid" and agree:
+                return Meaning("agree")  # nothing waits for it: the flow says so
+            return meaning
+        if step == "amount":
+            # "$40 next friday" or "3 payments" at the amount step: the intent, with its slots.
+            intent = parse_reply(text, "idle", today=today, horizon=flow.horizon())
+            if intent.kind == "plan_request" or (
+                isinstance(intent.value, PayIntent) and intent.value.has_date
+            ):
+                return intent
         menu_size, skip = 3, None
         if flow.state == "offers":
             skip = flow.skip_option()
@@ -282,8 +292,18 @@ def needs_open(state: str, keyword: Meaning | None, text: str, now: datetime) ->
         return False
     if state != "idle":
         return True
-    return reads_as_pay(text) or parse_reply(text, "confirm", today=now.date()).kind == "yes"
+    if parse_reply(text, "idle", today=now.date()).kind in {"pay", "yes", "plan_request"}:
+        return True
+    return parse_reply(text, "agree", today=now.date()).kind == "agree"  # "has a plan" is said
 
 
 def reads_as_pay(text: str) -> bool:
-    return " ".join(text.lower().replace("!", " ").replace(".", " ").split()) in PAY_WORDS
+    """PAY, in its words or with its slots ("pay", "quiero pagar", "pay 50 next friday"); not
+    a keyword. It brings the bot back while a person is asked for, and starts at once after a
+    timed-out session."""
+    meaning = parse_intent(text, _ANY_DAY)
+    if meaning is None or meaning.kind != "pay":
+        return False
+    # "$0" or "pay 50 yesterday" is an answer gone wrong (a step's to re-ask), not PAY.
+    intent = meaning.value
+    return not isinstance(intent, PayIntent) or not (intent.amount_problem or intent.date_problem)

@@ -45,7 +45,15 @@ class PlanTurns:
         self, ctx: TurnContext, account: Account, message: StoredInbound, keyword: Meaning | None
     ) -> bool:
         """PLAN, a step of the plan flow, or (between payments) a change asked in words ("skip
-        this month") or an AGREE that can only be about a plan."""
+        this month"), a plan asked for ("can i do 3 payments") where there is one to show, or an
+        AGREE while a plan offer waits for it. PAY leaves the plan flow for a payment."""
+        if ctx.conv.flow == PLAN_FLOW and keyword is None and ctx.conv.state == "plan_menu":
+            # PAY at the plan's options: a payment, not a misread (an amount there is EXTRA).
+            if parse_reply(message.body, "idle", today=today_of(account, ctx.now)) == Meaning(
+                "pay"
+            ):
+                ctx.conv.flow, ctx.conv.state, ctx.conv.context = "payment", "idle", {}
+                return False
         if ctx.conv.flow == PLAN_FLOW or (keyword is not None and keyword.kind == "plan"):
             return True
         if keyword is not None or ctx.conv.state != "idle":
@@ -53,16 +61,27 @@ class PlanTurns:
         today = today_of(account, ctx.now)
         if parse_reply(message.body, "plan", today=today).kind in PLAN_CHANGES:
             return await plan_changes.active_plan(ctx.session, account.id) is not None
+        if parse_reply(message.body, "idle", today=today).kind == "plan_request":
+            # A plan of their own, or one offered to sign: PLAN shows it. Else the payment
+            # flow answers (its plan offers, or a person can set one up).
+            return await plan_changes.active_plan(ctx.session, account.id) is not None or (
+                await self._open_offer(ctx, account)
+            )
         if (
             parse_reply(message.body, "agree", today=today).kind == "agree"
             and not reads_as_pay(message.body)
             and parse_reply(message.body, "confirm", today=today).kind != "yes"
         ):
-            # A bare AGREE after signing (or before asking): the plan, never a new payment.
-            return await plan_changes.active_plan(ctx.session, account.id) is not None or bool(
-                await self._plan_offers(ctx.session, account)
-            )
+            # AGREE while a plan offer waits for it: its summary first. With nothing to agree
+            # to, the payment flow says so (never the plan menu).
+            return await self._open_offer(ctx, account)
         return False
+
+    async def _open_offer(self, ctx: TurnContext, account: Account) -> bool:
+        return any(
+            offer.status == "open" and (offer.expires_at is None or offer.expires_at > ctx.now)
+            for offer in await self._plan_offers(ctx.session, account)
+        )
 
     async def _plan_offers(self, session: AsyncSession, account: Account) -> list[Offer]:
         """The account's plan offers with an exact schedule, newest first."""
@@ -127,6 +146,10 @@ class PlanTurns:
         self.machine.add_model(flow, initial=ctx.conv.state if in_flow else "idle")
         try:
             kind = keyword.kind if keyword else None
+            if kind is None and not in_flow and parse_reply(
+                message.body, "idle", today=today_of(account, ctx.now)
+            ).kind == "plan_request":
+                kind = "plan"  # "can i do 3 payments": the plan they have, or the offer
             if kind == "plan":
                 flow.restart()
                 flow.context = {}

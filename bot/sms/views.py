@@ -20,6 +20,7 @@ from bot.payments.collectable import collectable, worth_offering
 from bot.payments.service import PaymentOutcome
 from bot.security import mask_email, mask_phone
 from bot.sms.context import Services, Turn
+from bot.sms.live_link import payment_link
 from states.payment import AccountView, MethodView, OfferView, PaymentFlow
 from states.plan_change import PlanFlow
 from states.replies import Reply
@@ -233,14 +234,11 @@ class AccountViews:
                 )
                 base["link_url"] = f"{settings.public_base_url}/p/{token}"
             elif any(r.needs_link for r in replies):
-                token = await ledger.create_link(
-                    session,
-                    account_id=account.id,
-                    at=now,
-                    lifetime=timedelta(hours=settings.link_lifetime_hours),
-                    resume_state=conv.state if conv else None,
+                # The conversation's live link again (not one per prompt); LINK gets a new one.
+                base["link_url"] = await payment_link(
+                    session, conv=conv, account=account, now=now, settings=settings,
+                    fresh=any(r.template == "link" for r in replies),
                 )
-                base["link_url"] = f"{settings.public_base_url}/p/{token}"
         return self.services.renderer.render_all(replies, base)
 
 

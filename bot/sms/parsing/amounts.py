@@ -15,7 +15,13 @@ from decimal import Decimal, InvalidOperation
 
 from bot.sms.parsing.answers import only_no
 from bot.sms.parsing.meaning import Meaning, invalid
-from bot.sms.parsing.words import fold, nfkc, reply_words, words_to_digits
+from bot.sms.parsing.words import (
+    fold,
+    nfkc,
+    reply_words,
+    spanish_words_to_digits,
+    words_to_digits,
+)
 
 MAX_CENTS = 100_000_000  # $1,000,000.00: anything above is a typo (or a phone number)
 
@@ -75,7 +81,7 @@ def parse_amount(text: str) -> Meaning:
     t = nfkc(text)
     t = words_to_digits(t, "en")
     if not re.search(r"[0-9]", t):
-        t = words_to_digits(t, "es")
+        t = spanish_words_to_digits(t)  # "un pago" is a payment, not $1
     if _NEGATIVE.search(t) or _NEGATIVE_WORDS.search(fold(t)):
         return invalid("not_positive")
 

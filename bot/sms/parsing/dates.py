@@ -31,7 +31,7 @@ from collections.abc import Iterable
 
 from bot.sms.parsing.answers import only_no
 from bot.sms.parsing.meaning import Meaning, invalid
-from bot.sms.parsing.words import fold, reply_words, words_to_digits
+from bot.sms.parsing.words import fold, reply_words, spanish_words_to_digits, words_to_digits
 
 PAST_GRACE_DAYS = 60  # M/D up to this many days ago is a past date, beyond it next year
 
@@ -254,13 +254,17 @@ def _check_date(value: datetime.date, today: datetime.date, horizon: datetime.da
     return Meaning("date", value)
 
 
-def parse_date(text: str, today: datetime.date, horizon: datetime.date | None) -> Meaning:
-    tokens = reply_words(text)
-    if only_no(tokens) and not any(c.isdigit() for c in text):
-        return Meaning("no")
-
+def scan_dates(
+    text: str, today: datetime.date, *, spanish: bool = False
+) -> tuple[list[datetime.date | str | None], str, bool]:
+    """Every date phrase of `text` by the rules below: what each read as (a date, ``"now"``,
+    or None when unreadable), the folded text with those phrases blanked out (what is left
+    for other readers, as the slot-filled intents' amounts), and whether "now" was negated.
+    ``spanish``: Spanish number words are read too ("el quince")."""
     t = fold(text)
     t = words_to_digits(t, "en")
+    if spanish:
+        t = spanish_words_to_digits(t)
     t = re.sub(r"[,;!?()\"]", " ", t)
     t = re.sub(r"\s+", " ", t).strip()
     found: list[datetime.date | str | None] = []  # a date, _NOW_MARK, or None (unreadable)
@@ -298,14 +302,13 @@ def parse_date(text: str, today: datetime.date, horizon: datetime.date | None) -
     scan(_WEEKEND, lambda m: _weekend(m[1], today))
     scan(_DAY_OF_MONTH, lambda m: _next_day_of_month(int(m[1] or m[2] or m[3]), today))
     scan(_NOW, lambda m: _NOW_MARK)
+    return found, t, negated
 
-    if not found:
-        rest = [w for w in tokens if w not in _BARE_DAY_FILLERS]
-        if len(rest) == 1 and rest[0].isdigit() and len(rest[0]) <= 2:
-            found.append(_next_day_of_month(int(rest[0]), today))
-        elif not negated and _DATEPARSER_GATE.search(t) and len(t) <= 60:
-            found.append(_dateparser(_DATEPARSER_LEAD.sub("", t.strip()), today))
 
+def decide_date(
+    found: list[datetime.date | str | None], today: datetime.date, horizon: datetime.date | None
+) -> Meaning:
+    """One date (or now) from what `scan_dates` found, checked against today and the horizon."""
     if not found:
         return invalid("not_understood")
     readable = {f for f in found if f is not None}
@@ -320,6 +323,22 @@ def parse_date(text: str, today: datetime.date, horizon: datetime.date | None) -
         return Meaning("now")
     assert isinstance(value, datetime.date)
     return _check_date(value, today, horizon)
+
+
+def parse_date(text: str, today: datetime.date, horizon: datetime.date | None) -> Meaning:
+    tokens = reply_words(text)
+    if only_no(tokens) and not any(c.isdigit() for c in text):
+        return Meaning("no")
+    found, t, negated = scan_dates(text, today)
+
+    if not found:
+        rest = [w for w in tokens if w not in _BARE_DAY_FILLERS]
+        if len(rest) == 1 and rest[0].isdigit() and len(rest[0]) <= 2:
+            found.append(_next_day_of_month(int(rest[0]), today))
+        elif not negated and _DATEPARSER_GATE.search(t) and len(t) <= 60:
+            found.append(_dateparser(_DATEPARSER_LEAD.sub("", t.strip()), today))
+
+    return decide_date(found, today, horizon)
 
 
 def _int(s: str | None) -> int | None:

@@ -17,6 +17,12 @@ Choices worth knowing (each is pinned by tests/test_parsing.py):
   with its reason and its own reply. An opt-out word in the same message wins (``ask_agent``):
   whether it is a revocation, a person decides.
 * PLAN ("my plan", "what's my plan") is a keyword: it works in every step.
+* "Who is this" (``who``: "who are you", "quien es", "de parte de quien") is answered with the
+  creditor's name, the debt-collector disclosure and the support contact, not HELP's text.
+* Spanish keywords: AYUDA (help), ALTO/PARAR/CANCELAR/BASTA (opt-out), COMENZAR (opt-in),
+  SALDO (balance), PLAN, AGENTE (agent), MENU; PAGAR is PAY (read by the "idle" step,
+  intents.py), as are "quiero pagar", "cuanto debo", "perdi mi trabajo", "no es mi deuda",
+  "numero equivocado" in their kinds.
 """
 
 from __future__ import annotations
@@ -104,7 +110,9 @@ _WRONG_NUMBER = re.compile(
     r"(?:that|this) name|(?:i|we) (?:dont|do not) know (?:who (?:that|this|she|he) is|"
     r"(?:this|that|a|any) person|(?:him|her|them|anyone by that name))|"
     r"not (?:the|this) person you|new phone who (?:dis|this|is this)|"
-    r"numero equivocado|persona equivocada|no conozco a"
+    r"numero equivocado|persona equivocada|no conozco a|se equivoc\w* de (?:numero|persona)|"
+    r"no soy (?:esa persona|la persona|el|ella)|(?:esa|esta) persona no (?:vive|esta) aqui|"
+    r"no es (?:mi|este) numero"
     r")\b"
 )
 _DISPUTE = re.compile(
@@ -114,7 +122,8 @@ _DISPUTE = re.compile(
     r"already paid|i paid|paid (?:it|this|that|off)|"
     r"(?:dont|do not) recognize|never (?:opened|had) (?:an|this|that|the|any)|"
     r"dispute|disputing|disputed|validation|validate|identity theft|"
-    r"no es mi deuda|no debo|ya (?:lo )?pague"
+    r"no es mi deuda|no debo|ya (?:lo |la )?pague|(?:esta|esa) deuda no es mia|no es mia|"
+    r"no (?:reconozco|conozco) (?:esta|esa) (?:deuda|cuenta)|nunca (?:tuve|abri)|disputa\w*"
     r")\b"
 )
 _HARDSHIP = re.compile(
@@ -125,7 +134,9 @@ _HARDSHIP = re.compile(
     r"(?:cant|cannot|can not) (?:pay|make) (?:anything|any payments?)|"
     r"(?:have|got) no money|broke right now|fixed income|on disability|"
     r"perdi (?:mi )?(?:trabajo|empleo)|sin (?:trabajo|empleo)|desempleado|desempleada|"
-    r"no tengo dinero|no puedo pagar"
+    r"no tengo dinero|no puedo pagar|me quede sin (?:trabajo|empleo|dinero)|no tengo trabajo|"
+    r"gastos medicos|cuentas medicas|estoy enfermo|estoy enferma|no me alcanza|"
+    r"no tengo (?:con que|como) pagar|situacion dificil|estoy en el hospital"
     r")\b"
 )
 
@@ -133,6 +144,7 @@ _MENU_WORDS = phrase_set(
     "menu", "main menu", "start over", "restart", "start again", "begin again", "reset",
     "menu please", "go to menu", "back to menu", "back to the menu", "go to the menu",
     "the menu", "show menu", "menu principal", "empezar de nuevo", "volver a empezar",
+    "volver al menu", "al menu", "ir al menu", "el menu", "inicio", "menu por favor",
 )
 _MENU_ANYWHERE = re.compile(r"\b(?:start over|main menu)\b")
 # A hello and nothing else: the bot answers with where things stand, never an apology.
@@ -154,6 +166,7 @@ _ENGLISH_WORDS = phrase_set(
 _OPT_IN_WORDS = phrase_set(
     "start", "unstop", "subscribe", "resubscribe", "opt in", "optin", "opt me in", "start please",
     "start texting", "start texting me", "resume",
+    "comenzar", "comenzar por favor", "reanudar", "suscribir", "suscribirme", "iniciar",
 )
 _AGENT_ANYWHERE = re.compile(
     r"\b(?:"
@@ -164,17 +177,30 @@ _AGENT_ANYWHERE = re.compile(
     r"people|rep|agent|human|representative|manager|supervisor|real|live|actual)|"
     r"call me|give me a call|can (?:someone|somebody|you) call|"
     r"are you a (?:bot|robot|machine|computer|real)|"
-    r"hablar con|llamame|llamenme"
+    r"hablar con|llamame|llamenme|llameme|persona real|una persona|alguien real"
     r")\b"
 )
 _AGENT_WORDS = phrase_set("rep", "a rep", "person", "a person", "someone", "operator")
 _HELP_WORDS = phrase_set(
     "help", "info", "information", "more info", "ayuda", "help me", "i need help", "need help",
     "help please", "can you help", "can you help me", "what is this", "whats this",
-    "who is this", "who are you", "what is this about", "whats this about", "who is this from",
-    "what is this for", "necesito ayuda", "quien es", "quien eres",
+    "what is this about", "whats this about", "what is this for", "necesito ayuda",
+    "ayudame", "ayuda por favor", "que es esto", "de que se trata", "informacion",
 )
 _HELP_FILLERS = frozenset({"please", "pls", "plz", "por", "favor", "i", "need", "some", "me"})
+# "Who is this": the creditor's name, the debt-collector disclosure and the support contact.
+_WHO = re.compile(
+    r"\b(?:"
+    r"who (?:is|s) (?:this|that|texting|messaging|sending)|whos (?:this|texting|messaging)|"
+    r"who are (?:you|u|yall|you guys|you people)|who r u|who dis|"
+    r"who (?:sent|sends|is sending|keeps texting|texted) (?:this|me|these)|"
+    r"what company (?:is this|are you|is texting)|"
+    r"who am i (?:talking|speaking|texting) (?:to|with)|"
+    r"who is this from|is this a debt collector|"
+    r"quien (?:es|eres|habla|me escribe|me manda|es usted|son ustedes|me esta escribiendo)|"
+    r"quienes son|de parte de quien|de donde me escriben|que empresa es"
+    r")\b"
+)
 _BALANCE_WORDS = phrase_set(
     "balance", "bal", "my balance", "balance please", "check balance", "check my balance",
     "current balance", "balance due", "amount due", "total due", "saldo", "mi saldo",
@@ -186,7 +212,8 @@ _BALANCE_ANYWHERE = re.compile(
     r"what (?:do|did) i (?:still )?owe|"
     r"(?:whats|what is|wats|wat is|how much is|tell me|check) (?:my|the) (?:current |remaining |"
     r"total |account )?(?:balance|bal|amount due)|"
-    r"cuanto debo|cual es mi saldo"
+    r"cuanto debo|cual es mi saldo|cuanto es mi saldo|cuanto (?:tengo que pagar|le debo|les debo)|"
+    r"cuanto me falta|mi saldo por favor|cuanto es lo que debo"
     r")\b"
 )
 _PLAN_WORDS = phrase_set(
@@ -209,7 +236,7 @@ def classify_keyword(text: str) -> Meaning | None:
     """The keywords that work in any state, or None when the text is not one.
 
     Kinds: opt_out, opt_in, help, agent, balance, link, menu, plan, ask_agent, wrong_number,
-    dispute, hardship, greeting, spanish, english.
+    dispute, hardship, who, greeting, spanish, english.
     """
     tokens = reply_words(text)
     if not tokens:
@@ -239,6 +266,8 @@ def classify_keyword(text: str) -> Meaning | None:
         return Meaning("hardship")  # "lost my job, can I pay 20" is an amount, read as one
     if _ASK_AGENT.search(joined):
         return Meaning("ask_agent")
+    if _WHO.search(joined):
+        return Meaning("who")
 
     # 3. The other keywords.
     if whole in _SPANISH_WORDS:

@@ -20,10 +20,21 @@ _SPANISH = frozenset(
         "espanol", "agente", "alto", "parar", "basta", "cancelar", "comenzar", "puede",
         "podria", "seria", "abonos", "plazos", "cuotas", "mensual", "mes", "el", "la", "los",
         "las", "del", "de", "con", "para", "y", "o", "no", "es", "soy", "estoy",
+        # what customers write about a debt, a number or a date (issue 15's corpus)
+        "equivocado", "equivocada", "equivocaron", "equivoco", "numero", "perdi", "pague",
+        "pagare", "reconozco", "mia", "alcanza", "quede", "quisiera", "hacer", "ustedes",
+        "habla", "dolares", "proximo", "proxima", "enlace", "mandame", "quienes",
+        "enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
+        "septiembre", "octubre", "noviembre", "diciembre", "cincuenta", "cuarenta", "veinte",
+        "treinta", "cien", "quince", "tambien", "empleo", "hospital", "medicos", "ayudame",
+        "ayer", "ya", "en", "acepto", "confirmo", "terminos", "volver", "fin", "dale",
     }
 )
 # Words shared with English or too short to tell: they count only beside others.
-_WEAK = frozenset({"no", "si", "o", "y", "la", "el", "de", "es", "mi", "mas", "plan", "mes"})
+_WEAK = frozenset(
+    {"no", "si", "o", "y", "la", "el", "de", "es", "mi", "mas", "plan", "mes", "ya", "en", "fin",
+     "hospital"}
+)
 
 
 def looks_spanish(text: str) -> bool:

@@ -12,6 +12,7 @@ from bot.sms.parsing.answers import parse_agree, yes_no
 from bot.sms.parsing.choices import parse_menu, parse_plan
 from bot.sms.parsing.contacts import parse_account_id, parse_code, parse_contact
 from bot.sms.parsing.dates import parse_date
+from bot.sms.parsing.intents import parse_intent
 from bot.sms.parsing.keywords import classify_keyword
 from bot.sms.parsing.meaning import STEPS, Meaning, invalid
 from bot.sms.parsing.words import nfkc, reply_words
@@ -30,7 +31,8 @@ def parse_reply(
 ) -> Meaning:
     """What `text` means in `step`: keywords first (they work everywhere), then the step.
 
-    step: one of STEPS. today: the customer's local date. horizon: the furthest date a
+    step: one of STEPS ("idle": the payment flow at rest, where an intent comes with its
+    slots: see intents.py). today: the customer's local date. horizon: the furthest date a
     payment may be scheduled (None: no limit). menu: choices 1..menu_size, "skip" means
     skip_option. Never raises on any text; an unknown step is a programming error
     (ValueError).
@@ -60,6 +62,10 @@ def _parse_step(
     menu_size: int,
     skip_option: int | None,
 ) -> Meaning:
+    if step == "idle":
+        # At rest: PAY with whatever it carries ("pay 50 next friday"), a plan asked for,
+        # else yes or no (YES starts a payment too).
+        return parse_intent(text, today, horizon) or yes_no(reply_words(text))
     if step in {"any", "confirm"}:
         return yes_no(reply_words(text))
     if step == "agree":

@@ -108,3 +108,14 @@ def words_to_digits(text: str, lang: str = "en") -> str:
         return alpha2digit(text, lang, threshold=0)
     except Exception:  # a number-word library must never turn a reply into a 500
         return text
+
+
+_UN = re.compile(r"\b(un|una|uno)\b")
+_UN_MARKED = re.compile(r"qqq(un|una|uno)\b")
+
+
+def spanish_words_to_digits(text: str) -> str:
+    """Spanish number words as digits ("cuarenta" -> "40"), but "un pago" is not "1 pago":
+    the article stays a word (text2num reads it as one)."""
+    marked = _UN.sub(lambda m: f"qqq{m.group(1)}", text)
+    return _UN_MARKED.sub(r"\1", words_to_digits(marked, "es"))
