@@ -118,7 +118,7 @@ def build_engine(
         settings=settings,
         db=database,
         coordinator=coordinator,
-        payments=PaymentService(providers.payments, clock, between_writes=database.between_writes),
+        payments=PaymentService(providers.charging, clock, between_writes=database.between_writes),
         notifier=Notifier(
             sms=providers.sms,
             email=providers.email,

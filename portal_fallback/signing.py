@@ -48,6 +48,7 @@ from bot.providers.payments import MethodRejected, PaymentError
 from bot.security import mask_email
 from portal_fallback.app import page
 from portal_fallback.method_entry import (
+    METHOD_REF_PREFIXES,
     MethodNotTaken,
     flow_of,
     method_entry_context,
@@ -417,7 +418,7 @@ async def save_new_method(request: web.Request) -> web.StreamResponse:
     method_ref = _text(form, "payment_method")
     async with request.config_dict[appkeys.DATABASE].session() as db:
         signing = await open_signing(request, db)
-        if not method_ref.startswith("pm_") or len(method_ref) > 64:
+        if not method_ref.startswith(METHOD_REF_PREFIXES) or len(method_ref) > 64:
             return await choose_method(request, notice="method_failed", status=422)
         account = signing.account
         try:

@@ -642,6 +642,7 @@ async def record_saved_method(
             kind=saved.kind,
             brand=saved.brand,
             last4=saved.last4,
+            label=saved.label,
             is_default=False,
             single_use=single_use,
             created_at=at,

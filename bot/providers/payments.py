@@ -33,6 +33,7 @@ __all__ = [
     "check_amount",
     "check_idempotency_key",
     "check_method_kind",
+    "describe_method",
     "polite_decline_message",
 ]
 
@@ -61,12 +62,20 @@ class MethodRejected(PaymentError):
 
 @dataclass(frozen=True)
 class SavedMethod:
-    processor_ref: str  # pm_...  (always store this one: it may differ from the ref passed in)
-    kind: str  # "card" | "us_bank_account"
-    brand: str  # "Visa", "Mastercard", "Bank" ... human form
-    last4: str
+    processor_ref: str  # pm_... or a PayPal vault id (always store this one)
+    kind: str  # "card" | "us_bank_account" | "paypal"
+    brand: str  # "Visa", "Mastercard", "Bank", "PayPal" ... human form
+    last4: str  # "" for a PayPal account: it has no number
     exp_month: int | None = None
     exp_year: int | None = None
+    label: str | None = None  # a PayPal account's email, masked (m***@example.com)
+
+
+def describe_method(kind: str, brand: str, last4: str, label: str | None = None) -> str:
+    """How a saved method is named to a person: "Visa ending 4242", "PayPal (m***@example.com)"."""
+    if kind == "paypal":
+        return f"PayPal ({label})" if label else "PayPal"
+    return f"{brand} ending {last4}"
 
 
 @dataclass(frozen=True)
@@ -182,6 +191,8 @@ _DECLINE_MESSAGES = {
     "authentication_required": "Your bank needs you to approve this payment. "
     "Please open your secure link to finish it.",
     "processing_error": "The payment could not be processed right now. Please try again later.",
+    "paypal_declined": "PayPal declined the payment. Please check your PayPal account "
+    "or use another payment method.",
 }
 _DEFAULT_DECLINE = (
     "The payment was declined by the card issuer. Please try another card or bank account."
