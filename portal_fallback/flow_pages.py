@@ -18,7 +18,7 @@ from bot import appkeys
 from bot.ledger.models import Account, Link, Payment, PaymentMethod
 from bot.payments.service import STATUS_LABELS
 from bot.phones import InvalidPhone, normalize_phone
-from bot.providers.payments import MethodRejected, PaymentError, describe_method
+from bot.providers.payments import MethodRejected, PaymentError
 from bot.sms.engine import WebStep
 from bot.sms.parsing import Meaning, parse_reply
 from portal_fallback.app import page
@@ -335,8 +335,7 @@ async def receipt(request: web.Request) -> web.Response:
         payment=payment,
         account=account,
         schedule=schedule,
-        method_label=(describe_method(method.kind, method.brand, method.last4, method.label)
-                      if method else ""),
+        method_label=method.description if method else "",
         status_label=STATUS_LABELS.get(payment.status, payment.status),
         labels=STATUS_LABELS,
         title="Receipt",

@@ -44,7 +44,7 @@ from bot.plans.signing import (
     plan_installments,
 )
 from bot.plans.terms import plan_agreement_text
-from bot.providers.payments import MethodRejected, PaymentError, describe_method
+from bot.providers.payments import MethodRejected, PaymentError
 from bot.security import mask_email
 from portal_fallback.app import page
 from portal_fallback.method_entry import (
@@ -322,7 +322,7 @@ def notice_text(notice: str | None) -> str | None:
 
 
 def method_label(method: PaymentMethod) -> str:
-    return describe_method(method.kind, method.brand, method.last4, method.label)
+    return method.description
 
 
 def agreement_text_for(request: web.Request, signing: Signing, method: PaymentMethod) -> str:

@@ -173,7 +173,7 @@ async def test_a_bad_creditor_value_is_refused_next_to_its_field_and_nothing_cha
     page = await response.text()
     said = text_of(page)
     assert ("Nothing was changed. Fix these fields: methods_enabled : must list one or more of "
-            "card, us_bank_account, once each quiet_hours_start : Input should be less than or "
+            "card, us_bank_account, paypal, once each quiet_hours_start : Input should be less than or "
             "equal to 24") in said
     assert ('<p class="field-error" id="err-quiet_hours_start">quiet_hours_start: Input should '
             'be less than or equal to 24</p>') in page

@@ -46,7 +46,7 @@ from bot.outreach import email_outbox
 from bot.outreach.decline_notices import NOT_RETRIED, Notice, decline_email, update_method_link
 from bot.outreach.notifications import Notifier, ledger_email_opt_outs
 from bot.payments.service import PaymentOutcome, apply_charge_result
-from bot.providers.payments import describe_method, polite_decline_message
+from bot.providers.payments import polite_decline_message
 from bot.text.rendering import build_environment
 
 log = logging.getLogger(__name__)
@@ -301,8 +301,7 @@ async def _notice(
         reference=payment.reference,
         status=payment.status,
         amount_cents=payment.amount_cents,
-        method_label=(describe_method(method.kind, method.brand, method.last4, method.label)
-                      if method else "your payment method"),
+        method_label=method.description if method else "your payment method",
         pay_on=None,
         failure_message=reason,
     )

@@ -342,7 +342,7 @@ async def refund_receipt(
         "account": account,
         "payment": payment,
         "refund": refund,
-        "method_label": f"{method.brand} ending {method.last4}" if method else "",
+        "method_label": method.description if method else "",
     }
     return {
         "to": account.email,

@@ -28,7 +28,6 @@ from bot.providers.payments import (
     GatewayUnavailable,
     PaymentError,
     PaymentGateway,
-    describe_method,
 )
 from bot.security import new_payment_reference
 
@@ -514,7 +513,7 @@ def _outcome(payment: Payment, method: PaymentMethod, request: PaymentRequest) -
         reference=payment.reference,
         status=payment.status,
         amount_cents=payment.amount_cents,
-        method_label=describe_method(method.kind, method.brand, method.last4, method.label),
+        method_label=method.description,
         pay_on=payment.scheduled_for if payment.status == "scheduled" else None,
         failure_message=_failure_text(payment.failure_code),
         installments=request.installment_count if request.offer_kind == "plan" else 1,

@@ -33,7 +33,6 @@ __all__ = [
     "check_amount",
     "check_idempotency_key",
     "check_method_kind",
-    "describe_method",
     "polite_decline_message",
 ]
 
@@ -69,13 +68,6 @@ class SavedMethod:
     exp_month: int | None = None
     exp_year: int | None = None
     label: str | None = None  # a PayPal account's email, masked (m***@example.com)
-
-
-def describe_method(kind: str, brand: str, last4: str, label: str | None = None) -> str:
-    """How a saved method is named to a person: "Visa ending 4242", "PayPal (m***@example.com)"."""
-    if kind == "paypal":
-        return f"PayPal ({label})" if label else "PayPal"
-    return f"{brand} ending {last4}"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from bot.providers.payments import (
     GatewayUnavailable,
     PaymentError,
     PaymentGateway,
-    describe_method,
 )
 from bot.worker.claims import NEEDS_REVIEW, Claims, Job
 from bot.worker.config import PassReport
@@ -165,8 +164,7 @@ class Charges:
                     processor_id=None,
                     failure_code=(exc.code or "processor_error")[:64],
                 )
-        label = (describe_method(method.kind, method.brand, method.last4, method.label)
-                 if method else "your payment method")
+        label = method.description if method else "your payment method"
         await self._write_back(job, result, rules, report, label)
 
     async def _needs_review(
