@@ -182,7 +182,7 @@ class PayPalGateway:
     def client(self) -> PaypalServersdkClient:
         return self._client
 
-    async def _call(self, action: str, call: Callable[[], Any]) -> dict[str, Any]:
+    async def _call(self, call: Callable[[], Any]) -> dict[str, Any]:
         """One SDK call in a thread; its JSON body, or our error."""
         if self._closed:
             raise PaymentError("payment gateway is closed", code="closed")
@@ -232,7 +232,7 @@ class PayPalGateway:
             }
         }
         try:
-            token = await self._call("setup token", lambda: self._client.vault.create_setup_token(
+            token = await self._call(lambda: self._client.vault.create_setup_token(
                 {"body": body}))
         except _Failure as failure:
             raise self._ours("creating a PayPal setup token", failure) from None
@@ -249,7 +249,7 @@ class PayPalGateway:
             raise MethodRejected("not a PayPal approval", code="resource_missing")
         body = {"payment_source": {"token": {"id": token_id, "type": "SETUP_TOKEN"}}}
         try:
-            saved = await self._call("payment token", lambda: (
+            saved = await self._call(lambda: (
                 self._client.vault.create_payment_token(
                     {"body": body, "paypal_request_id": f"save-{token_id}"})))
         except _Failure as failure:
@@ -296,7 +296,7 @@ class PayPalGateway:
         options = {"body": body, "paypal_request_id": idempotency_key,
                    "prefer": "return=representation"}
         try:
-            order = await self._call("charge", lambda: self._client.orders.create_order(options))
+            order = await self._call(lambda: self._client.orders.create_order(options))
         except _Failure as failure:
             declined = DECLINE_ISSUES.get(failure.issue or "")
             if failure.status == 422 and declined == "authentication_required":
@@ -335,7 +335,7 @@ class PayPalGateway:
                    "prefer": "return=representation"}
         try:
             refund = await self._call(
-                "refund", lambda: self._client.payments.refund_captured_payment(options))
+                lambda: self._client.payments.refund_captured_payment(options))
         except _Failure as failure:
             raise self._ours("refund", failure) from None
         status = refund.get("status")
@@ -352,8 +352,7 @@ class PayPalGateway:
     async def find_order(self, order_id: str) -> dict[str, Any]:
         """An order as PayPal holds it (reconciliation, tests)."""
         try:
-            return await self._call("order look-up",
-                                    lambda: self._client.orders.get_order({"id": order_id}))
+            return await self._call(lambda: self._client.orders.get_order({"id": order_id}))
         except _Failure as failure:
             raise self._ours("order look-up", failure) from None
 
