@@ -213,7 +213,7 @@ async def refund(request: web.Request) -> web.StreamResponse:
     engine = request.config_dict[appkeys.ENGINE]
     try:
         done = await refund_payment(
-            request.config_dict[appkeys.DATABASE], request.config_dict[appkeys.PROVIDERS].payments,
+            request.config_dict[appkeys.DATABASE], request.config_dict[appkeys.PROVIDERS].charging,
             reference=request.match_info["reference"], actor=actor(request),
             clock=request.config_dict[appkeys.CLOCK], amount_cents=amount_cents,
             reason=_text(form, "reason", 200) or None,

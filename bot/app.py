@@ -20,6 +20,7 @@ from bot.payments.service import PaymentService
 from bot.providers import Providers, build_providers
 from bot.sms.engine import ConversationEngine
 from portal_fallback import app as portal
+from webhooks import paypal as paypal_webhooks
 from webhooks import sendgrid as sendgrid_webhooks
 from webhooks import stripe as stripe_webhooks
 from webhooks import twilio as twilio_webhooks
@@ -48,6 +49,7 @@ def create_app(
     app.cleanup_ctx.append(_engine_ctx)
     app.add_subapp("/webhooks/twilio/", twilio_webhooks.create_app(settings.sms_turns_in_flight))
     app.router.add_post("/webhooks/stripe", stripe_webhooks.handle)
+    app.router.add_post("/webhooks/paypal", paypal_webhooks.handle)
     app.router.add_post("/webhooks/sendgrid", sendgrid_webhooks.handle)
     app.add_subapp("/api/v1/", api.create_app())
     portal.add_routes(app)
@@ -118,7 +120,7 @@ def build_engine(
         settings=settings,
         db=database,
         coordinator=coordinator,
-        payments=PaymentService(providers.payments, clock, between_writes=database.between_writes),
+        payments=PaymentService(providers.charging, clock, between_writes=database.between_writes),
         notifier=Notifier(
             sms=providers.sms,
             email=providers.email,

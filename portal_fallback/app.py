@@ -67,20 +67,39 @@ STRIPE_FRAME_SRC = ("https://*.js.stripe.com", "https://js.stripe.com", "https:/
 STRIPE_CONNECT_SRC = ("https://api.stripe.com",)
 
 
-def content_security_policy(stripe_js_url: str) -> str:
-    """Only our own assets and Stripe's: no inline script, no third-party fonts or trackers. A
-    Stripe.js served from elsewhere (localstripe in tests and the demo) adds its origin, where
-    its script, its frames and its API live."""
-    parts = urlsplit(stripe_js_url)
-    origin = f"{parts.scheme}://{parts.netloc}"
-    local = () if origin in STRIPE_SCRIPT_SRC else (origin,)
+# PayPal's JS SDK (its button, the approval window, its images), only where PayPal is configured:
+# https://developer.paypal.com/sdk/js/configuration/#link-contentsecuritypolicy
+PAYPAL_SCRIPT_SRC = ("https://*.paypal.com", "https://*.paypalobjects.com")
+PAYPAL_FRAME_SRC = ("https://*.paypal.com",)
+PAYPAL_CONNECT_SRC = ("https://*.paypal.com",)
+PAYPAL_IMG_SRC = ("https://*.paypal.com", "https://*.paypalobjects.com")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def content_security_policy(stripe_js_url: str, paypal_js_url: str | None = None) -> str:
+    """Only our own assets, Stripe's and (where configured) PayPal's: no inline script, no
+    third-party fonts or trackers. A Stripe.js or PayPal SDK served from elsewhere (localstripe or
+    the PayPal fake in tests and the demo) adds its origin, where its script, frames and API
+    live; our own PayPal stand-in (a path) adds nothing."""
+    origin = _origin(stripe_js_url)
+    local: tuple[str, ...] = () if origin in STRIPE_SCRIPT_SRC else (origin,)
+    script, frame, connect, img = STRIPE_SCRIPT_SRC, STRIPE_FRAME_SRC, STRIPE_CONNECT_SRC, ()
+    if paypal_js_url and paypal_js_url.startswith("https://www.paypal.com/"):
+        script, frame = (*script, *PAYPAL_SCRIPT_SRC), (*frame, *PAYPAL_FRAME_SRC)
+        connect, img = (*connect, *PAYPAL_CONNECT_SRC), PAYPAL_IMG_SRC
+    elif paypal_js_url and "://" in paypal_js_url and _origin(paypal_js_url) not in local:
+        local = (*local, _origin(paypal_js_url))
     return "; ".join(
         [
             "default-src 'self'",
-            " ".join(("script-src 'self'", *STRIPE_SCRIPT_SRC, *local)),
-            " ".join(("frame-src", *STRIPE_FRAME_SRC, *local)),
-            " ".join(("connect-src 'self'", *STRIPE_CONNECT_SRC, *local)),
-            "img-src 'self' data:",
+            " ".join(("script-src 'self'", *script, *local)),
+            " ".join(("frame-src", *frame, *local)),
+            " ".join(("connect-src 'self'", *connect, *local)),
+            " ".join(("img-src 'self' data:", *img)),
             "style-src 'self'",
             "form-action 'self'",
             "frame-ancestors 'none'",
@@ -93,7 +112,10 @@ def content_security_policy(stripe_js_url: str) -> str:
 def headers_for(request: web.Request) -> dict[str, str]:
     settings = request.config_dict[appkeys.SETTINGS]
     return {
-        "Content-Security-Policy": content_security_policy(settings.stripe_js_url),
+        "Content-Security-Policy": content_security_policy(
+            settings.stripe_js_url,
+            settings.paypal_js_url if settings.paypal_configured else None,
+        ),
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",  # a link token must never leak through Referer
         "Cache-Control": "no-store",

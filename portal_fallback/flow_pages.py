@@ -25,6 +25,7 @@ from portal_fallback import history
 from portal_fallback.app import page
 from portal_fallback.audience import BRAND
 from portal_fallback.method_entry import (
+    METHOD_REF_PREFIXES,
     MethodNotTaken,
     method_entry_context,
     save_entered_method,
@@ -315,7 +316,7 @@ async def save_method(request: web.Request) -> web.StreamResponse:
     account_id = account_id_of(request)
     form = await request.post()
     method_ref = _text(form, "payment_method")
-    if not method_ref.startswith("pm_") or len(method_ref) > 64:
+    if not method_ref.startswith(METHOD_REF_PREFIXES) or len(method_ref) > 64:
         step = await engine.web_step(account_id, verified_by=proof_of(request))
         return await render_step(request, step, notices=[("method_failed", {})], status=422)
     async with request.config_dict[appkeys.DATABASE].session() as db:

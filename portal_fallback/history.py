@@ -75,8 +75,8 @@ def agreement_reference(agreement: Agreement) -> str:
 def method_words(method: PaymentMethod | None) -> str:
     if method is None:
         return ""
-    if method.kind == "paypal" and getattr(method, "label", None):
-        return f"PayPal {method.label}"
+    if method.kind == "paypal":
+        return method.description  # "PayPal (m***@example.com)": a name and an address
     return gettext("%(brand)s ending %(last4)s") % {"brand": method.brand, "last4": method.last4}
 
 

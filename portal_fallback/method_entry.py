@@ -1,11 +1,14 @@
 """Adding a payment method on any portal page: the sandbox's test methods, or Stripe.js entry
 (a card SetupIntent, and a us_bank_account one where the creditor takes bank debits and the
-processor offers them). The templates are _card_entry.html and _bank_entry.html."""
+processor offers them), and PayPal's button where the creditor takes PayPal (a vault setup token
+made for the page, approved in PayPal's window, posted back as ``paypal-setup:<id>``). The
+templates are _card_entry.html, _bank_entry.html and _paypal_entry.html."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +18,7 @@ from bot.accounts.loading import ensure_processor_customer
 from bot.config.settings import FlowSettings
 from bot.ledger.models import Account
 from bot.providers.payments import PaymentError, SavedMethod
+from bot.providers.paypal_gateway import PAYPAL_SETUP_PREFIX
 from bot.providers.sandbox_gateway import SandboxGateway
 
 log = logging.getLogger(__name__)
@@ -26,6 +30,10 @@ SANDBOX_METHODS = [
     ("pm_card_chargeCustomerFail", "Test Visa ending 0341 (declines)", "card"),
     ("pm_usBankAccount", "Test bank account ending 6789 (settles later)", "us_bank_account"),
 ]
+
+
+# What a page may post as a new method: a Stripe payment method, or a PayPal approval.
+METHOD_REF_PREFIXES = ("pm_", PAYPAL_SETUP_PREFIX)
 
 
 class MethodNotTaken(Exception):
@@ -47,7 +55,7 @@ async def save_entered_method(
     so a retry makes no second one). Raises MethodRejected or PaymentError when it cannot be
     saved, MethodNotTaken when the creditor does not take its kind: the ledger keeps nothing
     of it then, so no page or text can offer it and no payment can use it."""
-    gateway = request.config_dict[appkeys.PROVIDERS].payments
+    gateway = request.config_dict[appkeys.PROVIDERS].charging  # a PayPal approval to PayPal
     flow = await flow_of(request, db, account)
     customer_id = await ensure_processor_customer(gateway, account)
     await db.commit()
@@ -68,10 +76,12 @@ async def method_entry_context(
     flow = await flow_of(request, db, account)
     kinds_taken = flow.methods_enabled
     takes_cards = "card" in kinds_taken
-    kinds = {
+    kinds: dict[str, Any] = {
         "card_enabled": takes_cards,
-        "new_method_noun": "card" if takes_cards else "bank account",
+        "new_method_noun": "card" if takes_cards else (
+            "bank account" if "us_bank_account" in kinds_taken else "PayPal account"),
     }
+    kinds.update(await _paypal_entry(request, db, account, kinds_taken))
     if isinstance(gateway, SandboxGateway):
         offered = [(ref, label) for ref, label, kind in SANDBOX_METHODS if kind in kinds_taken]
         return {"sandbox_methods": offered, **kinds}
@@ -101,4 +111,29 @@ async def method_entry_context(
         # ACH needs the account holder's full name; the email only where there is one.
         "holder_name": f"{account.first_name} {account.last_name}".strip(),
         "account_email": account.email or "",
+    }
+
+
+async def _paypal_entry(
+    request: web.Request, db: AsyncSession, account: Account, kinds_taken: tuple[str, ...]
+) -> dict[str, Any]:
+    """PayPal's button, where the creditor takes PayPal and PayPal is configured: a setup token
+    for this page (the button's ``createVaultSetupToken`` hands it to PayPal) and the JS SDK's
+    address (PayPal's own, or a stand-in in tests and the demo)."""
+    settings = request.config_dict[appkeys.SETTINGS]
+    providers = request.config_dict[appkeys.PROVIDERS]
+    if "paypal" not in kinds_taken or providers.paypal is None:
+        return {}
+    try:
+        customer_id = await ensure_processor_customer(providers.charging, account)
+        await db.commit()
+        token, _ = await providers.paypal.create_setup_intent(customer_id=customer_id,
+                                                              kind="paypal")
+    except PaymentError:
+        log.warning("could not prepare PayPal entry")
+        return {"paypal_unavailable": True}
+    client_id = settings.paypal_client_id or "sandbox"
+    return {
+        "paypal_setup_token": token,
+        "paypal_js_url": f"{settings.paypal_js_url}?{urlencode({'client-id': client_id})}",
     }

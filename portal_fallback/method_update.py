@@ -35,7 +35,12 @@ from bot.providers.payments import MethodRejected, PaymentError, polite_decline_
 from bot.text.i18n import N_, gettext
 from portal_fallback.app import page
 from portal_fallback.link_scope import knowledge_only
-from portal_fallback.method_entry import MethodNotTaken, method_entry_context, save_entered_method
+from portal_fallback.method_entry import (
+    METHOD_REF_PREFIXES,
+    MethodNotTaken,
+    method_entry_context,
+    save_entered_method,
+)
 from portal_fallback.sessions import SESSION
 from portal_fallback.signing import method_label, methods_of, methods_taken
 
@@ -220,7 +225,7 @@ async def save_new_method(request: web.Request) -> web.StreamResponse:
     now = request.config_dict[appkeys.CLOCK].now()
     async with request.config_dict[appkeys.DATABASE].session() as db:
         account = await load_account(request, db)
-        if not method_ref.startswith("pm_") or len(method_ref) > 64:
+        if not method_ref.startswith(METHOD_REF_PREFIXES) or len(method_ref) > 64:
             return await show(request, notice="method_failed", status=422)
         try:
             saved = await save_entered_method(request, db, account, method_ref)

@@ -51,6 +51,7 @@ from portal_fallback import history
 from portal_fallback.app import page
 from portal_fallback.audience import BRAND
 from portal_fallback.method_entry import (
+    METHOD_REF_PREFIXES,
     MethodNotTaken,
     flow_of,
     method_entry_context,
@@ -429,7 +430,7 @@ async def save_new_method(request: web.Request) -> web.StreamResponse:
     method_ref = _text(form, "payment_method")
     async with request.config_dict[appkeys.DATABASE].session() as db:
         signing = await open_signing(request, db)
-        if not method_ref.startswith("pm_") or len(method_ref) > 64:
+        if not method_ref.startswith(METHOD_REF_PREFIXES) or len(method_ref) > 64:
             return await choose_method(request, notice="method_failed", status=422)
         account = signing.account
         try:

@@ -179,9 +179,12 @@ class MethodView:
     kind: str
     brand: str
     last4: str
+    masked: str | None = None  # a PayPal account's email, masked
 
     @property
     def label(self) -> str:
+        if self.kind == "paypal":  # no number to end in: the account's email says which
+            return f"PayPal ({self.masked})" if self.masked else "PayPal"
         return f"{self.brand} ending {self.last4}"
 
 

@@ -9,6 +9,9 @@ Load with ``pytest_plugins = ["tests.fixtures_fakes"]`` (until tests/conftest.py
   ``.auth_token``, ``.requests``, ``.messages``, ``.opt_out(number)``, ``.fail_next()``).
 - ``sendgrid_fake``: a running ``SendGridFake`` (``.base_url``, ``.api_key``,
   ``.requests``, ``.messages``, ``.fail_next()``).
+- ``paypal_fake``: a running ``PayPalFake`` (``.base_url``, ``.client_id``, ``.decline``,
+  ``.orders``, ``.captures``, ``.signed(body)`` for webhooks, ``.fail_next()``).
+- ``paypal_gateway``: a real ``PayPalGateway`` (paypal-server-sdk) pointed at ``paypal_fake``.
 - ``twilio_sms``: a real ``TwilioSms`` (the twilio SDK) pointed at ``twilio_fake``,
   closed after the test.
 - ``sendgrid_email``: a real ``SendGridEmail`` (the sendgrid SDK) pointed at
@@ -26,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.paypal import PayPalFake
 from tests.fakes.sendgrid_api import SendGridFake
 from tests.fakes.twilio_api import DEFAULT_FROM, TwilioFake
 
@@ -146,3 +150,25 @@ async def sendgrid_email(sendgrid_fake: SendGridFake) -> AsyncIterator[Any]:
         yield sender
     finally:
         await sender.close()
+
+
+@pytest.fixture
+async def paypal_fake(no_external_network: NetworkGuard) -> AsyncIterator[PayPalFake]:
+    fake = PayPalFake()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
+
+
+@pytest.fixture
+async def paypal_gateway(paypal_fake: PayPalFake) -> AsyncIterator[Any]:
+    from bot.providers.paypal_gateway import PayPalGateway
+
+    gateway = PayPalGateway(paypal_fake.client_id, paypal_fake.client_secret,
+                            base_url=paypal_fake.base_url, timeout=5.0)
+    try:
+        yield gateway
+    finally:
+        await gateway.close()

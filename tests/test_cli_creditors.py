@@ -145,7 +145,7 @@ async def test_a_bad_value_is_named_and_nothing_changes(app, client, paybot):
     assert err == (
         "paybot creditors: northwind: nothing changed: quiet_hours_start: Input should be less "
         "than or equal to 24; methods_enabled: must list one or more of card, us_bank_account, "
-        "once each; colour: not a creditor setting\n"
+        "paypal, once each; colour: not a creditor setting\n"
     )
     after = await stored(app)
     assert (after.name, after.disclosure, after.settings) == (

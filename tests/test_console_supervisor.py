@@ -173,8 +173,8 @@ async def test_a_bad_creditor_value_is_refused_next_to_its_field_and_nothing_cha
     page = await response.text()
     said = text_of(page)
     assert ("Nothing was changed. Fix these fields: methods_enabled : must list one or more of "
-            "card, us_bank_account, once each quiet_hours_start : Input should be less than or "
-            "equal to 24") in said
+            "card, us_bank_account, paypal, once each quiet_hours_start : Input should be less "
+            "than or equal to 24") in said
     assert ('<p class="field-error" id="err-quiet_hours_start">quiet_hours_start: Input should '
             'be less than or equal to 24</p>') in page
     assert 'name="quiet_hours_start" value="25" type="number"' in page  # what was typed, kept

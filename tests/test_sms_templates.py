@@ -251,6 +251,7 @@ CONTEXTS: dict[str, list[dict]] = {
     ],
     "contact_needs_code": [{}],
     "method_saved": [{"label": "Bank account", "last4": "6789"}],
+    "paypal_saved": [{"masked": "m***@northwind-recovery.example"}],
     # Plans by text (states/plan_change.py)
     "plan_offer": [{"offer": PLAN_OFFER, "method_label": "American Express ending 0005"}],
     "plan_signed": [

@@ -301,7 +301,7 @@ async def _notice(
         reference=payment.reference,
         status=payment.status,
         amount_cents=payment.amount_cents,
-        method_label=f"{method.brand} ending {method.last4}" if method else "your payment method",
+        method_label=method.description if method else "your payment method",
         pay_on=None,
         failure_message=reason,
     )

@@ -641,7 +641,7 @@ async def record_saved_method(
             processor_ref=saved.processor_ref,
             kind=saved.kind,
             brand=saved.brand,
-            last4=saved.last4,
+            last4=saved.last4, label=saved.label,  # label: a PayPal account's masked email
             is_default=False,
             single_use=single_use,
             created_at=at,

@@ -223,7 +223,7 @@ def account_view(
                 amount=dollars(p.amount_cents),
                 scheduled_for=p.scheduled_for,
                 status=STATUS_LABELS.get(p.status, p.status),
-                method=f"{m.brand} ending {m.last4}" if m else None,
+                method=m.description if m else None,
                 channel=p.channel,
                 plan_id=p.plan_id,
                 installment_number=p.installment_number,

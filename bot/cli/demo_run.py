@@ -52,6 +52,8 @@ DEMO_CREDITOR = {
     "name": "Northwind Recovery",
     "disclosure": "This is a communication from a debt collector.",
 }
+# The demo's creditor takes PayPal too (the sandbox PayPal: its button approves at once).
+DEMO_CREDITOR_SETTINGS = {"methods_enabled": ["card", "us_bank_account", "paypal"]}
 DEMO_ACCOUNTS = [
     # (record, test payment method or None, offers)
     (
@@ -116,9 +118,13 @@ async def seed(app: web.Application) -> None:
     gateway: PaymentGateway = app[appkeys.PROVIDERS].payments
     now = app[appkeys.CLOCK].now()
     async with database.session() as session:
-        if await session.get(Creditor, DEMO_CREDITOR["code"]) is None:
-            session.add(Creditor(**DEMO_CREDITOR, settings={}))
+        creditor = await session.get(Creditor, DEMO_CREDITOR["code"])
+        if creditor is None:
+            session.add(Creditor(**DEMO_CREDITOR, settings=dict(DEMO_CREDITOR_SETTINGS)))
             await session.flush()
+        elif "paypal" not in (creditor.settings or {}).get("methods_enabled", ()):
+            # A demo database from before PayPal: the creditor takes it from now on.
+            creditor.settings = {**(creditor.settings or {}), **DEMO_CREDITOR_SETTINGS}
         for record, method_ref, with_offers in DEMO_ACCOUNTS:
             account, _ = await upsert_account(
                 session, parse_account(record), secret_key=settings.secret_key, at=now, actor="demo"
@@ -380,7 +386,8 @@ async def run_demo(
             web_link = await demo_link(app, "DEMO-1002")
             print(
                 f"\nPay on the web as James (no saved card): open {web_link}\n"
-                "  Test card: 4242 4242 4242 4242, expiry 12/34, CVC 123, ZIP 10001."
+                "  Test card: 4242 4242 4242 4242, expiry 12/34, CVC 123, ZIP 10001.\n"
+                "  Or the PayPal button: the demo's sandbox PayPal approves at once."
             )
             print(
                 f"Accounts via the API: curl -H 'Authorization: Bearer {settings.api_key}' "

@@ -168,7 +168,7 @@ def _refund(settings: Settings, args: argparse.Namespace) -> int:
 
         try:
             done = await refund_payment(
-                app[appkeys.DATABASE], app[appkeys.PROVIDERS].payments,
+                app[appkeys.DATABASE], app[appkeys.PROVIDERS].charging,
                 reference=args.reference, actor=actor, clock=app[appkeys.CLOCK],
                 amount_cents=amount, reason=args.reason, idempotency_key=args.key,
                 notifier=engine.notifier,

@@ -87,6 +87,7 @@ def review(settings: Settings) -> Review:
     items.append(_secret_key(settings))
     items.extend(_twilio(settings, production))
     items.extend(_stripe(settings, production))
+    items.extend(_paypal(settings, production))
     items.extend(_sendgrid(settings, production))
     items.append(
         Item("PAYBOT_API_KEY", "ok", "set")
@@ -204,6 +205,26 @@ def _stripe(settings: Settings, production: bool) -> list[Item]:
     if not production and not settings.stripe_configured:
         items.append(Item("payments", "sandbox", "in memory with test methods: a payment is "
                                                  "marked Paid and no money moves"))
+    return items
+
+
+def _paypal(settings: Settings, production: bool) -> list[Item]:
+    """PayPal is optional: without PAYPAL_CLIENT_ID no creditor is offered it in production (a
+    sandbox stands in elsewhere). Once the client id is set, what it needs is required too."""
+    if not settings.paypal_client_id:
+        if production:
+            return [Item("PAYPAL_CLIENT_ID", "optional", "not set: PayPal is not offered")]
+        return [Item("PayPal", "sandbox", "in memory: a PayPal payment is marked Paid and no "
+                                          "money moves")]
+    wanted = production  # the client id says PayPal is meant to run: the rest must be there
+    items = [
+        Item("PAYPAL_CLIENT_ID", "ok", "set"),
+        _required("PAYPAL_CLIENT_SECRET", settings.paypal_client_secret, wanted,
+                  purpose="PayPal cannot be called"),
+        _required("PAYPAL_WEBHOOK_ID", settings.paypal_webhook_id, wanted,
+                  purpose="PayPal events are refused (their signature names the webhook id)"),
+    ]
+    items.extend(_https_override("PAYPAL_BASE_URL", settings.paypal_base_url, production))
     return items
 
 

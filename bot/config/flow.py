@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # The kinds of payment method PayBot can take (PaymentMethod.kind), and a customer's words.
-METHOD_KINDS = ("card", "us_bank_account")
-METHOD_WORDS = {"card": "card", "us_bank_account": "bank account"}
+METHOD_KINDS = ("card", "us_bank_account", "paypal")
+METHOD_WORDS = {"card": "card", "us_bank_account": "bank account", "paypal": "PayPal account"}
+# PayPal is offered only where a creditor lists it (it needs PayPal credentials in production).
+DEFAULT_METHODS = ("card", "us_bank_account")
 
 Whole = Annotated[int, Field(ge=0)]
 
@@ -60,7 +62,7 @@ class FlowSettings(BaseModel):
     schedule_payment: bool = True
     min_payment_cents: Upto(1_000_000_000) = 2500
     furthest_schedule_days: Upto(730) = 90
-    methods_enabled: tuple[str, ...] = METHOD_KINDS
+    methods_enabled: tuple[str, ...] = DEFAULT_METHODS
     quiet_hours_start: Annotated[int, Field(ge=0, le=24)] = 21  # no proactive message from 9 p.m.
     quiet_hours_end: Annotated[int, Field(ge=0, le=23)] = 8  # ... to 8 a.m., customer's local time
     session_timeout_minutes: Upto(10_080) = 30
@@ -160,8 +162,10 @@ class FlowSettings(BaseModel):
 
     @property
     def method_words(self) -> str:
-        """What a customer may add, in words: "card", "bank account" or "card or bank account"."""
-        return " or ".join(METHOD_WORDS[k] for k in METHOD_KINDS if k in self.methods_enabled)
+        """What a customer may add, in words: "card", "card or bank account", "card, bank
+        account or PayPal account"..."""
+        words = [METHOD_WORDS[k] for k in METHOD_KINDS if k in self.methods_enabled]
+        return " or ".join(words) if len(words) < 3 else f"{', '.join(words[:-1])} or {words[-1]}"
 
     def for_creditor(self, creditor: Creditor | None) -> FlowSettings:
         """The settings a creditor's accounts run under (these, where there is no creditor)."""

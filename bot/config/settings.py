@@ -29,6 +29,9 @@ from bot.config.flow import FlowSettings
 __all__ = ["ConfigError", "FlowSettings", "ProxyNetwork", "Settings"]
 
 DEFAULT_DATA_DIR = Path("var")
+# PayPal's own API hosts (live and sandbox): a base URL elsewhere is a stand-in.
+PAYPAL_API_HOSTS = frozenset({"api-m.paypal.com", "api-m.sandbox.paypal.com",
+                              "api.paypal.com", "api.sandbox.paypal.com"})
 ProxyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -145,6 +148,13 @@ class Settings(BaseModel):
     stripe_api_base: str | None = _env("STRIPE_API_BASE")
     stripe_js_url: str = _env("STRIPE_JS_URL", "https://js.stripe.com/v3/")
 
+    # PayPal (bot/providers/paypal_gateway.py). PAYPAL_BASE_URL unset: PayPal's live API in
+    # production, its sandbox otherwise; set: that address (a local fake in tests).
+    paypal_client_id: str | None = _env("PAYPAL_CLIENT_ID")
+    paypal_client_secret: str | None = _env("PAYPAL_CLIENT_SECRET")
+    paypal_webhook_id: str | None = _env("PAYPAL_WEBHOOK_ID")
+    paypal_base_url: str | None = _env("PAYPAL_BASE_URL")
+
     sendgrid_api_key: str | None = _env("SENDGRID_API_KEY")
     sendgrid_from_email: str = _env("SENDGRID_FROM_EMAIL", "receipts@paybot.example")
     sendgrid_host: str | None = _env("SENDGRID_HOST")
@@ -247,6 +257,21 @@ class Settings(BaseModel):
     @property
     def stripe_configured(self) -> bool:
         return bool(self.stripe_secret_key)
+
+    @property
+    def paypal_configured(self) -> bool:
+        return bool(self.paypal_client_id and self.paypal_client_secret)
+
+    @property
+    def paypal_js_url(self) -> str:
+        """Where the portal loads PayPal's JS SDK from: PayPal's own with real credentials, the
+        local fake's stand-in beside a fake API, our sandbox stand-in without credentials."""
+        if not self.paypal_configured:
+            return "/static/paypal_standin.js"
+        base = (self.paypal_base_url or "").rstrip("/")
+        if not base or urlsplit(base).hostname in PAYPAL_API_HOSTS:
+            return "https://www.paypal.com/sdk/js"
+        return f"{base}/sdk/js"
 
     @property
     def sendgrid_configured(self) -> bool:

@@ -342,7 +342,7 @@ def _payment_line(p: Payment, m: PaymentMethod | None) -> PaymentLine:
     return PaymentLine(
         reference=p.reference, amount_cents=p.amount_cents, scheduled_for=p.scheduled_for,
         status=STATUS_LABELS.get(p.status, p.status),
-        method=f"{m.brand} ending {m.last4}" if m else None, channel=p.channel,
+        method=m.description if m else None, channel=p.channel,
         plan_id=p.plan_id, installment_number=p.installment_number,
         refunded_cents=p.refunded_cents,
     )

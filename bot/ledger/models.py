@@ -164,6 +164,13 @@ class PaymentMethod(Base):
     single_use: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime]
 
+    @property
+    def description(self) -> str:
+        """How a person is told which method: "Visa ending 4242", "PayPal (m***@example.com)"."""
+        if self.kind == "paypal":
+            return f"PayPal ({self.label})" if self.label else "PayPal"
+        return f"{self.brand} ending {self.last4}"
+
 
 class Plan(Base):
     __tablename__ = "plans"

@@ -52,7 +52,8 @@ OPEN_OFFER_TERMS = (
 OFFER_RANK, DEFAULT_METHOD_RANK, OTHER_METHOD_RANK, COMMITTED_RANK = 0, 1, 2, 3
 ACCOUNT_CHOICES = union_all(
     OPEN_OFFER_TERMS.add_columns(
-        null().label("brand"), null().label("last4"), literal_column(str(OFFER_RANK)).label("rank")
+        null().label("brand"), null().label("last4"), null().label("label"),
+        literal_column(str(OFFER_RANK)).label("rank"),
     ),
     select(
         METHODS.c.id,
@@ -64,6 +65,7 @@ ACCOUNT_CHOICES = union_all(
         null(),
         METHODS.c.brand,
         METHODS.c.last4,
+        METHODS.c.label,
         case(
             (METHODS.c.is_default, literal_column(str(DEFAULT_METHOD_RANK))),
             else_=literal_column(str(OTHER_METHOD_RANK)),
@@ -93,6 +95,7 @@ ACCOUNT_CHOICES = union_all(
         null(),
         null(),
         null(),
+        null(),
         literal_column(str(COMMITTED_RANK)),
     )
     .select_from(Payment)
@@ -114,7 +117,7 @@ async def account_choices(
     with_open: bool = False,
 ) -> tuple[list[Any], list[Any], collectable.Collectable | None]:
     """The account's open offers (id, kind, total_cents, installment_count, frequency,
-    expires_at, schedule), its saved methods (id, kind, brand, last4; the default first), as
+    expires_at, schedule), its saved methods (id, kind, brand, last4, label; the default first), as
     rows, and with ``with_open`` what is open on it (bot/payments/collectable.py), in one round
     trip.
     ``knowledge``: for a session proved only by knowledge answers, which also sees the

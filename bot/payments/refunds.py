@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -341,7 +342,7 @@ async def refund_receipt(
         "account": account,
         "payment": payment,
         "refund": refund,
-        "method_label": f"{method.brand} ending {method.last4}" if method else "",
+        "method_label": method.description if method else "",
     }
     return {
         "to": account.email,
@@ -391,3 +392,45 @@ async def refunds_of(session: AsyncSession, payment_id: int) -> list[Refund]:
             select(Refund).where(Refund.payment_id == payment_id).order_by(Refund.id)
         )
     )
+
+
+async def record_processor_refund(
+    session: AsyncSession, payment: Payment, *, processor_ref: str, amount_cents: int,
+    actor: str, at: datetime,
+) -> bool:
+    """A refund the processor reports (PayPal's PAYMENT.CAPTURE.REFUNDED), written once: one we
+    asked for and whose answer was lost is applied; one made elsewhere (the processor's
+    dashboard, a dispute) gets its own row, so the balance rises by exactly what went back. The
+    caller holds the payment's row locked and commits. False when nothing changed."""
+    known = await session.scalar(select(Refund).where(Refund.processor_ref == processor_ref))
+    if known is not None or payment.status != "paid":
+        return False
+    account = await session.get(Account, payment.account_id, with_for_update=True)
+    assert account is not None
+    asked = await session.scalar(
+        select(Refund).where(Refund.payment_id == payment.id, Refund.status == "requested",
+                             Refund.amount_cents == amount_cents)
+        .order_by(Refund.id).limit(1).with_for_update()
+    )
+    amount = min(amount_cents, payment.amount_cents - payment.refunded_cents)
+    if asked is None:
+        if amount <= 0:
+            return False
+        asked = Refund(
+            payment_id=payment.id, account_id=account.id, amount_cents=amount,
+            idempotency_key=f"{actor}:{processor_ref}"[:80], status="requested",
+            reason="refunded at the processor", requested_by=actor[:90], created_at=at,
+            updated_at=at,
+        )
+        session.add(asked)
+    asked.status, asked.processor_ref, asked.updated_at = "succeeded", processor_ref, at
+    payment.refunded_cents += asked.amount_cents
+    account.balance_cents += asked.amount_cents
+    account.updated_at = at
+    await session.flush()
+    await ledger.audit(
+        session, "refunded", at=at, actor=actor[:40], account_id=account.id,
+        reference=payment.reference, refund_id=asked.id, amount_cents=asked.amount_cents,
+        status="succeeded", processor_ref=processor_ref, requested_by=asked.requested_by,
+    )
+    return True

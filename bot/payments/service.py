@@ -513,7 +513,7 @@ def _outcome(payment: Payment, method: PaymentMethod, request: PaymentRequest) -
         reference=payment.reference,
         status=payment.status,
         amount_cents=payment.amount_cents,
-        method_label=f"{method.brand} ending {method.last4}",
+        method_label=method.description,
         pay_on=payment.scheduled_for if payment.status == "scheduled" else None,
         failure_message=_failure_text(payment.failure_code),
         installments=request.installment_count if request.offer_kind == "plan" else 1,

@@ -71,7 +71,7 @@ class SignedPlan:
 
     @property
     def method_label(self) -> str:
-        return f"{self.method.brand} ending {self.method.last4}" if self.method else "-"
+        return self.method.description if self.method else "-"
 
     @property
     def agreement_ref(self) -> str:

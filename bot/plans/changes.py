@@ -237,7 +237,7 @@ async def plan_status(
         "paid_cents": sum(paid),
         "remaining_cents": sum(p.amount_cents for p in scheduled),
         "remaining_count": len(scheduled),
-        "method_label": f"{method.brand} ending {method.last4}" if method else None,
+        "method_label": method.description if method else None,
     }
     if not scheduled:
         return PlanStatus(**base)

@@ -1,18 +1,22 @@
 """The outside services behind small interfaces: the only code that talks to Twilio (sms),
-Stripe (payments, stripe_gateway) and SendGrid (email), each with a sandbox that needs no
-network; built here from the settings.
+Stripe (payments, stripe_gateway), PayPal (paypal_gateway) and SendGrid (email), each with a
+sandbox that needs no network; built here from the settings. ``Providers.charging`` is the one
+gateway payments go through (routing.py: PayPal's methods to PayPal, the rest to Stripe).
 
 May import: bot.config, bot.text (GSM-7). Nothing else in bot.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.config.check import require_production_ready
 from bot.config.settings import Settings
 from bot.providers.email import EmailSender, SandboxEmail, SendGridEmail
 from bot.providers.payments import PaymentGateway
+from bot.providers.paypal_gateway import PayPalGateway
+from bot.providers.paypal_sandbox import SandboxPayPal
+from bot.providers.routing import MethodRouter
 from bot.providers.sandbox_gateway import SandboxGateway
 from bot.providers.sms import SandboxSms, SmsSender, TwilioSms
 from bot.providers.stripe_gateway import StripeGateway
@@ -23,10 +27,21 @@ class Providers:
     sms: SmsSender
     email: EmailSender
     payments: PaymentGateway
+    # None: PayPal is not offered (production without PAYPAL_CLIENT_ID).
+    paypal: PaymentGateway | None = None
+    _router: MethodRouter | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def charging(self) -> MethodRouter:
+        """The gateway every payment is charged through: each method to its own processor."""
+        if self._router is None:
+            self._router = MethodRouter(self)
+        return self._router
 
     async def close(self) -> None:
-        for provider in (self.sms, self.email, self.payments):
-            await provider.close()
+        for provider in (self.sms, self.email, self.payments, self.paypal):
+            if provider is not None:
+                await provider.close()
 
 
 def build_providers(settings: Settings) -> Providers:
@@ -62,4 +77,15 @@ def build_providers(settings: Settings) -> Providers:
         )
     else:
         payments = SandboxGateway()
-    return Providers(sms=sms, email=email, payments=payments)
+    paypal: PaymentGateway | None = None
+    if settings.paypal_configured:
+        paypal = PayPalGateway(
+            settings.paypal_client_id or "",
+            settings.paypal_client_secret or "",
+            base_url=settings.paypal_base_url,
+            live=settings.production,
+            return_url=f"{settings.public_base_url}/portal/",
+        )
+    elif not settings.production:
+        paypal = SandboxPayPal()
+    return Providers(sms=sms, email=email, payments=payments, paypal=paypal)

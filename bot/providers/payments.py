@@ -61,12 +61,13 @@ class MethodRejected(PaymentError):
 
 @dataclass(frozen=True)
 class SavedMethod:
-    processor_ref: str  # pm_...  (always store this one: it may differ from the ref passed in)
-    kind: str  # "card" | "us_bank_account"
-    brand: str  # "Visa", "Mastercard", "Bank" ... human form
-    last4: str
+    processor_ref: str  # pm_... or a PayPal vault id (always store this one)
+    kind: str  # "card" | "us_bank_account" | "paypal"
+    brand: str  # "Visa", "Mastercard", "Bank", "PayPal" ... human form
+    last4: str  # "" for a PayPal account: it has no number
     exp_month: int | None = None
     exp_year: int | None = None
+    label: str | None = None  # a PayPal account's email, masked (m***@example.com)
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,8 @@ _DECLINE_MESSAGES = {
     "authentication_required": "Your bank needs you to approve this payment. "
     "Please open your secure link to finish it.",
     "processing_error": "The payment could not be processed right now. Please try again later.",
+    "paypal_declined": "PayPal declined the payment. Please check your PayPal account "
+    "or use another payment method.",
 }
 _DEFAULT_DECLINE = (
     "The payment was declined by the card issuer. Please try another card or bank account."

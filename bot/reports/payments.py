@@ -119,7 +119,7 @@ def _midnight(day: date) -> datetime:
 
 _ROW = (
     select(Payment, Account.account_ref, Account.first_name, Account.last_name,
-           Account.creditor_code, PaymentMethod.brand, PaymentMethod.last4)
+           Account.creditor_code, PaymentMethod)
     .join(Account, Account.id == Payment.account_id)
     .outerjoin(PaymentMethod, PaymentMethod.id == Payment.method_id)
 )
@@ -131,7 +131,7 @@ def _ordered(query: Select[Any], filters: PaymentFilter) -> Select[Any]:
 
 
 def _row(found: Any) -> PaymentRow:
-    payment, account_ref, first, last, creditor, brand, last4 = found
+    payment, account_ref, first, last, creditor, method = found
     return PaymentRow(
         reference=payment.reference,
         account_ref=account_ref,
@@ -144,7 +144,7 @@ def _row(found: Any) -> PaymentRow:
         refunded_cents=payment.refunded_cents,
         scheduled_for=payment.scheduled_for,
         created_at=payment.created_at,
-        method=f"{brand} ending {last4}" if brand else "",
+        method=method.description if method is not None else "",
         plan_id=payment.plan_id,
         installment_number=payment.installment_number,
     )

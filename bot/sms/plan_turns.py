@@ -127,7 +127,7 @@ class PlanTurns:
             offer=open_offer,
             lapsed_offer=lapsed if open_offer is None else None,
             sms_signing=settings.sms_plan_signing,
-            method=SigningMethod(m.id, f"{m.brand} ending {m.last4}") if (m := method) else None,
+            method=SigningMethod(m.id, m.description) if (m := method) else None,
             context=context,
         )
 
@@ -277,7 +277,7 @@ class PlanTurns:
         settings = await self.views.flow_settings(ctx.session, account)
         brand = await self.views.brand_for(ctx.session, account)
         schedule = offer_schedule(offer)
-        method_label = f"{method.brand} ending {method.last4}"
+        method_label = method.description
         text = plan_agreement_text(
             env=self.services.notifier.env,
             account=account,
@@ -348,7 +348,7 @@ class PlanTurns:
         )
         if method is None:
             raise PlanChangeRefused("Your plan has no payment method on file.")
-        method_label = f"{method.brand} ending {method.last4}"
+        method_label = method.description
         extra = await plan_changes.pay_extra(
             ctx.session,
             flow.plan.plan_id,

@@ -130,7 +130,7 @@ class AccountViews:
                 and not (o.kind == "plan" and o.schedule)
             ),
             methods=tuple(
-                MethodView(id=m.id, kind=m.kind, brand=m.brand, last4=m.last4)
+                MethodView(id=m.id, kind=m.kind, brand=m.brand, last4=m.last4, masked=m.label)
                 for m in methods
                 if m.kind in settings.methods_enabled
             ),

@@ -171,7 +171,9 @@ class WebSteps:
             assert account is not None
             label = "Card" if saved.kind == "card" else "Bank account"
             replies = [
-                Reply("method_saved", {"label": label, "last4": saved.last4}),
+                Reply("paypal_saved", {"masked": saved.label})  # no number: its email says which
+                if saved.kind == "paypal"
+                else Reply("method_saved", {"label": label, "last4": saved.last4}),
                 step.flow.prompt(),
             ]
             texts = await self.views.render(session, None, account, replies, clock.now())

@@ -164,7 +164,7 @@ class Charges:
                     processor_id=None,
                     failure_code=(exc.code or "processor_error")[:64],
                 )
-        label = f"{method.brand} ending {method.last4}" if method else "your payment method"
+        label = method.description if method else "your payment method"
         await self._write_back(job, result, rules, report, label)
 
     async def _needs_review(

@@ -304,7 +304,7 @@ async def run_worker(
             shared = "this process only (no REDIS_URL)"
         worker = Worker(
             database=database,
-            gateway=providers.payments,
+            gateway=providers.charging,
             notifier=Notifier(sms=providers.sms, email=providers.email, brand=settings.brand),
             settings=settings,
             clock=clock or SystemClock(),
