@@ -32,9 +32,12 @@ from bot.ledger.models import Account, Agreement, Outreach, Payment, PaymentMeth
 from bot.money import format_cents
 from bot.outreach import email_outbox
 from bot.outreach import queue as outreach
+from bot.outreach.email_texts import account_label, method_words, render_email
 from bot.plans.terms import plan_summary_lines
 from bot.providers.email import Attachment
 from bot.security import mask_email
+from bot.text import i18n
+from bot.text.i18n import N_, gettext
 from bot.text.rendering import format_day
 
 if TYPE_CHECKING:
@@ -46,10 +49,10 @@ log = logging.getLogger(__name__)
 PNG_DATA_URL_PREFIX = "data:image/png;base64,"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HOW_SIGNED = {
-    "typed": "typed name, on the web",
-    "drawn": "signature drawn on the web",
-    "sms_reply": "reply by text message",
-    "click": "clicked I agree, on the web",
+    "typed": N_("typed name, on the web"),
+    "drawn": N_("signature drawn on the web"),
+    "sms_reply": N_("reply by text message"),
+    "click": N_("clicked I agree, on the web"),
 }
 
 
@@ -79,7 +82,9 @@ class SignedPlan:
 
     @property
     def how_signed(self) -> str:
-        return HOW_SIGNED.get(self.agreement.signature_kind, self.agreement.signature_kind)
+        """In the language of the moment."""
+        kind = self.agreement.signature_kind
+        return gettext(HOW_SIGNED[kind]) if kind in HOW_SIGNED else kind
 
     @property
     def signed_utc(self) -> str:
@@ -200,26 +205,25 @@ def agreement_pdf(signed: SignedPlan, *, brand: str, compress: bool = True) -> b
 
 
 def agreement_email(env: Environment, signed: SignedPlan, *, brand: str) -> dict[str, str]:
-    context = {
-        "brand": brand,
-        "account": signed.account,
-        "agreement": signed.agreement,
-        "schedule": signed.schedule,
-        "schedule_lines": plan_summary_lines(signed.schedule),
-        "total_cents": signed.total_cents,
-        "method_label": signed.method_label,
-        "how_signed": signed.how_signed,
-        "signed_utc": signed.signed_utc,
-        "signed_local": signed.signed_local,
-        "agreement_ref": signed.agreement_ref,
-    }
-    return {
-        "subject": " ".join(
-            env.get_template("email/plan_agreement_subject.txt").render(context).split()
-        ),
-        "text": env.get_template("email/plan_agreement.txt").render(context),
-        "html": env.get_template("email/plan_agreement.html").render(context),
-    }
+    """The copy's subject, text and HTML, in the account's language (the agreement itself is
+    quoted as signed)."""
+    account = signed.account
+    with i18n.using(account.language):
+        context = {
+            "brand": brand,
+            "account": account,
+            "account_label": account_label(account),
+            "agreement": signed.agreement,
+            "schedule": signed.schedule,
+            "schedule_lines": plan_summary_lines(signed.schedule),
+            "total_cents": signed.total_cents,
+            "method_label": method_words(signed.method_label),
+            "how_signed": signed.how_signed,
+            "signed_utc": signed.signed_utc,
+            "signed_local": signed.signed_local,
+            "agreement_ref": signed.agreement_ref,
+        }
+    return render_email(env, "plan_agreement", context, language=account.language)
 
 
 def copy_key(agreement_id: int) -> str:
@@ -352,6 +356,7 @@ async def deliver_copy(
             html=message["html"],
             transactional=True,  # the customer's record of what they signed
             attachments=(Attachment(f"{signed.agreement_ref}.pdf", "application/pdf", pdf),),
+            from_name=brand,
         )
     except Exception:  # left `sending`: never sent twice; a person looks
         log.exception("agreement copy %d: the send broke off", record_id)
