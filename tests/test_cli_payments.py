@@ -75,7 +75,7 @@ async def test_cancel_a_scheduled_payment_tells_the_customer_and_it_is_never_cha
         "link, whenever you want to pay.\n\n"
         "Account: Acme Card ending 4821\n\n"
         "Questions? Reply AGENT to our text messages.\n"
-        "To stop receiving emails, reply to this message with UNSUBSCRIBE."
+        "To stop receiving emails, reply to this message with UNSUBSCRIBE.\n"
     )
 
     # Twice: said, nothing more happens.
