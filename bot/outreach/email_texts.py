@@ -2,8 +2,9 @@
 (``render_email``: subject, text and HTML of ``bot/templates/email/NAME*``) and the pieces the
 emails' contexts share (a method's label, the debt-collector disclosure, the account's name).
 
-May import: bot.text, bot.ledger.models, bot.outreach.compliance (the default disclosure). Imported by the notifier,
-the outbox's callers in bot.payments and bot.plans, and the decline notices.
+May import: bot.text, bot.ledger.models, bot.outreach.compliance (the default disclosure).
+Imported by the notifier, the outbox's callers in bot.payments and bot.plans, and the decline
+notices.
 """
 
 from __future__ import annotations
