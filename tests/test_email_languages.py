@@ -108,14 +108,16 @@ EMAILS = {
                                 amount_cents=5000, method_label="Visa terminada en 4242",
                                 reason="", disclosure="Esta es una comunicación.",
                                 update_url="https://pay.example/p/U")),
-    "payment canceled": ("payment_canceled", dict(brand="N", account=ACCOUNT, payment=PAYMENT)),
+    # disclosure "": the creditor has none, the default (in Spanish) stands in
+    "payment canceled": ("payment_canceled", dict(brand="N", account=ACCOUNT, payment=PAYMENT,
+                                                  disclosure="")),
     "plan canceled": ("plan_canceled", dict(brand="N", account=ACCOUNT, canceled=[1, 2],
-                                            canceled_total=40000)),
+                                            canceled_total=40000, disclosure="")),
     "plan paid": ("plan_paid", dict(brand="N", account=ACCOUNT, paid_cents=120000,
-                                    canceled=[1])),
+                                    canceled=[1], disclosure="")),
     "refund": ("refund", dict(brand="N", account=ACCOUNT, payment=PAYMENT,
                               refund=Obj(amount_cents=2000, status="pending"),
-                              method_label="Visa ending 4242")),
+                              method_label="Visa ending 4242", disclosure="")),
     "plan agreement": ("plan_agreement", dict(
         brand="N", account=ACCOUNT, account_label="Acme Card", agreement=AGREEMENT,
         schedule=SCHEDULE, schedule_lines=["1. 15 dic 2026: $208.34"], total_cents=41664,
@@ -153,6 +155,8 @@ def test_every_email_reads_in_spanish_in_the_shared_card(kind):
     assert left == [], f"{kind}: English left in the Spanish email"
     assert '<html lang="es">' in message["html"] and "max-width: 600px" in message["html"]
     assert "\n\n\n" not in message["text"] and message["text"].endswith("\n")
+    if context.get("disclosure") == "":
+        assert "Esta es una comunicación de un cobrador de deudas." in message["text"]
     english = render_email(ENV, name, context, language="en")
     assert english["subject"] != message["subject"] and '<html lang="en">' in english["html"]
 

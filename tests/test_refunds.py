@@ -105,7 +105,8 @@ class TestAgainstLocalstripe:
             "Refunded on this payment in all: $20.00\n"
             "Your balance is now: $1,220.00\n"
             "Account: Acme Card ending 4821\n\n"
-            "A refund usually reaches your card or bank account within 5 to 10 business days.\n"
+            "A refund usually reaches your card or bank account within 5 to 10 business days.\n\n"
+            "This is a communication from a debt collector.\n\n"
             "Questions? Reply AGENT to our text messages.\n"
             "To stop receiving emails, reply to this message with UNSUBSCRIBE.\n"
         )

@@ -47,9 +47,12 @@ def render_email(
 ) -> dict[str, str]:
     """Subject (``email/NAME_subject.txt``, one line), text and HTML of one email in
     ``language`` (the account's; None is English): every email a customer gets is written
-    here, so its words, dates and method labels all follow the one language."""
+    here, so its words, dates and method labels all follow the one language. A ``disclosure``
+    in the context is the creditor's; empty, the default, in that language."""
     env.filters.setdefault("method", method_words)
     with i18n.using(language):
+        if "disclosure" in context:  # every email from a debt collector says so (FDCPA 807(11))
+            context = {**context, "disclosure": disclosure_words(context["disclosure"])}
         subject = " ".join(env.get_template(f"email/{name}_subject.txt").render(context).split())
         context = {**context, "subject": subject}
         return {

@@ -117,6 +117,7 @@ async def cancel_scheduled_payment(
                 "brand": await brand_of(session, account, notifier),
                 "account": account,
                 "payment": payment,
+                "disclosure": await email_outbox.creditor_disclosure(session, account),
             }
             try:
                 message = {

@@ -343,6 +343,7 @@ async def refund_receipt(
         "payment": payment,
         "refund": refund,
         "method_label": f"{method.brand} ending {method.last4}" if method else "",
+        "disclosure": await email_outbox.creditor_disclosure(session, account),
     }
     return {
         "to": account.email,

@@ -334,6 +334,7 @@ async def plan_paid_email(
         "brand": brand,
         "paid_cents": sum(p.amount_cents for p in rows if p.status == "paid"),
         "canceled": [p for p in rows if p.status == "canceled"],
+        "disclosure": await email_outbox.creditor_disclosure(session, account),
     }
     return {
         "to": account.email,
@@ -350,6 +351,8 @@ async def email_cancellation(
     if not result.account.email:
         return
     context = result.email_context(brand)
+    async with db.session() as session:
+        context["disclosure"] = await email_outbox.creditor_disclosure(session, result.account)
     email = {
         "to": result.account.email,
         **render_email(notifier.env, "plan_canceled", context, language=result.account.language),
