@@ -1,5 +1,5 @@
 # Two commands a newcomer needs:
-#   make demo   set everything up and run the demo
+#   make demo   set everything up and run the demo (PORT=8081 for another port)
 #   make test   set everything up and run every test (embedded defaults, then PostgreSQL + Redis)
 VENV ?= .venv
 PYTHON ?= python3
@@ -15,8 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+# make demo PORT=8081 (HOST=0.0.0.0) when 8080 is taken; ARGS=--once for the walkthrough only.
 demo: setup
-	$(VENV)/bin/paybot demo
+	$(VENV)/bin/paybot demo $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST)) $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

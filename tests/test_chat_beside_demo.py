@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -56,10 +57,13 @@ def reply_to(said: str) -> str | None:
     return None
 
 
-async def chat(env: dict[str, str], cwd: Path) -> tuple[list[str], str]:
-    """Ana pays $30.00 in `paybot chat`, answering each prompt as it comes: (what PayBot said
-    after each line, stderr)."""
-    process = await paybot("chat", "--phone", ANA, env=env, cwd=cwd)
+async def chat(env: dict[str, str], cwd: Path, command: list[str]) -> tuple[list[str], str]:
+    """Ana pays $30.00 in `paybot chat`, run as `command` (what the demo printed), answering
+    each prompt as it comes: (what PayBot said after each line, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        *command, "chat", "--phone", ANA, env=env, cwd=cwd, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
     assert process.stdin is not None and process.stdout is not None
     said: list[str] = []
     line: str | None = "pay"
@@ -108,7 +112,13 @@ async def test_chat_beside_a_running_demo_charges_through_the_demos_processor(
         assert announced.stat().st_mode & 0o777 == 0o600  # the user's alone
         assert "sqlite" not in announced.read_text()  # the database only as a digest
 
-        said, err = await chat(env, tmp_path)
+        # The command the demo printed for another terminal, run as printed (only the number
+        # changes: Ana's card is the one that declines).
+        printed = re.search(rb"In another terminal: (.+) chat --phone \+15555550101", seen)
+        assert printed, seen.decode()
+        command = shlex.split(printed.group(1).decode())
+        assert command == [sys.executable, "-m", "bot.cli"]
+        said, err = await chat(env, tmp_path, command)
         assert "Traceback" not in err
         # The card saved at the demo's localstripe was charged there, and its issuer declined it.
         assert said[-1].startswith("PayBot: Sorry, $30.00 with Visa ending 0341 did not go "

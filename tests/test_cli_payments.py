@@ -74,8 +74,9 @@ async def test_cancel_a_scheduled_payment_tells_the_customer_and_it_is_never_cha
         "Your balance is $1,250.00. Reply PAY to our text messages, or text LINK for a secure "
         "link, whenever you want to pay.\n\n"
         "Account: Acme Card ending 4821\n\n"
+        "This is a communication from a debt collector.\n\n"
         "Questions? Reply AGENT to our text messages.\n"
-        "To stop receiving emails, reply to this message with UNSUBSCRIBE."
+        "To stop receiving emails, reply to this message with UNSUBSCRIBE.\n"
     )
 
     # Twice: said, nothing more happens.

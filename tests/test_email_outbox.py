@@ -46,7 +46,7 @@ def accepted_receipts(sendgrid_fake) -> list[str]:  # type: ignore[no-untyped-de
     return [
         sendgrid_fake.content(body, "text/plain")
         for body in sendgrid_fake.messages
-        if "receipt" in body["subject"]
+        if "receipt" in body["subject"] or " is scheduled for " in body["subject"]
     ]
 
 
@@ -172,7 +172,7 @@ async def replies_refused_by_the_database(app, number: str):  # type: ignore[no-
 
 @pytest.mark.parametrize(
     ("when", "receipt_says"),
-    [("now", "Status: Paid"), ("next friday", "Status: Scheduled for")],
+    [("now", "Status: Paid"), ("next friday", "Status: Pending (scheduled for")],
 )
 async def test_a_turn_that_fails_after_recording_its_payment_loses_no_receipt(
     app, phone, clock, sendgrid_fake, when, receipt_says

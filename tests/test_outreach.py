@@ -193,6 +193,7 @@ async def test_both_sends_a_text_and_an_email_each_with_its_own_link(app, client
     assert (await deliver(app)).sent == 1
     (body,) = texts(app)
     (email,) = emails(app)
+    assert email.sender.startswith("Northwind Recovery <")  # the offer comes from the creditor
     sms_token, email_token = LINK.findall(body)[0], LINK.findall(email.text)[0]
     assert sms_token != email_token
     for token in (sms_token, email_token):

@@ -19,6 +19,7 @@ from bot.payments.refunds import (
     refundable_cents,
 )
 from bot.providers.sandbox_gateway import SandboxGateway
+from tests.email_support import visible_text
 from tests.seed import CONFIRM_STEPS, add_account
 
 
@@ -102,13 +103,14 @@ class TestAgainstLocalstripe:
             f"Payment: {ref}, $50.00 on Nov 25, 2026\n"
             "Refunded to: Visa ending 4242\n"
             "Refunded on this payment in all: $20.00\n"
-            "Your balance is now: $1,220.00\n\n"
+            "Your balance is now: $1,220.00\n"
             "Account: Acme Card ending 4821\n\n"
-            "A refund usually reaches your card or bank account within 5 to 10 business days.\n"
+            "A refund usually reaches your card or bank account within 5 to 10 business days.\n\n"
+            "This is a communication from a debt collector.\n\n"
             "Questions? Reply AGENT to our text messages.\n"
-            "To stop receiving emails, reply to this message with UNSUBSCRIBE."
+            "To stop receiving emails, reply to this message with UNSUBSCRIBE.\n"
         )
-        assert "Your balance is now</th><td>$1,220.00" in receipt.html
+        assert "| Your balance is now | $1,220.00 |" in visible_text(receipt.html).splitlines()
 
         # The same request again (a double click, the command run twice): nothing more.
         again = await refund(app, ref, amount_cents=2000, reason="goodwill")

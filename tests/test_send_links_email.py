@@ -79,6 +79,7 @@ async def test_the_email_says_who_what_how_much_where_until_when_and_how_to_stop
     (sent,) = providers.email.outbox
     assert sent.to == "maria@example.com"
     assert sent.subject == "Maria, your secure payment link from Northwind Recovery"
+    assert sent.sender == "Northwind Recovery <paybot@example.com>"  # the creditor, our address
 
     (token,) = set(LINK.findall(sent.text))
     url = f"{PUBLIC_BASE_URL}/p/{token}"
@@ -125,6 +126,7 @@ async def test_markup_in_names_is_escaped_in_html_and_kept_as_text_in_plain_text
     assert "Card &#34;Gold&#34; &lt;img src=x onerror=alert(1)&gt;" in sent.html
     assert 'Hi <script>alert("x")</script> Ann,' in sent.text  # plain text is not HTML
     assert sent.subject.endswith("from Smith & <b>Sons</b>")
+    assert sent.sender == '"Smith & <b>Sons</b>" <paybot@example.com>'  # quoted: one address
 
 
 async def test_no_ssn_and_no_full_account_number_in_the_email(app, client, providers):

@@ -530,7 +530,8 @@ async def test_the_notifier_holds_back_non_transactional_email_to_an_opted_out_a
         method_label="Visa ending 4242",
         pay_on=None,
     )
-    await notifier.send_email(**notifier.receipt(maria, outcome, brand="Northwind Recovery"))
+    await notifier.send_email(**notifier.receipt(maria, outcome, brand="Northwind Recovery",
+                                                      at=datetime(2026, 11, 25, 15, tzinfo=UTC)))
     await notifier.send_code(maria, "123456", brand="Northwind Recovery", by_sms=False)
     assert [m.subject for m in providers.email.outbox] == [
         "Your payment receipt P-TEST1",

@@ -179,7 +179,8 @@ async def test_a_typed_signature_signs_the_plan_and_emails_the_copy(app, client,
     assert email.to == "maria@example.com"
     assert "signed payment plan agreement" in email.subject
     assert "Dec 1, 2026: $400.00" in email.text and "Maria Lopez" in email.text
-    assert "$1,250.00" in email.html and agreement.text_sha256 in email.html
+    assert "$1,250.00" in email.html and f"AG-{agreement.id:06d}" in email.html
+    assert agreement.text_sha256 not in email.html  # a short reference, not a hash
     (attachment,) = email.attachments
     assert attachment.content_type == "application/pdf"
     assert attachment.filename == f"AG-{agreement.id:06d}.pdf"

@@ -342,7 +342,7 @@ async def test_processing_then_failed_is_declined_with_one_decline_email(app, cl
     assert "UNSUBSCRIBE" in notice.text
     assert notice.text.startswith("Northwind Recovery")
     assert "This is a communication from a debt collector." in notice.text
-    assert "reply <strong>PAY</strong>" in notice.html and "UNSUBSCRIBE" in notice.html
+    assert "Or reply PAY to our text." in notice.html and "UNSUBSCRIBE" in notice.html
 
 
 async def test_a_late_processing_event_does_not_reopen_a_declined_payment(app, client, maria):

@@ -309,8 +309,8 @@ async def _notice(
         kind=kind,
         account=account,
         outcome=outcome,
-        creditor_name=creditor.name if creditor else None,
-        disclosure=creditor.disclosure if creditor and kind == "decline" else "",
+        creditor_name=creditor.shown_name if creditor else None,  # the sender the customer knows
+        disclosure=creditor.disclosure if creditor else "",
         update_url=update_url,
     )
 
@@ -352,7 +352,9 @@ def _queue_notice(
     seal = None
     try:
         if notice.kind == "receipt":
-            email = notifier.receipt(notice.account, notice.outcome, brand=brand)
+            email = notifier.receipt(notice.account, notice.outcome, brand=brand,
+                                     at=request.config_dict[appkeys.CLOCK].now(),
+                                     disclosure=notice.disclosure)
         else:  # carries a personal link: kept sealed until it is sent
             email = decline_email(notifier, notice, brand=brand)
             seal = email_outbox.Seal(settings.secret_key)

@@ -10,9 +10,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import shlex
+import shutil
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,15 +36,81 @@ def register(sub: Any) -> None:
     demo.add_argument("--once", action="store_true", help="show the walkthrough, then exit")
 
 
-def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.cli.demo_run import run_demo
+class PortBusy(Exception):
+    """The demo's port is taken: one line says which and how to choose another."""
 
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        super().__init__(f"port {port} on {host} is in use")
+
+    def advice(self) -> str:
+        other = _free_port(self.host)
+        return (f"paybot demo: port {self.port} on {self.host} is in use (another demo or "
+                f"server?). Choose another: {command()} demo --port {other}, or make demo "
+                f"PORT={other}")
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
     try:
+        # Before localstripe starts and the accounts are seeded: a busy port costs nothing.
+        check_port(args.host, args.port)
+        from bot.cli.demo_run import run_demo
+
         asyncio.run(run_demo(settings, host=args.host, port=args.port, once=args.once,
                              interactive=sys.stdin.isatty() and not args.once))
+    except PortBusy as busy:
+        print(busy.advice(), file=sys.stderr)
+        return 1
     except asyncio.CancelledError:  # SIGTERM: the demo has stopped what it started
         return 143
     return 0
+
+
+def check_port(host: str, port: int) -> None:
+    """PortBusy when ``host:port`` cannot be listened on (as aiohttp will: SO_REUSEADDR, so a
+    port in TIME_WAIT after the last demo counts as free)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return  # an unknown host: aiohttp says so itself
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortBusy(host, port) from None
+            raise
+
+
+def _free_port(host: str) -> int:
+    with contextlib.suppress(OSError), socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+    return 8081
+
+
+def command() -> str:
+    """How to run `paybot` again, as this process was run, for the commands the demo prints:
+    `paybot` when that is what the shell finds, else the path typed (`.venv/bin/paybot`, as
+    `make demo` runs it), else `python -m bot.cli`."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "paybot"
+    if Path(argv0).name in ("__main__.py", "-m", "-c"):
+        return f"{_shown_path(sys.executable)} -m bot.cli"
+    found = shutil.which("paybot")
+    if found and Path(found).resolve() == Path(argv0).resolve():
+        return "paybot"
+    return _shown_path(argv0)
+
+
+def _shown_path(path: str) -> str:
+    """A path as the user can type it from here: relative below the current folder."""
+    with contextlib.suppress(ValueError):
+        relative = os.path.relpath(path)
+        if not relative.startswith(".."):
+            return shlex.quote(relative if os.sep in relative else f".{os.sep}{relative}")
+    return shlex.quote(path)
 
 
 RUNNING_FILE = "demo-running.json"

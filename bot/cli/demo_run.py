@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
 import sys
 from datetime import UTC, date, datetime, time, timedelta
@@ -21,7 +22,7 @@ from bot.accounts.loading import add_offers, parse_account, save_method_at_proce
 from bot.accounts.second_factor import account_subject
 from bot.app import create_app
 from bot.cli.chat import chat_loop, made_up_sid
-from bot.cli.demo import announce, withdraw
+from bot.cli.demo import PortBusy, announce, command, withdraw
 from bot.clock import FrozenClock
 from bot.config.settings import Settings
 from bot.ledger import queries as ledger
@@ -293,7 +294,7 @@ async def plan_statuses(app: web.Application) -> list[str]:
 
 async def plans_demo(
     app: web.Application, settings: Settings, out=sys.stdout  # type: ignore[no-untyped-def]
-) -> None:
+) -> datetime:
     """Journeys 3 to 5: offers signed by text and on the web, then the worker with the clock
     moved to the first due date: Paid and Declined installments, receipts and a reminder."""
     from bot.worker.loop import WorkerConfig, run_worker
@@ -301,7 +302,7 @@ async def plans_demo(
     engine = app[appkeys.ENGINE]
     offers = await make_plan_offers(app)
     print("\nPayment plans. An agent offered each customer 3 monthly payments "
-          "(paybot plans create ...).\nMaria signs hers by text:\n", file=out)
+          f"({command()} plans create ...).\nMaria signs hers by text:\n", file=out)
     await walkthrough(engine, "+15555550100", out, texts=PLAN_WALKTHROUGH)
     print("\nAna too (her saved card will be declined):\n", file=out)
     await walkthrough(engine, "+15555550102", out, texts=PLAN_WALKTHROUGH, name="Ana")
@@ -312,9 +313,9 @@ async def plans_demo(
     print(f"Sign James's plan on the web (a card, then a typed or drawn signature): {link}",
           file=out)
     first_due = date.fromisoformat(offers["DEMO-1001"].schedule[0][0])  # type: ignore[index]
-    moved = datetime.combine(first_due, time(12, 0), ZoneInfo("America/New_York"))
+    moved = datetime.combine(first_due, time(12, 0), ZoneInfo("America/New_York"))  # returned
     print(f"\nThe clock moves to {first_due:%b} {first_due.day}, noon in New York "
-          "(paybot worker --once --at ...):", file=out)
+          f"({command()} worker --once --at ...):", file=out)
     await run_worker(settings, WorkerConfig(), once=True, clock=FrozenClock(moved))
     for line in await plan_statuses(app):
         print(f"  {line}", file=out)
@@ -323,11 +324,28 @@ async def plans_demo(
         "the signed agreements (PDF) are in the outbox.",
         file=out,
     )
+    return moved
+
+
+def clock_hint(moved: datetime) -> str:
+    """The command that moves the demo's clock one month further, as it can be typed here."""
     later = moved + relativedelta(months=1)
-    print(
-        f"While the demo runs, move the clock yourself in another terminal:\n"
-        f"  paybot worker --once --at {later.isoformat(timespec='minutes')}",
-        file=out,
+    return (f"While the demo runs, move the clock yourself in another terminal:\n"
+            f"  {command()} worker --once --at {later.isoformat(timespec='minutes')}")
+
+
+def once_summary(settings: Settings, moved: datetime, *, host: str, port: int) -> str:
+    """What `paybot demo --once` did, said once it has stopped everything it started."""
+    return (
+        "\nThe demo ran once (--once) and stopped: it seeded 3 demo accounts with their cards "
+        "and offers, walked Maria's $50.00 payment and two plan signatures through the engine, "
+        f"ran the worker now and at {moved:%b} {moved.day}, noon in New York, and wrote the "
+        f"texts to {settings.outbox_dir / 'sms.jsonl'} and the emails (receipts, offers, signed "
+        f"agreements) to {settings.outbox_dir / 'email'}. Its server and localstripe are "
+        f"stopped, so its links no longer open.\n"
+        f"To keep it serving, with a chat and the web links: {command()} demo"
+        + (f" --port {port}" if port != 8080 else "")
+        + (f" --host {host}" if host != "127.0.0.1" else "")
     )
 
 
@@ -368,7 +386,14 @@ async def run_demo(
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # taken since the demo checked it
+            await runner.cleanup()
+            await providers.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise PortBusy(host, port) from None
+            raise
         announced = announce(settings, started_localstripe=server is not None)
         try:
             engine = app[appkeys.ENGINE]
@@ -380,7 +405,12 @@ async def run_demo(
             )
             print("\nA conversation by text, through the real engine:\n")
             await walkthrough(engine, "+15555550100")
-            await plans_demo(app, settings)
+            moved = await plans_demo(app, settings)
+            staff = await seed_staff(app)
+            if once:
+                print(once_summary(settings, moved, host=host, port=port))
+                return
+            print(clock_hint(moved))
             print(f"\nTexts sent by the sandbox: {settings.outbox_dir / 'sms.jsonl'}")
             print(f"Emails (receipts, offers, agreements): {settings.outbox_dir / 'email'}")
             web_link = await demo_link(app, "DEMO-1002")
@@ -393,10 +423,8 @@ async def run_demo(
                 f"Accounts via the API: curl -H 'Authorization: Bearer {settings.api_key}' "
                 f"{settings.public_base_url}/api/v1/accounts/DEMO-1002"
             )
-            for line in await seed_staff(app):
+            for line in staff:
                 print(line)
-            if once:
-                return
             if interactive:
                 print(
                     "\nYour turn: chat as +15555550101 (James). Try PAY, BALANCE, HELP, AGENT, "
@@ -404,9 +432,8 @@ async def run_demo(
                 )
                 await chat_loop(engine, "+15555550101")
             else:
-                print(
-                    "\nServing until Ctrl-C. In another terminal: paybot chat --phone +15555550101"
-                )
+                print(f"\nServing until Ctrl-C. In another terminal: {command()} chat --phone "
+                      "+15555550101")
                 await asyncio.Event().wait()
         finally:
             withdraw(announced)

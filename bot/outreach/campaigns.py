@@ -18,8 +18,10 @@ from bot.ledger import queries as ledger
 from bot.ledger.db import Database
 from bot.ledger.models import Account, AuditEvent, Creditor, Link, Message
 from bot.outreach.compliance import DEFAULT_DISCLOSURE, in_quiet_hours
+from bot.outreach.email_texts import disclosure_words, render_email
 from bot.providers.email import EmailError, EmailSender
 from bot.providers.sms import RecipientOptedOut, SmsError, SmsSender
+from bot.text import i18n
 from bot.text.gsm7 import segment_count
 from bot.text.rendering import SmsRenderer, build_environment, format_day
 from states.replies import Reply
@@ -382,22 +384,18 @@ def compose_link_email(
     link (a button and the plain address), when it expires, the creditor's debt-collector
     disclosure and how to stop these emails. Never an SSN or a full account number."""
     brand = (creditor.shown_name if creditor else "") or " ".join(settings.brand.split())
-    context = {
-        "brand": brand,
-        "first_name": account.first_name,
-        "balance_cents": account.balance_cents,
-        "description": mask_numbers(account.description or "") or "your account",
-        "link_url": link_url,
-        "expires": format_local_time(expires_at, account.timezone),
-        "due_on": due_on,
-        "disclosure": (creditor.disclosure if creditor else "") or DEFAULT_DISCLOSURE,
-        "support_contact": (creditor.support_contact if creditor else "")
-        or settings.support_contact,
-    }
-    subject = " ".join(env.get_template("email/link_subject.txt").render(context).split())[:200]
-    context["subject"] = subject
-    return {
-        "subject": subject,
-        "text": env.get_template("email/link.txt").render(context).strip() + "\n",
-        "html": env.get_template("email/link.html").render(context),
-    }
+    with i18n.using(account.language):
+        context = {
+            "brand": brand,
+            "first_name": account.first_name,
+            "balance_cents": account.balance_cents,
+            "description": mask_numbers(account.description or "") or i18n.gettext("your account"),
+            "link_url": link_url,
+            "expires": format_local_time(expires_at, account.timezone),
+            "due_on": due_on,
+            "disclosure": disclosure_words(creditor.disclosure if creditor else ""),
+            "support_contact": (creditor.support_contact if creditor else "")
+            or settings.support_contact,
+        }
+    message = render_email(env, "link", context, language=account.language)
+    return {**message, "subject": message["subject"][:200], "from_name": brand}

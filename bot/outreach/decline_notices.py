@@ -16,9 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.ledger import queries as ledger
 from bot.ledger.models import Account
+from bot.outreach.email_texts import account_label, disclosure_words, method_words, render_email
 from bot.outreach.notifications import Notifier
-from bot.payments.service import STATUS_LABELS, PaymentOutcome
+from bot.payments.service import PaymentOutcome
 from bot.providers.payments import polite_decline_message
+from bot.text import i18n
 
 UPDATE_METHOD_LINK_LIFETIME = timedelta(days=7)
 NOT_RETRIED = "We will not try this payment again automatically."
@@ -61,21 +63,25 @@ async def update_method_link(
 
 
 def decline_email(notifier: Notifier, notice: Notice, *, brand: str) -> dict[str, Any]:
-    """The decline notice, built like ``Notifier.receipt`` (to, subject, text, html)."""
-    context = {
-        "account": notice.account,
-        "outcome": notice.outcome,
-        "brand": brand,
-        "status_label": STATUS_LABELS["declined"],
-        "reason": notice.outcome.failure_message or polite_decline_message(None),
-        "disclosure": notice.disclosure,
-        "update_url": notice.update_url,
-    }
+    """The decline notice, built like ``Notifier.receipt`` (to, subject, text, html), in the
+    account's language, with the creditor's disclosure (else the default: FDCPA 807(11))."""
+    account = notice.account
+    with i18n.using(account.language):
+        context = {
+            "account": account,
+            "account_label": account_label(account),
+            "brand": brand,
+            "reference": notice.outcome.reference,
+            "amount_cents": notice.outcome.amount_cents,
+            "method_label": method_words(notice.outcome.method_label),
+            # The processor's wording is English; a marked one reads in the customer's language.
+            "reason": i18n.gettext(notice.outcome.failure_message or polite_decline_message(None)),
+            "disclosure": disclosure_words(notice.disclosure),
+            "update_url": notice.update_url,
+        }
     return {
-        "to": notice.account.email,
-        "subject": f"Your payment {notice.outcome.reference} did not go through",
-        "text": notifier.env.get_template("email/decline.txt").render(context),
-        "html": notifier.env.get_template("email/decline.html").render(context),
+        "to": account.email,
+        **render_email(notifier.env, "decline", context, language=account.language),
         # About a payment the customer authorized: it goes even after a marketing unsubscribe.
         "transactional": True,
     }

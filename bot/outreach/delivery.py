@@ -298,7 +298,8 @@ async def _send(
                 sent_sms = (result.sid, body, result.status)
         else:
             assert account.email is not None
-            message = compose_email(env, claim.kind, {**context, "link_url": url})
+            message = compose_email(env, claim.kind, {**context, "link_url": url},
+                                    language=account.language)
             try:
                 result_email = await email.send(to=account.email, **message)
             except EmailError:

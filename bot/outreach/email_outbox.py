@@ -32,7 +32,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.ledger.models import Account, OutboundEmail, Outreach
+from bot.ledger.models import Account, Creditor, OutboundEmail, Outreach
 
 if TYPE_CHECKING:
     from bot.ledger.db import Database
@@ -124,14 +124,16 @@ def queue_receipt(
     *,
     brand: str,
     at: datetime,
+    disclosure: str | None = None,
 ) -> OutboundEmail | None:
     """The receipt of a payment, added to the session that records the payment (no commit);
     None when none is due. It never raises for the template: the payment is recorded whatever
-    the receipt's text does."""
+    the receipt's text does. ``disclosure``: the creditor's (``creditor_disclosure``); the
+    default when empty."""
     if not account.email or outcome.status not in RECEIPT_STATUSES:
         return None
     try:
-        email = notifier.receipt(account, outcome, brand=brand)
+        email = notifier.receipt(account, outcome, brand=brand, at=at, disclosure=disclosure)
     except Exception:
         log.exception("payment %s: the receipt could not be written", outcome.reference)
         return None
@@ -166,9 +168,39 @@ async def deliver(
     if not wanted:
         return report
     claimed = await _claim(database, wanted, clock.now())
+    senders = await sender_names(database, {row.account_id for row in claimed})
     for row in claimed:
-        await _send(database, notifier, row, clock, seal, report)
+        sender = senders.get(row.account_id) or notifier.brand
+        await _send(database, notifier, row, clock, seal, report, sender)
     return report
+
+
+async def sender_names(database: Database, account_ids: Iterable[int | None]) -> dict[int, str]:
+    """Each account's creditor as the customer knows it (``Creditor.shown_name``): the From
+    name of the emails about that account, at PayBot's configured address. Read when the email
+    leaves, so the outbox keeps no copy of it; accounts without a creditor are left out."""
+    wanted = [i for i in account_ids if i is not None]
+    if not wanted:
+        return {}
+    async with database.session() as session:
+        rows = await session.execute(
+            select(Account.id, Creditor.brand, Creditor.name)
+            .join(Creditor, Creditor.code == Account.creditor_code)
+            .where(Account.id.in_(wanted))
+        )
+        return {
+            account_id: Creditor(brand=brand, name=name).shown_name
+            for account_id, brand, name in rows
+        }
+
+
+async def creditor_disclosure(session: AsyncSession, account: Account) -> str:
+    """The debt-collector disclosure of the account's creditor ("" when it has none: the
+    receipt then carries the default)."""
+    if account.creditor_code is None:
+        return ""
+    creditor = await session.get(Creditor, account.creditor_code)
+    return creditor.disclosure if creditor is not None else ""
 
 
 async def deliver_overdue(
@@ -248,6 +280,7 @@ async def mark_cut_off(session: AsyncSession, *, now: datetime) -> int:
 @dataclass(frozen=True)
 class _Claimed:
     id: int
+    account_id: int | None
     kind: str
     to_address: str
     subject: str
@@ -267,6 +300,7 @@ async def _claim(database: Database, ids: list[int], now: datetime) -> list[_Cla
             .values(status="sending", claimed_at=now)
             .returning(
                 OutboundEmail.id,
+                OutboundEmail.account_id,
                 OutboundEmail.kind,
                 OutboundEmail.to_address,
                 OutboundEmail.subject,
@@ -285,7 +319,7 @@ async def _claim(database: Database, ids: list[int], now: datetime) -> list[_Cla
 
 async def _send(
     database: Database, notifier: Notifier, row: _Claimed, clock: Any, seal: Seal | None,
-    report: EmailReport,
+    report: EmailReport, sender: str,
 ) -> None:
     text, html = row.text_body, row.html_body
     if row.sealed:
@@ -305,6 +339,7 @@ async def _send(
             text=text,
             html=html,
             transactional=row.transactional,
+            from_name=sender,
         )
     except Exception:  # left `sending`: a person looks; never sent twice
         report.failed += 1

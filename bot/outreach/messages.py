@@ -14,6 +14,7 @@ from bot.config.settings import FlowSettings, Settings
 from bot.ledger.models import Account, Creditor, Offer
 from bot.outreach.campaigns import format_local_time
 from bot.outreach.compliance import DEFAULT_DISCLOSURE
+from bot.outreach.email_texts import render_email
 from bot.outreach.timing import local_date
 from bot.text.gsm7 import segment_count
 from bot.text.rendering import SmsRenderer
@@ -134,12 +135,12 @@ def compose_sms(
     return render(True)
 
 
-def compose_email(env: Environment, kind: str, context: dict[str, Any]) -> dict[str, str]:
+def compose_email(
+    env: Environment, kind: str, context: dict[str, Any], *, language: str | None = None
+) -> dict[str, str]:
+    """Subject, text and HTML in ``language`` (the account's), and the creditor as the sender's
+    name (``from_name``)."""
     name = EMAIL_TEMPLATES[kind]
-    subject = " ".join(env.get_template(f"email/{name}_subject.txt").render(context).split())
-    context = {**context, "subject": subject[:SUBJECT_LIMIT]}
-    return {
-        "subject": subject[:SUBJECT_LIMIT],
-        "text": env.get_template(f"email/{name}.txt").render(context).strip() + "\n",
-        "html": env.get_template(f"email/{name}.html").render(context),
-    }
+    message = render_email(env, name, context, language=language)
+    return {**message, "subject": message["subject"][:SUBJECT_LIMIT],
+            "from_name": context["brand"]}

@@ -5,15 +5,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment
 
 from bot.ledger.models import Account
-from bot.payments.service import STATUS_LABELS, PaymentOutcome
+from bot.outreach.compliance import zone_or_none
+from bot.outreach.email_texts import (
+    DEFAULT_ZONE,
+    account_label,
+    disclosure_words,
+    method_words,
+    render_email,
+)
+from bot.payments.service import PaymentOutcome
 from bot.providers.email import Attachment, EmailError, EmailSender
 from bot.providers.sms import SmsError, SmsSender
+from bot.text import i18n
 from bot.text.rendering import build_environment
 
 if TYPE_CHECKING:
@@ -76,14 +85,15 @@ class Notifier:
         terms_version: str,
         brand: str,
     ) -> str:
-        """The exact text the customer authorizes; its hash is kept with the agreement."""
+        """The exact text the customer authorizes, in the language of the moment (the caller's
+        ``i18n.using``); its hash is kept with the agreement."""
         return (
             self.env.get_template("legal/payment_authorization.txt")
             .render(
                 account=account,
                 amount_cents=amount_cents,
                 pay_on=pay_on,
-                method_label=method_label,
+                method_label=method_words(method_label),
                 method_kind=method_kind,
                 fee_cents=fee_cents,
                 offer=offer,
@@ -93,18 +103,41 @@ class Notifier:
             .strip()
         )
 
-    def receipt(self, account: Account, outcome: PaymentOutcome, *, brand: str) -> dict[str, Any]:
-        context = {
-            "account": account,
-            "outcome": outcome,
-            "brand": brand,
-            "status_label": STATUS_LABELS.get(outcome.status, outcome.status),
-        }
+    def receipt(
+        self, account: Account, outcome: PaymentOutcome, *, brand: str, at: datetime,
+        disclosure: str | None = None,
+    ) -> dict[str, Any]:
+        """The receipt of a paid, pending or scheduled payment, in the account's language: what
+        was paid (or will be, and when), with what, on which day, what is left to pay, the
+        reference and the creditor's debt-collector disclosure (else the default). ``at``: when
+        it was recorded (the day of a payment made now, in the customer's zone)."""
+        zone = zone_or_none(account.timezone) or DEFAULT_ZONE
+        if outcome.status == "paid":
+            left = account.balance_cents  # the balance is lowered with the payment
+        elif outcome.settles:
+            left = 0
+        else:
+            left = max(0, account.balance_cents - outcome.amount_cents)
+        with i18n.using(account.language):
+            context = {
+                "brand": brand,
+                "account": account,
+                "account_label": account_label(account),
+                "reference": outcome.reference,
+                "status": outcome.status,
+                "amount_cents": outcome.amount_cents,
+                "fee_cents": outcome.fee_cents,
+                "total_cents": outcome.amount_cents + outcome.fee_cents,
+                "method_label": method_words(outcome.method_label),
+                "day": outcome.pay_on or at.astimezone(zone).date(),
+                "remaining_cents": left,
+                "settles": outcome.settles,
+                "installments": outcome.installments,
+                "disclosure": disclosure_words(disclosure),
+            }
         return {
             "to": account.email,
-            "subject": f"Your payment receipt {outcome.reference}",
-            "text": self.env.get_template("email/receipt.txt").render(context),
-            "html": self.env.get_template("email/receipt.html").render(context),
+            **render_email(self.env, "receipt", context, language=account.language),
             "transactional": True,  # the record of a payment goes even after an unsubscribe
         }
 
@@ -117,6 +150,7 @@ class Notifier:
         html: str,
         transactional: bool = False,
         attachments: tuple[Attachment, ...] = (),
+        from_name: str | None = None,
     ) -> Dispatch:
         """Send, or say why not (``opted_out``, ``failed``); never raises for the mailer. The
         answer is true when the mailer took the email.
@@ -124,17 +158,18 @@ class Notifier:
         An email that is not ``transactional`` (a campaign, a reminder, anything the customer
         did not ask for) is not sent to an address that opted out of email; a receipt, a
         one-time code or a copy of a signed agreement is (``transactional=True``). When the
-        opt-out cannot be looked up, a non-transactional email is held back."""
+        opt-out cannot be looked up, a non-transactional email is held back. ``from_name``:
+        the creditor's shown name, the sender the customer knows (else the mailer's own)."""
         if not transactional and await self._opted_out(to):
             log.info("email not sent: the recipient opted out of email (subject %r)", subject)
             return Dispatch("opted_out")
         try:
+            extra: dict[str, Any] = {}
             if attachments:
-                sent = await self.email.send(
-                    to=to, subject=subject, text=text, html=html, attachments=attachments
-                )
-            else:
-                sent = await self.email.send(to=to, subject=subject, text=text, html=html)
+                extra["attachments"] = attachments
+            if from_name:
+                extra["from_name"] = from_name
+            sent = await self.email.send(to=to, subject=subject, text=text, html=html, **extra)
         except EmailError:
             # The payment stands whatever the mailer says; the failure is logged, never the body.
             log.warning("email not sent (subject %r)", subject)
@@ -153,7 +188,10 @@ class Notifier:
     async def send_code(self, account: Account, code: str, *, brand: str, by_sms: bool) -> None:
         """By text to the phone on file unless it opted out; else by email."""
         context = {"brand": brand, "code": code}
-        body = " ".join(self.env.get_template("sms/verification_code.txt").render(context).split())
+        with i18n.using(account.language):
+            body = " ".join(
+                self.env.get_template("sms/verification_code.txt").render(context).split()
+            )
         if by_sms and account.phone:
             try:
                 await self.sms.send(to=account.phone, body=body)
@@ -161,10 +199,15 @@ class Notifier:
             except SmsError:
                 log.warning("verification code SMS not sent; trying email")
         if account.email:
+            with i18n.using(account.language):
+                subject = " ".join(self.env.get_template("email/verification_code_subject.txt")
+                                   .render(context).split())
+                html = self.env.get_template("email/verification_code.html").render(context)
             await self.send_email(
                 to=account.email,
-                subject=f"{brand}: your verification code",
+                subject=subject,
                 text=body,
-                html=self.env.get_template("email/verification_code.html").render(context).strip(),
+                html=html.strip(),
                 transactional=True,  # asked for, this minute, by the customer
+                from_name=brand,
             )

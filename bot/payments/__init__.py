@@ -4,5 +4,6 @@ payment: refunds (refunds) and canceling a scheduled one-off payment (cancellati
 
 May import: bot.ledger, bot.providers, bot.plans.changes (payments lower a plan when paid early);
 refunds and cancellation also bot.outreach.email_outbox (their receipt or notice is queued in the
-transaction that makes it true; email_outbox imports nothing of payments at run time).
+transaction that makes it true; email_outbox imports nothing of payments at run time) and
+bot.outreach.email_texts (the words of those emails, in the account's language).
 """

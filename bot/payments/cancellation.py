@@ -29,6 +29,7 @@ from sqlalchemy import update
 from bot.ledger import queries as ledger
 from bot.ledger.models import Payment
 from bot.outreach import email_outbox
+from bot.outreach.email_texts import render_email
 from bot.outreach.queueing import enqueue
 from bot.payments.refunds import MoneyOperationError, brand_of, locked_payment
 from bot.payments.service import STATUS_LABELS
@@ -116,15 +117,13 @@ async def cancel_scheduled_payment(
                 "brand": await brand_of(session, account, notifier),
                 "account": account,
                 "payment": payment,
+                "disclosure": await email_outbox.creditor_disclosure(session, account),
             }
             try:
                 message = {
                     "to": account.email,
-                    "subject": f"Your scheduled payment {payment.reference} is canceled",
-                    "text": notifier.env.get_template("email/payment_canceled.txt")
-                    .render(context),
-                    "html": notifier.env.get_template("email/payment_canceled.html")
-                    .render(context),
+                    **render_email(notifier.env, "payment_canceled", context,
+                                   language=account.language),
                     "transactional": True,  # about a payment the customer authorized
                 }
             except Exception:  # the cancellation stands whatever the template does

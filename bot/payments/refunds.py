@@ -42,6 +42,7 @@ from bot.ledger import queries as ledger
 from bot.ledger.models import Account, Payment, PaymentMethod, Refund
 from bot.money import format_cents
 from bot.outreach import email_outbox
+from bot.outreach.email_texts import render_email
 from bot.payments.collectable import lock_account
 from bot.payments.service import STATUS_LABELS
 from bot.providers.payments import GatewayUnavailable, PaymentError, PaymentGateway
@@ -343,12 +344,11 @@ async def refund_receipt(
         "payment": payment,
         "refund": refund,
         "method_label": method.description if method else "",
+        "disclosure": await email_outbox.creditor_disclosure(session, account),
     }
     return {
         "to": account.email,
-        "subject": f"Your refund receipt for payment {payment.reference}",
-        "text": notifier.env.get_template("email/refund.txt").render(context),
-        "html": notifier.env.get_template("email/refund.html").render(context),
+        **render_email(notifier.env, "refund", context, language=account.language),
         "transactional": True,  # the record of money given back goes even after an unsubscribe
     }
 

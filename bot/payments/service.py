@@ -95,6 +95,7 @@ class PaymentOutcome:
     failure_message: str | None = None
     installments: int = 1
     fee_cents: int = 0
+    settles: bool = False  # a settlement offer's payment: nothing is left to pay once it is paid
 
 
 # Called with the outcome just before the commit that records it, only by the call that recorded
@@ -518,6 +519,7 @@ def _outcome(payment: Payment, method: PaymentMethod, request: PaymentRequest) -
         failure_message=_failure_text(payment.failure_code),
         installments=request.installment_count if request.offer_kind == "plan" else 1,
         fee_cents=payment.fee_cents,
+        settles=request.offer_kind == "settlement",
     )
 
 

@@ -32,9 +32,12 @@ from bot.ledger.models import Account, Agreement, Outreach, Payment, PaymentMeth
 from bot.money import format_cents
 from bot.outreach import email_outbox
 from bot.outreach import queue as outreach
+from bot.outreach.email_texts import account_label, method_words, render_email
 from bot.plans.terms import plan_summary_lines
 from bot.providers.email import Attachment
 from bot.security import mask_email
+from bot.text import i18n
+from bot.text.i18n import N_, gettext
 from bot.text.rendering import format_day
 
 if TYPE_CHECKING:
@@ -46,10 +49,10 @@ log = logging.getLogger(__name__)
 PNG_DATA_URL_PREFIX = "data:image/png;base64,"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HOW_SIGNED = {
-    "typed": "typed name, on the web",
-    "drawn": "signature drawn on the web",
-    "sms_reply": "reply by text message",
-    "click": "clicked I agree, on the web",
+    "typed": N_("typed name, on the web"),
+    "drawn": N_("signature drawn on the web"),
+    "sms_reply": N_("reply by text message"),
+    "click": N_("clicked I agree, on the web"),
 }
 
 
@@ -79,7 +82,9 @@ class SignedPlan:
 
     @property
     def how_signed(self) -> str:
-        return HOW_SIGNED.get(self.agreement.signature_kind, self.agreement.signature_kind)
+        """In the language of the moment."""
+        kind = self.agreement.signature_kind
+        return gettext(HOW_SIGNED[kind]) if kind in HOW_SIGNED else kind
 
     @property
     def signed_utc(self) -> str:
@@ -137,89 +142,114 @@ def _latin1(text: str) -> str:
 
 def agreement_pdf(signed: SignedPlan, *, brand: str, compress: bool = True) -> bytes:
     """The signed agreement as a PDF: the terms, the schedule and the signature record."""
+    return bytes(agreement_document(signed, brand=brand, compress=compress).output())
+
+
+def agreement_document(signed: SignedPlan, *, brand: str, compress: bool = True) -> FPDF:
+    """The PDF before it is written out, in the account's language (the agreement quoted as
+    signed). The signature block is never split across pages: it is measured first and starts a
+    page of its own when it would not fit. fpdf2's core fonts are Latin-1, which holds every
+    Spanish letter (á é í ó ú ü ñ ¿ ¡), so no font file is needed."""
+    with i18n.using(signed.account.language):
+        return _document(signed, brand=brand, compress=compress)
+
+
+def _document(signed: SignedPlan, *, brand: str, compress: bool) -> FPDF:
     agreement = signed.agreement
     pdf = FPDF(format="Letter")
     pdf.set_compression(compress)
     pdf.set_creation_date(agreement.signed_at)
-    pdf.set_title(_latin1(f"{brand} payment plan agreement {signed.agreement_ref}"))
+    pdf.set_title(_latin1(gettext("%(brand)s payment plan agreement %(reference)s")
+                          % {"brand": brand, "reference": signed.agreement_ref}))
     pdf.set_author(_latin1(brand))
+    pdf.set_lang(i18n.current_language())
     pdf.set_margins(20, 20, 20)
     pdf.set_auto_page_break(True, margin=20)
     pdf.add_page()
     width = pdf.epw
 
-    def heading(text: str) -> None:
-        pdf.ln(3)
-        pdf.set_font("Helvetica", "B", 12)
-        pdf.multi_cell(width, 7, _latin1(text), new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font("Helvetica", "", 10)
+    def heading(doc: Any, text: str) -> None:
+        doc.ln(3)
+        doc.set_font("Helvetica", "B", 12)
+        doc.multi_cell(width, 7, _latin1(text), new_x="LMARGIN", new_y="NEXT")
+        doc.set_font("Helvetica", "", 10)
 
-    def line(text: str) -> None:
-        pdf.multi_cell(width, 5, _latin1(text), new_x="LMARGIN", new_y="NEXT")
+    def line(doc: Any, text: str) -> None:
+        doc.multi_cell(width, 5, _latin1(text), new_x="LMARGIN", new_y="NEXT")
 
     pdf.set_font("Helvetica", "B", 15)
     pdf.multi_cell(width, 8, _latin1(brand), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", "", 10)
-    line(f"Signed payment plan agreement {signed.agreement_ref} (plan {signed.plan.id})")
+    line(pdf, gettext("Signed payment plan agreement %(reference)s (plan %(plan)s)")
+         % {"reference": signed.agreement_ref, "plan": signed.plan.id})
 
-    heading("Payment schedule")
+    heading(pdf, gettext("Payment schedule"))
     for installment in signed.installments:
-        line(
-            f"{installment.installment_number}. {format_day(installment.scheduled_for)}: "
-            f"{format_cents(installment.amount_cents)} (reference {installment.reference})"
-        )
-    line(f"Total: {format_cents(signed.total_cents)}, charged to {signed.method_label}")
+        line(pdf, gettext("%(number)s. %(day)s: %(amount)s (reference %(reference)s)") % {
+            "number": installment.installment_number,
+            "day": format_day(installment.scheduled_for),
+            "amount": format_cents(installment.amount_cents),
+            "reference": installment.reference,
+        })
+    line(pdf, gettext("Total: %(total)s, charged to %(method)s") % {
+        "total": format_cents(signed.total_cents), "method": method_words(signed.method_label)})
 
-    heading("Agreement and authorization as signed")
+    heading(pdf, gettext("Agreement and authorization as signed"))
     for text_line in agreement.text.split("\n"):
         if text_line.strip():
-            line(text_line)
+            line(pdf, text_line)
         else:
             pdf.ln(2)
 
-    heading("Signature")
-    line(f"Signed by: {agreement.signer_name}")
-    line(f"How: {signed.how_signed}")
-    line(f"When: {signed.signed_utc} ({signed.signed_local})")
-    if agreement.esign_consent_at is not None:
-        line(f"Consent to electronic records: {agreement.esign_consent_at:%Y-%m-%d %H:%M:%S} UTC")
-    line(f"IP address: {agreement.ip_address or '-'}")
-    line(f"Device: {(agreement.user_agent or '-')[:200]}")
-    line(f"Terms version: {agreement.terms_version}")
-    line(f"SHA-256 of the agreement text: {agreement.text_sha256}")
-    pdf.ln(3)
-    png = signed.signature_png
-    if png is not None:
-        pdf.image(io.BytesIO(png), w=70)
-    elif agreement.signature_kind == "typed":
-        pdf.set_font("Times", "I", 22)
-        pdf.multi_cell(width, 11, _latin1(agreement.signature_data or ""))
-    else:
-        line(f"Reply received: {agreement.signature_data or ''}")
-    return bytes(pdf.output())
+    # The record of the signature reads as one block: fpdf2 renders it once unseen to measure
+    # it, and breaks the page before it when it would not fit.
+    with pdf.unbreakable() as doc:
+        heading(doc, gettext("Signature"))
+        line(doc, gettext("Signed by: %(name)s") % {"name": agreement.signer_name})
+        line(doc, gettext("How: %(how)s") % {"how": signed.how_signed})
+        line(doc, gettext("When: %(utc)s (%(local)s)")
+             % {"utc": signed.signed_utc, "local": signed.signed_local})
+        if agreement.esign_consent_at is not None:
+            line(doc, gettext("Consent to electronic records: %(at)s")
+                 % {"at": f"{agreement.esign_consent_at:%Y-%m-%d %H:%M:%S} UTC"})
+        line(doc, gettext("IP address: %(ip)s") % {"ip": agreement.ip_address or "-"})
+        line(doc, gettext("Device: %(device)s") % {"device": (agreement.user_agent or "-")[:200]})
+        line(doc, gettext("Terms version: %(version)s") % {"version": agreement.terms_version})
+        line(doc, gettext("SHA-256 of the agreement text: %(sha)s")
+             % {"sha": agreement.text_sha256})
+        doc.ln(3)
+        png = signed.signature_png
+        if png is not None:
+            doc.image(io.BytesIO(png), w=70)
+        elif agreement.signature_kind == "typed":
+            doc.set_font("Times", "I", 22)
+            doc.multi_cell(width, 11, _latin1(agreement.signature_data or ""))
+        else:
+            line(doc, gettext("Reply received: %(reply)s")
+                 % {"reply": agreement.signature_data or ""})
+    return pdf
 
 
 def agreement_email(env: Environment, signed: SignedPlan, *, brand: str) -> dict[str, str]:
-    context = {
-        "brand": brand,
-        "account": signed.account,
-        "agreement": signed.agreement,
-        "schedule": signed.schedule,
-        "schedule_lines": plan_summary_lines(signed.schedule),
-        "total_cents": signed.total_cents,
-        "method_label": signed.method_label,
-        "how_signed": signed.how_signed,
-        "signed_utc": signed.signed_utc,
-        "signed_local": signed.signed_local,
-        "agreement_ref": signed.agreement_ref,
-    }
-    return {
-        "subject": " ".join(
-            env.get_template("email/plan_agreement_subject.txt").render(context).split()
-        ),
-        "text": env.get_template("email/plan_agreement.txt").render(context),
-        "html": env.get_template("email/plan_agreement.html").render(context),
-    }
+    """The copy's subject, text and HTML, in the account's language (the agreement itself is
+    quoted as signed)."""
+    account = signed.account
+    with i18n.using(account.language):
+        context = {
+            "brand": brand,
+            "account": account,
+            "account_label": account_label(account),
+            "agreement": signed.agreement,
+            "schedule": signed.schedule,
+            "schedule_lines": plan_summary_lines(signed.schedule),
+            "total_cents": signed.total_cents,
+            "method_label": method_words(signed.method_label),
+            "how_signed": signed.how_signed,
+            "signed_utc": signed.signed_utc,
+            "signed_local": signed.signed_local,
+            "agreement_ref": signed.agreement_ref,
+        }
+    return render_email(env, "plan_agreement", context, language=account.language)
 
 
 def copy_key(agreement_id: int) -> str:
@@ -352,6 +382,7 @@ async def deliver_copy(
             html=message["html"],
             transactional=True,  # the customer's record of what they signed
             attachments=(Attachment(f"{signed.agreement_ref}.pdf", "application/pdf", pdf),),
+            from_name=brand,
         )
     except Exception:  # left `sending`: never sent twice; a person looks
         log.exception("agreement copy %d: the send broke off", record_id)

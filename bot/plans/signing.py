@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.ledger import queries as ledger
 from bot.ledger.models import Account, Agreement, Offer, Payment, PaymentMethod, Plan
 from bot.outreach import email_outbox
+from bot.outreach.email_texts import render_email
 from bot.payments.collectable import locked_collectable
 from bot.payments.service import unused_references
 from bot.plans.agreement_copy import queue_copy
@@ -333,12 +334,11 @@ async def plan_paid_email(
         "brand": brand,
         "paid_cents": sum(p.amount_cents for p in rows if p.status == "paid"),
         "canceled": [p for p in rows if p.status == "canceled"],
+        "disclosure": await email_outbox.creditor_disclosure(session, account),
     }
     return {
         "to": account.email,
-        "subject": "Your payment plan is paid in full",
-        "text": env.get_template("email/plan_paid.txt").render(context),
-        "html": env.get_template("email/plan_paid.html").render(context),
+        **render_email(env, "plan_paid", context, language=account.language),
         "transactional": True,  # about payments the customer authorized
     }
 
@@ -351,11 +351,11 @@ async def email_cancellation(
     if not result.account.email:
         return
     context = result.email_context(brand)
+    async with db.session() as session:
+        context["disclosure"] = await email_outbox.creditor_disclosure(session, result.account)
     email = {
         "to": result.account.email,
-        "subject": f"{brand}: your payment plan is canceled",
-        "text": notifier.env.get_template("email/plan_canceled.txt").render(context),
-        "html": notifier.env.get_template("email/plan_canceled.html").render(context),
+        **render_email(notifier.env, "plan_canceled", context, language=result.account.language),
         "transactional": True,
     }
     await email_outbox.send_now(db, notifier, email, kind="plan_canceled",

@@ -1,7 +1,8 @@
 """The text a customer signs to accept a plan offer: the plan agreement and recurring debit
 authorization, with the E-SIGN consent. The same words on the web, by text and in the copy
 emailed afterwards; the agreement keeps its SHA-256, so the rendering must be deterministic
-(no clock, no randomness, only what the arguments hold)."""
+(no clock, no randomness, only what the arguments hold and the language of the moment: each
+version has one text, and one hash, per language; the English one is unchanged by the catalogs)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from jinja2 import Environment
 
 from bot.ledger.models import Account
 from bot.money import format_cents
+from bot.outreach.email_texts import method_words
 from bot.text.rendering import format_day
 
 
@@ -35,7 +37,7 @@ def plan_agreement_text(
             account=account,
             schedule=schedule,
             total_cents=sum(cents for _, cents in schedule),
-            method_label=method_label,
+            method_label=method_words(method_label),  # "Visa terminada en 4242" in Spanish
             method_kind=method_kind,
             terms_version=terms_version,
             brand=brand,

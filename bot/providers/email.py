@@ -55,6 +55,7 @@ class SandboxEmailMessage(SentEmail):
     html: str = ""
     attachments: tuple[Attachment, ...] = ()
     path: Path | None = None  # the .eml file, when the sandbox has an outbox folder
+    sender: str = ""  # the From header as written: "Northwind Recovery <paybot@example.com>"
 
 
 @runtime_checkable
@@ -67,6 +68,7 @@ class EmailSender(Protocol):
         text: str,
         html: str,
         attachments: tuple[Attachment, ...] = (),
+        from_name: str | None = None,
     ) -> SentEmail: ...
 
     async def close(self) -> None: ...
@@ -88,6 +90,14 @@ def _check(to: str, subject: str, text: str, html: str) -> None:
         raise EmailError("the subject is empty")
     if not text and not html:
         raise EmailError("the message has no text and no HTML")
+
+
+def _display_name(name: str | None) -> str | None:
+    """A From display name on one line (a creditor's name is the operator's text: no header
+    may be smuggled in with it), at most 78 characters; None when there is nothing left."""
+    if not name:
+        return None
+    return " ".join(_HEADER_UNSAFE.sub(" ", name).split())[:78] or None
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -163,11 +173,11 @@ class SandboxEmail:
         text: str,
         html: str,
         attachments: tuple[Attachment, ...] = (),
+        from_name: str | None = None,
     ) -> EmailMessage:
         msg = EmailMessage()
-        msg["From"] = (
-            formataddr((self.from_name, self.from_email)) if self.from_name else (self.from_email)
-        )
+        name = _display_name(from_name) or self.from_name
+        msg["From"] = formataddr((name, self.from_email)) if name else self.from_email
         msg["To"] = to
         msg["Subject"] = subject
         msg["Date"] = formatdate(localtime=False, usegmt=True)
@@ -193,6 +203,7 @@ class SandboxEmail:
         text: str,
         html: str,
         attachments: tuple[Attachment, ...] = (),
+        from_name: str | None = None,
     ) -> SentEmail:
         _check(to, subject, text, html)
         message_id = self._ids.next("sandbox")
@@ -204,6 +215,7 @@ class SandboxEmail:
             text=text,
             html=html,
             attachments=attachments,
+            from_name=from_name,
         )
         path = None
         if self.outbox_dir is not None:
@@ -222,6 +234,7 @@ class SandboxEmail:
                 html=html,
                 attachments=attachments,
                 path=path,
+                sender=str(msg["From"]),
             )
         )
         return SentEmail(message_id=message_id, to=to, subject=subject)
@@ -286,8 +299,10 @@ class SendGridEmail:
         text: str,
         html: str,
         attachments: tuple[Attachment, ...] = (),
+        from_name: str | None = None,
     ) -> Any:
-        """The SDK's ``Mail`` object for one message (its ``.get()`` is the JSON body)."""
+        """The SDK's ``Mail`` object for one message (its ``.get()`` is the JSON body).
+        ``from_name``: the creditor the customer knows, at our configured address."""
         from sendgrid.helpers.mail import (
             Attachment as SgAttachment,
         )
@@ -303,7 +318,7 @@ class SendGridEmail:
         )
 
         mail = Mail(
-            from_email=From(self.from_email, self.from_name),
+            from_email=From(self.from_email, _display_name(from_name) or self.from_name),
             to_emails=To(to),
             subject=subject,
             plain_text_content=text or None,
@@ -331,11 +346,13 @@ class SendGridEmail:
         text: str,
         html: str,
         attachments: tuple[Attachment, ...] = (),
+        from_name: str | None = None,
     ) -> SentEmail:
         _check(to, subject, text, html)
         try:
             mail = self.build_mail(
-                to=to, subject=subject, text=text, html=html, attachments=tuple(attachments)
+                to=to, subject=subject, text=text, html=html, attachments=tuple(attachments),
+                from_name=from_name,
             )
             response = await asyncio.to_thread(self._client.send, mail)
         except EmailError:

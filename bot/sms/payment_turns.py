@@ -235,7 +235,10 @@ class PaymentTurns:
                 account,
                 request,
                 today=flow.account.today,
-                on_recorded=queue_receipts(ctx, notifier, account, brand),
+                on_recorded=queue_receipts(
+                    ctx, notifier, account, brand,
+                    await email_outbox.creditor_disclosure(ctx.session, account),
+                ),
             )
         except AmountNotOpen as refused:
             # Something else was scheduled or paid meanwhile: say what is still open.
@@ -270,14 +273,15 @@ class PaymentTurns:
 
 
 def queue_receipts(
-    ctx: TurnContext, notifier: Notifier, account: Account, brand: str
+    ctx: TurnContext, notifier: Notifier, account: Account, brand: str, disclosure: str = ""
 ) -> OnRecorded:
     """A payment's receipt joins the transaction that records the payment's outcome (before
     the turn's own commit): a process that stops in between loses no receipt."""
 
     def queue_receipt(outcome: PaymentOutcome) -> None:
         row = email_outbox.queue_receipt(
-            ctx.session, notifier, account, outcome, brand=brand, at=ctx.now
+            ctx.session, notifier, account, outcome, brand=brand, at=ctx.now,
+            disclosure=disclosure,
         )
         if row is not None:
             ctx.turn.queued_emails.append(row)

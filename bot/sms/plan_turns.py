@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config.settings import FlowSettings
 from bot.ledger import queries as ledger
 from bot.ledger.models import Account, Offer, Payment, PaymentMethod
+from bot.outreach import email_outbox
 from bot.payments.service import PaymentRefused
 from bot.plans import changes as plan_changes
 from bot.plans.changes import PlanChangeRefused
@@ -357,7 +358,10 @@ class PlanTurns:
             payments=self.services.payments,
             # One confirmation, one key: a retried message or a second YES never charges twice.
             idempotency_key=f"plan-extra:{ctx.conv.id}:{args['change_id']}",
-            on_recorded=queue_receipts(ctx, notifier, account, brand),
+            on_recorded=queue_receipts(
+                ctx, notifier, account, brand,
+                await email_outbox.creditor_disclosure(ctx.session, account),
+            ),
             agreement_text=notifier.agreement_text(
                 account=account,
                 amount_cents=amount,

@@ -243,7 +243,8 @@ class Charges:
             # even after an email unsubscribe (which stops campaigns and reminders, not these).
             # A receipt is written with the payment it reports.
             receipt = email_outbox.queue_receipt(
-                session, self.notifier, account, outcome, brand=rules.brand, at=now
+                session, self.notifier, account, outcome, brand=rules.brand, at=now,
+                disclosure=rules.disclosure,
             )
             await session.commit()
         await self.notices.send([n for n in notices if n is not None])
