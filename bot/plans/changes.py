@@ -91,6 +91,11 @@ class PlanStatus:
     original_due: date | None = None  # of the next payment: the bound of a move
     following_due: date | None = None
     last_due: date | None = None
+    # Installments the processor declined (each retry is a row of its own): the customer hears
+    # of them with the plan, not only "paid so far".
+    declined_count: int = 0
+    declined_cents: int = 0
+    last_declined_on: date | None = None
 
     @property
     def skips_left(self) -> int:
@@ -227,6 +232,13 @@ async def plan_status(
     paid = await session.scalars(
         select(Payment.amount_cents).where(Payment.plan_id == plan.id, Payment.status == "paid")
     )
+    declined = list(
+        await session.scalars(
+            select(Payment)
+            .where(Payment.plan_id == plan.id, Payment.status == "declined")
+            .order_by(Payment.scheduled_for, Payment.id)
+        )
+    )
     method = await session.get(PaymentMethod, plan.method_id) if plan.method_id else None
     base: dict[str, Any] = {
         "plan_id": plan.id,
@@ -238,6 +250,9 @@ async def plan_status(
         "remaining_cents": sum(p.amount_cents for p in scheduled),
         "remaining_count": len(scheduled),
         "method_label": f"{method.brand} ending {method.last4}" if method else None,
+        "declined_count": len(declined),
+        "declined_cents": sum(p.amount_cents for p in declined),
+        "last_declined_on": declined[-1].scheduled_for if declined else None,
     }
     if not scheduled:
         return PlanStatus(**base)
