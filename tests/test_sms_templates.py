@@ -1,7 +1,9 @@
-"""Every SMS template, rendered with realistic (and long) data: GSM-7 only, two segments at most."""
+"""Every SMS template, rendered with realistic (and long) data in English and in Spanish: GSM-7
+only, two segments at most."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from importlib import resources
 
@@ -264,7 +266,14 @@ CONTEXTS: dict[str, list[dict]] = {
     "plan_status": [
         {"plan": PLAN},
         {"plan": PlanStatus(1, "monthly", date(2026, 11, 25), PLAN.rules, 0, BIG, 0, 0)},
+        # Declined installments are news of their own, beside what was paid.
+        {"plan": dataclasses.replace(PLAN, paid_cents=0, declined_count=1,
+                                     declined_cents=BIG, last_declined_on=date(2027, 12, 1))},
+        {"plan": dataclasses.replace(PLAN, declined_count=12, declined_cents=BIG,
+                                     last_declined_on=date(2027, 12, 1))},
     ],
+    "language_set": [{}],
+    "language_offer": [{}],
     "plan_none": [{}],
     "plan_sign_on_web": [{}],
     "plan_add_method": [{"offer": PLAN_OFFER}],
@@ -326,11 +335,12 @@ def test_every_template_is_covered() -> None:
     assert template_names() == set(CONTEXTS)
 
 
+@pytest.mark.parametrize("language", ["en", "es"])
 @pytest.mark.parametrize("name", sorted(CONTEXTS))
-def test_template_is_gsm7_and_short(name: str) -> None:
+def test_template_is_gsm7_and_short(name: str, language: str) -> None:
     renderer = SmsRenderer()
     for context in CONTEXTS[name]:
-        text = renderer.render(Reply(name, context), BASE)
+        text = renderer.render(Reply(name, context), BASE, language)
         assert text.strip(), name
         assert "  " not in text, text
         assert is_gsm7(text), text

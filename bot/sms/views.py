@@ -205,7 +205,10 @@ class AccountViews:
         account: Account | None,
         replies: list[Reply],
         now: datetime,
+        *,
+        language: str | None = None,
     ) -> list[str]:
+        """The replies as texts, in `language` (None: the language of the moment)."""
         if not replies:
             return []
         settings = self.services.settings
@@ -241,7 +244,7 @@ class AccountViews:
                     resume_state=conv.state if conv else None,
                 )
                 base["link_url"] = f"{settings.public_base_url}/p/{token}"
-        return self.services.renderer.render_all(replies, base)
+        return self.services.renderer.render_all(replies, base, language)
 
 
 def limited_to_proof(flow: PaymentFlow, proved_by: str | None) -> PaymentFlow:
