@@ -25,9 +25,10 @@ from bot.providers.payments import PaymentGateway, SavedMethod
 from bot.security import ssn_digest
 
 REQUIRED = ("account_id", "first_name", "last_name", "phone", "email", "balance")
-OPTIONAL = ("ssn", "dob", "zip", "timezone", "creditor", "description")
+OPTIONAL = ("ssn", "dob", "zip", "timezone", "creditor", "description", "language")
 FIELDS = REQUIRED + OPTIONAL
 MAX_BALANCE_CENTS = 100_000_000_00
+LANGUAGE_CODES = ("en", "es")  # the texts, pages and emails an account's customer gets
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -74,6 +75,7 @@ class AccountInput:
     timezone: str | None = None
     creditor: str | None = None
     description: str | None = None
+    language: str | None = None  # en | es; None keeps what is stored (English for a new one)
 
 
 def _show(value: str, limit: int = 40) -> str:
@@ -138,6 +140,11 @@ def parse_account(row: Mapping[str, Any]) -> AccountInput:
                 f"dob {_show(raw_dob)} is not a date of birth (YYYY-MM-DD or MM/DD/YYYY)"
             )
     zone = _parse_timezone(text("timezone", 64))
+    language = None
+    if raw_language := text("language", 20):
+        if raw_language.lower() not in LANGUAGE_CODES:
+            raise InvalidAccount(f"language {_show(raw_language)} is not en or es")
+        language = raw_language.lower()
     zip_code = text("zip", 10)
     if zip_code and not re.fullmatch(r"\d{5}(-\d{4})?", zip_code):
         raise InvalidAccount(f"zip {_show(zip_code)} is not a ZIP code")
@@ -156,6 +163,7 @@ def parse_account(row: Mapping[str, Any]) -> AccountInput:
         timezone=zone,
         creditor=text("creditor", 40),
         description=text("description", 120),
+        language=language,
     )
 
 
@@ -313,6 +321,8 @@ async def _upsert(
         changes["creditor_code"] = data.creditor
     if data.description:
         changes["description"] = data.description
+    if data.language:
+        changes["language"] = data.language
     changed = created
     for name, value in changes.items():
         if getattr(account, name) != value:
