@@ -1,0 +1,149 @@
+"""The conversation in Spanish: an account loaded in Spanish pays by text end to end, ESPAÑOL and
+ENGLISH switch the conversation's language, a first message in Spanish is answered in Spanish
+and Spanish is offered once."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select, update
+
+from bot import appkeys
+from bot.ledger.models import Account, Conversation
+from bot.text.gsm7 import is_gsm7
+from tests.seed import add_account
+
+LINK_TOKEN = r"[A-Za-z0-9_-]{20,}"
+
+
+async def conversation(app, number: str = "+15555550100") -> Conversation:  # type: ignore[no-untyped-def]
+    async with app[appkeys.DATABASE].session() as session:
+        found = await session.scalar(select(Conversation).where(Conversation.phone == number))
+        assert found is not None
+        return found
+
+
+async def test_a_spanish_account_pays_by_text_in_spanish(app, phone, providers):
+    await add_account(app, offers=True, language="es")
+    maria = phone()
+
+    assert await maria.send("saldo") == ["Su saldo en Acme Card ending 4821 es $1,250.00."]
+    assert await maria.send("PAGAR") == [
+        "Tenemos su email como m***@example.com. Responda OK, o envie un email nuevo."
+    ]
+    assert await maria.send("ok") == [
+        "Ofertas para usted: 1) Pague $800.00 a mas tardar el 31 dic 2026 y liquide todo "
+        "(ahorra $450.00) 2) 6 pagos mensuales de $208.34 3) Saltar. Responda 1, 2 o 3."
+    ]
+    assert await maria.send("3") == [
+        "¿Cuanto desea pagar? Responda una cantidad de $25.00 a $1,250.00, o TODO."
+    ]
+    (method,) = await maria.send("$50")
+    assert re.fullmatch(
+        re.escape(
+            "¿Pagar con Visa terminada en 4242? Responda 1 para Visa terminada en 4242, 2 para "
+            "agregar una tarjeta o cuenta bancaria: https://paybot.test/p/"
+        ) + LINK_TOKEN,
+        method,
+    ), method
+    assert await maria.send("1") == [
+        "¿Pagar ahora o después? Responda AHORA, o una fecha como 12/15 (hasta el 23 feb 2027)."
+    ]
+    assert await maria.send("12/15") == [
+        "Confirme: $50.00 con Visa terminada en 4242 el 15 dic 2026. "
+        "Responda SI para confirmar o NO para cambiar."
+    ]
+    assert await maria.send("si") == [
+        "Responda ACEPTO para autorizar este pago segun los términos en "
+        "https://paybot.test/t/2026-11 (o NO para cancelar)."
+    ]
+    (done,) = await maria.send("acepto")
+    reference = done.split("Ref. ")[1].split(".")[0]
+    assert done == (
+        f"Listo: $50.00 programado para el 15 dic 2026. Ref. {reference}. "
+        "Recibo enviado a m***@example.com."
+    )
+    assert is_gsm7(done) and reference.startswith("P-")
+
+
+async def test_espanol_and_english_switch_with_the_current_question(app, phone):
+    await add_account(app)
+    maria = phone()
+    for text in ["pay", "ok", "3"]:
+        await maria.send(text)
+    assert await maria.send("ESPAÑOL") == [
+        "De acuerdo, le escribiremos en español. Reply ENGLISH for English.\n"
+        "¿Cuanto desea pagar? Responda una cantidad de $25.00 a $1,250.00, o TODO."
+    ]
+    assert (await conversation(app)).language == "es"
+    (method,) = await maria.send("50")
+    assert re.fullmatch(
+        re.escape(
+            "¿Pagar con Visa terminada en 4242? Responda 1 para Visa terminada en 4242, 2 para "
+            "agregar una tarjeta o cuenta bancaria: https://paybot.test/p/"
+        ) + LINK_TOKEN,
+        method,
+    ), method
+    assert await maria.send("1") == [
+        "¿Pagar ahora o después? Responda AHORA, o una fecha como 12/15 (hasta el 23 feb 2027)."
+    ]
+    assert await maria.send("english") == [
+        "OK, we will text you in English. Responda ESPAÑOL para español.\n"
+        "Pay now or later? Reply NOW, or a date such as 12/15 (up to Feb 23, 2027)."
+    ]
+    assert (await conversation(app)).language == "en"
+
+
+async def test_a_first_spanish_message_is_answered_in_spanish_and_spanish_offered_once(app, phone):
+    await add_account(app)
+    maria = phone()
+    assert await maria.send("pagar") == [
+        "Tenemos su email como m***@example.com. Responda OK, o envie un email nuevo.\n"
+        "¿Prefiere español? Responda ESPAÑOL. To continue in English, reply ENGLISH."
+    ]
+    assert (await conversation(app)).language_asked_at is not None
+    assert (await conversation(app)).language is None  # offered, not chosen
+    # Not chosen: English again, and Spanish is not offered a second time.
+    assert await maria.send("ok") == [
+        "How much would you like to pay? Reply an amount from $25.00 to $1,250.00, or FULL."
+    ]
+    assert await maria.send("cuanto debo") == [
+        "Your balance on Acme Card ending 4821 is $1,250.00.\n"
+        "How much would you like to pay? Reply an amount from $25.00 to $1,250.00, or FULL."
+    ]
+    assert await maria.send("espanol") == [
+        "De acuerdo, le escribiremos en español. Reply ENGLISH for English.\n"
+        "¿Cuanto desea pagar? Responda una cantidad de $25.00 a $1,250.00, o TODO."
+    ]
+
+
+async def test_an_opt_out_in_spanish_is_confirmed_in_spanish_and_nothing_else(app, phone):
+    await add_account(app)
+    assert await phone().send("alto") == [
+        "Northwind Recovery: Cancelo su suscripcion y no recibira mas mensajes. "
+        "Responda COMENZAR para suscribirse de nuevo."
+    ]
+
+
+async def test_an_unknown_number_verified_adopts_the_accounts_language(app, phone):
+    await add_account(app, phone=None, ssn="123-45-6789", dob="1985-04-12", language="es")
+    async with app[appkeys.DATABASE].session() as session:
+        await session.execute(update(Account).values(email=None))
+        await session.commit()
+    stranger = phone("+15555550177")
+    assert await stranger.send("hi") == [
+        "PayBot: We do not recognize this number. To find your account, reply with your "
+        "account ID (it is on your letter or statement). Reply STOP to opt out."
+    ]
+    await stranger.send("ACC-1001")
+    (verified,) = await stranger.send("6789 04/12/1985")
+    assert re.fullmatch(
+        re.escape(
+            "Gracias, Maria, su identidad esta verificada.\nSu saldo en Acme Card ending 4821 es "
+            "$1,250.00. Responda PAGAR para pagar por mensaje o abra https://paybot.test/p/"
+        ) + LINK_TOKEN + re.escape(
+            " . Responda AGENTE para hablar con una persona, AYUDA para ayuda."
+        ),
+        verified,
+    ), verified
+    assert (await conversation(app, "+15555550177")).language is None  # it follows the account
