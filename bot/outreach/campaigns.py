@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config.settings import Settings
 from bot.ledger import queries as ledger
 from bot.ledger.db import Database
-from bot.ledger.models import Account, AuditEvent, Creditor, Link, Message
+from bot.ledger.models import Account, AuditEvent, Conversation, Creditor, Link, Message
 from bot.outreach.compliance import DEFAULT_DISCLOSURE, in_quiet_hours
 from bot.providers.email import EmailError, EmailSender
 from bot.providers.sms import RecipientOptedOut, SmsError, SmsSender
+from bot.text import i18n
 from bot.text.gsm7 import segment_count
 from bot.text.rendering import SmsRenderer, build_environment, format_day
 from states.replies import Reply
@@ -206,9 +207,13 @@ async def _send_sms(
         token = await ledger.create_link(session, account_id=account.id, at=now,
                                          lifetime=lifetime, purpose="campaign")
         link = await ledger.link_for_token(session, token)  # flushes: the row exists
+        chosen = await session.scalar(
+            select(Conversation.language).where(Conversation.phone == phone)
+        )
         body = compose_first_message(
             renderer, account=account, settings=settings, creditor=creditor,
             link_url=f"{settings.public_base_url}/p/{token}",
+            language=i18n.language_for(chosen, account.language),
         )
         # The link works before the text that carries it goes out.
         await session.commit()
@@ -315,7 +320,7 @@ def mask_numbers(text: str) -> str:
 
 def compose_first_message(
     renderer: SmsRenderer, *, account: Account, settings: Settings, creditor: Creditor | None,
-    link_url: str,
+    link_url: str, language: str | None = None,
 ) -> str:
     """Brand, first name, balance, link, the debt-collector disclosure, how to opt out.
 
@@ -335,6 +340,7 @@ def compose_first_message(
              # (the template's `{% endif %}` swallows the line break after the disclosure:
              # the trailing space keeps "collector. Reply STOP" apart; spaces are collapsed)
              "disclosure": f"{disclosure} " if with_disclosure else ""},
+            language,
         )
 
     for shorten in ("description", "first_name", "brand"):

@@ -19,9 +19,10 @@ from bot.ledger.models import Account
 from bot.outreach.notifications import Notifier
 from bot.payments.service import STATUS_LABELS, PaymentOutcome
 from bot.providers.payments import polite_decline_message
+from bot.text.i18n import N_
 
 UPDATE_METHOD_LINK_LIFETIME = timedelta(days=7)
-NOT_RETRIED = "We will not try this payment again automatically."
+NOT_RETRIED = N_("We will not try this payment again automatically.")
 
 
 @dataclass(frozen=True)

@@ -359,11 +359,7 @@ class ConversationEngine:
 
 def language_of(conv: Conversation, account: Account | None) -> str:
     """The conversation's own choice, else its account's language, else English."""
-    return (
-        i18n.normalize_language(conv.language)
-        or i18n.normalize_language(account.language if account is not None else None)
-        or i18n.DEFAULT_LANGUAGE
-    )
+    return i18n.language_for(conv.language, account.language if account is not None else None)
 
 
 _CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10, 13))

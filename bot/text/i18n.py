@@ -55,6 +55,15 @@ def normalize_language(value: object) -> str | None:
     return _NAMES.get(value.strip().lower())
 
 
+def language_for(*choices: str | None) -> str:
+    """The first language given that we write (a conversation's choice, then its account's),
+    else English."""
+    for choice in choices:
+        if (language := normalize_language(choice)) is not None:
+            return language
+    return DEFAULT_LANGUAGE
+
+
 def current_language() -> str:
     return _current.get()
 
