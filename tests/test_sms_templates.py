@@ -4,8 +4,9 @@ only, two segments at most."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import date
+from datetime import date, datetime
 from importlib import resources
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -107,7 +108,9 @@ OUTREACH = {
 
 WAITS = [
     {"wait": {"open": True, "minutes": 1440, "back": ""}},
-    {"wait": {"open": False, "minutes": 15, "back": "Wednesday at 12:00 PM AKST"}},
+    {"wait": {"open": False, "minutes": 15, "back": "Wednesday at 12:00 PM AKST",
+              "opens": datetime(2026, 12, 2, 12, 0, tzinfo=ZoneInfo("America/Anchorage")),
+              "today": date(2026, 11, 28)}},
 ]
 
 CONTEXTS: dict[str, list[dict]] = {
@@ -346,3 +349,38 @@ def test_template_is_gsm7_and_short(name: str, language: str) -> None:
         assert is_gsm7(text), text
         limit = 3 if name in LONGER_ALLOWED else 2
         assert segment_count(text) <= limit, (len(text), text)
+
+
+def test_when_agents_are_back_reads_in_each_language() -> None:
+    renderer = SmsRenderer()
+    reply = Reply("agent_queue", WAITS[1])
+    assert renderer.render(reply, BASE, "en") == (
+        "You are still in line for a member of our team, who will text you back here when our "
+        "team is back, Wednesday at 12:00 PM AKST. Reply MENU to use the automated assistant "
+        "meanwhile."
+    )
+    assert renderer.render(reply, BASE, "es") == (
+        "Sigue en espera de un miembro de nuestro equipo, que le escribira aqui cuando el equipo "
+        "regrese, el miércoles a las 12:00 PM AKST. Mientras tanto, responda MENU para usar el "
+        "asistente automatico."
+    )
+
+
+def test_plan_status_tells_of_a_declined_installment_in_each_language() -> None:
+    renderer = SmsRenderer()
+    declined = dataclasses.replace(
+        PLAN, paid_cents=0, remaining_cents=104_170, remaining_count=5, next_amount_cents=20_834,
+        next_due=date(2026, 12, 15), declined_count=1, declined_cents=20_834,
+        last_declined_on=date(2026, 12, 1),
+    )
+    reply = Reply("plan_status", {"plan": declined})
+    assert renderer.render(reply, BASE, "en") == (
+        "Your plan: next payment $208.34, Pending (scheduled for Dec 15). Paid so far $0.00; "
+        "$1,041.70 left in 5 payments. 1 payment of $208.34 was declined on Dec 1. Reply MOVE to "
+        "change the next date, SKIP to skip it, EXTRA to pay more now."
+    )
+    assert renderer.render(reply, BASE, "es") == (
+        "Su plan: proximo pago $208.34, Pendiente (programado para el 15 dic). Pagado: $0.00; "
+        "quedan $1,041.70 en 5 pagos. 1 pago de $208.34 fue rechazado el 1 dic. Responda MOVER "
+        "para cambiar la fecha, SALTAR para saltar el pago, EXTRA para pagar mas ahora."
+    )

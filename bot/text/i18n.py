@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import date
+from datetime import date, datetime, timedelta
 from functools import cache
 from io import BytesIO
 from pathlib import Path
@@ -170,6 +170,32 @@ def method_words(words: str) -> str:
     }
 
 
+_BACK = {
+    "today": N_("today at %(time)s"),
+    "tomorrow": N_("tomorrow at %(time)s"),
+    "weekday": N_("%(weekday)s at %(time)s"),
+}
+
+
+def when_back(wait: object) -> str:
+    """A handoff's "back" (bot/config/flow.FlowSettings.agent_wait) in the language of the
+    moment: "Monday at 8:00 AM EST", "el lunes a las 8:00 AM EST"."""
+    get = getattr(wait, "get", None)
+    if get is None:
+        return ""
+    opens, today, english = get("opens"), get("today"), str(get("back") or "")
+    language = _current.get()
+    if language == DEFAULT_LANGUAGE or not isinstance(opens, datetime) or today is None:
+        return english
+    time = f"{opens.hour % 12 or 12}:{opens:%M} {'AM' if opens.hour < 12 else 'PM'} {opens:%Z}"
+    if opens.date() == today:
+        return gettext(_BACK["today"]) % {"time": time}
+    if opens.date() == today + timedelta(days=1):
+        return gettext(_BACK["tomorrow"]) % {"time": time}
+    weekday = format_date(opens.date(), "EEEE", locale=BABEL_LOCALES[language])
+    return gettext(_BACK["weekday"]) % {"weekday": weekday, "time": time}
+
+
 def install(env: Environment) -> Environment:
     """Jinja's i18n extension on `env`, reading the current language at each call. Every
     `{% trans %}` block is trimmed (a template wraps its lines for reading; the catalog holds
@@ -184,4 +210,5 @@ def install(env: Environment) -> Environment:
     env.filters["month_day"] = format_month_day
     env.filters["method"] = method_label
     env.filters["method_words"] = method_words
+    env.filters["when_back"] = when_back
     return env
