@@ -130,7 +130,7 @@ async def test_plan_shows_the_offer_and_agree_signs_it(app, client, phone, provi
     # Twilio retries the same message, then the customer says AGREE again: nothing more.
     assert await maria.send("I agree", sid="SM" + "a" * 32) == [done]
     (again,) = await maria.send("AGREE")
-    assert again.startswith("Your plan: next payment $208.34 on Dec 15, 2026.")
+    assert again.startswith("Your plan: next payment $208.34, Pending (scheduled for Dec 15).")
     assert await count(app, Plan) == 1
     assert await count(app, Payment) == 6
     assert await count(app, Agreement) == 1

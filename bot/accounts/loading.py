@@ -28,7 +28,6 @@ REQUIRED = ("account_id", "first_name", "last_name", "phone", "email", "balance"
 OPTIONAL = ("ssn", "dob", "zip", "timezone", "creditor", "description", "language")
 FIELDS = REQUIRED + OPTIONAL
 MAX_BALANCE_CENTS = 100_000_000_00
-LANGUAGE_CODES = ("en", "es")  # the texts, pages and emails an account's customer gets
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -75,7 +74,7 @@ class AccountInput:
     timezone: str | None = None
     creditor: str | None = None
     description: str | None = None
-    language: str | None = None  # en | es; None keeps what is stored (English for a new one)
+    language: str | None = None  # of texts, pages, emails: en | es; None keeps what is stored
 
 
 def _show(value: str, limit: int = 40) -> str:
@@ -140,11 +139,8 @@ def parse_account(row: Mapping[str, Any]) -> AccountInput:
                 f"dob {_show(raw_dob)} is not a date of birth (YYYY-MM-DD or MM/DD/YYYY)"
             )
     zone = _parse_timezone(text("timezone", 64))
-    language = None
-    if raw_language := text("language", 20):
-        if raw_language.lower() not in LANGUAGE_CODES:
-            raise InvalidAccount(f"language {_show(raw_language)} is not en or es")
-        language = raw_language.lower()
+    if (language := (text("language", 20) or "").lower() or None) not in (None, "en", "es"):
+        raise InvalidAccount(f"language {_show(language or '')} is not en or es")
     zip_code = text("zip", 10)
     if zip_code and not re.fullmatch(r"\d{5}(-\d{4})?", zip_code):
         raise InvalidAccount(f"zip {_show(zip_code)} is not a ZIP code")
@@ -313,16 +309,9 @@ async def _upsert(
         changes["ssn_last4"] = data.ssn[-4:]
     if data.dob:
         changes["dob"] = data.dob
-    if data.zip_code:
-        changes["zip_code"] = data.zip_code
-    if data.timezone:
-        changes["timezone"] = data.timezone
-    if data.creditor:
-        changes["creditor_code"] = data.creditor
-    if data.description:
-        changes["description"] = data.description
-    if data.language:
-        changes["language"] = data.language
+    optional = {"zip_code": data.zip_code, "timezone": data.timezone, "creditor_code":
+                data.creditor, "description": data.description, "language": data.language}
+    changes.update((name, value) for name, value in optional.items() if value)
     changed = created
     for name, value in changes.items():
         if getattr(account, name) != value:
