@@ -201,6 +201,8 @@ CONTEXTS: dict[str, list[dict]] = {
             "balance_cents": BIG,
             "description": "Acme Platinum Rewards Card ending 4821",
             "reason": reason,
+            "next_payment": None,
+            "declined": None,
         }
         for reason in (
             "",
@@ -208,6 +210,16 @@ CONTEXTS: dict[str, list[dict]] = {
             Collectable(BIG, BIG, settling=False).explanation(),
             Collectable(BIG, 1, settling=False).explanation(),
         )
+    ] + [
+        # The worst case: what is on its way, the next payment and declined installments.
+        {
+            "balance_cents": BIG,
+            "description": "Acme Platinum Rewards Card ending 4821",
+            "reason": Collectable(BIG, 1, settling=False).explanation(),
+            "next_payment": {"amount_cents": BIG, "day": date(2027, 12, 15)},
+            "declined": {"count": count, "cents": BIG, "day": date(2027, 12, 1)},
+        }
+        for count in (1, 12)
     ],
     "link": [{"link_hours": 72}],
     "did_not_understand": [
