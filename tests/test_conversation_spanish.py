@@ -9,7 +9,7 @@ import re
 from sqlalchemy import select, update
 
 from bot import appkeys
-from bot.ledger.models import Account, Conversation
+from bot.ledger.models import Account, Conversation, Payment
 from bot.text.gsm7 import is_gsm7
 from tests.seed import add_account
 
@@ -147,3 +147,48 @@ async def test_an_unknown_number_verified_adopts_the_accounts_language(app, phon
         verified,
     ), verified
     assert (await conversation(app, "+15555550177")).language is None  # it follows the account
+
+
+async def declined_first_installment(app, phone, *, language: str):  # type: ignore[no-untyped-def]
+    """A plan signed by text whose first installment the processor declined (as the worker
+    writes it back), then PLAN and BALANCE."""
+    await add_account(app, offers=True, language=language)
+    maria = phone()
+    for text in ["pay", "ok", "2", "1", "dec 1", "yes", "agree"]:
+        await maria.send(text)
+    async with app[appkeys.DATABASE].session() as session:
+        first = await session.scalar(
+            select(Payment).where(Payment.plan_id.is_not(None)).order_by(Payment.scheduled_for)
+        )
+        first.status = "declined"
+        first.failure_code = "card_declined"
+        await session.commit()
+    return await maria.send("plan"), await maria.send("balance")
+
+
+async def test_a_declined_installment_is_news_in_plan_and_balance(app, phone):
+    (plan,), (balance, again) = await declined_first_installment(app, phone, language="en")
+    assert plan == again == (
+        "Your plan: next payment $208.34, Pending (scheduled for Jan 1). Paid so far $0.00; "
+        "$1,041.66 left in 5 payments. 1 payment of $208.34 was declined on Dec 1. Reply MOVE "
+        "to change the next date, SKIP to skip it, EXTRA to pay more now."
+    )
+    assert balance == (
+        "Your balance on Acme Card ending 4821 is $1,250.00. You owe $208.34 after your "
+        "scheduled and pending payments. Next payment: $208.34, Pending (scheduled for Jan 1). "
+        "1 payment of $208.34 was declined on Dec 1."
+    )
+
+
+async def test_a_declined_installment_in_spanish(app, phone):
+    (plan,), (balance, again) = await declined_first_installment(app, phone, language="es")
+    assert plan == again == (
+        "Su plan: proximo pago $208.34, Pendiente (programado para el 1 ene). Pagado: $0.00; "
+        "quedan $1,041.66 en 5 pagos. 1 pago de $208.34 fue rechazado el 1 dic. Responda MOVER "
+        "para cambiar la fecha, SALTAR para saltar el pago, EXTRA para pagar mas ahora."
+    )
+    assert balance == (
+        "Su saldo en Acme Card ending 4821 es $1,250.00. Usted debe $208.34 después de sus "
+        "pagos programados y pendientes. Proximo pago: $208.34, Pendiente (programado para el "
+        "1 ene). 1 pago de $208.34 fue rechazado el 1 dic."
+    )
