@@ -54,7 +54,8 @@ async def test_plan_shows_status_and_options(app, phone):
     maria = await signed_plan(app, phone)
     assert await maria.send("PLAN") == [
         "Your plan: next payment $208.34, Pending (scheduled for Dec 15). Paid so far $0.00; "
-        "$1,250.00 left in 6 payments. Reply MOVE to change the next date, SKIP to skip it, EXTRA to pay more now."
+        "$1,250.00 left in 6 payments. Reply MOVE to change the next date, SKIP to skip it, "
+        "EXTRA to pay more now."
     ]
 
 
@@ -91,7 +92,8 @@ async def test_move_over_the_limit_and_into_the_past_is_refused(app, phone):
     assert past.startswith("That date has already passed.")
     assert await maria.send("no") == [
         "Your plan: next payment $208.34, Pending (scheduled for Dec 15). Paid so far $0.00; "
-        "$1,250.00 left in 6 payments. Reply MOVE to change the next date, SKIP to skip it, EXTRA to pay more now."
+        "$1,250.00 left in 6 payments. Reply MOVE to change the next date, SKIP to skip it, "
+        "EXTRA to pay more now."
     ]
     assert await installments(app) == ORIGINAL
     assert await audit(app, "plan_installment_moved") == []
