@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from bot import appkeys
 from bot.ledger.models import Account, Conversation, Payment
 from bot.text.gsm7 import is_gsm7
+from tests.conftest import API_KEY
 from tests.seed import add_account
 
 LINK_TOKEN = r"[A-Za-z0-9_-]{20,}"
@@ -192,3 +193,21 @@ async def test_a_declined_installment_in_spanish(app, phone):
         "pagos programados y pendientes. Proximo pago: $208.34, Pendiente (programado para el "
         "1 ene). 1 pago de $208.34 fue rechazado el 1 dic."
     )
+
+
+async def test_a_person_takes_over_and_hands_back_in_spanish(app, client, phone):
+    await add_account(app, language="es")
+    maria = phone()
+    assert await maria.send("AGENTE") == [
+        "Gracias. Un miembro de nuestro equipo le escribira aqui en unos 15 minutos. Mientras "
+        "tanto, responda MENU para usar el asistente automatico, o ALTO para no recibir mas "
+        "mensajes."
+    ]
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    for action in ("claim", "handback"):
+        response = await client.post(f"/api/v1/conversations/+15555550100/{action}",
+                                     json={"agent": "jsmith"}, headers=headers)
+        assert response.status == 200, await response.text()
+    assert [m.body for m in app[appkeys.PROVIDERS].sms.outbox] == [
+        "Esta de nuevo con el asistente automatico. Responda MENU para ver las opciones."
+    ]
