@@ -211,3 +211,18 @@ async def test_a_person_takes_over_and_hands_back_in_spanish(app, client, phone)
     assert [m.body for m in app[appkeys.PROVIDERS].sms.outbox] == [
         "Esta de nuevo con el asistente automatico. Responda MENU para ver las opciones."
     ]
+
+
+async def test_the_verification_code_goes_in_the_accounts_language(app, phone):
+    await add_account(app, language="es")
+    stranger = phone("+15555550177")
+    await stranger.send("hi")
+    await stranger.send("ACC-1001")
+    await app[appkeys.ENGINE].settled()
+    (sent,) = app[appkeys.PROVIDERS].sms.outbox
+    assert sent.to == "+15555550100"
+    assert re.fullmatch(
+        r"Northwind Recovery: Su codigo de verificacion es \d{6}\. Vence en 10 minutos\. Si "
+        r"usted no lo pidio, ignore este mensaje\.",
+        sent.body,
+    ), sent.body
