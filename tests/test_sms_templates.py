@@ -13,6 +13,7 @@ import pytest
 from bot.payments.collectable import Collectable
 from bot.payments.service import PaymentOutcome
 from bot.plans.changes import DateChange, PlanRules, PlanStatus
+from bot.providers.payments import polite_decline_message
 from bot.text.gsm7 import is_gsm7, segment_count
 from bot.text.rendering import SmsRenderer
 from states.payment import MethodView, OfferView
@@ -177,7 +178,10 @@ CONTEXTS: dict[str, list[dict]] = {
     "payment_paid": [OUTCOME],
     "payment_scheduled": [OUTCOME],
     "payment_pending": [OUTCOME],
-    "payment_declined": [OUTCOME],
+    "payment_declined": [OUTCOME] + [
+        {**OUTCOME, "failure_message": polite_decline_message(code)}
+        for code in ("insufficient_funds", "authentication_required", "processing_error", None)
+    ],
     "payment_unconfirmed": [OUTCOME],
     "payment_processing": [OUTCOME],
     "payment_refused": [{"reason": "That payment method is no longer on file."}],
@@ -395,4 +399,21 @@ def test_plan_status_tells_of_a_declined_installment_in_each_language() -> None:
         "Su plan: proximo pago $208.34, Pendiente (programado para el 15 dic). Pagado: $0.00; "
         "quedan $1,041.70 en 5 pagos. 1 pago de $208.34 fue rechazado el 1 dic. Responda MOVER "
         "para cambiar la fecha, SALTAR para saltar el pago, EXTRA para pagar mas ahora."
+    )
+
+
+def test_a_decline_reads_whole_in_each_language() -> None:
+    renderer = SmsRenderer()
+    reply = Reply("payment_declined", {
+        "amount_cents": 5000, "method_label": "Visa ending 4242",
+        "failure_message": polite_decline_message("card_declined", "insufficient_funds"),
+    })
+    assert renderer.render(reply, BASE, "en") == (
+        "Sorry, $50.00 with Visa ending 4242 did not go through: The payment was declined for "
+        "insufficient funds. Please try another card or bank account. Nothing was charged."
+    )
+    assert renderer.render(reply, BASE, "es") == (
+        "Disculpe, el pago de $50.00 con Visa terminada en 4242 no se realizo: El pago fue "
+        "rechazado por fondos insuficientes. Por favor use otra tarjeta o cuenta bancaria. No se "
+        "cobro nada."
     )
