@@ -30,7 +30,7 @@ async def test_a_spanish_account_pays_by_text_in_spanish(app, phone, providers):
 
     assert await maria.send("saldo") == ["Su saldo en Acme Card ending 4821 es $1,250.00."]
     assert await maria.send("PAGAR") == [
-        "Tenemos su email como m***@example.com. Responda OK, o envie un email nuevo."
+        "Su email registrado es m***@example.com. Responda OK, o envienos un email nuevo."
     ]
     assert await maria.send("ok") == [
         "Ofertas para usted: 1) Pague $800.00 a mas tardar el 31 dic 2026 y liquide todo "
@@ -99,7 +99,7 @@ async def test_a_first_spanish_message_is_answered_in_spanish_and_spanish_offere
     await add_account(app)
     maria = phone()
     assert await maria.send("pagar") == [
-        "Tenemos su email como m***@example.com. Responda OK, o envie un email nuevo.\n"
+        "Su email registrado es m***@example.com. Responda OK, o envienos un email nuevo.\n"
         "¿Prefiere español? Responda ESPAÑOL. To continue in English, reply ENGLISH."
     ]
     assert (await conversation(app)).language_asked_at is not None
