@@ -21,12 +21,20 @@ from bot.payments.collectable import collectable, worth_offering
 from bot.payments.service import PaymentOutcome
 from bot.security import mask_email, mask_phone
 from bot.sms.context import Services, Turn
-from bot.text.i18n import DEFAULT_DESCRIPTION
+from bot.text.i18n import DEFAULT_DESCRIPTION, N_
 from states.payment import AccountView, MethodView, OfferView, PaymentFlow
 from states.plan_change import PlanFlow
 from states.replies import Reply
 
 CREDITOR_CACHE_FOR = timedelta(minutes=1)
+# The payment service's refusals (bot/payments/service.py raises them in English): in the catalog,
+# so payment_refused.txt says them in the customer's language.
+REFUSALS = (
+    N_("That payment method is no longer on file."),
+    N_("We could not record the payment. Nothing was charged."),
+    N_("That settlement offer is no longer open."),
+    N_("Your plan has no payment method on file."),
+)
 
 
 @dataclass(frozen=True)
