@@ -29,6 +29,7 @@ async def add_account(
     ssn: str | None = None,
     dob: str | None = None,
     timezone: str = "America/New_York",
+    language: str | None = None,
 ) -> Account:
     database = app[appkeys.DATABASE]
     gateway = app[appkeys.PROVIDERS].payments
@@ -56,6 +57,7 @@ async def add_account(
             "timezone": timezone,
             "ssn": ssn,
             "dob": dob,
+            "language": language,
         }
         account, _ = await upsert_account(
             session, parse_account(record), secret_key="test-secret-key", at=now, actor="test"

@@ -198,6 +198,8 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"timezone": "America"}, "timezone 'America' is not a time zone"),
     ({"timezone": "../../etc/passwd"}, "timezone '../../etc/passwd' is not a time zone"),
     ({"zip": "1000"}, "zip '1000' is not a ZIP code"),
+    ({"language": "fr"}, "language 'fr' is not en or es"),
+    ({"language": 2}, "language must be text"),
     ({"creditor": "c" * 41}, "creditor is longer than 40 characters"),
     ({"description": "d" * 121}, "description is longer than 120 characters"),
     ({"balance_cents": 125000}, "unknown field(s): balance_cents"),
@@ -430,3 +432,14 @@ async def test_links_with_huge_figures_are_422_not_500(app, client, body):
     await add_account(app)
     response = await client.post("/api/v1/accounts/ACC-1001/links", json=body, headers=AUTH)
     assert response.status == 422, await response.text()
+
+
+async def test_the_language_field_is_kept_and_shown(app, client):
+    status, document = await post(client, {**MARIA, "language": "es"})
+    assert status == 201, document
+    assert document["language"] == "es"
+    # Left out, it keeps what is stored.
+    status, document = await post(client, MARIA)
+    assert (status, document["language"]) == (200, "es")
+    status, document = await post(client, {**MARIA, "account_id": "API-EN"})
+    assert (status, document["language"]) == (201, "en")

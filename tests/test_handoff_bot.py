@@ -7,7 +7,7 @@ own replies, and a wrong number is never texted about that account again."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -497,9 +497,13 @@ def test_agent_hours_read_as_written_and_refused_with_the_reason():
     # Friday 19:59 in New York: in; 20:00: back Monday 8:00.
     settings = FlowSettings()
     friday = datetime(2026, 11, 27, 19, 59, tzinfo=ZoneInfo("America/New_York"))
-    assert settings.agent_wait(friday, None) == {"open": True, "minutes": 15, "back": ""}
+    assert settings.agent_wait(friday, None) == {
+        "open": True, "minutes": 15, "back": "", "opens": None, "today": date(2026, 11, 27)
+    }
+    chicago = ZoneInfo("America/Chicago")
     assert settings.agent_wait(friday + timedelta(minutes=1), "America/Chicago") == {
-        "open": False, "minutes": 15, "back": "Monday at 7:00 AM CST"
+        "open": False, "minutes": 15, "back": "Monday at 7:00 AM CST",
+        "opens": datetime(2026, 11, 30, 7, 0, tzinfo=chicago), "today": date(2026, 11, 27),
     }
 
 

@@ -223,7 +223,7 @@ async def test_a_header_without_a_required_column_is_exit_2(database_url, tmp_pa
     assert result.stderr.strip() == (
         f"paybot import-accounts: {path}: the header lacks phone (it needs account_id, "
         "first_name, last_name, phone, email, balance; optional: ssn, dob, zip, timezone, "
-        "creditor, description)")
+        "creditor, description, language)")
     assert await accounts(database_url) == {}
 
 
@@ -402,3 +402,22 @@ async def test_an_empty_contact_cell_keeps_the_stored_contact(database_url, tmp_
     assert result.returncode == 0, result.stderr
     maria = (await accounts(database_url))["ACC-2001"]
     assert (maria.phone, maria.email) == (before.phone, "maria.new@example.com")
+
+
+async def test_the_language_column_sets_the_customers_language(database_url, tmp_path):
+    path = write(tmp_path, f"{HEADER},language\n"
+                           "L-1,Maria,Lopez,5555550401,,10,,es\n"
+                           "L-2,Sam,Lee,5555550402,,10,,EN\n"
+                           "L-3,Ana,Ruiz,5555550403,,10,,\n"
+                           "L-4,Bo,Li,5555550404,,10,,french\n")
+    result = run_import(database_url, path, tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.strip() == "3 created, 0 updated, 1 rejected"
+    assert result.stderr.splitlines() == [f"{path}:5: language 'french' is not en or es"]
+    stored = await accounts(database_url)
+    assert {ref: a.language for ref, a in stored.items()} == {"L-1": "es", "L-2": "en", "L-3": "en"}
+
+    # A row that leaves the column empty keeps the language on file.
+    again = write(tmp_path, f"{HEADER},language\nL-1,Maria,Lopez,5555550401,,12,,\n")
+    assert run_import(database_url, again, tmp_path).returncode == 0
+    assert (await accounts(database_url))["L-1"].language == "es"

@@ -799,7 +799,7 @@ async def test_balance_by_text_says_what_is_owed_after_scheduled_and_pending_pay
     (scheduled,) = await maria.send("BALANCE")
     assert scheduled == (
         "Your balance on Acme Card ending 4821 is $328.10. You owe $28.10 after your scheduled "
-        "and pending payments."
+        "and pending payments. Next payment: $100.00, Pending (scheduled for Dec 1)."
     )
     for text in ["pay", "ok", "FULL", "1", "now", "yes", "agree"]:  # by bank: Pending
         await maria.send(text)
@@ -808,7 +808,8 @@ async def test_balance_by_text_says_what_is_owed_after_scheduled_and_pending_pay
     (everything,) = await maria.send("BALANCE")
     assert everything == (
         "Your balance on Acme Card ending 4821 is $328.10. You owe $0.00 after your scheduled "
-        "and pending payments, so nothing more is due."
+        "and pending payments, so nothing more is due. Next payment: $100.00, Pending "
+        "(scheduled for Dec 1)."
     )
     for reply in (before, scheduled, everything):
         assert is_gsm7(reply) and segment_count(reply) <= 2

@@ -53,8 +53,9 @@ ASK_DATE = (
 async def test_plan_shows_status_and_options(app, phone):
     maria = await signed_plan(app, phone)
     assert await maria.send("PLAN") == [
-        "Your plan: next payment $208.34 on Dec 15, 2026. Paid so far $0.00; $1,250.00 left in "
-        "6 payments. Reply MOVE to change the next date, SKIP to skip it, EXTRA to pay more now."
+        "Your plan: next payment $208.34, Pending (scheduled for Dec 15). Paid so far $0.00; "
+        "$1,250.00 left in 6 payments. Reply MOVE to change the next date, SKIP to skip it, "
+        "EXTRA to pay more now."
     ]
 
 
@@ -90,8 +91,9 @@ async def test_move_over_the_limit_and_into_the_past_is_refused(app, phone):
     (past,) = await maria.send("11/20")
     assert past.startswith("That date has already passed.")
     assert await maria.send("no") == [
-        "Your plan: next payment $208.34 on Dec 15, 2026. Paid so far $0.00; $1,250.00 left in "
-        "6 payments. Reply MOVE to change the next date, SKIP to skip it, EXTRA to pay more now."
+        "Your plan: next payment $208.34, Pending (scheduled for Dec 15). Paid so far $0.00; "
+        "$1,250.00 left in 6 payments. Reply MOVE to change the next date, SKIP to skip it, "
+        "EXTRA to pay more now."
     ]
     assert await installments(app) == ORIGINAL
     assert await audit(app, "plan_installment_moved") == []
@@ -150,7 +152,7 @@ async def test_skip_once_then_refused(app, phone):
         1,
     )
     (status,) = await maria.send("PLAN")
-    assert status.startswith("Your plan: next payment $208.34 on Jan 15, 2027.")
+    assert status.startswith("Your plan: next payment $208.34, Pending (scheduled for Jan 15).")
     assert await maria.send("SKIP") == [
         "You can skip one payment on this plan and already did. Nothing was changed."
     ]

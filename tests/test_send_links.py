@@ -463,3 +463,22 @@ def test_mask_numbers():
 async def test_an_unknown_channel_is_refused(app, client):
     with pytest.raises(CampaignError, match="--via must be sms, email or both"):
         await run(app, via="fax")
+
+
+async def test_the_first_message_is_in_the_customers_language(app, client, phone, providers):
+    await add(app, "ACC-1001", "+15555550100", language="es")
+    await add(app, "ACC-1002", "+15555550102")
+    # The customer at the English account's number chose Spanish by text: that choice wins.
+    assert (await phone("+15555550102").send("espanol"))[0].startswith(
+        "De acuerdo, le escribiremos en español.")
+    assert (await run(app)).summary == "2 sent, 0 failed"
+    bodies = {sent.to: sent.body for sent in providers.sms.outbox}
+    for number in ("+15555550100", "+15555550102"):
+        body = bodies[number]
+        (token,) = LINK.findall(body)
+        assert body == (
+            "Northwind Recovery: Hola, Maria, su saldo en Acme Card ending 4821 es $1,250.00. "
+            f"Responda PAGAR para pagar por mensaje o abra {PUBLIC_BASE_URL}/p/{token} "
+            f"{DISCLOSURE} Responda ALTO para no recibir mas mensajes."
+        )
+        assert is_gsm7(body)

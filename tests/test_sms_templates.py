@@ -1,15 +1,19 @@
-"""Every SMS template, rendered with realistic (and long) data: GSM-7 only, two segments at most."""
+"""Every SMS template, rendered with realistic (and long) data in English and in Spanish: GSM-7
+only, two segments at most."""
 
 from __future__ import annotations
 
-from datetime import date
+import dataclasses
+from datetime import date, datetime
 from importlib import resources
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from bot.payments.collectable import Collectable
 from bot.payments.service import PaymentOutcome
 from bot.plans.changes import DateChange, PlanRules, PlanStatus
+from bot.providers.payments import polite_decline_message
 from bot.text.gsm7 import is_gsm7, segment_count
 from bot.text.rendering import SmsRenderer
 from states.payment import MethodView, OfferView
@@ -105,7 +109,9 @@ OUTREACH = {
 
 WAITS = [
     {"wait": {"open": True, "minutes": 1440, "back": ""}},
-    {"wait": {"open": False, "minutes": 15, "back": "Wednesday at 12:00 PM AKST"}},
+    {"wait": {"open": False, "minutes": 15, "back": "Wednesday at 12:00 PM AKST",
+              "opens": datetime(2026, 12, 2, 12, 0, tzinfo=ZoneInfo("America/Anchorage")),
+              "today": date(2026, 11, 28)}},
 ]
 
 CONTEXTS: dict[str, list[dict]] = {
@@ -172,7 +178,10 @@ CONTEXTS: dict[str, list[dict]] = {
     "payment_paid": [OUTCOME],
     "payment_scheduled": [OUTCOME],
     "payment_pending": [OUTCOME],
-    "payment_declined": [OUTCOME],
+    "payment_declined": [OUTCOME] + [
+        {**OUTCOME, "failure_message": polite_decline_message(code)}
+        for code in ("insufficient_funds", "authentication_required", "processing_error", None)
+    ],
     "payment_unconfirmed": [OUTCOME],
     "payment_processing": [OUTCOME],
     "payment_refused": [{"reason": "That payment method is no longer on file."}],
@@ -196,6 +205,8 @@ CONTEXTS: dict[str, list[dict]] = {
             "balance_cents": BIG,
             "description": "Acme Platinum Rewards Card ending 4821",
             "reason": reason,
+            "next_payment": None,
+            "declined": None,
         }
         for reason in (
             "",
@@ -203,6 +214,16 @@ CONTEXTS: dict[str, list[dict]] = {
             Collectable(BIG, BIG, settling=False).explanation(),
             Collectable(BIG, 1, settling=False).explanation(),
         )
+    ] + [
+        # The worst case: what is on its way, the next payment and declined installments.
+        {
+            "balance_cents": BIG,
+            "description": "Acme Platinum Rewards Card ending 4821",
+            "reason": Collectable(BIG, 1, settling=False).explanation(),
+            "next_payment": {"amount_cents": BIG, "day": date(2027, 12, 15)},
+            "declined": {"count": count, "cents": BIG, "day": date(2027, 12, 1)},
+        }
+        for count in (1, 12)
     ],
     "link": [{"link_hours": 72}],
     "did_not_understand": [
@@ -265,7 +286,14 @@ CONTEXTS: dict[str, list[dict]] = {
     "plan_status": [
         {"plan": PLAN},
         {"plan": PlanStatus(1, "monthly", date(2026, 11, 25), PLAN.rules, 0, BIG, 0, 0)},
+        # Declined installments are news of their own, beside what was paid.
+        {"plan": dataclasses.replace(PLAN, paid_cents=0, declined_count=1,
+                                     declined_cents=BIG, last_declined_on=date(2027, 12, 1))},
+        {"plan": dataclasses.replace(PLAN, declined_count=12, declined_cents=BIG,
+                                     last_declined_on=date(2027, 12, 1))},
     ],
+    "language_set": [{}],
+    "language_offer": [{}],
     "plan_none": [{}],
     "plan_request_agent": [{}],
     "nothing_to_agree": [{"has_plan": True}, {"has_plan": False}],
@@ -339,13 +367,66 @@ def test_every_template_is_covered() -> None:
     assert template_names() == set(CONTEXTS)
 
 
+@pytest.mark.parametrize("language", ["en", "es"])
 @pytest.mark.parametrize("name", sorted(CONTEXTS))
-def test_template_is_gsm7_and_short(name: str) -> None:
+def test_template_is_gsm7_and_short(name: str, language: str) -> None:
     renderer = SmsRenderer()
     for context in CONTEXTS[name]:
-        text = renderer.render(Reply(name, context), BASE)
+        text = renderer.render(Reply(name, context), BASE, language)
         assert text.strip(), name
         assert "  " not in text, text
         assert is_gsm7(text), text
         limit = 3 if name in LONGER_ALLOWED else 2
         assert segment_count(text) <= limit, (len(text), text)
+
+
+def test_when_agents_are_back_reads_in_each_language() -> None:
+    renderer = SmsRenderer()
+    reply = Reply("agent_queue", WAITS[1])
+    assert renderer.render(reply, BASE, "en") == (
+        "You are still in line for a member of our team, who will text you back here when our "
+        "team is back, Wednesday at 12:00 PM AKST. Reply MENU to use the automated assistant "
+        "meanwhile."
+    )
+    assert renderer.render(reply, BASE, "es") == (
+        "Sigue en espera de un miembro de nuestro equipo, que le escribira aqui cuando el equipo "
+        "regrese, el miércoles a las 12:00 PM AKST. Mientras tanto, responda MENU para usar el "
+        "asistente automatico."
+    )
+
+
+def test_plan_status_tells_of_a_declined_installment_in_each_language() -> None:
+    renderer = SmsRenderer()
+    declined = dataclasses.replace(
+        PLAN, paid_cents=0, remaining_cents=104_170, remaining_count=5, next_amount_cents=20_834,
+        next_due=date(2026, 12, 15), declined_count=1, declined_cents=20_834,
+        last_declined_on=date(2026, 12, 1),
+    )
+    reply = Reply("plan_status", {"plan": declined})
+    assert renderer.render(reply, BASE, "en") == (
+        "Your plan: next payment $208.34, Pending (scheduled for Dec 15). Paid so far $0.00; "
+        "$1,041.70 left in 5 payments. 1 payment of $208.34 was declined on Dec 1. Reply MOVE to "
+        "change the next date, SKIP to skip it, EXTRA to pay more now."
+    )
+    assert renderer.render(reply, BASE, "es") == (
+        "Su plan: proximo pago $208.34, Pendiente (programado para el 15 dic). Pagado: $0.00; "
+        "quedan $1,041.70 en 5 pagos. 1 pago de $208.34 fue rechazado el 1 dic. Responda MOVER "
+        "para cambiar la fecha, SALTAR para saltar el pago, EXTRA para pagar mas ahora."
+    )
+
+
+def test_a_decline_reads_whole_in_each_language() -> None:
+    renderer = SmsRenderer()
+    reply = Reply("payment_declined", {
+        "amount_cents": 5000, "method_label": "Visa ending 4242",
+        "failure_message": polite_decline_message("card_declined", "insufficient_funds"),
+    })
+    assert renderer.render(reply, BASE, "en") == (
+        "Sorry, $50.00 with Visa ending 4242 did not go through: The payment was declined for "
+        "insufficient funds. Please try another card or bank account. Nothing was charged."
+    )
+    assert renderer.render(reply, BASE, "es") == (
+        "Disculpe, el pago de $50.00 con Visa terminada en 4242 no se realizo: El pago fue "
+        "rechazado por fondos insuficientes. Por favor use otra tarjeta o cuenta bancaria. No se "
+        "cobro nada."
+    )

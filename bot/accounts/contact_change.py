@@ -34,6 +34,7 @@ from bot.security import (
     mask_phone,
     new_one_time_code,
 )
+from bot.text.gsm7 import to_gsm7
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,9 @@ async def send_code(
         )
     except second_factor.CodeLimitReached:
         return CAPPED
-    body = " ".join(
+    body = to_gsm7(" ".join(
         notifier.env.get_template("sms/contact_code.txt").render(brand=brand, code=code).split()
-    )
+    ))
     if kind == "phone":
         try:
             await notifier.sms.send(to=to, body=body)
@@ -217,9 +218,9 @@ async def tell_old_contact(
         "masked_new": mask(kind, new),
         "support_contact": support_contact,
     }
-    text = " ".join(
+    text = to_gsm7(" ".join(
         notifier.env.get_template("sms/contact_changed.txt").render(context).split()
-    )
+    ))
     if kind == "phone":
         if await ledger.is_opted_out(session, old):
             return None

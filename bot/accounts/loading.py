@@ -25,7 +25,7 @@ from bot.providers.payments import PaymentGateway, SavedMethod
 from bot.security import ssn_digest
 
 REQUIRED = ("account_id", "first_name", "last_name", "phone", "email", "balance")
-OPTIONAL = ("ssn", "dob", "zip", "timezone", "creditor", "description")
+OPTIONAL = ("ssn", "dob", "zip", "timezone", "creditor", "description", "language")
 FIELDS = REQUIRED + OPTIONAL
 MAX_BALANCE_CENTS = 100_000_000_00
 
@@ -74,6 +74,7 @@ class AccountInput:
     timezone: str | None = None
     creditor: str | None = None
     description: str | None = None
+    language: str | None = None  # of texts, pages, emails: en | es; None keeps what is stored
 
 
 def _show(value: str, limit: int = 40) -> str:
@@ -138,6 +139,8 @@ def parse_account(row: Mapping[str, Any]) -> AccountInput:
                 f"dob {_show(raw_dob)} is not a date of birth (YYYY-MM-DD or MM/DD/YYYY)"
             )
     zone = _parse_timezone(text("timezone", 64))
+    if (language := (text("language", 20) or "").lower() or None) not in (None, "en", "es"):
+        raise InvalidAccount(f"language {_show(language or '')} is not en or es")
     zip_code = text("zip", 10)
     if zip_code and not re.fullmatch(r"\d{5}(-\d{4})?", zip_code):
         raise InvalidAccount(f"zip {_show(zip_code)} is not a ZIP code")
@@ -156,6 +159,7 @@ def parse_account(row: Mapping[str, Any]) -> AccountInput:
         timezone=zone,
         creditor=text("creditor", 40),
         description=text("description", 120),
+        language=language,
     )
 
 
@@ -305,14 +309,9 @@ async def _upsert(
         changes["ssn_last4"] = data.ssn[-4:]
     if data.dob:
         changes["dob"] = data.dob
-    if data.zip_code:
-        changes["zip_code"] = data.zip_code
-    if data.timezone:
-        changes["timezone"] = data.timezone
-    if data.creditor:
-        changes["creditor_code"] = data.creditor
-    if data.description:
-        changes["description"] = data.description
+    optional = {"zip_code": data.zip_code, "timezone": data.timezone, "creditor_code":
+                data.creditor, "description": data.description, "language": data.language}
+    changes.update((name, value) for name, value in optional.items() if value)
     changed = created
     for name, value in changes.items():
         if getattr(account, name) != value:

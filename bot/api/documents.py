@@ -98,6 +98,9 @@ class Account(BaseModel):
         Field(description="null: not known (quiet hours then hold in every US zone)"),
     ]
     creditor: str | None
+    language: Annotated[
+        Literal["en", "es"], Field(description="the language of the customer's texts and pages")
+    ]
     # Left out of the upsert's answer.
     payments: list[Payment] = Field(default_factory=list)
     plans: list[Plan] = Field(default_factory=list)
@@ -216,6 +219,7 @@ def account_view(
         ssn=f"***-**-{account.ssn_last4}" if account.ssn_last4 else None,
         timezone=account.timezone,
         creditor=account.creditor_code,
+        language="es" if account.language == "es" else "en",
         payments=[
             Payment(
                 reference=p.reference,

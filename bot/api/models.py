@@ -157,6 +157,11 @@ class AccountInput(BaseModel):
     ] = None
     creditor: text(40) = None
     description: text(120, examples=["Acme Card ending 4821"]) = None
+    language: Annotated[
+        Str, SchemaExtra(enum=["en", "es"]),
+        Field(description="the language of the customer's texts, pages and emails: en (the "
+              "default for a new account) or es", examples=["es"]),
+    ] = None
 
     _record: AccountRecord = PrivateAttr()
 

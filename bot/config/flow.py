@@ -124,6 +124,9 @@ class FlowSettings(BaseModel):
             "open": opens is None,
             "minutes": self.agent_wait_minutes,
             "back": when_back(opens, at, zone) if opens is not None else "",
+            # The same moment for the templates to say in Spanish (bot/text/i18n.when_back).
+            "opens": opens.astimezone(zone) if opens is not None else None,
+            "today": at.astimezone(zone).date(),
         }
 
     @classmethod

@@ -32,6 +32,7 @@ from bot.payments.collectable import collectable
 from bot.payments.service import STATUS_LABELS
 from bot.plans.offers import offer_status
 from bot.security import mask_email, mask_phone
+from bot.text.i18n import LANGUAGE_NAMES
 
 STATUSES = ("waiting", "agent", "bot", "resolved")
 PREVIEW_CHARS = 80
@@ -132,6 +133,7 @@ class AccountPanel:
     timezone: str | None
     local_time: datetime | None  # None where the zone is unknown
     quiet_hours: bool  # Reg F: a message now would be in the customer's quiet hours
+    language: str = "English"  # what the bot writes to them in (the account's; by text: ESPAÑOL)
 
 
 @dataclass(frozen=True)
@@ -404,6 +406,7 @@ async def account_panel(
         timezone=account.timezone,
         local_time=now.astimezone(zone) if zone is not None else None,
         quiet_hours=quiet,
+        language=LANGUAGE_NAMES.get(account.language or "en", "English"),
     )
 
 

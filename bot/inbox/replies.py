@@ -33,7 +33,8 @@ from bot.outreach.compliance import in_quiet_hours
 from bot.plans import offers
 from bot.providers import Providers
 from bot.providers.sms import RecipientOptedOut, SmsError
-from bot.text import gsm7
+from bot.text import gsm7, i18n
+from bot.text.i18n import N_
 
 # The bot's own rule for every text it writes (two segments: 306 GSM-7 characters, or 134 once
 # one character needs UCS-2); an agent's text is held to it too.
@@ -286,7 +287,13 @@ async def _send(
 # Where a fresh link goes in a text (a canned reply's {link}); minted only when it is sent.
 LINK_SLOT = "{link}"
 # The bot's LINK reply (bot/templates/sms/link.txt), the link minted as the bot mints it.
-LINK_TEXT = "Your secure link: {link} (valid for {hours} hours)."
+LINK_TEXT = N_("Your secure link: %(link_url)s (valid for %(link_hours)s hours).")
+
+
+async def customer_language(session: AsyncSession, conv: Conversation) -> str:
+    """What the customer reads the bot's words in: their choice by text, else the account's."""
+    account = await session.get(Account, conv.account_id) if conv.account_id else None
+    return i18n.language_for(conv.language, account.language if account else None)
 
 
 async def send_link(
@@ -303,7 +310,9 @@ async def send_link(
     the same rules as a message; commits. Raises what send_agent_message raises, and NoAccount
     for a number not linked to an account."""
     agent = check_agent(agent)
-    text = LINK_TEXT.format(link=LINK_SLOT, hours=settings.link_lifetime_hours)
+    with i18n.using(await customer_language(session, conv)):
+        text = gsm7.to_gsm7(i18n.gettext(LINK_TEXT) % {
+            "link_url": LINK_SLOT, "link_hours": settings.link_lifetime_hours})
     return await _send(session, providers, conv, agent=agent, text=text, now=now,
                        settings=settings, coordinator=coordinator, kind="agent_link_sent",
                        link_slot=LINK_SLOT)
@@ -333,7 +342,7 @@ async def claim(
 
 
 # What the customer reads when an agent hands back (issue 14's words).
-BACK_WITH_BOT = "You're back with the automated assistant. Reply MENU for options."
+BACK_WITH_BOT = N_("You're back with the automated assistant. Reply MENU for options.")
 
 
 async def hand_back(
@@ -358,8 +367,10 @@ async def hand_back(
     if providers is not None and settings is not None and was_away:
         try:
             await _refuse_if_closed(session, conv, agent, settings, now)
+            with i18n.using(await customer_language(session, conv)):
+                body = gsm7.to_gsm7(i18n.gettext(BACK_WITH_BOT))
             sent = await providers.sms.send(
-                to=conv.phone, body=BACK_WITH_BOT,
+                to=conv.phone, body=body,
                 status_callback=f"{settings.public_base_url}/webhooks/twilio/status",
             )
         except (Refused, SmsError):
@@ -367,7 +378,7 @@ async def hand_back(
         else:
             session.add(Message(
                 conversation_id=conv.id, direction="outbound", channel="sms",
-                provider_sid=sent.sid, phone=conv.phone, body=BACK_WITH_BOT,
+                provider_sid=sent.sid, phone=conv.phone, body=body,
                 status=sent.status, author="bot", created_at=now,
             ))
             told = True

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config.settings import Settings
 from bot.ledger import queries as ledger
 from bot.ledger.db import Database
-from bot.ledger.models import Account, AuditEvent, Creditor, Link, Message
+from bot.ledger.models import Account, AuditEvent, Conversation, Creditor, Link, Message
 from bot.outreach.compliance import DEFAULT_DISCLOSURE, in_quiet_hours
 from bot.outreach.email_texts import disclosure_words, render_email
 from bot.providers.email import EmailError, EmailSender
@@ -208,9 +208,13 @@ async def _send_sms(
         token = await ledger.create_link(session, account_id=account.id, at=now,
                                          lifetime=lifetime, purpose="campaign")
         link = await ledger.link_for_token(session, token)  # flushes: the row exists
+        chosen = await session.scalar(
+            select(Conversation.language).where(Conversation.phone == phone)
+        )
         body = compose_first_message(
             renderer, account=account, settings=settings, creditor=creditor,
             link_url=f"{settings.public_base_url}/p/{token}",
+            language=i18n.language_for(chosen, account.language),
         )
         # The link works before the text that carries it goes out.
         await session.commit()
@@ -317,7 +321,7 @@ def mask_numbers(text: str) -> str:
 
 def compose_first_message(
     renderer: SmsRenderer, *, account: Account, settings: Settings, creditor: Creditor | None,
-    link_url: str,
+    link_url: str, language: str | None = None,
 ) -> str:
     """Brand, first name, balance, link, the debt-collector disclosure, how to opt out.
 
@@ -337,6 +341,7 @@ def compose_first_message(
              # (the template's `{% endif %}` swallows the line break after the disclosure:
              # the trailing space keeps "collector. Reply STOP" apart; spaces are collapsed)
              "disclosure": f"{disclosure} " if with_disclosure else ""},
+            language,
         )
 
     for shorten in ("description", "first_name", "brand"):

@@ -21,9 +21,10 @@ from bot.outreach.notifications import Notifier
 from bot.payments.service import PaymentOutcome
 from bot.providers.payments import polite_decline_message
 from bot.text import i18n
+from bot.text.i18n import N_
 
 UPDATE_METHOD_LINK_LIFETIME = timedelta(days=7)
-NOT_RETRIED = "We will not try this payment again automatically."
+NOT_RETRIED = N_("We will not try this payment again automatically.")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from bot.outreach.messages import (
     compose_sms,
     message_context,
     notice_terms,
+    texting_language,
 )
 from bot.outreach.queueing import OFFER_KINDS, VIA, OutreachReport
 from bot.outreach.timing import window_opens
@@ -262,8 +263,9 @@ async def _send(
     now = clock.now()
     account, offer = claim.account, claim.offer
     links: dict[str, tuple[str, int]] = {}  # channel -> (url, link id)
-    if claim.kind in OFFER_KINDS and offer is not None:
-        async with database.session() as session:
+    async with database.session() as session:
+        language = await texting_language(session, account)
+        if claim.kind in OFFER_KINDS and offer is not None:
             for name in claim.channels:
                 links[name] = await _mint_link(session, settings, account, offer, now)
             await session.commit()  # the link works before the message that carries it leaves
@@ -277,7 +279,8 @@ async def _send(
         if name == "sms":
             assert account.phone is not None
             body = compose_sms(renderer, claim.kind, {**context, "link_url": url},
-                               disclosure=context["disclosure"] if claim.first_text else "")
+                               disclosure=context["disclosure"] if claim.first_text else "",
+                               language=language)
             try:
                 if sms_limiter is not None:
                     await sms_limiter.acquire()

@@ -9,13 +9,16 @@ from datetime import date, datetime
 from typing import Any
 
 from jinja2 import Environment
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.settings import FlowSettings, Settings
-from bot.ledger.models import Account, Creditor, Offer
+from bot.ledger.models import Account, Conversation, Creditor, Offer
 from bot.outreach.campaigns import format_local_time
 from bot.outreach.compliance import DEFAULT_DISCLOSURE
 from bot.outreach.email_texts import render_email
 from bot.outreach.timing import local_date
+from bot.text import i18n
 from bot.text.gsm7 import segment_count
 from bot.text.rendering import SmsRenderer
 from states.replies import Reply
@@ -108,8 +111,20 @@ def notice_terms(detail: dict[str, Any] | None) -> dict[str, Any]:
     return terms
 
 
+async def texting_language(session: AsyncSession, account: Account) -> str:
+    """The language of a proactive text: what the customer chose by text at that phone
+    (ESPAÑOL / ENGLISH), else the account's, else English."""
+    chosen = None
+    if account.phone:
+        chosen = await session.scalar(
+            select(Conversation.language).where(Conversation.phone == account.phone)
+        )
+    return i18n.language_for(chosen, account.language)
+
+
 def compose_sms(
-    renderer: SmsRenderer, kind: str, context: dict[str, Any], *, disclosure: str
+    renderer: SmsRenderer, kind: str, context: dict[str, Any], *, disclosure: str,
+    language: str | None = None,
 ) -> str:
     """GSM-7, at most two segments without the disclosure (a long name or brand is shortened,
     then the details the link shows anyway are left out); the disclosure rides on the first text
@@ -121,6 +136,7 @@ def compose_sms(
         return renderer.render(
             Reply(template, {}),
             {**values, "disclosure": f"{disclosure} " if with_disclosure and disclosure else ""},
+            language,
         )
 
     for shorten in ("first_name", "brand", "compact"):

@@ -23,6 +23,7 @@ from bot.payments.service import PaymentOutcome
 from bot.providers.email import Attachment, EmailError, EmailSender
 from bot.providers.sms import SmsError, SmsSender
 from bot.text import i18n
+from bot.text.gsm7 import to_gsm7
 from bot.text.rendering import build_environment
 
 if TYPE_CHECKING:
@@ -186,12 +187,16 @@ class Notifier:
             return True
 
     async def send_code(self, account: Account, code: str, *, brand: str, by_sms: bool) -> None:
-        """By text to the phone on file unless it opted out; else by email."""
-        context = {"brand": brand, "code": code}
+        """By text to the phone on file unless it opted out; else by email. In the account's
+        language (it is sent after the turn, outside its language)."""
         with i18n.using(account.language):
-            body = " ".join(
-                self.env.get_template("sms/verification_code.txt").render(context).split()
-            )
+            await self._send_code(account, code, brand=brand, by_sms=by_sms)
+
+    async def _send_code(self, account: Account, code: str, *, brand: str, by_sms: bool) -> None:
+        context = {"brand": brand, "code": code}
+        body = to_gsm7(
+            " ".join(self.env.get_template("sms/verification_code.txt").render(context).split())
+        )
         if by_sms and account.phone:
             try:
                 await self.sms.send(to=account.phone, body=body)

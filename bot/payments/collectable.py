@@ -27,6 +27,7 @@ from sqlalchemy import BigInteger, and_, case, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.ledger.models import Account, Offer, Payment, Plan
+from bot.text.i18n import gettext
 
 # Statuses of money taken or promised that the balance does not show yet.
 COMMITTED = ("scheduled", "processing", "pending")
@@ -62,19 +63,22 @@ class Collectable:
 
     def explanation(self) -> str:
         """Why no more (or only this much) may be paid, as the customer reads it."""
+        # In the language of the moment (bot.text.i18n): the SMS turn's, the portal page's.
         if self.settling:
-            return (
+            return gettext(
                 "Your settlement payment is on its way and settles this account, so nothing "
                 "more is due."
             )
         if self.committed_cents == 0:
-            return f"You owe {dollars(self.open_cents)}."
+            return gettext("You owe %(amount)s.") % {"amount": dollars(self.open_cents)}
         if self.open_cents == 0:
-            return (
-                f"You owe {dollars(0)} after your scheduled and pending payments, so nothing "
+            return gettext(
+                "You owe %(amount)s after your scheduled and pending payments, so nothing "
                 "more is due."
-            )
-        return f"You owe {dollars(self.open_cents)} after your scheduled and pending payments."
+            ) % {"amount": dollars(0)}
+        return gettext("You owe %(amount)s after your scheduled and pending payments.") % {
+            "amount": dollars(self.open_cents)
+        }
 
     def require(self, amount_cents: int, *, also_open_cents: int = 0) -> None:
         """Refuse ``amount_cents`` beyond what is open (plus ``also_open_cents``: scheduled

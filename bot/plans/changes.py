@@ -36,6 +36,7 @@ from bot.payments.service import (
     PaymentService,
 )
 from bot.plans.signing import PlanError
+from bot.text.i18n import gettext
 from bot.text.rendering import format_day
 
 MOVED = "plan_installment_moved"
@@ -91,6 +92,11 @@ class PlanStatus:
     original_due: date | None = None  # of the next payment: the bound of a move
     following_due: date | None = None
     last_due: date | None = None
+    # Installments the processor declined (each retry is a row of its own): the customer hears
+    # of them with the plan, not only "paid so far".
+    declined_count: int = 0
+    declined_cents: int = 0
+    last_declined_on: date | None = None
 
     @property
     def skips_left(self) -> int:
@@ -130,46 +136,58 @@ class PlanStatus:
 
 def check_move(status: PlanStatus, new_date: date) -> None:
     if status.next_due is None:
-        raise PlanChangeRefused("There is no upcoming payment on your plan to move.")
+        raise PlanChangeRefused(gettext("There is no upcoming payment on your plan to move."))
     if new_date < status.today:
-        raise PlanChangeRefused("That date has already passed.")
+        raise PlanChangeRefused(gettext("That date has already passed."))
     if new_date == status.next_due:
-        raise PlanChangeRefused(f"Your next payment is already on {format_day(new_date)}.")
+        raise PlanChangeRefused(
+            gettext("Your next payment is already on %(day)s.") % {"day": format_day(new_date)}
+        )
     latest = status.latest_move
     assert latest is not None
     if new_date > latest:
         if status.following_due is not None and new_date >= status.following_due:
             raise PlanChangeRefused(
-                f"The new date must be before your following payment on "
-                f"{format_day(status.following_due)}."
+                gettext("The new date must be before your following payment on %(day)s.")
+                % {"day": format_day(status.following_due)}
             )
         raise PlanChangeRefused(
-            f"Your plan lets you move a payment up to {status.rules.move_max_days} days; "
-            f"the latest date is {format_day(latest)}."
+            gettext(
+                "Your plan lets you move a payment up to %(days)s days; the latest date is "
+                "%(day)s."
+            ) % {"days": status.rules.move_max_days, "day": format_day(latest)}
         )
 
 
 def check_skip(status: PlanStatus) -> None:
     if status.next_due is None:
-        raise PlanChangeRefused("There is no upcoming payment on your plan to skip.")
+        raise PlanChangeRefused(gettext("There is no upcoming payment on your plan to skip."))
     if status.rules.skips_allowed <= 0:
-        raise PlanChangeRefused("Your plan does not allow skipping a payment.")
+        raise PlanChangeRefused(gettext("Your plan does not allow skipping a payment."))
     if status.skips_left <= 0:
         allowed = status.rules.skips_allowed
-        count = "one payment" if allowed == 1 else f"{allowed} payments"
-        raise PlanChangeRefused(f"You can skip {count} on this plan and already did.")
+        if allowed == 1:
+            raise PlanChangeRefused(
+                gettext("You can skip one payment on this plan and already did.")
+            )
+        raise PlanChangeRefused(
+            gettext("You can skip %(num)s payments on this plan and already did.")
+            % {"num": allowed}
+        )
 
 
 def check_extra(status: PlanStatus, amount_cents: int) -> None:
     if status.remaining_cents <= 0:
-        raise PlanChangeRefused("Nothing is left to pay on your plan.")
+        raise PlanChangeRefused(gettext("Nothing is left to pay on your plan."))
     if amount_cents > status.remaining_cents:
         raise PlanChangeRefused(
-            f"That is more than is left on your plan ({format_cents(status.remaining_cents)})."
+            gettext("That is more than is left on your plan (%(amount)s).")
+            % {"amount": format_cents(status.remaining_cents)}
         )
     if amount_cents < status.min_extra_cents:
         raise PlanChangeRefused(
-            f"The smallest extra payment is {format_cents(status.min_extra_cents)}."
+            gettext("The smallest extra payment is %(amount)s.")
+            % {"amount": format_cents(status.min_extra_cents)}
         )
 
 
@@ -227,6 +245,13 @@ async def plan_status(
     paid = await session.scalars(
         select(Payment.amount_cents).where(Payment.plan_id == plan.id, Payment.status == "paid")
     )
+    declined = list(
+        await session.scalars(
+            select(Payment)
+            .where(Payment.plan_id == plan.id, Payment.status == "declined")
+            .order_by(Payment.scheduled_for, Payment.id)
+        )
+    )
     method = await session.get(PaymentMethod, plan.method_id) if plan.method_id else None
     base: dict[str, Any] = {
         "plan_id": plan.id,
@@ -238,6 +263,9 @@ async def plan_status(
         "remaining_cents": sum(p.amount_cents for p in scheduled),
         "remaining_count": len(scheduled),
         "method_label": method.description if method else None,
+        "declined_count": len(declined),
+        "declined_cents": sum(p.amount_cents for p in declined),
+        "last_declined_on": declined[-1].scheduled_for if declined else None,
     }
     if not scheduled:
         return PlanStatus(**base)
@@ -268,7 +296,7 @@ class DateChange:
 async def _locked_plan(session: AsyncSession, plan_id: int) -> Plan:
     plan = await session.get(Plan, plan_id, with_for_update=True, populate_existing=True)
     if plan is None or plan.status != "active":
-        raise PlanChangeRefused("Your plan is no longer active, so nothing was changed.")
+        raise PlanChangeRefused(gettext("Your plan is no longer active, so nothing was changed."))
     return plan
 
 
@@ -528,9 +556,9 @@ async def pay_extra(
     keeps the account from ever promising more than it owes (bot/payments/collectable.py)."""
     plan = await session.get(Plan, plan_id)
     if plan is None or plan.status != "active" or plan.account_id != account.id:
-        raise PlanChangeRefused("Your plan is no longer active, so nothing was charged.")
+        raise PlanChangeRefused(gettext("Your plan is no longer active, so nothing was charged."))
     if plan.method_id is None:
-        raise PlanChangeRefused("Your plan has no payment method on file.")
+        raise PlanChangeRefused(gettext("Your plan has no payment method on file."))
     existing = await session.scalar(
         select(Payment).where(Payment.idempotency_key == idempotency_key)
     )

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from bot.text.i18n import N_
+
 __all__ = [
     "ChargeResult",
     "GatewayUnavailable",
@@ -168,25 +170,26 @@ class PaymentGateway(Protocol):
 
 _METHOD_KINDS = ("card", "us_bank_account")
 
-# Plain ASCII (GSM-7 safe): these texts may go into an SMS as they are.
+# Plain ASCII (GSM-7 safe): these texts may go into an SMS as they are. Marked for the catalogs:
+# an SMS shows them in the customer's language (bot/templates/sms/payment_declined.txt).
 _DECLINE_MESSAGES = {
-    "insufficient_funds": "The payment was declined for insufficient funds. "
-    "Please try another card or bank account.",
-    "expired_card": "The card has expired. Please add a new card.",
-    "incorrect_cvc": "The card details were not accepted. Please add the card again.",
-    "incorrect_number": "The card details were not accepted. Please add the card again.",
-    "invalid_cvc": "The card details were not accepted. Please add the card again.",
-    "invalid_expiry_month": "The card details were not accepted. Please add the card again.",
-    "invalid_expiry_year": "The card details were not accepted. Please add the card again.",
-    "lost_card": "The card was declined. Please try another card or bank account.",
-    "stolen_card": "The card was declined. Please try another card or bank account.",
-    "authentication_required": "Your bank needs you to approve this payment. "
-    "Please open your secure link to finish it.",
-    "processing_error": "The payment could not be processed right now. Please try again later.",
-    "paypal_declined": "PayPal declined the payment. Please check your PayPal account "
-    "or use another payment method.",
+    "insufficient_funds": N_("The payment was declined for insufficient funds. "
+    "Please try another card or bank account."),
+    "expired_card": N_("The card has expired. Please add a new card."),
+    "incorrect_cvc": N_("The card details were not accepted. Please add the card again."),
+    "incorrect_number": N_("The card details were not accepted. Please add the card again."),
+    "invalid_cvc": N_("The card details were not accepted. Please add the card again."),
+    "invalid_expiry_month": N_("The card details were not accepted. Please add the card again."),
+    "invalid_expiry_year": N_("The card details were not accepted. Please add the card again."),
+    "lost_card": N_("The card was declined. Please try another card or bank account."),
+    "stolen_card": N_("The card was declined. Please try another card or bank account."),
+    "authentication_required": N_("Your bank needs you to approve this payment. "
+    "Please open your secure link to finish it."),
+    "processing_error": N_("The payment could not be processed right now. Please try again later."),
+    "paypal_declined": N_("PayPal declined the payment. Please check your PayPal account "
+    "or use another payment method."),
 }
-_DEFAULT_DECLINE = (
+_DEFAULT_DECLINE = N_(
     "The payment was declined by the card issuer. Please try another card or bank account."
 )
 _REQUIRES_ACTION_MESSAGE = _DECLINE_MESSAGES["authentication_required"]

@@ -69,6 +69,9 @@ class Turn:
     # Verification codes, sent after the reply: how long a reply takes says nothing of whether
     # an account exists.
     codes: list[second_factor.CodeToSend] = field(default_factory=list)
+    # The language this turn answers in when it is not the conversation's own: a first message
+    # that reads as Spanish is answered in Spanish (and Spanish offered) before anyone chose it.
+    language: str | None = None
 
 
 @dataclass(frozen=True)

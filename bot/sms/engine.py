@@ -38,12 +38,16 @@ from bot.sms.context import Inbound, Services, StoredInbound, Turn, TurnContext,
 from bot.sms.handover import HANDING_OVER, bot_answers, hand_to_agent
 from bot.sms.introduction import who_we_are
 from bot.sms.parsing import Meaning, classify_keyword
+from bot.sms.parsing.language import looks_spanish
 from bot.sms.payment_turns import PaymentTurns, reads_as_pay
 from bot.sms.plan_turns import PLAN_FLOW, PlanTurns
 from bot.sms.verification import VerificationTurns
 from bot.sms.views import AccountViews, limited_to_proof
 from bot.sms.web_steps import WebSteps
+from bot.text import i18n
 from bot.text.rendering import SmsRenderer
+from states import payment as payment_flow
+from states import plan_change as plan_flow
 from states.replies import Reply
 
 __all__ = ["ConversationEngine", "Inbound", "StoredInbound", "Turn", "WebStep", "limited_to_proof"]
@@ -175,11 +179,17 @@ class ConversationEngine:
         if account is None:
             account = await self._account_of(session, conversation)
         ctx = TurnContext(session=session, conv=conversation, turn=turn, now=now)
-        await self._handle(ctx, account, message, opted_out=opted_out)
+        # Texts worked out in Python during the turn (reasons, dates) follow the language too.
+        with i18n.using(language_of(conversation, account)):
+            await self._handle(ctx, account, message, opted_out=opted_out)
         conversation.last_inbound_at = now
         conversation.updated_at = now
         account = await self._account_of(session, conversation)
-        texts = await self.views.render(session, conversation, account, turn.replies, now)
+        # A number just verified adopts its account's language, unless it chose one already.
+        language = turn.language or language_of(conversation, account)
+        texts = await self.views.render(
+            session, conversation, account, turn.replies, now, language=language
+        )
         await ledger.store_replies(
             session,
             texts,
@@ -229,6 +239,8 @@ class ConversationEngine:
                     session, conv.phone, opted_out=True, keyword=message.body, channel="sms", at=now
                 )
                 turn.replies.append(Reply("opt_out_confirmed"))
+                if language_of(conv, account) == "en" and looks_spanish(message.body):
+                    turn.language = "es"  # ALTO is confirmed in Spanish, and nothing else said
             if conv.flow in {"payment", PLAN_FLOW}:  # nothing half done is picked up later
                 conv.flow, conv.state, conv.context = "payment", "idle", {}
             return
@@ -244,6 +256,30 @@ class ConversationEngine:
                 )
                 turn.replies.append(Reply("opt_in_confirmed"))
             return  # nothing else is ever sent to an opted-out number
+        if kind in ("spanish", "english"):
+            await self._switch_language(ctx, account, message, keyword)
+            return
+        spanish_first = (
+            language_of(conv, account) == "en"
+            and conv.language_asked_at is None
+            and looks_spanish(message.body)
+        )
+        if spanish_first:
+            # Answered in Spanish, as well as the parser reads it, and Spanish offered once.
+            turn.language = i18n.set_language("es")
+        await self._route(ctx, account, message, keyword)
+        if spanish_first and turn.replies:
+            conv.language_asked_at = now
+            turn.replies.append(Reply("language_offer"))
+
+    async def _route(
+        self, ctx: TurnContext, account: Account | None, message: StoredInbound,
+        keyword: Meaning | None,
+    ) -> None:
+        """A message for whoever has the conversation: a person, the handover, verification of
+        an unknown number, or the flows."""
+        session, conv, turn, now = ctx.session, ctx.conv, ctx.turn, ctx.now
+        kind = keyword.kind if keyword else None
         if kind == "help":
             turn.replies.append(Reply("help"))
             return
@@ -271,6 +307,35 @@ class ConversationEngine:
             return
         await self._converse(ctx, account, message, keyword)
 
+    async def _switch_language(
+        self, ctx: TurnContext, account: Account | None, message: StoredInbound, keyword: Meaning
+    ) -> None:
+        """ESPAÑOL / ENGLISH: the conversation's language from now on, said in it, with the
+        question the customer was at (none while a person has the conversation)."""
+        conv = ctx.conv
+        conv.language = i18n.set_language("es" if keyword.kind == "spanish" else "en")
+        ctx.turn.replies.append(Reply("language_set"))
+        if conv.status in ("waiting", "agent"):
+            return
+        if account is None:
+            await self.verifying.answer(ctx, message, keyword)  # asks again where it stands
+            return
+        ctx.turn.replies.append(await self._current_question(ctx, account))
+
+    async def _current_question(self, ctx: TurnContext, account: Account) -> Reply:
+        session, conv = ctx.session, ctx.conv
+        if conv.flow == PLAN_FLOW and conv.state in plan_flow.STATES and conv.state != "idle":
+            settings = await self.views.flow_settings(session, account)
+            plan = await self.plans._plan_flow_for(ctx, account, settings)
+            self.plan_machine.add_model(plan, initial=conv.state)
+            try:
+                return plan.prompt()
+            finally:
+                self.plan_machine.remove_model(plan)
+        if conv.flow == "payment" and conv.state in payment_flow.STATES and conv.state != "idle":
+            return (await self.views.flow_for(session, conv, account, ctx.now)).prompt()
+        return await self.views.idle_prompt(session, account, ctx.now)
+
     async def _converse(
         self, ctx: TurnContext, account: Account, message: StoredInbound, keyword: Meaning | None
     ) -> None:
@@ -294,6 +359,11 @@ class ConversationEngine:
             await self.plans.answer(ctx, account, message, keyword, settings)
             return
         await self.paying.answer(ctx, account, message, keyword, settings)
+
+
+def language_of(conv: Conversation, account: Account | None) -> str:
+    """The conversation's own choice, else its account's language, else English."""
+    return i18n.language_for(conv.language, account.language if account is not None else None)
 
 
 _CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10, 13))

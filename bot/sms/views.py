@@ -10,22 +10,32 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.settings import FlowSettings
 from bot.ledger import queries as ledger
-from bot.ledger.models import Account, Conversation
+from bot.ledger.models import Account, Conversation, Payment, Plan
 from bot.payments import choices
 from bot.payments.collectable import collectable, worth_offering
 from bot.payments.service import PaymentOutcome
 from bot.security import mask_email, mask_phone
 from bot.sms.context import Services, Turn
 from bot.sms.live_link import payment_link
+from bot.text.i18n import DEFAULT_DESCRIPTION, N_
 from states.payment import AccountView, MethodView, OfferView, PaymentFlow
 from states.plan_change import PlanFlow
 from states.replies import Reply
 
 CREDITOR_CACHE_FOR = timedelta(minutes=1)
+# The payment service's refusals (bot/payments/service.py raises them in English): in the catalog,
+# so payment_refused.txt says them in the customer's language.
+REFUSALS = (
+    N_("That payment method is no longer on file."),
+    N_("We could not record the payment. Nothing was charged."),
+    N_("That settlement offer is no longer open."),
+    N_("Your plan has no payment method on file."),
+)
 
 
 @dataclass(frozen=True)
@@ -190,12 +200,33 @@ class AccountViews:
         (the one rule, bot.payments.collectable, in its own words): what is on its way is no
         news to repeat, what is left to pay is."""
         state = await collectable(session, account.id, balance_cents=account.balance_cents)
+        upcoming = await session.scalar(
+            select(Payment)
+            .where(Payment.account_id == account.id, Payment.status == "scheduled")
+            .order_by(Payment.scheduled_for, Payment.id)
+            .limit(1)
+        )
+        # A declined installment of a running plan is news: "paid so far" alone would hide it.
+        declined = list(
+            await session.scalars(
+                select(Payment)
+                .join(Plan, Plan.id == Payment.plan_id)
+                .where(Payment.account_id == account.id, Payment.status == "declined",
+                       Plan.status == "active")
+                .order_by(Payment.scheduled_for, Payment.id)
+            )
+        )
         return Reply(
             "balance",
             {
                 "balance_cents": account.balance_cents,
-                "description": account.description or "your account",
+                "description": account.description or DEFAULT_DESCRIPTION,
                 "reason": state.explanation() if state.committed_cents else "",
+                "next_payment": {"amount_cents": upcoming.amount_cents,
+                                 "day": upcoming.scheduled_for} if upcoming else None,
+                "declined": {"count": len(declined),
+                             "cents": sum(p.amount_cents for p in declined),
+                             "day": declined[-1].scheduled_for} if declined else None,
             },
         )
 
@@ -206,7 +237,10 @@ class AccountViews:
         account: Account | None,
         replies: list[Reply],
         now: datetime,
+        *,
+        language: str | None = None,
     ) -> list[str]:
+        """The replies as texts, in `language` (None: the language of the moment)."""
         if not replies:
             return []
         settings = self.services.settings
@@ -239,7 +273,7 @@ class AccountViews:
                     session, conv=conv, account=account, now=now, settings=settings,
                     fresh=any(r.template == "link" for r in replies),
                 )
-        return self.services.renderer.render_all(replies, base)
+        return self.services.renderer.render_all(replies, base, language)
 
 
 def limited_to_proof(flow: PaymentFlow, proved_by: str | None) -> PaymentFlow:

@@ -27,7 +27,7 @@ TRANSLATED = ("es",)
 DOMAINS: dict[str, tuple[str, ...]] = {
     "sms": (
         "bot/templates/sms", "bot/sms", "states", "bot/inbox", "bot/outreach", "bot/worker",
-        "bot/accounts",
+        "bot/accounts", "bot/text", "bot/providers",
     ),
     "email": ("bot/templates/email", "bot/templates/legal", "bot/plans", "bot/payments",
               "webhooks"),

@@ -15,10 +15,11 @@ guesses.
 from __future__ import annotations
 
 import gettext as _gettext
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import date
+from datetime import date, datetime, timedelta
 from functools import cache
 from io import BytesIO
 from pathlib import Path
@@ -52,6 +53,15 @@ def normalize_language(value: object) -> str | None:
     if not isinstance(value, str):
         return None
     return _NAMES.get(value.strip().lower())
+
+
+def language_for(*choices: str | None) -> str:
+    """The first language given that we write (a conversation's choice, then its account's),
+    else English."""
+    for choice in choices:
+        if (language := normalize_language(choice)) is not None:
+            return language
+    return DEFAULT_LANGUAGE
 
 
 def current_language() -> str:
@@ -128,6 +138,64 @@ def format_month_day(day: date) -> str:
     return format_date(day, "d MMM", locale=BABEL_LOCALES[language])
 
 
+# An account without a description of its own is "your account" (bot/sms/views.py).
+DEFAULT_DESCRIPTION = N_("your account")
+# What a payment method is called when it has no brand of its own (a bank account, PayPal).
+_KINDS = (N_("Bank"), N_("Bank account"), N_("Card"), N_("card"), N_("bank account"))
+_ENDING = re.compile(r"^(?P<brand>.+) ending (?P<last4>\S+)$")
+
+
+def method_label(label: object) -> object:
+    """`Visa ending 4242` (as states/ and the ledger write it) in the language of the moment:
+    `Visa terminada en 4242`; a generic kind ("Bank") is translated, a brand is a name."""
+    if not isinstance(label, str) or not label:
+        return label
+    found = _ENDING.match(label)
+    if found is None:
+        return gettext(label) if label in _KINDS else label
+    brand = found["brand"]
+    return gettext("%(brand)s ending %(last4)s") % {
+        "brand": gettext(brand) if brand in _KINDS else brand,
+        "last4": found["last4"],
+    }
+
+
+def method_words(words: str) -> str:
+    """"card or bank account" (FlowSettings.method_words) in the language of the moment."""
+    parts = [gettext(part) if part in _KINDS else part for part in words.split(" or ")]
+    if len(parts) == 1:
+        return parts[0]
+    return gettext("%(first)s or %(second)s") % {
+        "first": ", ".join(parts[:-1]), "second": parts[-1]
+    }
+
+
+_BACK = {
+    "today": N_("today at %(time)s"),
+    "tomorrow": N_("tomorrow at %(time)s"),
+    "weekday": N_("%(weekday)s at %(time)s"),
+}
+
+
+def when_back(wait: object) -> str:
+    """A handoff's "back" (bot/config/flow.FlowSettings.agent_wait) in the language of the
+    moment: "Monday at 8:00 AM EST", "el lunes a las 8:00 AM EST"."""
+    get = getattr(wait, "get", None)
+    if get is None:
+        return ""
+    opens, today, english = get("opens"), get("today"), str(get("back") or "")
+    language = _current.get()
+    if language == DEFAULT_LANGUAGE or not isinstance(opens, datetime) or today is None:
+        return english
+    time = f"{opens.hour % 12 or 12}:{opens:%M} {'AM' if opens.hour < 12 else 'PM'} {opens:%Z}"
+    if opens.date() == today:
+        return gettext(_BACK["today"]) % {"time": time}
+    if opens.date() == today + timedelta(days=1):
+        return gettext(_BACK["tomorrow"]) % {"time": time}
+    weekday = format_date(opens.date(), "EEEE", locale=BABEL_LOCALES[language])
+    return gettext(_BACK["weekday"]) % {"weekday": weekday, "time": time}
+
+
 def install(env: Environment) -> Environment:
     """Jinja's i18n extension on `env`, reading the current language at each call. Every
     `{% trans %}` block is trimmed (a template wraps its lines for reading; the catalog holds
@@ -140,4 +208,7 @@ def install(env: Environment) -> Environment:
     env.globals["current_language"] = current_language
     env.filters["day"] = format_day
     env.filters["month_day"] = format_month_day
+    env.filters["method"] = method_label
+    env.filters["method_words"] = method_words
+    env.filters["when_back"] = when_back
     return env

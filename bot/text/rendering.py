@@ -42,7 +42,13 @@ class SmsRenderer:
         """`language` None: the language of the moment (`i18n.using`), else the one given."""
         template = self.env.get_template(f"sms/{reply.template}.txt")
         with i18n.using(language or i18n.current_language()):
-            text = template.render({**base, **reply.context})
+            context = {**base, **reply.context}
+            # Two values the engine passes in English words: translated as they are shown.
+            if isinstance(context.get("method_words"), str):
+                context["method_words"] = i18n.method_words(context["method_words"])
+            if context.get("description") == i18n.DEFAULT_DESCRIPTION:
+                context["description"] = i18n.gettext(i18n.DEFAULT_DESCRIPTION)
+            text = template.render(context)
         # Templates wrap for readability; a single newline is a space, a blank line a line break.
         paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text.strip())]
         return to_gsm7("\n".join(p for p in paragraphs if p))

@@ -33,6 +33,7 @@ from bot.payments import collectable
 from bot.payments.service import PaymentOutcome
 from bot.providers.payments import ChargeResult, polite_decline_message
 from bot.security import new_payment_reference
+from bot.text import i18n
 from bot.worker.config import PassReport
 from bot.worker.rules import Rules, local_today
 
@@ -155,14 +156,28 @@ class Declines:
     ) -> dict[str, Any]:
         # The same notice a Stripe event sends (bot/outreach/decline_notices.py), plus the retry
         # rule.
+        # The notice is written in the customer's language (its texts and the retry rule).
+        with i18n.using(account.language):
+            return self._email(account, outcome, rules, result, retry_on, update_url)
+
+    def _email(
+        self,
+        account: Account,
+        outcome: PaymentOutcome,
+        rules: Rules,
+        result: ChargeResult,
+        retry_on: date | None,
+        update_url: str | None,
+    ) -> dict[str, Any]:
         reason = result.failure_message or polite_decline_message(
             result.failure_code, result.decline_code
         )
         if retry_on is not None:
-            rule = f"We will try this payment again on {retry_on:%b} {retry_on.day}, " \
-                   f"{retry_on.year}."
+            rule = i18n.gettext("We will try this payment again on %(day)s.") % {
+                "day": i18n.format_day(retry_on)
+            }
         else:
-            rule = decline_notices.NOT_RETRIED
+            rule = i18n.gettext(decline_notices.NOT_RETRIED)
         notice = decline_notices.Notice(
             kind="decline",
             account=account,

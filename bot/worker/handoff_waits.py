@@ -35,6 +35,7 @@ from bot.ledger.db import Database
 from bot.ledger.models import Account, Conversation, Handoff, Message
 from bot.outreach.notifications import Notifier
 from bot.providers.sms import RecipientOptedOut, SmsError
+from bot.text import i18n
 from bot.text.rendering import SmsRenderer
 from bot.worker.config import PassReport
 from bot.worker.rate_limits import RateLimiter
@@ -195,7 +196,8 @@ class HandoffWaits:
             brand = creditor.brand or creditor.name or brand
         base: dict[str, Any] = {"brand": brand, "support_contact": self.settings.support_contact,
                                 "first_name": account.first_name if account else ""}
-        body = self.renderer.render(reply, base)
+        language = i18n.language_for(conv.language, account.language if account else None)
+        body = self.renderer.render(reply, base, language)
         message = Message(conversation_id=conv.id, direction="outbound", channel="sms",
                           phone=conv.phone, body=body, status="sending", author="bot",
                           created_at=now)
