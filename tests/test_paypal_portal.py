@@ -59,8 +59,7 @@ async def test_an_approved_paypal_account_is_saved_and_paid_with(app, client, ph
     assert browser.state == "schedule"
     await browser.step(action="now")
     assert browser.state == "confirm" and "PayPal (p***@example.com)" in browser.text
-    await browser.step(action="confirm")
-    await browser.step(action="agree", accept="yes", esign_consent="yes")
+    await browser.step(action="pay", consent="yes")  # the one final step: agreement and Pay
     async with app[appkeys.DATABASE].session() as session:
         (method,) = await session.scalars(select(PaymentMethod))
         (payment,) = await session.scalars(select(Payment))

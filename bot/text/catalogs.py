@@ -135,6 +135,24 @@ def check() -> list[Problem]:
                         if _placeholders(string) != want:
                             problems.append(Problem(language, domain, first,
                                                     f"placeholders differ in {string!r}"))
+    return problems + _disagreements()
+
+
+def _disagreements() -> list[Problem]:
+    """At run time every domain's catalog is merged into one (bot/text/i18n.py): a text
+    translated two ways would read one way wherever it shows, whichever domain meant it."""
+    problems: list[Problem] = []
+    for language in TRANSLATED:
+        seen: dict[tuple[str, str | None], tuple[str, object]] = {}
+        for domain in DOMAINS:
+            for message in read(language, domain):
+                if not message.id or not message.string or message.fuzzy:
+                    continue
+                key = (_ids(message.id)[0], message.context)
+                if key in seen and seen[key][1] != message.string:
+                    problems.append(Problem(language, domain, key[0],
+                                            f"translated otherwise in {seen[key][0]}.po"))
+                seen.setdefault(key, (domain, message.string))
     return problems
 
 
