@@ -17,6 +17,11 @@ from tests.seed import add_account
 LINK_TOKEN = r"[A-Za-z0-9_-]{20,}"
 
 
+async def account_language(app, number: str = "+15555550100") -> str:  # type: ignore[no-untyped-def]
+    async with app[appkeys.DATABASE].session() as session:
+        return await session.scalar(select(Account.language).where(Account.phone == number))
+
+
 async def conversation(app, number: str = "+15555550100") -> Conversation:  # type: ignore[no-untyped-def]
     async with app[appkeys.DATABASE].session() as session:
         found = await session.scalar(select(Conversation).where(Conversation.phone == number))
@@ -77,6 +82,7 @@ async def test_espanol_and_english_switch_with_the_current_question(app, phone):
         "¿Cuanto desea pagar? Responda una cantidad de $25.00 a $1,250.00, o TODO."
     ]
     assert (await conversation(app)).language == "es"
+    assert (await account_language(app)) == "es"  # emails and pages follow the customer's word
     (method,) = await maria.send("50")
     assert re.fullmatch(
         re.escape(
@@ -93,6 +99,7 @@ async def test_espanol_and_english_switch_with_the_current_question(app, phone):
         "Pay now or later? Reply NOW, or a date such as 12/15 (up to Feb 23, 2027)."
     ]
     assert (await conversation(app)).language == "en"
+    assert (await account_language(app)) == "en"
 
 
 async def test_a_first_spanish_message_is_answered_in_spanish_and_spanish_offered_once(app, phone):

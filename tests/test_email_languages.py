@@ -192,3 +192,22 @@ def test_a_decline_notice_in_spanish_whole():
         "| Cuenta | Acme Card |",
         "| Actualice su método de pago <https://pay.example/p/U> |",  # the button
     ]
+
+
+def test_when_a_link_stops_working_is_worded_in_the_emails_language():
+    from datetime import UTC, datetime
+
+    from bot.outreach.campaigns import format_local_time
+
+    # Built before any language is set, as the outreach queue builds it; worded when rendered.
+    expires = format_local_time(datetime(2027, 1, 1, 4, 59, tzinfo=UTC), "America/New_York")
+    context = {**CAMPAIGN, "expires": expires, "due_on": date(2026, 12, 20)}
+    lines = {
+        language: [line for line in render_email(ENV, "link", context, language=language)[
+            "text"].splitlines() if "2026" in line and ("11:59" in line)]
+        for language in ("en", "es")
+    }
+    assert lines["en"] == ["The link opens your account directly, so please do not forward this "
+                           "email. It works until Dec 31, 2026 at 11:59 PM EST."]
+    assert lines["es"] == ["El enlace abre su cuenta directamente; por favor, no reenvíe este "
+                           "correo. Funciona hasta el 31 dic 2026 a las 11:59 PM EST."]

@@ -23,7 +23,7 @@ from bot.providers.email import EmailError, EmailSender
 from bot.providers.sms import RecipientOptedOut, SmsError, SmsSender
 from bot.text import i18n
 from bot.text.gsm7 import segment_count
-from bot.text.rendering import SmsRenderer, build_environment, format_day
+from bot.text.rendering import SmsRenderer, build_environment
 from states.replies import Reply
 
 MAX_SEGMENTS = 2  # without the disclosure; only the legal text may make it longer
@@ -369,15 +369,14 @@ def email_environment() -> Environment:
     return env
 
 
-def format_local_time(at: datetime, timezone: str | None) -> str:
-    """"Nov 28, 2026 at 10:00 AM EST" in the account's zone (UTC when it is unreadable)."""
+def format_local_time(at: datetime, timezone: str | None) -> i18n.LocalMoment:
+    """"Nov 28, 2026 at 10:00 AM EST" in the account's zone (UTC when it is unreadable), worded
+    in the language of the rendering that shows it."""
     try:
         zone = ZoneInfo(timezone) if timezone else ZoneInfo("UTC")
     except (ZoneInfoNotFoundError, ValueError, OSError):
         zone = ZoneInfo("UTC")
-    local = at.astimezone(zone)
-    hour = local.strftime("%I").lstrip("0")
-    return f"{format_day(local.date())} at {hour}:{local:%M %p} {local.tzname()}"
+    return i18n.LocalMoment(at.astimezone(zone))
 
 
 def compose_link_email(

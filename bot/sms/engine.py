@@ -314,6 +314,10 @@ class ConversationEngine:
         question the customer was at (none while a person has the conversation)."""
         conv = ctx.conv
         conv.language = i18n.set_language("es" if keyword.kind == "spanish" else "en")
+        if account is not None:
+            # The account holder's own word: emails, PDFs and pages follow it too (they read the
+            # account's language), until the creditor loads another.
+            account.language = conv.language
         ctx.turn.replies.append(Reply("language_set"))
         if conv.status in ("waiting", "agent"):
             return

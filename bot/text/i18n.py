@@ -138,6 +138,32 @@ def format_month_day(day: date) -> str:
     return format_date(day, "d MMM", locale=BABEL_LOCALES[language])
 
 
+class LocalMoment:
+    """A moment in the customer's zone, worded only when shown ("Nov 28, 2026 at 10:00 AM EST",
+    "28 nov 2026 a las 10:00 AM EST"): a context built before the language of the rendering is
+    set still reads in that language."""
+
+    __slots__ = ("local",)
+
+    def __init__(self, local: datetime) -> None:
+        self.local = local
+
+    def __str__(self) -> str:
+        local = self.local
+        time = f"{local.hour % 12 or 12}:{local:%M} {'AM' if local.hour < 12 else 'PM'}"
+        return gettext("%(day)s at %(time)s") % {
+            "day": format_day(local.date()), "time": f"{time} {local.tzname()}",
+        }
+
+    def __eq__(self, other: object) -> bool:
+        return str(self) == other if isinstance(other, str) else (
+            isinstance(other, LocalMoment) and other.local == self.local
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.local)
+
+
 # An account without a description of its own is "your account" (bot/sms/views.py).
 DEFAULT_DESCRIPTION = N_("your account")
 # What a payment method is called when it has no brand of its own (a bank account, PayPal).
