@@ -219,9 +219,12 @@ async def test_who_is_this_gets_the_creditor_the_disclosure_and_the_support_cont
         creditor.support_contact = "1-800-555-0199"
         await session.commit()
     clock.advance(timedelta(minutes=2))  # a creditor's terms are cached for a minute
+    # Asked in Spanish: answered in Spanish, with Spanish offered (the account is in English).
     assert await phone().send("Quien es") == [
-        "This is Northwind Recovery, texting about your account. Northwind Recovery is a debt "
-        "collector. Questions? Contact 1-800-555-0199. Reply HELP for help, STOP to opt out."
+        "Le escribe Northwind Recovery sobre su cuenta. Northwind Recovery is a debt collector. "
+        "¿Preguntas? Contacte a 1-800-555-0199. Responda AYUDA para ayuda, ALTO para no recibir "
+        "mas mensajes.\n¿Prefiere español? Responda ESPAÑOL. To continue in English, reply "
+        "ENGLISH."
     ]
 
 

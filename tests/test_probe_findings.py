@@ -1,0 +1,46 @@
+"""What trying the product as a customer found and the other tests missed: each test is one
+conversation a person had, asserted whole."""
+
+from __future__ import annotations
+
+import re
+
+from tests.seed import add_account
+
+
+async def test_yes_answers_pay_with_the_one_saved_card(app, phone):
+    # "Pay with Visa ending 4242?" is a yes/no question: "si" used to be "not one of the
+    # options", and three of them handed the customer to a person.
+    await add_account(app, language="es")
+    maria = phone()
+    for text in ["pagar", "ok", "50"]:
+        await maria.send(text)
+    assert await maria.send("si") == [
+        "¿Pagar ahora o después? Responda AHORA, o una fecha como 12/15 (hasta el 23 feb 2027)."
+    ]
+
+
+async def test_yes_answers_pay_with_the_one_saved_card_in_english(app, phone):
+    await add_account(app)
+    maria = phone()
+    for text in ["pay", "ok", "50"]:
+        await maria.send(text)
+    assert await maria.send("yes") == [
+        "Pay now or later? Reply NOW, or a date such as 12/15 (up to Feb 23, 2027)."
+    ]
+
+
+async def test_yes_is_no_choice_among_two_saved_cards(app, phone):
+    await add_account(app, methods=("pm_card_visa", "pm_card_mastercard"))
+    maria = phone()
+    for text in ["pay", "ok", "50"]:
+        await maria.send(text)
+    (reply,) = await maria.send("yes")
+    assert re.fullmatch(
+        re.escape(
+            "That is not one of the options.\nWhich payment method? Reply 1 for Visa ending 4242, "
+            "2 for Mastercard ending 4444, or 3 to add a card or bank account: "
+            "https://paybot.test/p/"
+        ) + r"[A-Za-z0-9_-]{20,}",
+        reply,
+    ), reply
