@@ -44,3 +44,35 @@ async def test_yes_is_no_choice_among_two_saved_cards(app, phone):
         ) + r"[A-Za-z0-9_-]{20,}",
         reply,
     ), reply
+
+
+async def test_si_to_the_spanish_offer_keeps_the_conversation_in_spanish(app, phone):
+    # An English account writing in Spanish is answered in Spanish and offered Spanish; its "si"
+    # (to "¿Prefiere español?" as much as to the email) was answered in English.
+    await add_account(app, offers=True)
+    maria = phone()
+    assert await maria.send("hola quiero pagar") == [
+        "Su email registrado es m***@example.com. Responda OK, o envienos un email nuevo.\n"
+        "¿Prefiere español? Responda ESPAÑOL. To continue in English, reply ENGLISH."
+    ]
+    assert await maria.send("sí") == [
+        "Ofertas para usted: 1) Pague $800.00 a mas tardar el 31 dic 2026 y liquide todo "
+        "(ahorra $450.00) 2) 6 pagos mensuales de $208.34 3) Saltar. Responda 1, 2 o 3."
+    ]
+    assert await maria.send("3") == [
+        "¿Cuanto desea pagar? Responda una cantidad de $25.00 a $1,250.00, o TODO."
+    ]
+
+
+async def test_english_chosen_stays_english(app, phone):
+    await add_account(app)
+    maria = phone()
+    await maria.send("quien es")
+    await maria.send("ENGLISH")
+    assert await maria.send("si") == [
+        "We have your email as m***@example.com. Reply OK, or send a new email."
+    ]
+    assert await maria.send("cuanto debo") == [
+        "Your balance on Acme Card ending 4821 is $1,250.00.\n"
+        "We have your email as m***@example.com. Reply OK, or send a new email."
+    ]

@@ -39,6 +39,7 @@ from bot.sms.handover import HANDING_OVER, bot_answers, hand_to_agent
 from bot.sms.introduction import who_we_are
 from bot.sms.parsing import Meaning, classify_keyword
 from bot.sms.parsing.language import looks_spanish
+from bot.sms.parsing.words import reply_words
 from bot.sms.payment_turns import PaymentTurns, reads_as_pay
 from bot.sms.plan_turns import PLAN_FLOW, PlanTurns
 from bot.sms.verification import VerificationTurns
@@ -259,14 +260,20 @@ class ConversationEngine:
         if kind in ("spanish", "english"):
             await self._switch_language(ctx, account, message, keyword)
             return
+        english = language_of(conv, account) == "en"
         spanish_first = (
-            language_of(conv, account) == "en"
-            and conv.language_asked_at is None
-            and looks_spanish(message.body)
+            english and conv.language_asked_at is None and looks_spanish(message.body)
         )
+        undecided = english and conv.language is None  # ENGLISH chosen: English it stays
         if spanish_first:
             # Answered in Spanish, as well as the parser reads it, and Spanish offered once.
             turn.language = i18n.set_language("es")
+        elif undecided and conv.language_asked_at is not None and (
+            reply_words(message.body) in SPANISH_YES
+        ):
+            # "si" after "¿Prefiere español?" confirms Spanish (the issue: detected, then
+            # confirmed once), and is the yes the question it came with wanted too.
+            conv.language = i18n.set_language("es")
         await self._route(ctx, account, message, keyword)
         if spanish_first and turn.replies:
             conv.language_asked_at = now
@@ -359,6 +366,10 @@ class ConversationEngine:
             await self.plans.answer(ctx, account, message, keyword, settings)
             return
         await self.paying.answer(ctx, account, message, keyword, settings)
+
+
+# A plain Spanish yes (accents stripped by reply_words).
+SPANISH_YES = (["si"], ["si", "por", "favor"], ["si", "gracias"], ["claro"], ["claro", "que", "si"])
 
 
 def language_of(conv: Conversation, account: Account | None) -> str:
