@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from bot import appkeys
+from bot.ledger.models import Account
 from tests.seed import add_account
 
 
@@ -76,3 +78,34 @@ async def test_english_chosen_stays_english(app, phone):
         "Your balance on Acme Card ending 4821 is $1,250.00.\n"
         "We have your email as m***@example.com. Reply OK, or send a new email."
     ]
+
+
+async def test_espanol_by_text_makes_the_receipt_email_spanish_too(app, phone):
+    # ESPAÑOL changed the texts, and the portal follows the conversation, but the receipt
+    # email followed the account's loaded language: "Recibo enviado" led to an English email.
+    account = await add_account(app)
+    maria = phone()
+    for text in ["ESPAÑOL", "pagar", "ok", "50", "1", "ahora", "si"]:
+        await maria.send(text)
+    (done,) = await maria.send("acepto")
+    reference = done.split("Ref. ")[1].split(".")[0]
+    assert done == (
+        f"Listo: $50.00 pagado con Visa terminada en 4242. Ref. {reference}. "
+        "Recibo enviado a m***@example.com."
+    )
+    (email,) = app[appkeys.PROVIDERS].email.outbox
+    assert email.subject == f"Su recibo de pago {reference}"
+    assert email.text == (
+        "Northwind Recovery\n\nHola, Maria:\n\nGracias. Recibimos su pago de $50.00.\n\n"
+        f"Referencia: {reference}\nMonto: $50.00\nPagado con: Visa terminada en 4242\n"
+        "Fecha de pago: 25 nov 2026\nEstado: Pagado\nSaldo pendiente: $1,200.00\n"
+        "Cuenta: Acme Card ending 4821\n\n"
+        "Esta es una comunicación de un cobrador de deudas.\n\n"
+        "¿Preguntas? Responda AGENTE a nuestros mensajes de texto.\n"
+        "Para dejar de recibir correos, responda a este mensaje con UNSUBSCRIBE.\n"
+    )
+    async with app[appkeys.DATABASE].session() as session:
+        assert (await session.get(Account, account.id)).language == "es"
+    await maria.send("ENGLISH")
+    async with app[appkeys.DATABASE].session() as session:
+        assert (await session.get(Account, account.id)).language == "en"

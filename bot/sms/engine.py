@@ -273,7 +273,7 @@ class ConversationEngine:
         ):
             # "si" after "¿Prefiere español?" confirms Spanish (the issue: detected, then
             # confirmed once), and is the yes the question it came with wanted too.
-            conv.language = i18n.set_language("es")
+            _choose_language(conv, account, "es")
         await self._route(ctx, account, message, keyword)
         if spanish_first and turn.replies:
             conv.language_asked_at = now
@@ -320,7 +320,7 @@ class ConversationEngine:
         """ESPAÑOL / ENGLISH: the conversation's language from now on, said in it, with the
         question the customer was at (none while a person has the conversation)."""
         conv = ctx.conv
-        conv.language = i18n.set_language("es" if keyword.kind == "spanish" else "en")
+        _choose_language(conv, account, "es" if keyword.kind == "spanish" else "en")
         ctx.turn.replies.append(Reply("language_set"))
         if conv.status in ("waiting", "agent"):
             return
@@ -366,6 +366,14 @@ class ConversationEngine:
             await self.plans.answer(ctx, account, message, keyword, settings)
             return
         await self.paying.answer(ctx, account, message, keyword, settings)
+
+
+def _choose_language(conv: Conversation, account: Account | None, language: str) -> None:
+    """The customer's own choice: this conversation's, and its account's too, so that the
+    emails (receipts, plan letters, sent after the turn in the account's language) follow it."""
+    conv.language = i18n.set_language(language)
+    if account is not None:
+        account.language = language
 
 
 # A plain Spanish yes (accents stripped by reply_words).
