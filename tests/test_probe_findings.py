@@ -109,3 +109,14 @@ async def test_espanol_by_text_makes_the_receipt_email_spanish_too(app, phone):
     await maria.send("ENGLISH")
     async with app[appkeys.DATABASE].session() as session:
         assert (await session.get(Account, account.id)).language == "en"
+
+
+async def test_who_is_this_in_spanish_says_the_default_disclosure_in_spanish(app, phone):
+    # The creditor's disclosure is the default text: the emails translate it, the texts
+    # printed it in English inside a Spanish reply.
+    await add_account(app, language="es")
+    assert await phone().send("quien es") == [
+        "Le escribe Northwind Recovery sobre su cuenta. Esta es una comunicacion de un cobrador "
+        "de deudas. ¿Dudas? support@paybot.example. Responda AYUDA para ayuda, ALTO para no "
+        "recibir mas."
+    ]

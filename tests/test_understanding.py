@@ -222,9 +222,8 @@ async def test_who_is_this_gets_the_creditor_the_disclosure_and_the_support_cont
     # Asked in Spanish: answered in Spanish, with Spanish offered (the account is in English).
     assert await phone().send("Quien es") == [
         "Le escribe Northwind Recovery sobre su cuenta. Northwind Recovery is a debt collector. "
-        "¿Preguntas? Contacte a 1-800-555-0199. Responda AYUDA para ayuda, ALTO para no recibir "
-        "mas mensajes.\n¿Prefiere español? Responda ESPAÑOL. To continue in English, reply "
-        "ENGLISH."
+        "¿Dudas? 1-800-555-0199. Responda AYUDA para ayuda, ALTO para no recibir mas.\n"
+        "¿Prefiere español? Responda ESPAÑOL. To continue in English, reply ENGLISH."
     ]
 
 
