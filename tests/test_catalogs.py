@@ -44,3 +44,27 @@ def test_the_language_of_the_moment_and_dates() -> None:
     assert [i18n.normalize_language(v) for v in ("ES", " español ", "Spanish", "en", "fr", 3)] == [
         "es", "es", "es", "en", None, None,
     ]
+
+
+def test_a_text_in_two_domains_has_one_spanish() -> None:
+    # i18n.translations merges every domain's catalog into one, so where two domains translated
+    # the same English differently the last loaded won: the emails said the portal's "Cargo por
+    # conveniencia", the portal the texts' words. One English text, one Spanish.
+    from babel.messages.pofile import read_po
+
+    seen: dict[object, tuple[str, object]] = {}
+    clashes = []
+    for po in sorted((i18n.LOCALE_DIR / "es" / "LC_MESSAGES").glob("*.po")):
+        with po.open("rb") as handle:
+            for message in read_po(handle, locale="es"):
+                if not message.id or not message.string:
+                    continue
+                key = message.id if isinstance(message.id, str) else tuple(message.id)
+                string = message.string if isinstance(message.string, str) else tuple(
+                    message.string
+                )
+                if key in seen and seen[key][1] != string:
+                    first, before = seen[key]
+                    clashes.append(f"{key!r}: {first} {before!r}, {po.stem} {string!r}")
+                seen.setdefault(key, (po.stem, string))
+    assert clashes == []
