@@ -221,6 +221,7 @@ async def email_receipt(request: web.Request) -> web.StreamResponse:
     async with database.session() as db:
         payment, method, account = await _payment_of(db, account_id, reference)
         brand = await engine.brand_for(db, account)
+        disclosure = await email_outbox.creditor_disclosure(db, account)
     if not account.email or payment.status not in email_outbox.RECEIPT_STATUSES:
         notice = gettext("We have no email address to send this receipt to.")
         if account.email:
@@ -240,7 +241,9 @@ async def email_receipt(request: web.Request) -> web.StreamResponse:
         pay_on=payment.scheduled_for if payment.status == "scheduled" else None,
         fee_cents=payment.fee_cents,
     )
-    email = engine.notifier.receipt(account, outcome, brand=brand)
+    # The same receipt as when the payment was recorded: its day, the creditor's disclosure.
+    email = engine.notifier.receipt(account, outcome, brand=brand, at=payment.created_at,
+                                    disclosure=disclosure)
     await email_outbox.send_now(
         database, engine.notifier, email, kind="receipt", account_id=account.id,
         clock=request.config_dict[appkeys.CLOCK],
