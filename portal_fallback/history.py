@@ -241,10 +241,9 @@ async def email_receipt(request: web.Request) -> web.StreamResponse:
         pay_on=payment.scheduled_for if payment.status == "scheduled" else None,
         fee_cents=payment.fee_cents,
     )
-    # Dated when the payment was recorded, as the first copy was.
-    email = engine.notifier.receipt(
-        account, outcome, brand=brand, at=payment.created_at, disclosure=disclosure
-    )
+    # The same receipt as when the payment was recorded: its day, the creditor's disclosure.
+    email = engine.notifier.receipt(account, outcome, brand=brand, at=payment.created_at,
+                                    disclosure=disclosure)
     await email_outbox.send_now(
         database, engine.notifier, email, kind="receipt", account_id=account.id,
         clock=request.config_dict[appkeys.CLOCK],

@@ -17,7 +17,7 @@ from bot import appkeys
 from bot.accounts.loading import ensure_processor_customer
 from bot.config.settings import FlowSettings
 from bot.ledger.models import Account
-from bot.providers.payments import PaymentError, SavedMethod
+from bot.providers.payments import MethodRejected, PaymentError, SavedMethod
 from bot.providers.paypal_gateway import PAYPAL_SETUP_PREFIX
 from bot.providers.sandbox_gateway import SandboxGateway
 
@@ -34,6 +34,13 @@ SANDBOX_METHODS = [
 
 # What a page may post as a new method: a Stripe payment method, or a PayPal approval.
 METHOD_REF_PREFIXES = ("pm_", PAYPAL_SETUP_PREFIX)
+# PayPal's setup token belongs to no customer of ours: which account's page it was made for is
+# kept here, so that only that account can save the PayPal account approved with it.
+PAYPAL_SETUP_SECONDS = 6 * 3600
+
+
+def _paypal_setup_key(token: str) -> str:
+    return f"paybot:paypal_setup:{token}"
 
 
 class MethodNotTaken(Exception):
@@ -57,6 +64,12 @@ async def save_entered_method(
     of it then, so no page or text can offer it and no payment can use it."""
     gateway = request.config_dict[appkeys.PROVIDERS].charging  # a PayPal approval to PayPal
     flow = await flow_of(request, db, account)
+    if method_ref.startswith(PAYPAL_SETUP_PREFIX) and "paypal" in flow.methods_enabled:
+        redis = request.config_dict[appkeys.COORDINATOR].redis
+        made_for = await redis.get(_paypal_setup_key(method_ref.removeprefix(PAYPAL_SETUP_PREFIX)))
+        if made_for is None or int(made_for) != account.id:
+            log.warning("a PayPal approval not made for this account's page was refused")
+            raise MethodRejected("not this account's PayPal approval", code="resource_missing")
     customer_id = await ensure_processor_customer(gateway, account)
     await db.commit()
     saved = await gateway.save_method(customer_id=customer_id, method_ref=method_ref)
@@ -132,6 +145,8 @@ async def _paypal_entry(
     except PaymentError:
         log.warning("could not prepare PayPal entry")
         return {"paypal_unavailable": True}
+    redis = request.config_dict[appkeys.COORDINATOR].redis
+    await redis.set(_paypal_setup_key(token), str(account.id), ex=PAYPAL_SETUP_SECONDS)
     client_id = settings.paypal_client_id or "sandbox"
     return {
         "paypal_setup_token": token,

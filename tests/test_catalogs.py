@@ -44,3 +44,4 @@ def test_the_language_of_the_moment_and_dates() -> None:
     assert [i18n.normalize_language(v) for v in ("ES", " español ", "Spanish", "en", "fr", 3)] == [
         "es", "es", "es", "en", None, None,
     ]
+

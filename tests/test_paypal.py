@@ -382,3 +382,19 @@ async def test_a_refund_made_at_paypal_is_recorded_once(app, client, paypal_fake
         (row,) = await session.scalars(select(Refund))
         assert (row.status, row.processor_ref, row.amount_cents) == (
             "succeeded", "REFUND00000000001", 2000)
+
+
+async def test_malformed_certificate_addresses_are_refused_not_a_500(app, client, paypal_fake):
+    # A certificate address Python's URL parser cannot read ("https://[...") was a 500.
+    payment = await processing_payment(app, paypal_fake)
+    event = paypal_fake.capture_event("PAYMENT.CAPTURE.COMPLETED", capture_resource(payment))
+    body = dumps(event)
+    headers = paypal_fake.signed(body)
+    for cert_url in ["https://[api.paypal.com/cert.pem", "https://api.paypal.com:99999/c.pem",
+                     "https://api.paypal.com\\@evil.example/c.pem", "http://api.paypal.com/c"]:
+        response = await client.post(
+            "/webhooks/paypal", data=body, headers={**headers, "PAYPAL-CERT-URL": cert_url}
+        )
+        assert (response.status, await response.text()) == (400, "invalid signature"), cert_url
+    (still,) = await payments(app)
+    assert still.status == "processing" and not outbox(app)

@@ -59,7 +59,7 @@ async def test_an_approved_paypal_account_is_saved_and_paid_with(app, client, ph
     assert browser.state == "schedule"
     await browser.step(action="now")
     assert browser.state == "confirm" and "PayPal (p***@example.com)" in browser.text
-    await browser.step(action="pay", consent="yes")  # the one final step: agreement and Pay
+    await browser.step(action="pay", consent="yes")  # the one final step (issue 15)
     async with app[appkeys.DATABASE].session() as session:
         (method,) = await session.scalars(select(PaymentMethod))
         (payment,) = await session.scalars(select(Payment))
@@ -120,3 +120,31 @@ def test_production_wants_the_paypal_secret_and_webhook_id_once_the_client_id_is
     assert plain_http.paypal_js_url == "http://paypal.internal/sdk/js"
     assert plain_http.replace(paypal_base_url=None).paypal_js_url == \
         "https://www.paypal.com/sdk/js"
+
+
+async def test_another_accounts_paypal_approval_is_not_saved(app, client, phone):
+    # A setup token is made for one account's page; PayPal ties it to no customer of ours, so
+    # another account's session posting it would have saved that payer's PayPal as its own.
+    maria = await to_the_method_step(app, client, phone, TAKES_PAYPAL)
+    token = setup_token(maria.html)
+    await add_account(app, ref="ACC-1002", phone="+15555550101", email="james@example.com",
+                      first_name="James", methods=())
+    james = Browser(client)
+    (menu,) = await phone("+15555550101").send("hi")
+    await james.get(menu.split("https://paybot.test", 1)[1].split()[0])
+    await james.step(action="start")
+    await james.step(action="continue", amount="75.50")
+    await james.post("/portal/methods", {"payment_method": f"paypal-setup:{token}"}, status=422)
+    assert james.state == "method"
+    async with app[appkeys.DATABASE].session() as session:
+        assert list(await session.scalars(select(PaymentMethod))) == []
+    assert james.text == (
+        "Payment method - Northwind Recovery Skip to content Northwind Recovery Español Sign out "
+        "Payment method That card or account could not be saved. Please check it or use another "
+        "one. You are paying $75.50 Add a card to continue. Back Add a card Test mode: no real "
+        "processor is configured. Test Visa ending 4242 Test Visa ending 0341 (declines) Save "
+        "test method Or pay with PayPal You sign in to PayPal in its own window. We keep only a "
+        "link to your PayPal account, never your password. PayPal could not be connected. Please "
+        "try again or use another method. Your payments Questions? support@paybot.example. "
+        "Secure payments processed by Stripe."
+    )

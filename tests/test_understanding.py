@@ -219,11 +219,10 @@ async def test_who_is_this_gets_the_creditor_the_disclosure_and_the_support_cont
         creditor.support_contact = "1-800-555-0199"
         await session.commit()
     clock.advance(timedelta(minutes=2))  # a creditor's terms are cached for a minute
-    # Asked in Spanish: answered in Spanish (the creditor's own disclosure as written), and
-    # Spanish offered once.
+    # Asked in Spanish: answered in Spanish, with Spanish offered (the account is in English).
     assert await phone().send("Quien es") == [
         "Le escribe Northwind Recovery sobre su cuenta. Northwind Recovery is a debt collector. "
-        "¿Preguntas? 1-800-555-0199. Responda AYUDA para ayuda o ALTO para no recibir mas.\n"
+        "¿Dudas? 1-800-555-0199. Responda AYUDA para ayuda, ALTO para no recibir mas.\n"
         "¿Prefiere español? Responda ESPAÑOL. To continue in English, reply ENGLISH."
     ]
 

@@ -77,8 +77,11 @@ Handler = Callable[[AsyncSession, dict[str, Any], EventContext], Awaitable[Notic
 
 
 def _cert_address_trusted(url: str, settings: Settings) -> bool:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:  # "https://[...": no address at all (and a 400, never a 500)
+        return False
     if parts.scheme == "https" and (host == "paypal.com" or host.endswith(".paypal.com")):
         return True
     base = (settings.paypal_base_url or "").rstrip("/")

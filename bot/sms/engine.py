@@ -39,6 +39,7 @@ from bot.sms.handover import HANDING_OVER, bot_answers, hand_to_agent
 from bot.sms.introduction import who_we_are
 from bot.sms.parsing import Meaning, classify_keyword
 from bot.sms.parsing.language import looks_spanish
+from bot.sms.parsing.words import reply_words
 from bot.sms.payment_turns import PaymentTurns, reads_as_pay
 from bot.sms.plan_turns import PLAN_FLOW, PlanTurns
 from bot.sms.verification import VerificationTurns
@@ -259,14 +260,20 @@ class ConversationEngine:
         if kind in ("spanish", "english"):
             await self._switch_language(ctx, account, message, keyword)
             return
+        english = language_of(conv, account) == "en"
         spanish_first = (
-            language_of(conv, account) == "en"
-            and conv.language_asked_at is None
-            and looks_spanish(message.body)
+            english and conv.language_asked_at is None and looks_spanish(message.body)
         )
+        undecided = english and conv.language is None  # ENGLISH chosen: English it stays
         if spanish_first:
             # Answered in Spanish, as well as the parser reads it, and Spanish offered once.
             turn.language = i18n.set_language("es")
+        elif undecided and conv.language_asked_at is not None and (
+            reply_words(message.body) in SPANISH_YES
+        ):
+            # "si" after "¿Prefiere español?" confirms Spanish (the issue: detected, then
+            # confirmed once), and is the yes the question it came with wanted too.
+            _choose_language(conv, account, "es")
         await self._route(ctx, account, message, keyword)
         if spanish_first and turn.replies:
             conv.language_asked_at = now
@@ -313,11 +320,7 @@ class ConversationEngine:
         """ESPAÑOL / ENGLISH: the conversation's language from now on, said in it, with the
         question the customer was at (none while a person has the conversation)."""
         conv = ctx.conv
-        conv.language = i18n.set_language("es" if keyword.kind == "spanish" else "en")
-        if account is not None:
-            # The account holder's own word: emails, PDFs and pages follow it too (they read the
-            # account's language), until the creditor loads another.
-            account.language = conv.language
+        _choose_language(conv, account, "es" if keyword.kind == "spanish" else "en")
         ctx.turn.replies.append(Reply("language_set"))
         if conv.status in ("waiting", "agent"):
             return
@@ -363,6 +366,18 @@ class ConversationEngine:
             await self.plans.answer(ctx, account, message, keyword, settings)
             return
         await self.paying.answer(ctx, account, message, keyword, settings)
+
+
+def _choose_language(conv: Conversation, account: Account | None, language: str) -> None:
+    """The customer's own choice: this conversation's, and its account's too, so that the
+    emails (receipts, plan letters, sent after the turn in the account's language) follow it."""
+    conv.language = i18n.set_language(language)
+    if account is not None:
+        account.language = language
+
+
+# A plain Spanish yes (accents stripped by reply_words).
+SPANISH_YES = (["si"], ["si", "por", "favor"], ["si", "gracias"], ["claro"], ["claro", "que", "si"])
 
 
 def language_of(conv: Conversation, account: Account | None) -> str:

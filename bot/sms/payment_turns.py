@@ -163,6 +163,12 @@ class PaymentTurns:
             menu_size = len(flow.account.offers) + (1 if skip else 0)
         elif flow.state in {"method", "awaiting_method"}:
             menu_size = len(flow.account.methods) + 1
+            # With one saved method the question reads "Pay with Visa ending 4242?": a plain
+            # yes ("si", "yes") is the answer 1, not an unknown option.
+            if flow.state == "method" and menu_size == 2 and (
+                parse_reply(text, "confirm", today=today).kind == "yes"
+            ):
+                return Meaning("choice", 1)
         return parse_reply(
             text, step, today=today, horizon=flow.horizon(), menu_size=menu_size, skip_option=skip
         )

@@ -48,6 +48,10 @@ class SmsRenderer:
                 context["method_words"] = i18n.method_words(context["method_words"])
             if context.get("description") == i18n.DEFAULT_DESCRIPTION:
                 context["description"] = i18n.gettext(i18n.DEFAULT_DESCRIPTION)
+            # A creditor's disclosure is shown as loaded, unless it is our default one: that
+            # one in the reader's language, as the emails do (bot/outreach/email_texts).
+            if isinstance(context.get("disclosure"), str) and context["disclosure"]:
+                context["disclosure"] = i18n.gettext(context["disclosure"])
             text = template.render(context)
         # Templates wrap for readability; a single newline is a space, a blank line a line break.
         paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text.strip())]
