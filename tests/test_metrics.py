@@ -4,6 +4,7 @@ its actions and asserts exactly which `paybot_` lines changed, and by how much."
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -236,3 +237,26 @@ def test_several_processes_add_up_in_one_scrape(tmp_path: Path) -> None:
     assert parse(scraped)['paybot_turns_total{outcome="failed"}'] == 0.0
     assert not Path(directory).exists()  # cleaned when the processes have ended
     assert metrics.MULTIPROC_DIR not in os.environ
+
+
+# ------------------------------------------------------------------ the dashboard
+
+SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+async def test_the_grafana_dashboard_queries_what_metrics_says(client) -> None:
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    queries = [
+        target["expr"]
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+    ]
+    queried = {name for expr in queries for name in re.findall(r"\bpaybot_\w+", expr)}
+    text = await (await client.get("/metrics")).text()
+    families = set(re.findall(r"^# TYPE (paybot_\w+) ", text, re.MULTILINE))
+    samples = {line.split("{")[0].split(" ")[0] for line in text.splitlines()
+               if line.startswith("paybot_")}
+    assert queried - samples - families == set(), "the dashboard queries what /metrics lacks"
+    # ... and every family has a panel.
+    covered = {name.removesuffix(s) for name in queried for s in SUFFIXES if name.endswith(s)}
+    assert families - queried - covered == set()
