@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web, web_response
 
 from agent_console import app as console
-from bot import api, appkeys
+from bot import api, appkeys, operations
 from bot.clock import Clock, SystemClock
 from bot.config.check import require_production_ready
 from bot.config.settings import Settings
@@ -20,6 +20,7 @@ from bot.payments.service import PaymentService
 from bot.providers import Providers, build_providers
 from bot.sms.engine import ConversationEngine
 from portal_fallback import app as portal
+from portal_fallback import sessions
 from webhooks import paypal as paypal_webhooks
 from webhooks import sendgrid as sendgrid_webhooks
 from webhooks import stripe as stripe_webhooks
@@ -55,18 +56,12 @@ def create_app(
     portal.add_routes(app)
     app.add_subapp("/agent/", console.create_app())
     app.router.add_get("/agent", _to_console)
-    app.router.add_get("/healthz", _health)
+    operations.add_routes(app, client_ip=sessions.client_ip)
     return app
 
 
 async def _to_console(_: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/agent/")
-
-
-async def _health(request: web.Request) -> web.Response:
-    await request.app[appkeys.DATABASE].ping()
-    await request.app[appkeys.COORDINATOR].ping()
-    return web.json_response({"status": "ok"})
 
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -9,16 +9,22 @@ starts the processes and stops them all when one ends or when it is told to stop
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
+import os
+import shutil
 import signal
 import socket
+import tempfile
+from collections.abc import Iterator
 from multiprocessing.connection import wait
 from types import FrameType
 from typing import Any
 
 from aiohttp import web
 
+from bot import metrics
 from bot.config.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -71,6 +77,30 @@ def _serve_many(settings: Settings, host: str, port: int, count: int) -> int:
 
         asyncio.run(migrate())
     child_settings = settings.replace(migrate_on_start=False)
+    with shared_metrics():
+        return _run_children(child_settings, host, port, count)
+
+
+@contextlib.contextmanager
+def shared_metrics() -> Iterator[None]:
+    """Each process counts into files of one fresh directory, so that a scrape of /metrics,
+    answered by whichever process the kernel picks, adds up all of them (prometheus-client's
+    multiprocess mode). Set before the processes start (they read it as they import
+    prometheus-client); removed when they have all ended. An operator's own
+    PROMETHEUS_MULTIPROC_DIR (shared with `paybot worker`, say) is used as it is, and kept."""
+    if os.environ.get(metrics.MULTIPROC_DIR):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="paybot-metrics-")
+    os.environ[metrics.MULTIPROC_DIR] = directory
+    try:
+        yield
+    finally:
+        del os.environ[metrics.MULTIPROC_DIR]
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _run_children(child_settings: Settings, host: str, port: int, count: int) -> int:
     context = multiprocessing.get_context("spawn")  # nothing of the parent's state is inherited
     children = [
         context.Process(
@@ -101,6 +131,8 @@ def _serve_many(settings: Settings, host: str, port: int, count: int) -> int:
             if child.is_alive():
                 child.kill()
                 child.join()
+            if child.pid is not None:
+                metrics.mark_process_dead(child.pid)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

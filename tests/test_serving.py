@@ -22,6 +22,7 @@ from bot.ledger.models import Payment
 from bot.serving import freeze_again_when_warm
 from tests.conftest import BACKEND, PUBLIC_BASE_URL, SmsPhone
 from tests.seed import CONFIRM_STEPS, add_account
+from tests.test_metrics import parse as parse_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,6 +113,12 @@ async def test_two_processes_answer_on_one_port_and_charge_once(
                 await maria.send(text)
             # Two taps of AGREE at once, on separate connections (so, likely, processes).
             replies = await asyncio.gather(maria.send("agree"), maria.send("agree"))
+            # /metrics adds up both processes, whichever answers (PROMETHEUS_MULTIPROC_DIR).
+            for _ in range(2):
+                async with web.get("/metrics") as response:
+                    scraped = parse_metrics(await response.text())
+                assert scraped['paybot_turns_total{outcome="answered"}'] == len(CONFIRM_STEPS) + 2
+                assert scraped['paybot_payments_total{channel="sms",status="paid"}'] == 1
         done = [r for reply in replies for r in reply if r.startswith("Done: $50.00 paid")]
         assert len(done) == 1
         async with app[appkeys.DATABASE].session() as session:

@@ -43,7 +43,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import appkeys
+from bot import appkeys, metrics
 from bot.config.settings import Settings
 from bot.ledger import queries as ledger
 from bot.ledger.models import Account, Payment, ProcessedEvent
@@ -147,6 +147,7 @@ async def handle(request: web.Request) -> web.Response:
     if len(body) > MAX_BODY:
         return _refuse("payload too large")
     if not await verified(request, body, settings):
+        metrics.WEBHOOK_VERIFICATION_FAILURES.labels("paypal").inc()
         log.warning("refused a PayPal webhook with a missing or wrong signature")
         return _refuse("invalid signature")
     try:

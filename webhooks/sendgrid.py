@@ -63,7 +63,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import appkeys
+from bot import appkeys, metrics
 from bot.ledger import queries as ledger
 from bot.ledger.models import EmailOptOut, ProcessedEvent
 
@@ -126,6 +126,7 @@ async def handle(request: web.Request) -> web.Response:
     signature = request.headers.get(SIGNATURE_HEADER, "")
     timestamp = request.headers.get(TIMESTAMP_HEADER, "")
     if not signature or not timestamp:
+        metrics.WEBHOOK_VERIFICATION_FAILURES.labels("sendgrid").inc()
         log.warning("refused a SendGrid event batch without a signature")
         return web.Response(status=403, text="missing signature")
     try:
@@ -133,9 +134,11 @@ async def handle(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         return web.Response(status=400, text="malformed payload")
     if not verify(public_key, payload, signature, timestamp):
+        metrics.WEBHOOK_VERIFICATION_FAILURES.labels("sendgrid").inc()
         log.warning("refused a SendGrid event batch with a wrong signature")
         return web.Response(status=403, text="invalid signature")
     if abs(now.timestamp() - int(timestamp)) > TOLERANCE_SECONDS:
+        metrics.WEBHOOK_VERIFICATION_FAILURES.labels("sendgrid").inc()
         log.warning("refused a SendGrid event batch signed at %s: too old or too new", timestamp)
         return web.Response(status=403, text="stale timestamp")
 

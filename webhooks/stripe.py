@@ -39,7 +39,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import appkeys
+from bot import appkeys, metrics
 from bot.ledger import queries as ledger
 from bot.ledger.models import Account, OutboundEmail, Payment, PaymentMethod, ProcessedEvent
 from bot.outreach import email_outbox
@@ -87,6 +87,7 @@ async def handle(request: web.Request) -> web.Response:
             payload, request.headers.get("Stripe-Signature"), secret, tolerance=TOLERANCE_SECONDS
         )
     except stripe.SignatureVerificationError:
+        metrics.WEBHOOK_VERIFICATION_FAILURES.labels("stripe").inc()
         log.warning("refused a Stripe webhook with a missing, wrong or expired signature")
         return _refuse("invalid signature")
     except Exception:  # signed, but not JSON (ValueError) or not an event object

@@ -14,7 +14,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from bot import appkeys
+from bot import appkeys, metrics
 from bot.ledger import queries as ledger
 from bot.phones import InvalidPhone, normalize_phone
 from bot.sms.engine import Inbound
@@ -44,11 +44,13 @@ async def verify_signature(request: web.Request, handler):  # type: ignore[no-un
         # Production refuses to start without the token; should an app be built without it
         # anyway, an unsigned webhook is still never believed there.
         log.error("refused a Twilio webhook: TWILIO_AUTH_TOKEN is not set")
+        metrics.WEBHOOK_VERIFICATION_FAILURES.labels("twilio").inc()
         return web.Response(status=403, text="invalid signature")
     if settings.twilio_auth_token:
         signature = request.headers.get("X-Twilio-Signature", "")
         url = settings.public_base_url + request.path_qs
         if not RequestValidator(settings.twilio_auth_token).validate(url, form, signature):
+            metrics.WEBHOOK_VERIFICATION_FAILURES.labels("twilio").inc()
             log.warning("refused a Twilio webhook with a bad signature (%s)", request.path)
             return web.Response(status=403, text="invalid signature")
     request[FORM] = form

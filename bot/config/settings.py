@@ -171,6 +171,9 @@ class Settings(BaseModel):
     # Proxies whose X-Forwarded-For is believed (portal_fallback.sessions.client_ip); none by
     # default: a client may write anything in that header.
     trusted_proxies: Networks = _env("PAYBOT_TRUSTED_PROXIES", ())
+    # GET /metrics answers the loopback address, and anyone presenting this bearer token
+    # (bot/operations/scrape.py); unset: the loopback address only.
+    metrics_token: str | None = _env("PAYBOT_METRICS_TOKEN")
     # Inbound SMS turns one web process works on at once; the rest wait their turn in order.
     # A few in flight keep the database busy; many only slow every one of them down.
     sms_turns_in_flight: AtLeast1 = _env("PAYBOT_SMS_TURNS_IN_FLIGHT", 8)

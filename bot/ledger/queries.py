@@ -18,6 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from bot import metrics
 from bot.ledger.models import (
     Account,
     AuditEvent,
@@ -344,6 +345,8 @@ async def set_opt_out(
     session: AsyncSession, phone: str, *, opted_out: bool, keyword: str, channel: str, at: datetime
 ) -> None:
     row = await session.get(OptOut, phone)
+    if opted_out and (row is None or not row.opted_out):
+        metrics.OPT_OUTS.labels(channel).inc()
     if row is None:
         session.add(
             OptOut(

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import metrics
 from bot.clock import Clock
 from bot.ledger import queries as ledger
 from bot.ledger.models import Account, Agreement, Offer, Payment, PaymentMethod, Plan
@@ -161,6 +162,8 @@ class PaymentService:
         if created and payment.status == "processing":
             await self._charge(session, account, method, payment, recorded=recorded)
             payment = await session.get(Payment, payment.id, populate_existing=True) or payment
+        if created:
+            metrics.PAYMENTS.labels(payment.status, request.channel).inc()
         return _outcome(payment, method, request)
 
     async def _record(
@@ -307,6 +310,7 @@ class PaymentService:
                     },
                 )
         except GatewayUnavailable:
+            metrics.PROCESSOR_ERRORS.labels("unavailable").inc()
             payment.failure_code = "processor_unavailable"
             payment.updated_at = self.clock.now()
             await session.commit()
@@ -314,6 +318,7 @@ class PaymentService:
         except PaymentError as error:
             # Refused outright (an unknown method, a parameter the processor rejects): nothing was
             # charged. Recorded as declined with its reason, never left Processing.
+            metrics.PROCESSOR_ERRORS.labels("refused").inc()
             log.warning("payment %s refused by the processor: %s", payment.reference, error.code)
             result = ChargeResult(
                 status="declined",
@@ -323,6 +328,7 @@ class PaymentService:
         except Exception:
             # An SDK fault: whether the processor charged is unknown. Left for the worker, which
             # asks again with the same idempotency key (never a second charge).
+            metrics.PROCESSOR_ERRORS.labels("fault").inc()
             log.exception("payment %s: the processor call failed", payment.reference)
             payment.failure_code = "processor_unavailable"
             payment.updated_at = self.clock.now()

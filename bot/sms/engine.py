@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Coroutine
 from datetime import timedelta
@@ -23,6 +24,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import metrics
 from bot.accounts import second_factor
 from bot.config.settings import Settings
 from bot.coordination import Coordinator
@@ -114,6 +116,7 @@ class ConversationEngine:
         copies) go out before this returns, or, with `reply_first` (the SMS webhook), after:
         the reply does not wait on the email provider's round trip. `settled()` waits for them.
         """
+        started = time.perf_counter()
         sid = inbound.sid or f"local-{uuid.uuid4().hex}"
         body = _printable(inbound.body)[:1600]
         at = self.clock.now()
@@ -122,15 +125,23 @@ class ConversationEngine:
                 connection, phone=inbound.phone, body=body, sid=sid, channel=inbound.channel, at=at
             )
         )
+        metrics.INBOUND_MESSAGES.labels(inbound.channel).inc()
         message = StoredInbound(id=message_id, phone=inbound.phone, body=body)
-        async with self.coordinator.conversation_lock(inbound.phone) as held:
-            async with self.db.writer(), self.db.session() as session:
-                processed = await self._process(session, message, inbound.channel)
-                if processed is None:
-                    # The same MessageSid again: answered once, processed once.
-                    return await ledger.reply_texts(session, message.id)
-            turn, texts = processed
-            held.events.extend(turn.events)  # told to the agents as the lock is let go
+        outcome = "failed"
+        try:
+            async with self.coordinator.conversation_lock(inbound.phone) as held:
+                async with self.db.writer(), self.db.session() as session:
+                    processed = await self._process(session, message, inbound.channel)
+                    if processed is None:
+                        # The same MessageSid again: answered once, processed once.
+                        outcome = "duplicate"
+                        return await ledger.reply_texts(session, message.id)
+                turn, texts = processed
+                held.events.extend(turn.events)  # told to the agents as the lock is let go
+            outcome = "answered"
+        finally:
+            metrics.TURNS.labels(outcome).inc()
+            metrics.TURN_SECONDS.observe(time.perf_counter() - started)
         if reply_first:
             if turn.queued_emails or turn.agreement_copies or turn.codes:
                 self.after_reply(self._deliver(turn))

@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from sqlalchemy import select, update
 
+from bot import metrics
 from bot.clock import Clock
 from bot.ledger import queries as ledger
 from bot.ledger.db import Database
@@ -80,6 +81,7 @@ class Charges:
 
     async def _mark_unavailable(self, job: Job, report: PassReport) -> None:
         self.halted = True  # the processor is down: claim nothing more this pass
+        metrics.WORKER_CHARGED.labels("unavailable").inc()
         await self.claims.mark_unavailable(job, report)
 
     async def _permit(self, job: Job, report: PassReport) -> bool:
@@ -150,6 +152,7 @@ class Charges:
                     method_kind=method.kind,
                 )
             except GatewayUnavailable:
+                metrics.PROCESSOR_ERRORS.labels("unavailable").inc()
                 log.warning("payment %s: processor unavailable; retried next pass",
                             payment.reference)
                 await self._mark_unavailable(job, report)
@@ -159,6 +162,7 @@ class Charges:
                     await self._needs_review(job, payment.reference, str(exc), report)
                     return
                 # Refused outright (4xx): nothing was charged.
+                metrics.PROCESSOR_ERRORS.labels("refused").inc()
                 result = ChargeResult(
                     status="declined",
                     processor_id=None,
@@ -215,6 +219,7 @@ class Charges:
                 failure_code=result.failure_code,
                 at=now,
             )
+            metrics.WORKER_CHARGED.labels(payment.status).inc()
             if payment.status != "paid":  # a payment made Paid is audited as such already
                 await ledger.audit(
                     session, "scheduled_charge", at=now, actor=self.name[:40],

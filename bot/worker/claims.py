@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from bot import metrics
 from bot.clock import Clock
 from bot.ledger import queries as ledger
 from bot.ledger.db import Database
@@ -73,7 +74,9 @@ class Claims:
                     Payment.status == "scheduled", Payment.scheduled_for <= horizon
                 )
             )
-            return [row.id for row in sorted(rows, key=lambda r: (r.scheduled_for, r.id))]
+            due = [row.id for row in sorted(rows, key=lambda r: (r.scheduled_for, r.id))]
+        metrics.WORKER_DUE.inc(len(due))
+        return due
 
     async def unconfirmed_ids(self) -> list[int]:
         async with self.database.session() as session:
@@ -144,6 +147,7 @@ class Claims:
             notices = [await self.notices.queue(session, plan, now) for plan in closed]
             await session.commit()  # the claim is kept before any processor call
         report.claimed += len(jobs)
+        metrics.WORKER_CLAIMED.inc(len(jobs))
         await self.notices.send([n for n in notices if n is not None])
         return jobs
 
@@ -264,6 +268,7 @@ class Claims:
                 jobs.append(Job(row.id, recovery=True))
             await session.commit()
         report.recovered += len(jobs)
+        metrics.WORKER_CLAIMED.inc(len(jobs))
         return jobs
 
     async def release(self, job: Job, report: PassReport) -> None:
