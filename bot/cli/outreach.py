@@ -5,9 +5,10 @@ the same rules as the worker: opt-outs and quiet hours hold (bot/outreach/needs_
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from bot.cli.common import account_named, add_command, run_on_engine
+from bot.cli.common import account_named, add_command, moment, run_on_engine
 from bot.config.settings import Settings
 
 
@@ -29,13 +30,26 @@ def register(sub: Any) -> None:
                                                     "(opt-outs and quiet hours still hold)")
     resend.set_defaults(run=_resend)
     resend.add_argument("outreach_id", type=int)
+    resend.add_argument("--at", metavar="DATETIME",
+                        help="act as if it were this moment, e.g. 2026-12-15T10:00-05:00 "
+                             "(rehearsal)")
 
 
 def _outreach(settings: Settings, args: argparse.Namespace) -> int:
     from bot.outreach.needs_a_look import CannotResend
 
+    clock = None
+    if getattr(args, "at", None) is not None:
+        from bot.clock import FrozenClock
+
+        at = moment(args.at)
+        if at is None:
+            print("paybot outreach resend: --at takes a date and time with its UTC offset, e.g. "
+                  "2026-12-15T10:00-05:00", file=sys.stderr)
+            return 2
+        clock = FrozenClock(at)
     return run_on_engine(settings, args, f"paybot outreach {args.outreach_command}",
-                         refused=(CannotResend,))
+                         clock=clock, refused=(CannotResend,))
 
 
 def _line(row, account_ref: str | None) -> str:  # type: ignore[no-untyped-def]
@@ -68,7 +82,7 @@ async def _list(engine, app, args: argparse.Namespace) -> int:  # type: ignore[n
         refs = dict((await session.execute(
             select(Account.id, Account.account_ref)
             .where(Account.id.in_({row.account_id for row in rows}))
-        )).tuples().all())
+        )).all())
     if not rows:
         print(f"No outreach {' or '.join(statuses)}.")
     for row in rows:
