@@ -67,3 +67,19 @@ def test_a_database_one_behind_gets_the_one_migration(tmp_path: Path) -> None:
 def test_the_database_is_named_without_its_password() -> None:
     assert shown_url("postgresql://paybot:s3cret@db:5432/paybot") == (
         "postgresql://paybot:***@db:5432/paybot")
+
+
+def test_a_database_a_later_version_migrated_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "paybot.sqlite3"
+    url = f"sqlite:///{path}"
+    assert paybot(url)[0] == 0
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    engine.dispose()
+
+    expected = (f"{url}: at 9999, which this version does not know (its latest is {HEAD} "
+                f"({title(HEAD)})): a later version migrated it. Deploy that version again, or "
+                "see docs/operations.md (rolling back).\n")
+    assert paybot(url) == (1, expected, "")
+    assert paybot(url, "--check") == (1, expected, "")

@@ -44,6 +44,11 @@ async def _run(settings: Settings, *, check: bool) -> int:
     where = shown_url(settings.database_url)
     try:
         before = await standing(database)
+        if not before.known:
+            print(f"{where}: at {before.current.id}, which this version does not know (its "
+                  f"latest is {before.head.describe()}): a later version migrated it. Deploy "
+                  "that version again, or see docs/operations.md (rolling back).")
+            return 1
         if before.up_to_date:
             print(f"{where}: at {before.head.describe()}, the latest; nothing to do.")
             return 0

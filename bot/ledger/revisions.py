@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 from bot.ledger.db import Database, alembic_config
@@ -28,6 +29,7 @@ class Standing:
     current: Revision
     head: Revision
     pending: int  # migrations between the two
+    known: bool = True  # False: the database is at a revision this code does not have (newer)
 
     @property
     def up_to_date(self) -> bool:
@@ -43,16 +45,27 @@ def _standing(connection: Connection) -> Standing:
     scripts = ScriptDirectory.from_config(alembic_config(connection))
     head_id = scripts.get_current_head()
     current_id = MigrationContext.configure(connection).get_current_revision()
+    known = current_id is None or _has(scripts, current_id)
     pending = 0
-    if head_id is not None and current_id != head_id:
+    if known and head_id is not None and current_id != head_id:
         pending = sum(1 for _ in scripts.iterate_revisions(head_id, current_id or "base"))
 
     def revision(rev_id: str | None) -> Revision:
         if rev_id is None:
             return Revision(None, "")
+        if not _has(scripts, rev_id):
+            return Revision(rev_id, "")
         script = scripts.get_revision(rev_id)
         title = (script.doc or "").strip().split(":")[0].splitlines()[0] if script and script.doc \
             else ""
         return Revision(rev_id, title.strip())
 
-    return Standing(current=revision(current_id), head=revision(head_id), pending=pending)
+    return Standing(current=revision(current_id), head=revision(head_id), pending=pending,
+                    known=known)
+
+
+def _has(scripts: ScriptDirectory, rev_id: str) -> bool:
+    try:
+        return scripts.get_revision(rev_id) is not None
+    except CommandError:
+        return False
