@@ -302,7 +302,11 @@ async def _until_stopped(worker: Worker, *, once: bool, grace: float) -> int:
         worker.request_stop()
         timers.append(loop.call_later(grace, cancel, "grace"))
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # Only signals no one else handles: a caller with handlers of its own (the demo runs a
+    # pass inside its loop) keeps them.
+    watched = [sig for sig in (signal.SIGTERM, signal.SIGINT)
+               if signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler)]
+    for sig in watched:
         # Where the loop cannot watch signals (Windows: NotImplementedError; a thread other
         # than the main one: RuntimeError) the graceful stop is not offered, and Ctrl-C
         # stops the worker at once (KeyboardInterrupt, exit code 130) as a second signal
@@ -326,7 +330,7 @@ async def _until_stopped(worker: Worker, *, once: bool, grace: float) -> int:
     finally:
         for timer in timers:
             timer.cancel()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in watched:
             with contextlib.suppress(NotImplementedError, RuntimeError):  # as when added
                 loop.remove_signal_handler(sig)
     if worker.stopping:
