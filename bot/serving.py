@@ -4,6 +4,13 @@ Several processes are how one machine uses more than one core: each is the same 
 (the ledger is in SQL; the conversation locks and the agents' feed are in Redis), and the kernel
 spreads new connections over them (SO_REUSEPORT). The parent only migrates the schema once,
 starts the processes and stops them all when one ends or when it is told to stop.
+
+Stopping (SIGTERM, as systemd, Docker and Kubernetes send it; Ctrl-C): each process closes its
+listening socket at once, lets the requests in flight (an SMS turn waiting on the processor)
+finish for up to ``PAYBOT_SHUTDOWN_GRACE_SECONDS`` (aiohttp's ``shutdown_timeout``), cancels what
+is left, closes its resources and exits 0. A turn cut off there is stored before it was answered
+(the engine stores each inbound message first) and a charge it started is completed by the
+worker's recovery of unconfirmed rows.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from bot.config.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE_SECONDS = 70.0  # aiohttp lets requests in flight finish for up to 60 s
+STOP_MARGIN_SECONDS = 10.0  # beyond the grace: closing the database, Redis, the providers
 
 
 def serve(settings: Settings, *, host: str, port: int, processes: int = 1) -> int:
@@ -54,6 +61,7 @@ def serve_one(settings: Settings, host: str, port: int, *, reuse_port: bool) -> 
     app = create_app(settings)
     app.on_startup.append(freeze_startup_objects)
     freeze_again_when_warm(app)
+    say_when_stopping(app, settings.shutdown_grace_seconds)
     web.run_app(
         app,
         host=host,
@@ -61,7 +69,19 @@ def serve_one(settings: Settings, host: str, port: int, *, reuse_port: bool) -> 
         access_log=None,
         reuse_port=reuse_port or None,
         loop=fast_event_loop(),
+        shutdown_timeout=float(settings.shutdown_grace_seconds),
     )
+    log.info("stopped")
+
+
+def say_when_stopping(app: web.Application, grace: int) -> None:
+    """One line when the process starts to stop (the listening socket is closed by then): what
+    an operator, or a test, waits on."""
+
+    async def stopping(_: web.Application) -> None:
+        log.info("stopping: no new connections; requests in flight have up to %d s", grace)
+
+    app.on_shutdown.insert(0, stopping)
 
 
 def _serve_many(settings: Settings, host: str, port: int, count: int) -> int:
@@ -127,7 +147,7 @@ def _run_children(child_settings: Settings, host: str, port: int, count: int) ->
             log.error("%s ended with code %s: stopping the others", first.name, first.exitcode)
         stop()
         for child in children:
-            child.join(STOP_GRACE_SECONDS)
+            child.join(settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS)
             if child.is_alive():
                 child.kill()
                 child.join()

@@ -203,3 +203,24 @@ async def test_production_never_believes_an_unsigned_twilio_webhook(  # type: ig
                                                  "MessageSid": "SM1", "MessageStatus": "failed",
                                                  "ErrorCode": "21610"})
         assert response.status == 403
+
+
+def test_check_config_reports_paypal_and_the_shutdown_grace(paybot):  # type: ignore[no-untyped-def]
+    code, out, err = paybot(PRODUCTION, "check-config")
+    assert (code, err) == (0, "")
+    assert "  optional PAYPAL_CLIENT_ID: not set: PayPal is not offered\n" in out
+    assert ("  ok       PAYBOT_SHUTDOWN_GRACE_SECONDS: 20 s to finish requests and charges in "
+            "flight on SIGTERM\n") in out
+
+    paypal = {"PAYPAL_CLIENT_ID": "AeB7xQ2mZp9", "PAYBOT_SHUTDOWN_GRACE_SECONDS": "45"}
+    code, out, err = paybot({**PRODUCTION, **paypal}, "check-config")
+    assert code == 1 and "Kq8sVw" not in out and "AeB7xQ2mZp9" not in out
+    report = states(out)
+    assert (report["PAYPAL_CLIENT_ID"], report["PAYPAL_CLIENT_SECRET"],
+            report["PAYPAL_WEBHOOK_ID"]) == ("ok", "missing", "missing")
+    assert "PAYBOT_SHUTDOWN_GRACE_SECONDS: 45 s to finish requests and charges in flight on " \
+           "SIGTERM (set)" in out
+
+    code, _, err = paybot({"PAYBOT_SHUTDOWN_GRACE_SECONDS": "soon"}, "check-config")
+    assert code == 2
+    assert "PAYBOT_SHUTDOWN_GRACE_SECONDS must be a whole number of at least 1" in err

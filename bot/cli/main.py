@@ -14,6 +14,8 @@ from bot.cli import (
     creditors,
     demo,
     emails,
+    migrate,
+    outreach,
     payments,
     plans,
     serve,
@@ -26,7 +28,7 @@ from bot.config.settings import ConfigError, Settings
 REGISTER = (
     demo.register, serve.register, chat.register, accounts.register, campaigns.register,
     plans.register, creditors.register, serve.register_check_config, emails.register,
-    payments.register, staff.register,
+    payments.register, staff.register, migrate.register, outreach.register,
 )
 
 

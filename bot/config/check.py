@@ -96,6 +96,7 @@ def review(settings: Settings) -> Review:
                   "the REST API's bearer key; without it the API answers nothing")
     )
     items.extend(_agent_webhook(settings, production))
+    items.append(_shutdown_grace(settings))
     return Review(production=production, items=tuple(items))
 
 
@@ -114,6 +115,14 @@ def _agent_webhook(settings: Settings, production: bool) -> list[Item]:
     else:
         items.append(Item("PAYBOT_AGENT_WEBHOOK_SECRET", "ok", "set"))
     return items
+
+
+def _shutdown_grace(settings: Settings) -> Item:
+    """Not a secret: how long a stopping process finishes what is in flight."""
+    seconds = settings.shutdown_grace_seconds
+    return Item("PAYBOT_SHUTDOWN_GRACE_SECONDS", "ok",
+                f"{seconds} s to finish requests and charges in flight on SIGTERM"
+                + ("" if settings.is_default("shutdown_grace_seconds") else " (set)"))
 
 
 def require_production_ready(settings: Settings) -> None:

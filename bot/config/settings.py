@@ -179,6 +179,9 @@ class Settings(BaseModel):
     sms_turns_in_flight: AtLeast1 = _env("PAYBOT_SMS_TURNS_IN_FLIGHT", 8)
     # A console session (agent_console) ends after this many minutes without a request.
     staff_idle_minutes: AtLeast1 = _env("PAYBOT_STAFF_IDLE_MINUTES", 30)
+    # On SIGTERM, `paybot serve` and `paybot worker` finish what is in flight for at most this
+    # many seconds, then stop (docs/operations.md); keep it under the supervisor's stop timeout.
+    shutdown_grace_seconds: AtLeast1 = _env("PAYBOT_SHUTDOWN_GRACE_SECONDS", 20)
 
     # Not from the environment.
     link_lifetime_hours: int = 72

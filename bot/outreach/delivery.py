@@ -77,19 +77,24 @@ async def deliver_due(
     limit: int = 500,
     actor: str = "worker",
     should_stop: Callable[[], bool] | None = None,
+    only: list[int] | None = None,
 ) -> OutreachReport:
     """Send every held message whose time has come (oldest ``not_before`` first), at most
-    ``limit`` a call; each text first takes a permit from ``sms_limiter`` (the SMS send rate)."""
+    ``limit`` a call; each text first takes a permit from ``sms_limiter`` (the SMS send rate).
+    ``only``: these rows alone (an operator's resend), under the same rules."""
     report = OutreachReport()
     now = clock.now()
     async with database.session() as session:
-        ids = list(await session.scalars(
+        query = (
             select(Outreach.id)
             .where(Outreach.status == "held", Outreach.not_before <= now,
                    Outreach.kind.in_(DELIVERED_KINDS))
             .order_by(Outreach.not_before, Outreach.id)
             .limit(limit)
-        ))
+        )
+        if only is not None:
+            query = query.where(Outreach.id.in_(only))
+        ids = list(await session.scalars(query))
     renderer = SmsRenderer()
     env = email_environment()
     for outreach_id in ids:

@@ -171,6 +171,11 @@ class Worker:
         """Finish what is in flight, claim nothing more (SIGTERM, Ctrl-C)."""
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was asked for."""
+        return self._stop.is_set()
+
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """The daemon: a pass, then wait ``interval`` (or until stopped), again."""
         if stop is not None:
@@ -272,6 +277,67 @@ class _Resources:
                 log.exception("closing a worker resource failed")
 
 
+async def _until_stopped(worker: Worker, *, once: bool, grace: float) -> int:
+    """Run the worker (one pass, or the daemon) until done or stopped. The first SIGTERM or
+    Ctrl-C stops claiming: charges in flight finish and are written back, claimed rows not yet
+    sent go back to ``scheduled``; after ``grace`` seconds, or at a second signal, what is still
+    running is cancelled (a charge whose processor call had started stays ``processing`` for the
+    recovery of unconfirmed rows)."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    cut_off: list[str] = []
+    timers: list[asyncio.TimerHandle] = []
+
+    def cancel(why: str) -> None:
+        if main is not None and not cut_off:
+            cut_off.append(why)
+            main.cancel()
+
+    def on_signal() -> None:
+        if worker.stopping:
+            cancel("signal")  # a second signal: stop now
+            return
+        log.info("stopping: finishing the charges in flight for up to %g s (signal again to "
+                 "stop now)", grace)
+        worker.request_stop()
+        timers.append(loop.call_later(grace, cancel, "grace"))
+
+    # Only signals no one else handles: a caller with handlers of its own (the demo runs a
+    # pass inside its loop) keeps them.
+    watched = [sig for sig in (signal.SIGTERM, signal.SIGINT)
+               if signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler)]
+    for sig in watched:
+        # Where the loop cannot watch signals (Windows: NotImplementedError; a thread other
+        # than the main one: RuntimeError) the graceful stop is not offered, and Ctrl-C
+        # stops the worker at once (KeyboardInterrupt, exit code 130) as a second signal
+        # would: rows left half-done are recovered by the next pass.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal)
+    try:
+        if once:
+            report = await worker.run_once()
+            print(report.summary, flush=True)
+            code = 1 if report.errors else 0
+        else:
+            await worker.run()
+            code = 0
+    except asyncio.CancelledError:
+        if not cut_off:
+            raise
+        log.warning("worker stopped %s: unconfirmed charges are recovered by the next run",
+                    "at once" if cut_off[0] == "signal" else f"after the {grace:g} s grace")
+        return 130 if cut_off[0] == "signal" else 0
+    finally:
+        for timer in timers:
+            timer.cancel()
+        for sig in watched:
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # as when added
+                loop.remove_signal_handler(sig)
+    if worker.stopping:
+        log.info("worker stopped")
+    return code
+
+
 async def run_worker(
     settings: Settings, config: WorkerConfig, *, once: bool, clock: Clock | None = None
 ) -> int:
@@ -312,40 +378,9 @@ async def run_worker(
             limiter=limiter,
             sms_limiter=sms_limiter,
         )
-        if once:
-            report = await worker.run_once()
-            print(report.summary)
-            return 1 if report.errors else 0
-        log.info("worker started: at most %g processor requests/s (%s), a pass every %g s",
-                 config.rate, shared, config.interval)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        main = asyncio.current_task()
-
-        def on_signal() -> None:
-            if stop.is_set() and main is not None:
-                main.cancel()  # a second signal: stop now (unconfirmed rows are recovered later)
-                return
-            log.info("stopping: finishing the charges in flight (signal again to stop now)")
-            stop.set()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            # Where the loop cannot watch signals (Windows: NotImplementedError; a thread other
-            # than the main one: RuntimeError) the graceful stop is not offered, and Ctrl-C
-            # stops the worker at once (KeyboardInterrupt, exit code 130) as a second signal
-            # would: rows left half-done are recovered by the next pass.
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, on_signal)
-        try:
-            await worker.run(stop)
-        except asyncio.CancelledError:
-            log.warning("worker stopped at once: unconfirmed charges are recovered by the next run")
-            return 130
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                with contextlib.suppress(NotImplementedError, RuntimeError):  # as when added
-                    loop.remove_signal_handler(sig)
-        log.info("worker stopped")
-        return 0
+        if not once:
+            log.info("worker started: at most %g processor requests/s (%s), a pass every %g s",
+                     config.rate, shared, config.interval)
+        return await _until_stopped(worker, once=once, grace=settings.shutdown_grace_seconds)
     finally:
         await resources.close()
