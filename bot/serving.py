@@ -147,7 +147,7 @@ def _run_children(child_settings: Settings, host: str, port: int, count: int) ->
             log.error("%s ended with code %s: stopping the others", first.name, first.exitcode)
         stop()
         for child in children:
-            child.join(settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS)
+            child.join(child_settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS)
             if child.is_alive():
                 child.kill()
                 child.join()
