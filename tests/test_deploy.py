@@ -76,7 +76,7 @@ def test_compose_runs_a_migration_first_then_two_web_processes_a_worker_and_a_pr
     assert set(services["proxy"]["depends_on"]) == {"web1", "web2"}
     caddyfile = (DEPLOY / "Caddyfile").read_text()
     assert "./Caddyfile:/etc/caddy/Caddyfile:ro" in services["proxy"]["volumes"]
-    assert "reverse_proxy web1:8080 web2:8080" in caddyfile and "health_uri /healthz" in caddyfile
+    assert "reverse_proxy web1:8080 web2:8080" in caddyfile and "health_uri /readyz" in caddyfile
     assert "respond /metrics 404" in caddyfile
     # The proxy's fixed address is the one proxy PayBot believes about the client's address.
     address = services["proxy"]["networks"]["paybot"]["ipv4_address"]
