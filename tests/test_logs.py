@@ -249,6 +249,11 @@ SECRETS = [
     ("123 45 6789", "[ssn]"),
     ("123456789", "[ssn]"),
     ("000123456789012", "[number]"),  # a bank account number
+    ("GET /api/v1/conversations/+15555550100 503", "GET /api/v1/conversations/[phone] 503"),
+    ("GET /api/v1/conversations/%2B15555550100 404", "GET /api/v1/conversations/[phone] 404"),
+    ("/agent/c/15555550100/claim", "/agent/c/[phone]/claim"),
+    ("4242 4242 4242 4242 on 2026-12-15", "[card] on 2026-12-15"),
+    ("3782 822463 10005", "[card]"),
 ]
 
 
@@ -261,7 +266,8 @@ def test_each_kind_of_secret_is_redacted(secret, shown):
     "2026-11-25T15:00:00.123456Z", "127.0.0.1:8080", "$1,250.00", "12.50", "0.123456789",
     "P-7K3Q", "pi_3NabcDEF1234567890", "pm_card_visa", "cus_Q1w2E3r4T5", "ch_1234567890123",
     "SM0123456789abcdef0123456789abcdef", "failure_code=card_declined", "ending 4242",
-    "/t/2026-01", "payment 1234", "m***@example.com", "***-***-0100",
+    "/t/2026-01", "payment 1234", "m***@example.com", "***-***-0100", "1 2 3 4 5 6 7 8 9 10 11 12",
+    "GET /healthz 200", "took 1234 ms for 5000 cents",
 ])
 def test_what_an_operator_needs_is_kept(kept):
     assert logs.redact_text(kept) == kept
