@@ -267,13 +267,13 @@ def configure(
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.name == _HANDLER_NAME]:
         root.removeHandler(old)
-    root.setLevel(logging.INFO)
     for name in QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
     if settings.access_log:
         logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO)
     if stream is None and root.handlers:
-        return None
+        return None  # their handlers, their level
+    root.setLevel(logging.INFO)
     handler: logging.Handler = logging.StreamHandler(stream) if stream is not None else _Stderr()
     handler.name = _HANDLER_NAME
     handler.setFormatter(formatter)
