@@ -6,9 +6,10 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web, web_response
+from aiohttp.typedefs import Handler
 
 from agent_console import app as console
-from bot import api, appkeys, operations
+from bot import api, appkeys, logs, operations
 from bot.clock import Clock, SystemClock
 from bot.config.check import require_production_ready
 from bot.config.settings import Settings
@@ -28,6 +29,8 @@ from webhooks import twilio as twilio_webhooks
 
 log = logging.getLogger(__name__)
 
+REQUEST_ID = web.RequestKey("request_id", str)  # the id logged and echoed
+
 SERVER_HEADER = "PayBot"
 # aiohttp names itself and Python, with their versions, in the Server header of every response
 # it has no other value for: an attacker's list of known holes to try. It reads this global for
@@ -42,6 +45,7 @@ def create_app(
     if providers is None:  # given providers are a test's sandboxes; built ones must be real
         require_production_ready(settings)
     app = web.Application(client_max_size=64 * 1024)
+    add_request_ids(app)
     app[appkeys.SETTINGS] = settings
     app[appkeys.CLOCK] = clock or SystemClock()
     app.cleanup_ctx.append(_database_ctx)
@@ -58,6 +62,26 @@ def create_app(
     app.router.add_get("/agent", _to_console)
     operations.add_routes(app, client_ip=sessions.client_ip)
     return app
+
+
+def add_request_ids(app: web.Application) -> None:
+    """Every request gets an id (the client's `X-Request-Id` when it is a short safe token, else
+    a new one): bound on each log line of its turn, and echoed on its response, errors too."""
+    app.middlewares.insert(0, _request_id)
+    app.on_response_prepare.append(_echo_request_id)
+
+
+@web.middleware
+async def _request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # Each request runs in its own task: what is bound here stays with this request.
+    request[REQUEST_ID] = logs.request_id(request.headers.get(logs.REQUEST_ID_HEADER))
+    logs.bind(request_id=request[REQUEST_ID])
+    return await handler(request)
+
+
+async def _echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    if REQUEST_ID in request:
+        response.headers[logs.REQUEST_ID_HEADER] = request[REQUEST_ID]
 
 
 async def _to_console(_: web.Request) -> web.StreamResponse:

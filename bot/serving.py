@@ -30,8 +30,9 @@ from types import FrameType
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
-from bot import metrics
+from bot import logs, metrics
 from bot.config.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ def serve_one(settings: Settings, host: str, port: int, *, reuse_port: bool) -> 
         app,
         host=host,
         port=port,
-        access_log=None,
+        access_log=logging.getLogger(logs.ACCESS_LOGGER) if settings.access_log else None,
+        access_log_class=AccessLog,
         reuse_port=reuse_port or None,
         loop=fast_event_loop(),
         shutdown_timeout=float(settings.shutdown_grace_seconds),
@@ -160,13 +162,23 @@ def _run_children(child_settings: Settings, host: str, port: int, count: int) ->
 
 
 def _child(settings: Settings, host: str, port: int) -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logs.configure(settings, process=multiprocessing.current_process().name)
     # The parent's terminal Ctrl-C reaches every process of the group; the parent decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve_one(settings, host, port, reuse_port=True)
+
+
+class AccessLog(AbstractAccessLogger):
+    """One line per request (PAYBOT_ACCESS_LOG=1), with its fields and its request id, through
+    the same structured, redacted logs as the rest (a link's token in the path never shows)."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %d", request.method, request.path, response.status,
+            extra={"method": request.method, "path": request.path, "status": response.status,
+                   "duration_ms": round(time * 1000, 1), "remote": request.remote,
+                   "request_id": response.headers.get(logs.REQUEST_ID_HEADER)},
+        )
 
 
 def fast_event_loop() -> asyncio.AbstractEventLoop | None:

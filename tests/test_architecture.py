@@ -98,6 +98,8 @@ RULES = [
     Rule("the REST API runs beside the engine, never through it or the processes",
          ("bot.api",), ("bot.app", "bot.serving", "bot.cli", "bot.sms"),
          allowed=("bot.sms.parsing",)),
+    Rule("the logs are the bottom layer: structlog, the standard library and bot/config only",
+         ("bot.logs",), PACKAGES, allowed=("bot.config",)),
     Rule("only the providers talk to Stripe, Twilio and SendGrid (webhooks only verify with "
          "the SDKs' validators)", ("bot", "states", "portal_fallback", "agent_console"), SDKS,
          exempt=("bot.providers",)),

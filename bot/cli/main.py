@@ -7,6 +7,7 @@ import argparse
 import logging
 import sys
 
+from bot import logs
 from bot.cli import (
     accounts,
     campaigns,
@@ -42,11 +43,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = load_settings()
+    logs.configure(settings)  # structured lines, ours and the libraries' (bot/logs.py)
     refused = _refused(settings, args) if args.guarded else None
     if refused:
         print(f"paybot {args.command}: {refused}", file=sys.stderr)

@@ -32,6 +32,7 @@ DEFAULT_DATA_DIR = Path("var")
 # PayPal's own API hosts (live and sandbox): a base URL elsewhere is a stand-in.
 PAYPAL_API_HOSTS = frozenset({"api-m.paypal.com", "api-m.sandbox.paypal.com",
                               "api.paypal.com", "api.sandbox.paypal.com"})
+LOG_FORMATS = ("console", "json")
 ProxyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -182,6 +183,10 @@ class Settings(BaseModel):
     # On SIGTERM, `paybot serve` and `paybot worker` finish what is in flight for at most this
     # many seconds, then stop (docs/operations.md); keep it under the supervisor's stop timeout.
     shutdown_grace_seconds: AtLeast1 = _env("PAYBOT_SHUTDOWN_GRACE_SECONDS", 20)
+    # Logs (bot/logs.py): readable lines by default, one JSON object a line with `json`;
+    # aiohttp's access line per request only when asked for.
+    log_format: str = _env("PAYBOT_LOG_FORMAT", "console")
+    access_log: Flag = _env("PAYBOT_ACCESS_LOG", False)
 
     # Not from the environment.
     link_lifetime_hours: int = 72
@@ -206,6 +211,13 @@ class Settings(BaseModel):
         if value is not None and not value.startswith(("redis://", "rediss://")):
             raise ConfigError(f"{_key(info)} must be redis://... (or unset for in-process Redis)")
         return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str, info: ValidationInfo) -> str:
+        if value.strip().lower() not in LOG_FORMATS:
+            raise ConfigError(f"{_key(info)} must be json or console")
+        return value.strip().lower()
 
     @field_validator("agent_webhook_url")
     @classmethod

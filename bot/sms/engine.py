@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import metrics
+from bot import logs, metrics
 from bot.accounts import second_factor
 from bot.config.settings import Settings
 from bot.coordination import Coordinator
@@ -115,7 +115,13 @@ class ConversationEngine:
         """Answer one inbound message. The emails the turn asked for (receipts, agreement
         copies) go out before this returns, or, with `reply_first` (the SMS webhook), after:
         the reply does not wait on the email provider's round trip. `settled()` waits for them.
+        Every line logged meanwhile names the conversation by its tag (never the phone).
         """
+        with logs.scope(conversation=logs.conversation_tag(self.settings.secret_key,
+                                                           inbound.phone)):
+            return await self._receive(inbound, reply_first=reply_first)
+
+    async def _receive(self, inbound: Inbound, *, reply_first: bool) -> list[str]:
         started = time.perf_counter()
         sid = inbound.sid or f"local-{uuid.uuid4().hex}"
         body = _printable(inbound.body)[:1600]
@@ -187,6 +193,7 @@ class ConversationEngine:
         if at_hand is None:
             return None
         conversation, account, opted_out = at_hand
+        logs.bind(account_id=conversation.account_id)
         turn = Turn(channel=channel)
         if account is None:
             account = await self._account_of(session, conversation)
@@ -197,6 +204,7 @@ class ConversationEngine:
         conversation.last_inbound_at = now
         conversation.updated_at = now
         account = await self._account_of(session, conversation)
+        logs.bind(account_id=conversation.account_id)  # a number just verified has one now
         # A number just verified adopts its account's language, unless it chose one already.
         language = turn.language or language_of(conversation, account)
         texts = await self.views.render(
@@ -224,6 +232,8 @@ class ConversationEngine:
             }
         )
         await session.commit()
+        log.info("turn answered", extra={"channel": channel, "flow": conversation.flow,
+                                         "state": conversation.state, "replies": len(texts)})
         return turn, texts
 
     async def _account_of(self, session: AsyncSession, conv: Conversation) -> Account | None:

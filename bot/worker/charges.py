@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from sqlalchemy import select, update
 
-from bot import metrics
+from bot import logs, metrics
 from bot.clock import Clock
 from bot.ledger import queries as ledger
 from bot.ledger.db import Database
@@ -95,6 +95,10 @@ class Charges:
         return True
 
     async def process(self, job: Job, report: PassReport) -> None:
+        with logs.scope(payment_id=job.payment_id):  # on each line of this charge
+            await self._process(job, report)
+
+    async def _process(self, job: Job, report: PassReport) -> None:
         async with self.database.session() as session:
             found = (
                 await session.execute(
@@ -108,6 +112,7 @@ class Charges:
                 report.kept += 1
                 return  # recorded meanwhile (a Stripe event)
             payment, account, method = found
+            logs.bind(account_id=account.id, payment=payment.reference)
             rules = await self.rules.of(session, account.creditor_code)
 
         customer_id = account.processor_customer_id
