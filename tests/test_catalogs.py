@@ -45,3 +45,17 @@ def test_the_language_of_the_moment_and_dates() -> None:
         "es", "es", "es", "en", None, None,
     ]
 
+
+
+def test_every_method_a_creditor_takes_is_named_in_spanish() -> None:
+    # Found trying `paybot chat` as a Spanish customer of a creditor that takes PayPal: "2 para
+    # agregar una card, bank account o PayPal account".
+    from bot.config.flow import FlowSettings
+
+    three = FlowSettings(methods_enabled=["card", "us_bank_account", "paypal"]).method_words
+    assert three == "card, bank account or PayPal account"
+    with i18n.using("es"):
+        assert i18n.method_words(three) == "tarjeta, cuenta bancaria o cuenta PayPal"
+        assert i18n.method_words("card or bank account") == "tarjeta o cuenta bancaria"
+        assert i18n.method_words("card") == "tarjeta"
+    assert i18n.method_words(three) == three

@@ -167,7 +167,8 @@ class LocalMoment:
 # An account without a description of its own is "your account" (bot/sms/views.py).
 DEFAULT_DESCRIPTION = N_("your account")
 # What a payment method is called when it has no brand of its own (a bank account, PayPal).
-_KINDS = (N_("Bank"), N_("Bank account"), N_("Card"), N_("card"), N_("bank account"))
+_KINDS = (N_("Bank"), N_("Bank account"), N_("Card"), N_("card"), N_("bank account"),
+          N_("PayPal account"))
 _ENDING = re.compile(r"^(?P<brand>.+) ending (?P<last4>\S+)$")
 
 
@@ -187,8 +188,11 @@ def method_label(label: object) -> object:
 
 
 def method_words(words: str) -> str:
-    """"card or bank account" (FlowSettings.method_words) in the language of the moment."""
-    parts = [gettext(part) if part in _KINDS else part for part in words.split(" or ")]
+    """"card or bank account", "card, bank account or PayPal account"
+    (FlowSettings.method_words) in the language of the moment."""
+    head, _, last = words.rpartition(" or ")
+    parts = [*(head.split(", ") if head else []), last]
+    parts = [gettext(part) if part in _KINDS else part for part in parts]
     if len(parts) == 1:
         return parts[0]
     return gettext("%(first)s or %(second)s") % {
