@@ -54,7 +54,7 @@ class Stage:
     localstripe_url: str  # localstripe itself, no faults: for seeding and the final checks
     stripe_api_url: str  # the fault proxy PayBot talks to
     twilio: TwilioFake  # every text PayBot sent (outbound API), in `messages`
-    sendgrid: SendGridFake  # every email accepted, in `mails`
+    sendgrid: SendGridFake  # every email accepted, in `messages` (bodies; `requests` all tries)
     charges: list[ChargeRecord] = field(default_factory=list)  # filled by the proxy
     rng: random.Random = field(default_factory=lambda: random.Random(0))
 

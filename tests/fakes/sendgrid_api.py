@@ -42,6 +42,8 @@ class SendGridFake(LocalServer):
     requests: list[RecordedMail] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     _failures: list[tuple[int, str]] = field(default_factory=list)
+    # Non-zero: every send answers this status until set back to 0 (an outage, as in bench/chaos).
+    refusing: int = 0
     _runner: web.AppRunner | None = None
     port: int = 0
 
@@ -110,6 +112,8 @@ class SendGridFake(LocalServer):
         problems = _validate(body)
         if problems:
             return self._errors(400, *problems)
+        if self.refusing:
+            return self._errors(self.refusing, ("Service Unavailable", None))
         if self._failures:
             status, message = self._failures.pop(0)
             return self._errors(status, (message, None))
