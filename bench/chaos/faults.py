@@ -35,7 +35,7 @@ KINDS = (
 class FaultEvent:
     kind: str
     target: str
-    started: float  # time.monotonic()
+    started: float  # time.time(), as the customers' records
     repaired: float = 0.0  # the moment it was undone (or, for a one-off blow, the blow)
     recovered: float = 0.0  # the canary answered everywhere again; 0: not within the limit
 
@@ -72,7 +72,7 @@ class Injector:
             await self.inject(bag.pop())
 
     async def inject(self, kind: str) -> FaultEvent:
-        event = FaultEvent(kind, "", time.monotonic())
+        event = FaultEvent(kind, "", time.time())
         self.events.append(event)
         hold = self.rng.uniform(2.0, 6.0)
         if kind in ("kill -9 web", "kill -9 worker"):
@@ -102,17 +102,17 @@ class Injector:
             self.sendgrid.refusing = 0
         else:
             raise ValueError(kind)
-        event.repaired = time.monotonic()
+        event.repaired = time.time()
         await self._measure_recovery(event)
         return event
 
     async def _measure_recovery(self, event: FaultEvent) -> None:
         deadline = event.repaired + self.recover_within
-        while time.monotonic() < deadline:
+        while time.time() < deadline:
             urls = self.fleet.live_urls()
             if len(urls) == len(self.fleet.web):
                 answers = await asyncio.gather(*(self.canary(url) for url in urls))
                 if all(answers):
-                    event.recovered = time.monotonic()
+                    event.recovered = time.time()
                     return
             await asyncio.sleep(0.2)

@@ -70,7 +70,8 @@ async def _ledger(database_url: str) -> dict[str, Any]:
 def _latencies(stats: Any, events: list[FaultEvent]) -> dict[str, Any]:
     """Per webhook attempt that was answered: overall, and within a fault (from its start
     until it recovered, or for 30 s after its repair when it did not within the limit)."""
-    attempts = list(stats.attempt_timings()) if stats is not None else []
+    attempts = [(a.started, a.seconds) for record in (stats.records if stats else [])
+                for a in record.attempts if a.status == 200]
     windows = [(e.started, e.recovered or e.repaired + 30.0) for e in events]
     during = [seconds for at, seconds in attempts
               if any(start <= at <= end for start, end in windows)]
@@ -84,6 +85,19 @@ def _latencies(stats: Any, events: list[FaultEvent]) -> dict[str, Any]:
 
     return {"all": summary([s for _, s in attempts]), "during_faults": summary(during),
             "outside_faults": summary(calm)}
+
+
+def _load(stats: Any) -> dict[str, Any]:
+    """The customers' counters (bench.chaos.customers.LoadStats), records left out."""
+    if stats is None:
+        return {}
+    out: dict[str, Any] = {}
+    for item in dataclasses.fields(stats):
+        value = getattr(stats, item.name)
+        if item.name == "records":
+            continue
+        out[item.name] = dict(value) if isinstance(value, Counter) else value
+    return out
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -120,7 +134,7 @@ async def figures(*, stage: Any, stats: Any, events: list[FaultEvent], checks: l
         "run": {"commit": _commit(), "seed": args.seed, "minutes": args.minutes,
                 "customers": args.customers, "faults": not args.no_faults,
                 "load_seconds": round(load_seconds, 1)},
-        "load": stats.summary() if stats is not None else {},
+        "load": _load(stats),
         "latency": _latencies(stats, events),
         "ledger": await _ledger(stage.database_url),
         "stripe": dataclasses.asdict(proxy) | {"charges_seen": len(stage.charges)},
