@@ -16,6 +16,7 @@ from bot.config.settings import Settings
 from bot.coordination import Coordinator, connect_redis
 from bot.inbox import agent_webhook
 from bot.ledger.db import Database
+from bot.operations import outage
 from bot.outreach.notifications import Notifier, ledger_email_opt_outs
 from bot.payments.service import PaymentService
 from bot.providers import Providers, build_providers
@@ -46,6 +47,7 @@ def create_app(
         require_production_ready(settings)
     app = web.Application(client_max_size=64 * 1024)
     add_request_ids(app)
+    app.middlewares.insert(1, _outages)
     app[appkeys.SETTINGS] = settings
     app[appkeys.CLOCK] = clock or SystemClock()
     app.cleanup_ctx.append(_database_ctx)
@@ -62,6 +64,26 @@ def create_app(
     app.router.add_get("/agent", _to_console)
     operations.add_routes(app, client_ip=sessions.client_ip)
     return app
+
+
+@web.middleware
+async def _outages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The database or Redis away for a moment: 503 and when to try again, in the surface's
+    own form (the portal's page; the API's and console's own middlewares answer theirs)."""
+    try:
+        return await handler(request)
+    except Exception as error:
+        if not outage.is_outage(error):
+            raise
+        log.warning("%s %s: 503, the database or Redis is unreachable (%s)", request.method,
+                    request.path, type(error).__name__)
+        headers = {"Retry-After": outage.RETRY_AFTER_SECONDS}
+        if request.path.startswith(("/p/", "/portal", "/t/")):
+            response = portal.page(request, "unavailable.html", 503)
+            response.headers.update(headers)
+            return response
+        return web.Response(status=503, headers=headers,
+                            text="Service briefly unavailable; please try again in a minute.")
 
 
 def add_request_ids(app: web.Application) -> None:
@@ -100,7 +122,7 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     redis = connect_redis(app[appkeys.SETTINGS].redis_url)
-    app[appkeys.COORDINATOR] = Coordinator(redis)
+    app[appkeys.COORDINATOR] = Coordinator(redis, fallback=app[appkeys.DATABASE].advisory_lock)
     yield
     await redis.aclose()
 

@@ -23,6 +23,7 @@ from bot import appkeys
 from bot.api.fields import ACCOUNT_ID_PATTERN, DOMAIN_ERROR, says, unknown_fields
 from bot.ledger import queries as ledger
 from bot.ledger.models import Account
+from bot.operations import outage
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,12 @@ async def json_errors(request: web.Request, handler):  # type: ignore[no-untyped
             extra = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
             return problem(exc.status, exc.reason, **extra)
         raise
-    except Exception:
+    except Exception as error:
+        if outage.is_outage(error):
+            log.warning("API request %s %s: 503, the database or Redis is unreachable",
+                        request.method, request.path)
+            return problem(503, "briefly unavailable; nothing was changed, try again shortly",
+                           **{"Retry-After": outage.RETRY_AFTER_SECONDS})
         log.exception("API request %s %s failed", request.method, request.path)
         return problem(500, "internal error; nothing was changed by a failed request")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -109,6 +110,23 @@ class Database:
                 raise
         async with self.writer(), self.autocommit.connect() as connection:
             return await work(connection)
+
+    @asynccontextmanager
+    async def advisory_lock(self, name: str, *, wait_seconds: float = 30.0) -> AsyncIterator[None]:
+        """A lock by name across every process on this database, held while the block runs
+        (bot/coordination.py's lock while Redis is away). PostgreSQL: a transaction-scoped
+        advisory lock on a connection of its own, so it goes with the transaction whatever
+        happens (a crash, a cut connection). SQLite: nothing more is needed, its writers
+        already queue one at a time (`writer`) and the file admits one transaction."""
+        if self.is_sqlite:
+            yield
+            return
+        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big",
+                             signed=True)
+        async with self.engine.begin() as connection:
+            await connection.execute(text(f"SET LOCAL lock_timeout = {int(wait_seconds * 1000)}"))
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            yield
 
     async def migrate(self) -> None:
         async with self.engine.begin() as conn:
