@@ -31,6 +31,11 @@ from webhooks import twilio as twilio_webhooks
 log = logging.getLogger(__name__)
 
 REQUEST_ID = web.RequestKey("request_id", str)  # the id logged and echoed
+# A charge made inside an SMS turn or a page may wait this long for Stripe: Twilio gives up on a
+# webhook after 15 s, and the turn has its own work around the charge. Past it the payment is
+# left for the worker (same idempotency key) and the customer is told so (bench/chaos: a hung
+# processor made turns outlast Twilio's wait with the 30 s the worker keeps).
+WEB_PROCESSOR_TIMEOUT = 10.0
 
 SERVER_HEADER = "PayBot"
 # aiohttp names itself and Python, with their versions, in the Server header of every response
@@ -129,7 +134,8 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def _providers_ctx(given: Providers | None):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        providers = given or build_providers(app[appkeys.SETTINGS])
+        providers = given or build_providers(app[appkeys.SETTINGS],
+                                             processor_timeout=WEB_PROCESSOR_TIMEOUT)
         app[appkeys.PROVIDERS] = providers
         yield
         if given is None:  # whoever built them closes them

@@ -44,9 +44,13 @@ class Providers:
                 await provider.close()
 
 
-def build_providers(settings: Settings) -> Providers:
+def build_providers(settings: Settings, *, processor_timeout: float = 30.0) -> Providers:
     """Real providers where credentials are complete; a sandbox (no network) otherwise, but
-    never in production: there a missing credential is a ConfigError that names it."""
+    never in production: there a missing credential is a ConfigError that names it.
+
+    `processor_timeout`: how long a charge may take before its outcome counts as unknown (the
+    worker asks again with the same idempotency key). The web processes pass less than Twilio's
+    15 s, so a turn that charges still answers before Twilio gives up on it."""
     require_production_ready(settings)
     if settings.twilio_configured:
         sms: SmsSender = TwilioSms(
@@ -73,7 +77,8 @@ def build_providers(settings: Settings) -> Providers:
         )
     if settings.stripe_configured:
         payments: PaymentGateway = StripeGateway(
-            settings.stripe_secret_key or "", api_base=settings.stripe_api_base
+            settings.stripe_secret_key or "", api_base=settings.stripe_api_base,
+            timeout=processor_timeout,
         )
     else:
         payments = SandboxGateway()
