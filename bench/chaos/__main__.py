@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,8 @@ from bench.chaos.services import PrivatePostgres, PrivateRedis
 from bench.chaos.stage import SMS_PATH, STRIPE_WEBHOOK_SECRET, Stage, signed_sms
 from bench.chaos.stripe_proxy import StripeProxy
 
-SETTLE_WITHIN = 120.0  # after the load: events relayed, due charges made, emails sent
+SETTLE_WITHIN = 60.0  # after the load: events relayed, due charges made, emails sent
+LATER_BY = timedelta(minutes=20)  # the time after the run, passed at once (settle)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -76,36 +77,47 @@ class Canary:
         await self.http.close()
 
 
-async def settle(stage: Stage, proxy: StripeProxy, within: float) -> dict[str, Any]:
+async def settle(stage: Stage, proxy: StripeProxy, fleet: Fleet, within: float) -> dict[str, Any]:
     """Let what the load left in flight finish: Stripe's events taken, the charges due today
-    made (or declined), the emails owed sent; how long that took and what was still left."""
+    made (or declined), the emails owed sent. Then the time after the run, passed at once: two
+    worker passes at a moment LATER_BY ahead (`paybot worker --once --at`), by when the worker's
+    recovery delay for a charge cut off mid-way (10 min) and its email retries (10 min after a
+    refusal) have run out, as they would have on a real day."""
+    started = time.monotonic()
+    events_drained = await proxy.drain(within)
+    left = await _left(stage)
+    while any(left.values()) and time.monotonic() - started < within:
+        await asyncio.sleep(1.0)
+        left = await _left(stage)
+    left_live = dict(left)
+    later = datetime.now(UTC) + LATER_BY
+    for _ in range(2):
+        await fleet.worker_pass(at=later)
+    await proxy.drain(within)  # the later passes' charges have events too
+    return {"seconds": round(time.monotonic() - started, 1), "events_drained": events_drained,
+            "left_with_live_workers": left_live, "left": await _left(stage, at=later)}
+
+
+async def _left(stage: Stage, at: datetime | None = None) -> dict[str, int]:
     from sqlalchemy import text
 
     from bot.ledger.db import Database
 
-    started = time.monotonic()
-    events_drained = await proxy.drain(within)
+    today = (at or datetime.now(UTC)).date()
     database = Database(stage.database_url)
-    left: dict[str, int] = {}
     try:
-        while True:
-            async with database.session() as session:
-                left = {
-                    "payments due or in flight": int(await session.scalar(text(
-                        "SELECT count(*) FROM payments WHERE status = 'processing' OR "
-                        "(status = 'scheduled' AND scheduled_for <= :today)"),
-                        {"today": date.today()}) or 0),
-                    "emails not yet sent": int(await session.scalar(text(
-                        "SELECT count(*) FROM outbound_emails WHERE status IN "
-                        "('queued', 'sending')")) or 0),
-                }
-            if not any(left.values()) or time.monotonic() - started > within:
-                break
-            await asyncio.sleep(1.0)
+        async with database.session() as session:
+            return {
+                "payments due or in flight": int(await session.scalar(text(
+                    "SELECT count(*) FROM payments WHERE status = 'processing' OR "
+                    "(status = 'scheduled' AND scheduled_for <= :today)"),
+                    {"today": today}) or 0),
+                "emails not yet sent": int(await session.scalar(text(
+                    "SELECT count(*) FROM outbound_emails WHERE status IN "
+                    "('queued', 'sending')")) or 0),
+            }
     finally:
         await database.close()
-    return {"seconds": round(time.monotonic() - started, 1), "events_drained": events_drained,
-            "left": left}
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -171,7 +183,7 @@ async def run(args: argparse.Namespace) -> int:
         load_seconds = time.monotonic() - load_started
         print(f"chaos: load done in {load_seconds:.0f}s, {len(injector.events)} faults; "
               "settling", flush=True)
-        settled = await settle(stage, proxy, SETTLE_WITHIN)
+        settled = await settle(stage, proxy, fleet, SETTLE_WITHIN)
         checks = []
         if customers:
             from bench.chaos.invariants import check

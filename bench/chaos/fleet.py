@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
@@ -194,6 +195,18 @@ class Fleet:
         self._ready.discard(member.name)
         if member.name not in self._killed and code != 0:
             member.crashes.append(f"exit {code}: {member.log_tail(8)}")
+
+    async def worker_pass(self, *, at: datetime) -> None:
+        """One `paybot worker --once --at AT` beside the running workers (they claim with SKIP
+        LOCKED, so they never take the same row): the time after the run, passed at once."""
+        with (self.folder / "worker-later.log").open("ab") as log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot.cli", "worker", "--once", "--at", at.isoformat(),
+                cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT)
+        if await process.wait() != 0:
+            raise RuntimeError(f"paybot worker --once --at {at.isoformat()} failed: see "
+                               f"{self.folder / 'worker-later.log'}")
 
     async def kill9(self, member: Member) -> None:
         if member.running:

@@ -179,7 +179,8 @@ def table(f: dict[str, Any]) -> str:
         f"| webhook latency p50 / p99, all | {lat['all']['p50_ms']} / {lat['all']['p99_ms']} ms |",
         f"| webhook latency p50 / p99, during faults | {lat['during_faults']['p50_ms']} / "
         f"{lat['during_faults']['p99_ms']} ms |",
-        f"| settled after the load | {f['settled']['seconds']} s, left: "
+        f"| settled after the load | {f['settled']['seconds']} s; left with the live workers: "
+        f"{_inline(f['settled']['left_with_live_workers'])}; after the later passes: "
         f"{_inline(f['settled']['left'])} |",
         "",
         "| fault | count | recovery mean / max (s) | not recovered |",
