@@ -35,7 +35,7 @@ def deploy(settings: Settings, providers: Providers, clock: Any, aiohttp_client:
     return start
 
 
-async def test_a_rotation_never_refuses_a_client_that_moves_over_in_the_overlap(app, client, deploy):
+async def test_a_rotation_never_refuses_a_client_moving_over_in_the_overlap(app, client, deploy):
     await add_account(app)
     before = await deploy(OLD)
     assert [await account_status(before, key) for key in (OLD, NEW)] == [200, 401]
