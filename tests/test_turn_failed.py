@@ -8,6 +8,7 @@ holds the charge while the web process is killed (-9)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from sqlalchemy import select, text
 from bot import appkeys
 from bot.app import create_app
 from bot.config.settings import Settings
+from bot.coordination import AGENT_FEED
 from bot.ledger.models import Message
 from bot.providers import Providers
 from bot.providers.email import SandboxEmail
@@ -127,10 +129,22 @@ async def test_a_turn_that_fails_after_the_charge_apologizes_the_same_on_every_r
     for step in CONFIRM_STEPS:
         await maria.send(step)
     await refusal.arm("NEW.body LIKE 'Done:%'")
+    feed = app[appkeys.COORDINATOR].redis.pubsub()
+    await feed.subscribe(AGENT_FEED)
+    await feed.get_message(timeout=1.0)  # the subscription's confirmation
 
     assert await sms(client, "agree", "SMfails1") == (200, twiml(APOLOGY))
     assert await sms(client, "agree", "SMfails1") == (200, twiml(APOLOGY))
     assert await sms(client, "agree", "SMfails1") == (200, twiml(APOLOGY))
+
+    # The agents' live feed was told once, as of a turn; the retries changed nothing.
+    told = await feed.get_message(ignore_subscribe_messages=True, timeout=5.0)
+    assert told is not None
+    event = json.loads(told["data"])
+    assert (event["type"], event["phone"], event["inbound"], event["replies"]) == (
+        "message", MARIA, "agree", [APOLOGY])
+    assert await feed.get_message(ignore_subscribe_messages=True, timeout=0) is None
+    await feed.aclose()
 
     # Charged once, the message stored once and claimed, the apology its one reply.
     assert [(p.amount_cents, p.status) for p in await payments(app)] == [(5000, "paid")]

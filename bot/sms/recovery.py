@@ -61,11 +61,18 @@ class TurnRecovery:
                 texts = self.apology(language_of_either(standing.conversation, standing.account))
                 if not claimable or standing.claimed_at is None:
                     return texts
-                stored = await ledger.store_apology(
-                    session, message.id, texts, at=self.services.clock.now()
-                )
+                now, conversation = self.services.clock.now(), standing.conversation
+                # The consoles showing the conversation see the apology as they see a turn.
+                event = conversation and {
+                    "type": "message", "phone": message.phone, "conversation_id": conversation.id,
+                    "inbound": message.body, "replies": texts, "state": conversation.state,
+                    "status": conversation.status, "at": now.isoformat(),
+                }
+                stored = await ledger.store_apology(session, message.id, texts, at=now)
                 await session.commit()
-                return stored
+            if stored is texts and event:
+                await self.services.coordinator.publish(event)
+            return stored
         except Exception:
             log.exception("message %d: the apology was not stored", message.id)
             return self.apology()
