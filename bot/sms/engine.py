@@ -142,7 +142,7 @@ class ConversationEngine:
         message = StoredInbound(id=message_id, phone=inbound.phone, body=body)
         outcome = "failed"
         # Another attempt at this very message running in this process (a retry that came while
-        # the first was still at work): the retry waits for it rather than guess (see _unanswered).
+        # the first was still at work): the retry waits for it rather than guess (TurnRecovery).
         earlier = self._running.get(message_id)
         running = self._running.setdefault(message_id, asyncio.Event())
         try:
