@@ -14,10 +14,12 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import appkeys
+from bot import appkeys, logs
 from bot.ledger import queries as ledger
-from bot.ledger.models import Account, Link
+from bot.ledger.models import Account, Conversation, Link
 from bot.money import format_cents
 from bot.text import i18n
 from bot.text.i18n import N_
@@ -182,6 +184,7 @@ async def with_session(request: web.Request, handler):  # type: ignore[no-untype
             request[SESSION] = row
             account = await db.get(Account, row.account_id) if row.account_id else None
             await audience.settle(request, db, account)
+            tagged = await _log_fields(request, db, account)
             if link is not None:
                 # A link's session reaches what the link was sent for, while the link stands.
                 standing = await ledger.link_standing(db, link, now)
@@ -201,7 +204,26 @@ async def with_session(request: web.Request, handler):  # type: ignore[no-untype
                 standing = await ledger.link_standing(db, link, now)
                 if standing is not None and request.path not in link_scope.ANYONE:
                     return link_scope.closed_page(request, link, standing)
-    return await handler(request)
+    if row is None:
+        return await handler(request)
+    with logs.scope(**tagged):
+        return await handler(request)
+
+
+async def _log_fields(request: web.Request, db: AsyncSession, account: Account | None) -> dict:
+    """What a portal request's log lines carry, as an SMS turn's do: the account, and the tag of
+    the conversation the portal's steps drive (the one bound to the account, else its phone's),
+    so the web and the texts of one customer read as one conversation; never the phone."""
+    if account is None:
+        return {}
+    key = await db.scalar(
+        select(Conversation.phone)
+        .where(Conversation.account_id == account.id, Conversation.flow == "payment")
+        .order_by(Conversation.updated_at.desc())
+        .limit(1)
+    ) or account.phone or f"web:{account.id}"
+    secret = request.config_dict[appkeys.SETTINGS].secret_key
+    return {"conversation": logs.conversation_tag(secret, key), "account_id": account.id}
 
 
 SESSION_STARTS_AT = "/portal/lookup"  # the only form a browser without a session may post

@@ -140,7 +140,7 @@ async def answer(request: web.Request) -> web.StreamResponse:
 async def _step(
     request: web.Request, meaning: Meaning, terms: dict[str, Any] | None, expected: str
 ) -> WebStep:
-    return await request.config_dict[appkeys.ENGINE].web_step(
+    step = await request.config_dict[appkeys.ENGINE].web_step(
         account_id_of(request),
         meaning,
         link_terms=terms,
@@ -149,6 +149,13 @@ async def _step(
         user_agent=(request.headers.get("User-Agent") or "")[:400],
         expected_state=expected,
     )
+    # One line per step, as a text's turn has: the conversation's tag and the account are bound
+    # by the portal's session middleware.
+    log.info("portal step answered", extra={
+        "channel": "web", "asked": meaning.kind, "from_state": expected,
+        "state": step.flow.state, "stale": step.stale,
+    })
+    return step
 
 
 PROBLEMS = {

@@ -63,7 +63,11 @@ def test_compose_runs_a_migration_first_then_two_web_processes_a_worker_and_a_pr
     assert services["migrate"]["restart"] == "no"
     web = [name for name, c in commands.items() if c and c[:2] == ["paybot", "serve"]]
     assert web == ["web1", "web2"]
-    assert [name for name, c in commands.items() if c == ["paybot", "worker"]] == ["worker"]
+    assert [name for name, c in commands.items() if c and c[:2] == ["paybot", "worker"]] == [
+        "worker"]
+    # Its own /metrics, on the network only (no ports published), for the scraper's token.
+    assert commands["worker"][2:] == ["--metrics-host", "0.0.0.0", "--metrics-port", "9101"]
+    assert "ports" not in services["worker"]
     for name in [*web, "worker"]:
         assert services[name]["depends_on"]["migrate"] == {
             "condition": "service_completed_successfully"}
@@ -105,6 +109,9 @@ async def test_the_compose_services_run_as_processes_and_answer_healthz(tmp_path
                 args[args.index("--port") + 1] = str(ports[name])
                 args[args.index("--host") + 1] = "127.0.0.1"
             if args[0] == "worker":
+                ports[name] = free_port()
+                args[args.index("--metrics-port") + 1] = str(ports[name])
+                args[args.index("--metrics-host") + 1] = "127.0.0.1"
                 args.append("--once")
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bot.cli", *args, cwd=ROOT, env=env,
@@ -124,7 +131,8 @@ async def test_the_compose_services_run_as_processes_and_answer_healthz(tmp_path
         assert outputs["migrate"].startswith(
             f"{env['DATABASE_URL']}: migrated from no revision (an empty database) to ")
         assert outputs["worker"] == "worker pass: nothing due\n"
-        assert set(ports) == {"web1", "web2"}
+        assert set(ports) == {"web1", "web2", "worker"}
+        del ports["worker"]  # it served /metrics for its one pass, and is gone
         async with aiohttp.ClientSession() as client:
             for name, port in ports.items():
                 async with client.get(f"http://127.0.0.1:{port}/healthz") as response:
@@ -205,7 +213,7 @@ def test_the_web_unit_migrates_before_it_serves_and_the_worker_comes_after():
     web, worker = unit("paybot-web.service"), unit("paybot-worker.service")
     assert web["ExecStartPre"] == ["/opt/paybot/venv/bin/paybot migrate"]
     assert shlex.split(web["ExecStart"][0])[1] == "serve"
-    assert shlex.split(worker["ExecStart"][0])[1:] == ["worker"]
+    assert shlex.split(worker["ExecStart"][0])[1:] == ["worker", "--metrics-port", "9101"]
     assert "paybot-web.service" in worker["After"][0].split()
 
 

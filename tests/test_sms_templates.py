@@ -244,6 +244,8 @@ CONTEXTS: dict[str, list[dict]] = {
         )
     ],
     "timed_out": [{}],
+    # A turn that failed (bot/sms/recovery.py): never "try again", BALANCE first
+    "turn_failed": [{}],
     "ask_account_id": [{}],
     "ask_code": [{"tries_left": 3}],
     "verification_failed": [

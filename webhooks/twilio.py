@@ -17,7 +17,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from bot import appkeys, metrics
 from bot.ledger import queries as ledger
 from bot.phones import InvalidPhone, normalize_phone
-from bot.sms.engine import Inbound
+from bot.sms.engine import Inbound, TurnFailed
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,15 @@ async def inbound_sms(request: web.Request) -> web.Response:
             texts = await engine.receive(
                 Inbound(phone=phone, body=form.get("Body", ""), sid=sid), reply_first=True
             )
-    except Exception:
-        # The message is stored; Twilio's retry (same MessageSid) will process it again.
+    except TurnFailed as failure:
+        # The engine's apology, stored as the reply when part of the turn was committed (a
+        # retry with this MessageSid gets it again), else said while the retry processes anew.
         log.exception("inbound SMS %s could not be processed", sid)
-        texts = ["Sorry, something went wrong on our side. Please try again in a few minutes."]
+        texts = failure.texts
+    except Exception:
+        # Not even stored (the database is out of reach): the retry processes it.
+        log.exception("inbound SMS %s could not be stored", sid)
+        texts = engine.apology()
     return twiml(texts)
 
 

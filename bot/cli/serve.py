@@ -47,6 +47,12 @@ def register(sub: Any) -> None:
                              "code's rate; shared through REDIS_URL like --rate)")
     worker.add_argument("--no-outreach", action="store_false", dest="outreach", default=None,
                         help="charge only: no offers, reminders or expiry notices this run")
+    worker.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve this worker's /metrics on PORT (loopback, or a bearer "
+                             "PAYBOT_METRICS_TOKEN, as the web's)")
+    worker.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
+                        help="the address --metrics-port listens on (127.0.0.1; 0.0.0.0 in a "
+                             "container, with PAYBOT_METRICS_TOKEN for the scraper)")
     worker.add_argument("--at", metavar="DATETIME",
                         help="with --once: act as if it were this moment, e.g. "
                              "2026-12-15T10:00-05:00 (demo, rehearsal)")
@@ -97,4 +103,19 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
                   "2026-12-15T10:00-05:00, and goes with --once", file=sys.stderr)
             return 2
         clock = FrozenClock(at)
-    return asyncio.run(run_worker(settings, config, once=args.once, clock=clock))
+    from functools import partial
+
+    from bot.operations.scrape import MetricsPortUnavailable, serving
+
+    beside = None
+    if args.metrics_port is not None:
+        if not 0 < args.metrics_port < 65536:
+            print("paybot worker: --metrics-port takes a port from 1 to 65535", file=sys.stderr)
+            return 2
+        beside = partial(serving, settings, host=args.metrics_host, port=args.metrics_port)
+    try:
+        return asyncio.run(run_worker(settings, config, once=args.once, clock=clock,
+                                      beside=beside))
+    except MetricsPortUnavailable as exc:
+        print(f"paybot worker: --metrics-port: cannot listen on {exc}", file=sys.stderr)
+        return 2

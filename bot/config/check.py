@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from bot.config.settings import ConfigError, Settings
 
 MIN_SECRET_KEY_BYTES = 32
+MIN_API_KEY_BYTES = 32  # e.g. secrets.token_urlsafe(32): 43 characters
 _E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -89,12 +90,7 @@ def review(settings: Settings) -> Review:
     items.extend(_stripe(settings, production))
     items.extend(_paypal(settings, production))
     items.extend(_sendgrid(settings, production))
-    items.append(
-        Item("PAYBOT_API_KEY", "ok", "set")
-        if settings.api_key
-        else Item("PAYBOT_API_KEY", "missing" if production else "optional",
-                  "the REST API's bearer key; without it the API answers nothing")
-    )
+    items.append(_api_keys(settings, production))
     items.extend(_agent_webhook(settings, production))
     items.append(_shutdown_grace(settings))
     return Review(production=production, items=tuple(items))
@@ -143,6 +139,27 @@ def _secret_key(settings: Settings) -> Item:
         return Item("SECRET_KEY", "invalid",
                     f"{size} bytes long; at least {MIN_SECRET_KEY_BYTES} are needed")
     return Item("SECRET_KEY", "ok", f"set, at least {MIN_SECRET_KEY_BYTES} bytes")
+
+
+def _api_keys(settings: Settings, production: bool) -> Item:
+    """One key, or during a rotation several (comma-separated, the current one first): each one
+    long enough not to be guessed."""
+    name, keys = "PAYBOT_API_KEY", settings.api_keys
+    if not settings.api_key:
+        return Item(name, "missing" if production else "optional",
+                    "the REST API's bearer key; without it the API answers nothing")
+    if not keys:
+        return Item(name, "invalid", "no key in it, only commas or spaces")
+    short = [(n, len(key.encode("utf-8"))) for n, key in enumerate(keys, start=1)
+             if len(key.encode("utf-8")) < MIN_API_KEY_BYTES]
+    if short:
+        return Item(name, "invalid", "; ".join(
+            f"key {n} of {len(keys)} is {size} bytes long" for n, size in short
+        ) + f"; at least {MIN_API_KEY_BYTES} are needed")
+    if len(keys) > 1:
+        return Item(name, "ok", f"{len(keys)} keys, each at least {MIN_API_KEY_BYTES} bytes: the "
+                    "first is the current one; remove the others once every client uses it")
+    return Item(name, "ok", f"set, at least {MIN_API_KEY_BYTES} bytes")
 
 
 def _required(name: str, value: str | None, production: bool, *, purpose: str,

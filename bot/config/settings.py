@@ -255,6 +255,14 @@ class Settings(BaseModel):
         return getattr(self, name) == type(self).model_fields[name].default
 
     @property
+    def api_keys(self) -> tuple[str, ...]:
+        """PAYBOT_API_KEY's keys (comma-separated), the current one first. During a rotation the
+        new key is put first and the old one kept after it until every client has moved over,
+        so none is refused meanwhile (docs/operations.md)."""
+        parts = (part.strip() for part in (self.api_key or "").split(","))
+        return tuple(part for part in parts if part)
+
+    @property
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
 

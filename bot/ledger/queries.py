@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -523,3 +524,65 @@ async def challenge_failures(session: AsyncSession, challenge: str) -> int:
         )
         or 0
     )
+
+
+# --- a turn that failed part way (a Twilio retry gets the same apology) ---
+
+
+@dataclass(frozen=True)
+class InboundStanding:
+    """Where an inbound message stands for the engine's failure and retry paths."""
+
+    claimed_at: datetime | None  # None: no turn kept its claim; a retry processes it anew
+    replies: list[str]
+    # The conversation's last_inbound_at is written by a turn's final commit only: older than
+    # the claim, the claiming turn never finished (a commit inside it, a payment's, kept the
+    # claim). Equal or later: it finished, perhaps in silence (an opted-out number, an agent's).
+    finished: bool
+    conversation: Conversation | None
+    account: Account | None
+    opted_out: bool
+
+
+async def inbound_standing(session: AsyncSession, message_id: int, phone: str) -> InboundStanding:
+    claimed_at = await session.scalar(
+        select(MESSAGES.c.processed_at).where(MESSAGES.c.id == message_id)
+    )
+    row = (await session.execute(CONVERSATION_AT_HAND, {"phone": phone})).first()
+    if row is not None:
+        conversation, account, opted_out = row[0], row[1], bool(row[2])
+    else:  # a number whose very first message failed
+        conversation, account, opted_out = None, None, await is_opted_out(session, phone)
+    last = conversation.last_inbound_at if conversation is not None else None
+    return InboundStanding(
+        claimed_at=claimed_at,
+        replies=await reply_texts(session, message_id) if claimed_at is not None else [],
+        finished=claimed_at is None or (last is not None and last >= claimed_at),
+        conversation=conversation,
+        account=account,
+        opted_out=opted_out,
+    )
+
+
+async def store_apology(
+    session: AsyncSession, message_id: int, texts: list[str], *, at: datetime
+) -> list[str]:
+    """Store `texts` as the reply of a claimed inbound message that has none; the replies it has
+    when it has some (its turn answered meanwhile). The inbound row is locked first, so two
+    attempts never both add theirs. The caller commits."""
+    inbound = (
+        await session.execute(
+            select(MESSAGES.c.phone, MESSAGES.c.channel, MESSAGES.c.conversation_id)
+            .where(MESSAGES.c.id == message_id, MESSAGES.c.processed_at.is_not(None))
+            .with_for_update()
+        )
+    ).first()
+    if inbound is None:
+        return texts  # not claimed: said, not stored, as the retry processes the message
+    if existing := await reply_texts(session, message_id):
+        return existing
+    await store_replies(
+        session, texts, inbound_id=message_id, conversation_id=inbound.conversation_id,
+        phone=inbound.phone, channel=inbound.channel, at=at,
+    )
+    return texts

@@ -10,6 +10,9 @@ What it says: the counters and histograms of `bot/metrics.py` (all processes' in
 mode), then gauges read from the ledger now, three aggregate queries on indexed columns
 (`ledger_families`), bounded by `LEDGER_SECONDS`: a slow database leaves them out rather than
 holding the scrape.
+
+`serving` puts the same handler on a port of its own, for a process without the web app
+(`paybot worker --metrics-port`): its counters, without a shared PROMETHEUS_MULTIPROC_DIR.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ import asyncio
 import hmac
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, time
+from typing import Any
 
 from aiohttp import web
 from prometheus_client.core import GaugeMetricFamily
@@ -27,6 +33,7 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy import func, select
 
 from bot import appkeys, metrics
+from bot.config.settings import Settings
 from bot.ledger.db import Database
 from bot.ledger.models import Handoff, OutboundEmail, Payment
 
@@ -54,6 +61,33 @@ def handler(
         return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
     return scrape
+
+
+@asynccontextmanager
+async def serving(
+    settings: Settings, database: Database, clock: Any, *, host: str, port: int
+) -> AsyncIterator[None]:
+    """`GET /metrics` on `host:port` while the block runs: the same handler and the same rules
+    as the web's. No proxy stands in front of it, so who asks is the peer's own address."""
+    app = web.Application()
+    app[appkeys.SETTINGS], app[appkeys.DATABASE], app[appkeys.CLOCK] = settings, database, clock
+    app.router.add_get("/metrics", handler(lambda request: request.remote))
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as error:
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise MetricsPortUnavailable(f"{host}:{port}: {reason}") from error
+        log.info("metrics at http://%s:%d/metrics", host, port)
+        yield
+    finally:
+        await runner.cleanup()
+
+
+class MetricsPortUnavailable(Exception):
+    """The address given for /metrics cannot be listened on (taken, or not this machine's)."""
 
 
 def _refusal(

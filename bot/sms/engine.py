@@ -44,6 +44,7 @@ from bot.sms.parsing.language import looks_spanish
 from bot.sms.parsing.words import reply_words
 from bot.sms.payment_turns import PaymentTurns, reads_as_pay
 from bot.sms.plan_turns import PLAN_FLOW, PlanTurns
+from bot.sms.recovery import TurnFailed, TurnRecovery
 from bot.sms.verification import VerificationTurns
 from bot.sms.views import AccountViews, limited_to_proof
 from bot.sms.web_steps import WebSteps
@@ -53,7 +54,10 @@ from states import payment as payment_flow
 from states import plan_change as plan_flow
 from states.replies import Reply
 
-__all__ = ["ConversationEngine", "Inbound", "StoredInbound", "Turn", "WebStep", "limited_to_proof"]
+__all__ = [
+    "ConversationEngine", "Inbound", "StoredInbound", "Turn", "TurnFailed", "WebStep",
+    "limited_to_proof",
+]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +94,9 @@ class ConversationEngine:
         self.clock = clock
         self.renderer = self.services.renderer
         self._deliveries: set[asyncio.Task[None]] = set()  # emails sent after their reply
+        self._running: dict[int, asyncio.Event] = {}  # inbound message id -> set when it ends
+        self.recovery = TurnRecovery(self.services)
+        self.apology = self.recovery.apology
         self.views = AccountViews(self.services)
         contacts = ContactTurns(self.services, self.views)
         self.paying = PaymentTurns(self.services, self.views, contacts)
@@ -134,18 +141,37 @@ class ConversationEngine:
         metrics.INBOUND_MESSAGES.labels(inbound.channel).inc()
         message = StoredInbound(id=message_id, phone=inbound.phone, body=body)
         outcome = "failed"
+        # Another attempt at this very message running in this process (a retry that came while
+        # the first was still at work): the retry waits for it rather than guess (TurnRecovery).
+        earlier = self._running.get(message_id)
+        running = self._running.setdefault(message_id, asyncio.Event())
         try:
             async with self.coordinator.conversation_lock(inbound.phone) as held:
-                async with self.db.writer(), self.db.session() as session:
-                    processed = await self._process(session, message, inbound.channel)
+                try:
+                    async with self.db.writer(), self.db.session() as session:
+                        processed = await self._process(session, message, inbound.channel)
+                        if processed is None:
+                            # The same MessageSid again: answered once, processed once.
+                            outcome = "duplicate"
+                            answered = await ledger.reply_texts(session, message.id)
                     if processed is None:
-                        # The same MessageSid again: answered once, processed once.
-                        outcome = "duplicate"
-                        return await ledger.reply_texts(session, message.id)
+                        return answered or await self.recovery.unanswered(message, earlier)
+                except Exception as error:
+                    # Part of the turn may be committed (a payment commits before its charge):
+                    # the customer is told in words that cannot make them pay twice, and the
+                    # apology is stored while the lock is held, so the retry finds it.
+                    raise TurnFailed(await self.recovery.apologize(message)) from error
                 turn, texts = processed
                 held.events.extend(turn.events)  # told to the agents as the lock is let go
             outcome = "answered"
+        except TurnFailed:
+            raise
+        except Exception as error:  # the lock was not had: this attempt claimed nothing
+            raise TurnFailed(await self.recovery.apologize(message, claimable=False)) from error
         finally:
+            if earlier is None:
+                running.set()
+                self._running.pop(message_id, None)
             metrics.TURNS.labels(outcome).inc()
             metrics.TURN_SECONDS.observe(time.perf_counter() - started)
         if reply_first:

@@ -76,6 +76,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -338,8 +339,14 @@ async def _until_stopped(worker: Worker, *, once: bool, grace: float) -> int:
     return code
 
 
+# What runs beside the worker for as long as it runs, given its ledger and clock: the CLI's
+# `/metrics` server (`--metrics-port`, built by bot/operations, which the worker does not import).
+Beside = Callable[[Database, Clock], AbstractAsyncContextManager[None]]
+
+
 async def run_worker(
-    settings: Settings, config: WorkerConfig, *, once: bool, clock: Clock | None = None
+    settings: Settings, config: WorkerConfig, *, once: bool, clock: Clock | None = None,
+    beside: Beside | None = None,
 ) -> int:
     """`paybot worker`: the server's settings and providers, the same migrations."""
     from bot.coordination import connect_redis
@@ -368,12 +375,13 @@ async def run_worker(
             limiter = LocalRateLimiter(config.rate, min_gap_share=config.min_gap_share)
             sms_limiter = LocalRateLimiter(config.sms_rate, min_gap_share=config.min_gap_share)
             shared = "this process only (no REDIS_URL)"
+        clock = clock or SystemClock()
         worker = Worker(
             database=database,
             gateway=providers.charging,
             notifier=Notifier(sms=providers.sms, email=providers.email, brand=settings.brand),
             settings=settings,
-            clock=clock or SystemClock(),
+            clock=clock,
             config=config,
             limiter=limiter,
             sms_limiter=sms_limiter,
@@ -381,6 +389,7 @@ async def run_worker(
         if not once:
             log.info("worker started: at most %g processor requests/s (%s), a pass every %g s",
                      config.rate, shared, config.interval)
-        return await _until_stopped(worker, once=once, grace=settings.shutdown_grace_seconds)
+        async with beside(database, clock) if beside else contextlib.nullcontext():
+            return await _until_stopped(worker, once=once, grace=settings.shutdown_grace_seconds)
     finally:
         await resources.close()
