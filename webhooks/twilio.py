@@ -85,9 +85,13 @@ async def inbound_sms(request: web.Request) -> web.Response:
         log.exception("inbound SMS %s could not be processed", sid)
         texts = failure.texts
     except Exception:
-        # Not even stored (the database is out of reach): the retry processes it.
-        log.exception("inbound SMS %s could not be stored", sid)
-        texts = engine.apology()
+        # Not even stored (the database is out of reach). A 200 here would end it: Twilio would
+        # not send it again and the message would be lost. A 503 makes Twilio retry it (the
+        # webhook URL's connection overrides) or call the number's Fallback URL, whose TwiML
+        # can apologize (docs/operations.md); bench/chaos found the loss.
+        log.exception("inbound SMS %s could not be stored: 503 for Twilio to retry", sid)
+        return web.Response(status=503, headers={"Retry-After": "5"},
+                            text="not stored; send it again")
     return twiml(texts)
 
 
