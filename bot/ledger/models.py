@@ -275,6 +275,15 @@ class Conversation(Base):
     # Spanish on a detected message, so it is offered once.
     language: Mapped[str | None] = mapped_column(String(2))
     language_asked_at: Mapped[datetime | None]
+    # The payment link this conversation last handed out (bot/sms/live_link.py), re-sent while
+    # it is good rather than a new one per prompt: found by its key, not by reading texts back.
+    # Its raw token is kept sealed (AES-GCM, keyed from SECRET_KEY), as links are otherwise
+    # stored only as hashes; SET NULL so that purging links never trips on a conversation.
+    live_link_id: Mapped[int | None] = mapped_column(ForeignKey("links.id", ondelete="SET NULL"))
+    live_link_sealed: Mapped[str | None] = mapped_column(String(160))
+    # Set with a link not yet flushed, so the link's INSERT and this row's UPDATE go out in the
+    # turn's one flush; never loaded through here (the turn reads the link by its key).
+    live_link: Mapped[Link | None] = relationship(foreign_keys=[live_link_id], lazy="raise")
     last_inbound_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

@@ -417,23 +417,47 @@ async def create_link(
 
     A link minted for an offer (``offer_id``) is revoked when the offer expires or is withdrawn.
     """
-    token = new_link_token()
-    session.add(
-        Link(
-            token_sha256=token_digest(token),
-            account_id=account_id,
-            purpose=purpose,
-            offer_id=offer_id,
-            resume_state=resume_state,
-            amount_cents=amount_cents,
-            allow_amount_change=allow_amount_change,
-            fee_cents=fee_cents,
-            due_on=due_on,
-            expires_at=at + lifetime,
-            created_at=at,
-        )
+    token, _link = mint_link(
+        session, account_id=account_id, at=at, lifetime=lifetime, purpose=purpose,
+        resume_state=resume_state, amount_cents=amount_cents,
+        allow_amount_change=allow_amount_change, fee_cents=fee_cents, due_on=due_on,
+        offer_id=offer_id,
     )
     return token
+
+
+def mint_link(
+    session: AsyncSession,
+    *,
+    account_id: int,
+    at: datetime,
+    lifetime: timedelta,
+    purpose: str = "payment",
+    resume_state: str | None = None,
+    amount_cents: int | None = None,
+    allow_amount_change: bool = True,
+    fee_cents: int = 0,
+    due_on: date | None = None,
+    offer_id: int | None = None,
+) -> tuple[str, Link]:
+    """As ``create_link``, with the row too (added, not flushed: no round trip of its own), for a
+    caller that keeps a reference to it."""
+    token = new_link_token()
+    link = Link(
+        token_sha256=token_digest(token),
+        account_id=account_id,
+        purpose=purpose,
+        offer_id=offer_id,
+        resume_state=resume_state,
+        amount_cents=amount_cents,
+        allow_amount_change=allow_amount_change,
+        fee_cents=fee_cents,
+        due_on=due_on,
+        expires_at=at + lifetime,
+        created_at=at,
+    )
+    session.add(link)
+    return token, link
 
 
 async def link_for_token(session: AsyncSession, token: str) -> Link | None:

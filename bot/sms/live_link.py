@@ -1,26 +1,32 @@
-"""The conversation's personal link: the one last sent, while it still opens, rather than a new
-one on every prompt (a misread reply, a hello, the menu again). A new link is minted when there is
-none, when the last one has expired, was revoked or used, or is close to expiring.
+"""The conversation's personal link: the one last handed out, while it still opens, rather than a
+new one on every prompt (a misread reply, a hello, the menu again). A new link is minted when there
+is none, when the last one has expired, was revoked or used, or is close to expiring.
 
-A link's token is kept only as a hash; the raw token is read back from the text that carried it
-(the conversation's own outbound message, which the ledger keeps as sent)."""
+The conversation row keeps the live link's id and its raw token sealed (links are otherwise kept
+only as hashes), so finding it costs one read by primary key, on a row the turn's session may
+already hold. The seal's key is derived from SECRET_KEY: after a rotation the old seal no longer
+opens and the next prompt simply mints a new link."""
 
 from __future__ import annotations
 
-import re
+import base64
+import binascii
+import functools
+import os
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.settings import Settings
 from bot.ledger import queries as ledger
-from bot.ledger.models import Account, Conversation, Message
+from bot.ledger.models import Account, Conversation, Link
 
 # A link this close to its end is not handed out again: the customer may open it later.
 FRESH_ENOUGH = timedelta(hours=1)
-# How far back the conversation's texts are searched for the link last sent.
-RECENT_TEXTS = 20
 
 
 async def payment_link(
@@ -32,49 +38,35 @@ async def payment_link(
     settings: Settings,
     fresh: bool = False,
 ) -> str:
-    """The URL of the conversation's live payment link, or of a new one. ``fresh``: always a
-    new one (LINK asks for one, and its reply says how long it lasts)."""
+    """The URL of the conversation's live payment link, or of a new one, which becomes the live
+    one. ``fresh``: always a new one (LINK asks for one, and its reply says how long it lasts)."""
     base = f"{settings.public_base_url}/p/"
-    if conv is not None and conv.id is not None and not fresh:
-        token = await _last_sent_token(session, conv.id, base)
-        if token is not None and await _still_good(session, token, account, now):
-            return f"{base}{token}"
-    token = await ledger.create_link(
+    seal = seal_for(settings.secret_key)
+    if conv is not None and conv.live_link_id is not None and not fresh:
+        link = await session.get(Link, conv.live_link_id)
+        if link is not None and _still_good(link, account, now):
+            token = seal.open(conv.live_link_sealed, phone=conv.phone, link=link)
+            if token is not None:
+                return f"{base}{token}"
+    token, link = ledger.mint_link(
         session,
         account_id=account.id,
         at=now,
         lifetime=timedelta(hours=settings.link_lifetime_hours),
         resume_state=conv.state if conv else None,
     )
+    if conv is not None:
+        # Written with the turn's checkpoint: the link's INSERT, then this row's UPDATE.
+        conv.live_link = link
+        conv.live_link_sealed = seal.close(token, phone=conv.phone, link=link)
     return f"{base}{token}"
 
 
-async def _last_sent_token(session: AsyncSession, conversation_id: int, base: str) -> str | None:
-    bodies = await session.scalars(
-        select(Message.body)
-        .where(
-            Message.conversation_id == conversation_id,
-            Message.direction == "outbound",
-            Message.body.contains(base, autoescape=True),
-        )
-        .order_by(Message.id.desc())
-        .limit(RECENT_TEXTS)
-    )
-    pattern = re.compile(re.escape(base) + r"([A-Za-z0-9_-]{16,})")
-    for body in bodies:
-        found = pattern.findall(body)
-        if found:
-            return str(found[-1])
-    return None
-
-
-async def _still_good(session: AsyncSession, token: str, account: Account, now: datetime) -> bool:
+def _still_good(link: Link, account: Account, now: datetime) -> bool:
     """A plain payment link of this account (no preset amount, fee or offer), open for a while
-    yet."""
-    link = await ledger.link_for_token(session, token)
+    yet (an agent's or a campaign's revocation included)."""
     return (
-        link is not None
-        and link.account_id == account.id
+        link.account_id == account.id
         and link.purpose == "payment"
         and link.offer_id is None
         and link.amount_cents is None
@@ -83,3 +75,44 @@ async def _still_good(session: AsyncSession, token: str, account: Account, now: 
         and link.used_at is None
         and link.expires_at - now > FRESH_ENOUGH
     )
+
+
+class TokenSeal:
+    """Seals a live link's raw token for its conversation row (AES-256-GCM, a key derived from
+    SECRET_KEY for this purpose only). The sealed text names its phone and its link's hash as
+    associated data: moved to another conversation or set beside another link, it does not open."""
+
+    NONCE_BYTES = 12
+
+    def __init__(self, secret_key: str) -> None:
+        key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"paybot live link token"
+        ).derive(secret_key.encode())
+        self._aead = AESGCM(key)
+
+    def close(self, token: str, *, phone: str, link: Link) -> str:
+        nonce = os.urandom(self.NONCE_BYTES)
+        sealed = self._aead.encrypt(nonce, token.encode(), _bound_to(phone, link))
+        return base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+
+    def open(self, sealed: str | None, *, phone: str, link: Link) -> str | None:
+        """The token; None when there is none, or it was sealed under another SECRET_KEY, for
+        another phone or link, or altered."""
+        if not sealed:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(sealed.encode("ascii"))
+            nonce, body = raw[: self.NONCE_BYTES], raw[self.NONCE_BYTES :]
+            return self._aead.decrypt(nonce, body, _bound_to(phone, link)).decode()
+        except (InvalidTag, ValueError, binascii.Error, UnicodeError):
+            return None
+
+
+@functools.lru_cache(maxsize=4)
+def seal_for(secret_key: str) -> TokenSeal:
+    """One seal per SECRET_KEY: the key is derived once, not on every turn."""
+    return TokenSeal(secret_key)
+
+
+def _bound_to(phone: str, link: Link) -> bytes:
+    return f"{phone}\0{link.token_sha256}".encode()
