@@ -1,0 +1,312 @@
+"""What must hold at the end of the chaos run, whatever died meanwhile: each check says how many
+things it examined and lists every violation in words a person can act on.
+
+Checked after the harness stopped the faults, let the workers drain and relayed every Stripe
+event: charges against the ledger (by idempotency key), what each account owes, every inbound
+MessageSid, every email owed, every installment that fell due.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from sqlalchemy import select
+
+from bench.chaos.stage import STRIPE_KEY, ChargeRecord, Stage
+from bot.ledger.db import Database
+from bot.ledger.models import Account, Message, OutboundEmail, Outreach, Payment
+from bot.payments.collectable import COMMITTED
+from bot.worker.rules import local_today
+
+if TYPE_CHECKING:
+    from bench.chaos.customers import LoadStats
+
+CHARGED = ("succeeded", "processing")  # an intent that took (or is taking) the money
+LEDGER_CHARGED = ("paid", "pending")
+# An installment that fell due ends in one of these once the workers have drained.
+INSTALLMENT_DONE = ("paid", "pending", "declined", "canceled")
+
+
+@dataclass
+class Check:
+    name: str
+    examined: int = 0
+    violations: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # worth knowing, not a violation
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+@dataclass
+class Sent:
+    """A mail SendGrid accepted: its id and where it went."""
+
+    message_id: str
+    to: str
+    subject: str
+
+
+async def check(stage: Stage, stats: LoadStats) -> list[Check]:
+    database = Database(stage.database_url)
+    try:
+        async with database.session() as session:
+            payments = list(await session.scalars(select(Payment)))
+            accounts = {a.id: a for a in await session.scalars(select(Account))}
+            inbound = list(await session.execute(
+                select(Message.id, Message.provider_sid).where(Message.direction == "inbound")))
+            replied = set(await session.scalars(
+                select(Message.in_reply_to_id).where(Message.in_reply_to_id.is_not(None))))
+            emails = list(await session.scalars(select(OutboundEmail)))
+            copies = list(await session.scalars(
+                select(Outreach).where(Outreach.kind == "agreement_copy")))
+    finally:
+        await database.close()
+    intents = await localstripe_intents(stage.localstripe_url)
+    now = datetime.now().astimezone()
+    return [
+        charges_match_ledger(stage.charges, intents, payments),
+        nothing_collected_beyond_balance(payments, accounts),
+        messages_stored_once(stats, inbound, replied),
+        emails_sent_once(emails, copies, sendgrid_sent(stage)),
+        installments_settled(payments, accounts, now),
+    ]
+
+
+async def localstripe_intents(url: str) -> list[dict[str, Any]] | None:
+    """Every PaymentIntent localstripe holds, where it lists them (None where it cannot)."""
+    found: list[dict[str, Any]] = []
+    after: str | None = None
+    try:
+        async with aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {STRIPE_KEY}"},
+            timeout=aiohttp.ClientTimeout(total=30),
+        ) as http:
+            for _ in range(1000):
+                params = {"limit": "100", **({"starting_after": after} if after else {})}
+                async with http.get(f"{url}/v1/payment_intents", params=params) as response:
+                    if response.status != 200:
+                        return None
+                    page = await response.json()
+                found += page.get("data", [])
+                if not page.get("has_more") or not page.get("data"):
+                    return found
+                after = page["data"][-1]["id"]
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+    return found
+
+
+def sendgrid_sent(stage: Stage) -> list[Sent]:
+    sent = []
+    for request in stage.sendgrid.requests:
+        if request.status != 202 or not request.message_id or not isinstance(request.body, dict):
+            continue
+        to = ",".join(
+            str(to.get("email", "")) for p in request.body.get("personalizations", [])
+            for to in p.get("to", [])
+        )
+        subject = str(request.body.get("subject") or "")
+        for p in request.body.get("personalizations", []):
+            subject = str(p.get("subject") or subject)
+        sent.append(Sent(request.message_id, to.lower(), subject))
+    return sent
+
+
+def charges_match_ledger(
+    charges: list[ChargeRecord], intents: list[dict[str, Any]] | None, payments: list[Payment]
+) -> Check:
+    """Every intent that took money matches exactly one Paid or Pending payment with the same
+    idempotency key; no two intents of one key took money; no Paid card payment lacks its
+    charge."""
+    result = Check("charges match the ledger")
+    by_key = {p.idempotency_key: p for p in payments}
+    by_intent: dict[str, ChargeRecord] = {}
+    for charge in charges:  # the last word the proxy saw of each intent
+        by_intent[charge.intent_id] = charge
+    statuses = {c.intent_id: c.status for c in by_intent.values()}
+    if intents is not None:
+        # localstripe's own list: what it holds now (a charge the proxy never saw answered too)
+        known = {c.intent_id for c in by_intent.values()}
+        for intent in intents:
+            statuses[intent["id"]] = str(intent.get("status"))
+            if intent["id"] not in known and intent.get("status") in CHARGED:
+                result.violations.append(
+                    f"intent {intent['id']} ({intent.get('status')}, {intent.get('amount')}c) "
+                    "is in localstripe but the proxy never recorded it (no idempotency key known)")
+    else:
+        result.notes.append("localstripe does not list PaymentIntents: the proxy's records only")
+    taken: dict[str, list[str]] = defaultdict(list)
+    for intent_id, charge in by_intent.items():
+        result.examined += 1
+        if statuses.get(intent_id) in CHARGED:
+            taken[charge.idempotency_key].append(intent_id)
+    for key, intent_ids in sorted(taken.items()):
+        if len(intent_ids) > 1:
+            result.violations.append(
+                f"key {key}: {len(intent_ids)} intents took money ({', '.join(intent_ids)})")
+        payment = by_key.get(key)
+        if payment is None:
+            result.violations.append(
+                f"key {key}: intent {intent_ids[0]} took money but no ledger payment has the key")
+            continue
+        if payment.status not in LEDGER_CHARGED:
+            result.violations.append(
+                f"key {key}: intent {intent_ids[0]} took money but payment {payment.reference} "
+                f"is {payment.status}")
+        charged = by_intent[intent_ids[0]].amount_cents
+        if charged != payment.amount_cents + payment.fee_cents:
+            result.violations.append(
+                f"key {key}: charged {charged}c, payment {payment.reference} records "
+                f"{payment.amount_cents}c + {payment.fee_cents}c fee")
+    for payment in payments:
+        if payment.status in LEDGER_CHARGED and payment.processor_id and \
+                payment.processor_id.startswith("pi_"):
+            result.examined += 1
+            if payment.idempotency_key not in taken:
+                result.violations.append(
+                    f"payment {payment.reference} is {payment.status} "
+                    f"({payment.processor_id}) but no charge of key {payment.idempotency_key} "
+                    "took money")
+        elif payment.status in LEDGER_CHARGED and payment.method_id is not None \
+                and not payment.processor_id:
+            result.examined += 1
+            result.violations.append(
+                f"payment {payment.reference} is {payment.status} with no processor id")
+    return result
+
+
+def nothing_collected_beyond_balance(
+    payments: list[Payment], accounts: dict[int, Account]
+) -> Check:
+    """The ledger's own rule (bot/payments/collectable.py): what is Pending, Processing or
+    Scheduled never exceeds the balance, which already has the Paid taken off; and the balance
+    never goes below zero."""
+    result = Check("nothing collected beyond the balance")
+    committed: Counter[int] = Counter()
+    for payment in payments:
+        if payment.status in COMMITTED:
+            committed[payment.account_id] += payment.amount_cents
+    for account_id, account in sorted(accounts.items()):
+        result.examined += 1
+        if account.balance_cents < 0:
+            result.violations.append(
+                f"account {account.account_ref}: balance {account.balance_cents}c is negative")
+        if committed[account_id] > account.balance_cents:
+            result.violations.append(
+                f"account {account.account_ref}: {committed[account_id]}c pending, processing "
+                f"or scheduled beyond its balance of {account.balance_cents}c")
+    return result
+
+
+def messages_stored_once(
+    stats: LoadStats, inbound: list[tuple[int, str | None]], replied: set[int]
+) -> Check:
+    """Every MessageSid the customers sent is stored once; it has its reply stored, or every
+    attempt that got a 200 read the same texts."""
+    result = Check("inbound messages stored once, answered the same")
+    stored: dict[str, list[int]] = defaultdict(list)
+    for message_id, sid in inbound:
+        if sid:
+            stored[sid].append(message_id)
+    for record in stats.records:
+        result.examined += 1
+        ids = stored.get(record.sid, [])
+        answered = [a.texts for a in record.attempts if a.status == 200]
+        if len(ids) > 1:
+            result.violations.append(f"{record.sid} ({record.body!r}) stored {len(ids)} times")
+        if not ids:
+            if answered:
+                result.violations.append(
+                    f"{record.sid} ({record.body!r}) was answered but never stored")
+            else:
+                result.notes.append(f"{record.sid}: never reached a process that stored it")
+            continue
+        if any(message_id in replied for message_id in ids):
+            continue
+        if len(answered) > 1 and any(texts != answered[0] for texts in answered[1:]):
+            shown = " / ".join(repr(" ".join(t or [])[:80]) for t in answered)
+            result.violations.append(
+                f"{record.sid} ({record.body!r}) has no stored reply and its retries were "
+                f"answered differently: {shown}")
+        elif len(answered) >= 1 and answered[0] == [] and len(record.attempts) > 1:
+            result.violations.append(
+                f"{record.sid} ({record.body!r}) has no stored reply and a retry got an empty "
+                "answer")
+    return result
+
+
+def emails_sent_once(
+    emails: list[OutboundEmail], copies: list[Outreach], sent: list[Sent]
+) -> Check:
+    """Every email the ledger owes left once: each mail SendGrid accepted is one ledger row's
+    (by SendGrid's message id, or, for a row cut off during the send, by address and subject),
+    and each row the ledger shows sent has its mail."""
+    result = Check("every receipt and notice sent exactly once")
+    accepted = Counter(s.message_id for s in sent)
+    recorded: dict[str, str] = {}
+    for row in emails:
+        result.examined += 1
+        name = f"email {row.id} ({row.kind} to {row.to_address})"
+        if row.status == "sent":
+            if not row.provider_message_id or accepted[row.provider_message_id] == 0:
+                result.violations.append(f"{name} is marked sent but SendGrid never took it")
+            else:
+                recorded[row.provider_message_id] = name
+        elif row.status in ("failed", "unknown"):
+            result.violations.append(f"{name} is {row.status}: owed and not known to be sent")
+        elif row.status in ("queued", "sending"):
+            result.notes.append(f"{name} still {row.status} (next try {row.not_before})")
+    for copy in copies:
+        result.examined += 1
+        name = f"agreement copy {copy.id} (plan {copy.plan_id})"
+        message_id = (copy.detail or {}).get("message_id")
+        if copy.status == "sent":
+            if not message_id or accepted[message_id] == 0:
+                result.violations.append(f"{name} is marked sent but SendGrid never took it")
+            else:
+                recorded[message_id] = name
+        elif copy.status in ("failed",):
+            result.violations.append(f"{name} is {copy.status}: owed and not known to be sent")
+        elif copy.status in ("held", "sending"):
+            result.notes.append(f"{name} still {copy.status}")
+    cut_off = Counter(
+        (row.to_address.lower(), row.subject) for row in emails
+        if row.status in ("sending", "unknown"))
+    for mail in sent:
+        if mail.message_id in recorded:
+            continue
+        if cut_off[(mail.to, mail.subject)] > 0:  # sent once; the process died before writing
+            cut_off[(mail.to, mail.subject)] -= 1
+            continue
+        result.violations.append(
+            f"SendGrid took a mail no ledger row records ({mail.message_id} to {mail.to}: "
+            f"{mail.subject!r}): sent twice, or sent unowed")
+    return result
+
+
+def installments_settled(
+    payments: list[Payment], accounts: dict[int, Account], now: datetime
+) -> Check:
+    """Every installment that fell due (by the customer's own date) is Paid or Pending once, or
+    Declined, or Canceled."""
+    result = Check("installments due are charged once, declined or canceled")
+    for payment in payments:
+        if payment.plan_id is None:
+            continue
+        account = accounts.get(payment.account_id)
+        if payment.scheduled_for > local_today(now, account.timezone if account else None):
+            continue
+        result.examined += 1
+        if payment.status not in INSTALLMENT_DONE:
+            why = f" ({payment.failure_code})" if payment.failure_code else ""
+            result.violations.append(
+                f"installment {payment.reference} (plan {payment.plan_id} #"
+                f"{payment.installment_number}, due {payment.scheduled_for}) is "
+                f"{payment.status}{why}")
+    return result
