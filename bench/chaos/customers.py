@@ -165,6 +165,7 @@ class Person:
         self.stats = stats
         self.rng = rng
         self.link: str | None = None
+        self.has_plan = customer.plan_id is not None
 
     async def sms(self, body: str) -> str:
         texts = await self.twilio.send(self.customer.phone, body)
@@ -206,7 +207,7 @@ class Person:
             await self.pay(later=False)
         elif roll < 0.38:
             await self.pay(later=True)
-        elif roll < 0.48 and c.plan_id is not None:
+        elif roll < 0.48 and self.has_plan:
             await self.extra()
         elif roll < 0.56 and c.offers:
             await self.sign_plan()
@@ -266,8 +267,9 @@ class Person:
 
         await self.sms("MENU")
         reply = await self.converse("PLAN", answer)
-        if "signed" in reply.lower():
+        if "your plan is set" in reply:
             self.stats.plans_signed += 1
+            self.has_plan = True
 
     # ------------------------------------------------------------------ the web
 

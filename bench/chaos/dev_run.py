@@ -76,6 +76,10 @@ async def main(customers: int, seconds: float, kill: bool, folder: Path) -> None
               f"signed {stats.plans_signed} extras {stats.extras} "
               f"brought forward {stats.installments_brought_forward}", flush=True)
         print("errors", dict(stats.errors), flush=True)
+        with (Path(__file__).parent / "dev_transcript.txt").open("w") as out:
+            for record in sorted(stats.records, key=lambda r: (r.phone, r.attempts[0].started)):
+                answer = " | ".join(record.answer or [])
+                out.write(f"{record.phone} > {record.body}\n    < {answer}\n")
         await asyncio.sleep(8)  # the worker's passes
         await proxy.drain(30)
         health.cancel()
@@ -84,6 +88,11 @@ async def main(customers: int, seconds: float, kill: bool, folder: Path) -> None
                   f"{len(result.violations)} violations", flush=True)
             for line in result.violations[:15]:
                 print("   !", line)
+                for record in stats.records:
+                    if record.sid in line:
+                        for a in record.attempts:
+                            print(f"       {a.started:.2f} {a.seconds:.2f}s {a.status} "
+                                  f"{a.error} {a.texts}")
             for line in result.notes[:5]:
                 print("   .", line)
         for member in fleet.members:

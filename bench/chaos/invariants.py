@@ -73,7 +73,7 @@ async def check(stage: Stage, stats: LoadStats) -> list[Check]:
         charges_match_ledger(stage.charges, intents, payments),
         nothing_collected_beyond_balance(payments, accounts),
         messages_stored_once(stats, inbound, replied),
-        emails_sent_once(emails, copies, sendgrid_sent(stage)),
+        emails_sent_once(emails, copies, sendgrid_sent(stage), payments, accounts),
         installments_settled(payments, accounts, now),
     ]
 
@@ -242,12 +242,26 @@ def messages_stored_once(
 
 
 def emails_sent_once(
-    emails: list[OutboundEmail], copies: list[Outreach], sent: list[Sent]
+    emails: list[OutboundEmail], copies: list[Outreach], sent: list[Sent],
+    payments: list[Payment], accounts: dict[int, Account],
 ) -> Check:
-    """Every email the ledger owes left once: each mail SendGrid accepted is one ledger row's
-    (by SendGrid's message id, or, for a row cut off during the send, by address and subject),
-    and each row the ledger shows sent has its mail."""
+    """Every email the ledger owes left once: each Paid payment has one receipt (its subject
+    names the payment's reference); each mail SendGrid accepted is one ledger row's (by
+    SendGrid's message id, or, for a row cut off during the send, by address and subject);
+    each row the ledger shows sent has its mail."""
     result = Check("every receipt and notice sent exactly once")
+    receipts = Counter(
+        word for row in emails if row.kind == "receipt" and "scheduled for" not in row.subject
+        for word in row.subject.split())
+    for payment in payments:
+        account = accounts.get(payment.account_id)
+        if payment.status != "paid" or account is None or not account.email:
+            continue
+        result.examined += 1
+        count = receipts[payment.reference]
+        if count != 1:
+            result.violations.append(
+                f"payment {payment.reference} is paid and has {count} receipts (one is owed)")
     accepted = Counter(s.message_id for s in sent)
     recorded: dict[str, str] = {}
     for row in emails:
@@ -278,11 +292,18 @@ def emails_sent_once(
     cut_off = Counter(
         (row.to_address.lower(), row.subject) for row in emails
         if row.status in ("sending", "unknown"))
+    # An agreement copy cut off during its send: one mail to the account's address may be it.
+    copies_cut_off = Counter(
+        (accounts[c.account_id].email or "").lower() for c in copies
+        if c.status == "sending" and c.account_id in accounts)
     for mail in sent:
         if mail.message_id in recorded:
             continue
         if cut_off[(mail.to, mail.subject)] > 0:  # sent once; the process died before writing
             cut_off[(mail.to, mail.subject)] -= 1
+            continue
+        if copies_cut_off[mail.to] > 0 and "agreement" in mail.subject.lower():
+            copies_cut_off[mail.to] -= 1
             continue
         result.violations.append(
             f"SendGrid took a mail no ledger row records ({mail.message_id} to {mail.to}: "

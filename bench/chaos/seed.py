@@ -44,8 +44,8 @@ DAYTIME_ZONES = (
     "America/New_York", "America/Los_Angeles", "Pacific/Honolulu", "Asia/Tokyo",
     "Australia/Sydney", "Asia/Kolkata", "Asia/Dubai", "Europe/Berlin",
 )
-PLAN_INSTALLMENTS = 4
-INSTALLMENT_CENTS = 4_000
+PLAN_INSTALLMENTS = 6
+INSTALLMENT_CENTS = 3_000
 
 
 @dataclass
@@ -122,12 +122,15 @@ async def _one(
     rng: random.Random,
 ) -> Customer:
     balance = rng.randrange(300_00, 2_000_00 + 1, 5)
-    kind = rng.random()
+    # Who is who by index, so any --customers of 8 or more has every kind: a quarter with an
+    # active plan (one in three of them on a card that declines), three in eight with offers,
+    # a few more declining cards, a quarter with a second card.
+    kind = i % 8
     customer = Customer(
         index=i, account_ref=f"CHAOS-{i:05d}", account_id=0, phone=f"+1555{8_000_000 + i}",
         email=f"chaos{i}@example.com", balance_cents=balance, timezone=zone,
-        declines=rng.random() < 0.08, methods=2 if rng.random() < 0.25 else 1,
-        offers=0.25 <= kind < 0.55,
+        declines=i % 24 == 0 or i % 24 == 13, methods=2 if i % 4 == 3 else 1,
+        offers=kind in (1, 2, 5),
     )
     async with database.session() as session:
         record = {
@@ -157,11 +160,13 @@ async def _one(
             )
             await create_offer(
                 session, account,
+                # Half the balance: signed, it leaves room to pay more by text and on the web.
                 OfferRequest(kind="plan", created_by="chaos", frequency="monthly",
-                             start=today + timedelta(days=3), count=rng.choice((3, 4, 6))),
+                             total_cents=balance // 2, start=today + timedelta(days=3),
+                             count=rng.choice((3, 4, 6))),
                 flow=flow, at=now,
             )
-        elif kind < 0.25:
+        elif kind in (0, 4):
             await _sign_plan(session, env, account, method, limits, brand, customer, now, today)
     return customer
 
@@ -205,7 +210,7 @@ class InstallmentCalendar:
     brought forward to today, so the worker finds installments falling due all through the run
     (the real clock decides only the time of day; a run lasts minutes, not days)."""
 
-    def __init__(self, stage: Stage, customers: list[Customer], *, every: float = 5.0) -> None:
+    def __init__(self, stage: Stage, customers: list[Customer], *, every: float = 3.0) -> None:
         self.stage = stage
         self.plans = [c for c in customers if c.plan_id is not None]
         self.every = every
