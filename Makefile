@@ -1,11 +1,12 @@
 # Two commands a newcomer needs:
 #   make demo   set everything up and run the demo (PORT=8081 for another port)
-#   make test   set everything up and run every test (embedded defaults, then PostgreSQL + Redis)
+#   make test   set everything up and run every test (embedded defaults, then PostgreSQL + Redis,
+#               then the short fault-injection run, make chaos)
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-embedded test-services lint services diagrams bench browser messages
+.PHONY: setup demo test test-embedded test-services lint services diagrams bench browser messages chaos
 
 setup: $(VENV)/.installed
 
@@ -22,7 +23,7 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: setup browser lint test-embedded test-services
+test: setup browser lint test-embedded test-services chaos
 
 # Debian's Chromium drives the browser tests (Playwright never downloads a browser here).
 browser:
@@ -50,3 +51,9 @@ diagrams: setup
 
 bench: setup services
 	$(PY) -m bench.sms_load --backend services --floor
+
+# The fault-injection run (docs/reliability.md): its own PostgreSQL, Redis and localstripe, two web
+# processes and two workers, simulated customers, faults on a seeded schedule, the invariants
+# checked at the end; exit 1 on any violation. The long run: make chaos MINUTES=30 CUSTOMERS=400
+chaos: setup
+	$(PY) -m bench.chaos --minutes $(or $(MINUTES),2) --customers $(or $(CUSTOMERS),200) --seed $(or $(SEED),7) $(ARGS)

@@ -23,8 +23,8 @@ from bench.chaos.stage import (
     SECRET_KEY,
     STRIPE_KEY,
     STRIPE_WEBHOOK_SECRET,
-    TWILIO_AUTH_TOKEN,
     TO_NUMBER,
+    TWILIO_AUTH_TOKEN,
 )
 
 ROOT = Path(__file__).resolve().parents[2]

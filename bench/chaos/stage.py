@@ -61,3 +61,29 @@ class Stage:
     def pick_web(self) -> str | None:
         urls = self.web.live_urls()
         return self.rng.choice(urls) if urls else None
+
+
+def signed_sms(phone: str, body: str, sid: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The form Twilio posts for an inbound text, and its X-Twilio-Signature made by the SDK's
+    own RequestValidator over PUBLIC_BASE_URL + path (what PayBot checks)."""
+    from twilio.request_validator import RequestValidator
+
+    form = {
+        "MessageSid": sid,
+        "SmsMessageSid": sid,
+        "SmsSid": sid,
+        "AccountSid": "AC" + "c" * 32,
+        "From": phone,
+        "To": TO_NUMBER,
+        "Body": body,
+        "NumMedia": "0",
+        "NumSegments": "1",
+        "SmsStatus": "received",
+        "ApiVersion": "2010-04-01",
+    }
+    signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(
+        PUBLIC_BASE_URL + SMS_PATH, form)
+    return form, {"X-Twilio-Signature": signature}
+
+
+SMS_PATH = "/webhooks/twilio/sms"
