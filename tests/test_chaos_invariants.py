@@ -51,7 +51,8 @@ class World:
     def charge(self, key: str, intent: str, cents: int, status: str = "succeeded") -> None:
         self.stage.charges.append(ChargeRecord(key, intent, status, cents, "cus_1", 200))
 
-    def mail(self, message_id: str, to: str = "ana@example.com", subject: str = "Receipt") -> None:
+    def mail(self, message_id: str, to: str = "ana@example.com",
+             subject: str = "Your payment receipt PAY1") -> None:
         body = {"personalizations": [{"to": [{"email": to}]}], "subject": subject}
         self.stage.sendgrid.requests.append(
             RecordedMail("/v3/mail/send", {}, body, status=202, message_id=message_id))
@@ -73,6 +74,14 @@ def payment(key: str, status: str, cents: int, *, day: date = TODAY, plan: int |
         amount_cents=cents, scheduled_for=day, status=status, processor_id=intent,
         channel="sms", created_at=NOW, updated_at=NOW,
     )
+
+
+def receipt(reference: str, message_id: str | None, status: str = "sent") -> OutboundEmail:
+    return OutboundEmail(
+        account_id=1, kind="receipt", to_address="ana@example.com",
+        subject=f"Your payment receipt {reference}", text_body=f"Reference {reference}",
+        html_body="", transactional=True, status=status, attempts=1, not_before=NOW,
+        created_at=NOW, sent_at=NOW if message_id else None, provider_message_id=message_id)
 
 
 @pytest.fixture
@@ -115,16 +124,15 @@ async def world(tmp_path: Path):  # type: ignore[no-untyped-def]
     w.sms("SM1", "PAY", None, ["How much?"])  # a timeout, then Twilio's retry answered
     w.sms("SM2", "50", ["Pay with Visa?"], ["Pay with Visa?"])  # no reply stored: the same twice
     await w.add(
-        OutboundEmail(account_id=1, kind="receipt", to_address="ana@example.com",
-                      subject="Receipt", text_body="Ref PAY1", html_body="", transactional=True,
-                      status="sent", attempts=1, not_before=NOW, created_at=NOW, sent_at=NOW,
-                      provider_message_id="mid-1"),
+        receipt("PAY1", "mid-1"),
+        receipt("OFFER11", "mid-4"),
         Outreach(dedupe_key="copy:1", account_id=1, plan_id=1, kind="agreement_copy",
                  channel="email", status="sent", detail={"message_id": "mid-2"},
                  created_at=NOW, sent_at=NOW),
     )
     w.mail("mid-1")
-    w.mail("mid-2", subject="Your payment agreement")
+    w.mail("mid-4", subject="Your payment receipt OFFER11")
+    w.mail("mid-2", subject="Creditor: your signed payment plan agreement")
     yield w
     await database.close()
 
@@ -142,7 +150,7 @@ async def test_a_clean_ledger_passes_every_check(world: World) -> None:
         ("every receipt and notice sent exactly once", []),
         ("installments due are charged once, declined or canceled", []),
     ]
-    assert [c.examined for c in checks] == [5, 1, 2, 2, 2]
+    assert [c.examined for c in checks] == [5, 1, 2, 5, 2]
 
 
 async def double_charge(w: World) -> None:
@@ -154,7 +162,8 @@ async def charge_without_payment(w: World) -> None:
 
 
 async def paid_without_charge(w: World) -> None:
-    await w.add(payment("pay:2", "paid", 10_00, intent="pi_8"))
+    await w.add(payment("pay:2", "paid", 10_00, intent="pi_8"), receipt("PAY2", "mid-6"))
+    w.mail("mid-6", subject="Your payment receipt PAY2")
 
 
 async def charged_but_ledger_says_declined(w: World) -> None:
@@ -180,14 +189,25 @@ async def mail_sent_twice(w: World) -> None:
 
 
 async def email_lost(w: World) -> None:
-    await w.add(OutboundEmail(account_id=1, kind="receipt", to_address="ana@example.com",
-                              subject="Receipt", text_body="", html_body="", transactional=True,
-                              status="failed", attempts=5, not_before=NOW, created_at=NOW))
+    await w.add(receipt("SCHED1", None, status="failed"))
+
+
+async def receipt_missing(w: World) -> None:
+    await w.add(payment("pay:2", "paid", 10_00, intent="pi_8"))
+    w.charge("pay:2", "pi_8", 10_00)
+
+
+async def receipt_twice(w: World) -> None:
+    await w.add(receipt("PAY1", "mid-5"))
+    w.mail("mid-5")
 
 
 async def installment_left_processing(w: World) -> None:
-    await w.add(payment("offer:2#1", "processing", 30_00, day=TODAY - timedelta(days=1), plan=1,
-                        number=4))
+    """Claimed by a worker that died before the processor: past the recovery delay, still so."""
+    left = payment("offer:2#1", "processing", 30_00, day=TODAY - timedelta(days=1), plan=1,
+                   number=4)
+    left.updated_at = NOW - timedelta(minutes=11)
+    await w.add(left)
 
 
 SPOILED: list[tuple[Callable[[World], Awaitable[None]], str, str]] = [
@@ -206,10 +226,14 @@ SPOILED: list[tuple[Callable[[World], Awaitable[None]], str, str]] = [
      "SM4 ('1') has no stored reply and its retries were answered differently: "
      "'Pay now or later?' / ''"),
     (mail_sent_twice, "every receipt and notice sent exactly once",
-     "SendGrid took a mail no ledger row records (mid-3 to ana@example.com: 'Receipt'): "
-     "sent twice, or sent unowed"),
+     "SendGrid took a mail no ledger row records (mid-3 to ana@example.com: "
+     "'Your payment receipt PAY1'): sent twice, or sent unowed"),
     (email_lost, "every receipt and notice sent exactly once",
-     "email 2 (receipt to ana@example.com) is failed: owed and not known to be sent"),
+     "email 3 (receipt to ana@example.com) is failed: owed and not known to be sent"),
+    (receipt_missing, "every receipt and notice sent exactly once",
+     "payment PAY2 is paid and has 0 receipts (one is owed)"),
+    (receipt_twice, "every receipt and notice sent exactly once",
+     "payment PAY1 is paid and has 2 receipts (one is owed)"),
     (installment_left_processing, "installments due are charged once, declined or canceled",
      f"installment OFFER21 (plan 1 #4, due {TODAY - timedelta(days=1)}) is processing"),
 ]
@@ -223,3 +247,17 @@ async def test_each_violation_is_reported_by_its_check_alone(
     checks = by_name(await check(world.stage, world.stats))
     assert checks[name].violations == [line]
     assert {n: c.violations for n, c in checks.items() if n != name and c.violations} == {}
+
+
+async def test_an_installment_cut_off_before_the_processor_is_a_note_while_recovery_waits(
+    world: World,
+) -> None:
+    await world.add(payment("offer:2#1", "processing", 30_00, day=TODAY - timedelta(days=1),
+                            plan=1, number=4))
+    checks = by_name(await check(world.stage, world.stats))
+    installments = checks["installments due are charged once, declined or canceled"]
+    assert installments.violations == []
+    assert installments.notes == [
+        "installment OFFER21 processing, never sent to the processor: recovered after the "
+        "worker's delay of 0:10:00"
+    ]

@@ -24,20 +24,17 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import aiohttp
-from twilio.request_validator import RequestValidator
 
 from bench.chaos.seed import Customer, InstallmentCalendar
 from bench.chaos.stage import (
     PUBLIC_BASE_URL,
-    TO_NUMBER,
-    TWILIO_AUTH_TOKEN,
+    SMS_PATH,
     TWILIO_TIMEOUT_SECONDS,
     Stage,
+    signed_sms,
 )
 from bench.sms_load import twiml_texts
 
-SMS_PATH = "/webhooks/twilio/sms"
-ACCOUNT_SID = "AC" + "c" * 32
 # Twilio tries a failed webhook again a few times, after a short and growing pause.
 RETRY_BACKOFF = (1.0, 2.0, 4.0, 6.0, 8.0)
 # Replies that say the turn did not go as the customer meant: a person starts over.
@@ -96,22 +93,14 @@ class Twilio:
         self.stage = stage
         self.http = http
         self.stats = stats
-        self.validator = RequestValidator(TWILIO_AUTH_TOKEN)
         self.tag = secrets.token_hex(4)
         self.counter = itertools.count(1)
 
     def build(self, phone: str, body: str) -> tuple[str, bytes, dict[str, str]]:
         sid = f"SM{self.tag}{next(self.counter):024d}"
-        params = {
-            "MessageSid": sid, "SmsMessageSid": sid, "SmsSid": sid, "AccountSid": ACCOUNT_SID,
-            "From": phone, "To": TO_NUMBER, "Body": body, "NumMedia": "0", "NumSegments": "1",
-            "SmsStatus": "received", "ApiVersion": "2010-04-01", "FromCountry": "US",
-            "ToCountry": "US",
-        }
-        signature = self.validator.compute_signature(PUBLIC_BASE_URL + SMS_PATH, params)
-        headers = {"X-Twilio-Signature": signature,
-                   "Content-Type": "application/x-www-form-urlencoded"}
-        return sid, urlencode(params).encode(), headers
+        form, headers = signed_sms(phone, body, sid)
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        return sid, urlencode(form).encode(), headers
 
     async def send(self, phone: str, body: str) -> list[str] | None:
         """The texts the customer reads back, or None when Twilio gave up."""
