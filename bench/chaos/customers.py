@@ -281,7 +281,10 @@ class Person:
                     self.stats.web_lost_sessions += 1
                 try:
                     paid = await web.pay(self.link, amount)
-                except (TimeoutError, aiohttp.ClientError, LostSession) as exc:
+                except LostSession as exc:
+                    self.stats.errors[f"web_lost: {exc}"] += 1
+                    continue
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     self.stats.errors[f"web_{type(exc).__name__}"] += 1
                     continue
                 if paid:
@@ -319,10 +322,8 @@ class WebVisit:
                 if response.status in (301, 302, 303, 307):
                     method, path, data = "GET", response.headers["Location"], None
                     continue
-                if response.status >= 500:
-                    raise LostSession(f"HTTP {response.status}")
-                if response.status in (400, 401, 403, 419):
-                    raise LostSession(f"HTTP {response.status}")
+                if response.status >= 500 or response.status in (400, 401, 403, 419):
+                    raise LostSession(f"{method} {_path_of(path)} HTTP {response.status}")
                 return html
         raise LostSession("redirected too often")
 
@@ -363,6 +364,13 @@ class WebVisit:
             if _state(html) == state and html == before:
                 return False
         return False
+
+
+def _path_of(url: str) -> str:
+    """The route without the link's token (which must not reach a report)."""
+    path = url.split("://", 1)[-1]
+    path = "/" + path.split("/", 1)[1] if "/" in path else "/"
+    return "/p/..." if path.startswith("/p/") else path.split("?", 1)[0]
 
 
 def _state(html: str) -> str | None:
