@@ -94,6 +94,7 @@ async def world(tmp_path: Path):  # type: ignore[no-untyped-def]
                   web=NoWeb(), localstripe_url=NO_LOCALSTRIPE, stripe_api_url="",
                   twilio=TwilioFake(), sendgrid=SendGridFake())
     w = World(database, stage, LoadStats())
+    w.stats.owed = {"A-1": 165_00}  # as seeded: $65 paid since
     await w.add(
         Creditor(code="c", name="Creditor", settings={}),
         Account(id=1, account_ref="A-1", creditor_code="c", first_name="Ana", last_name="Diaz",
@@ -162,6 +163,7 @@ async def charge_without_payment(w: World) -> None:
 
 
 async def paid_without_charge(w: World) -> None:
+    w.stats.owed["A-1"] += 10_00  # a payment the balance already shows
     await w.add(payment("pay:2", "paid", 10_00, intent="pi_8"), receipt("PAY2", "mid-6"))
     w.mail("mid-6", subject="Your payment receipt PAY2")
 
@@ -172,6 +174,14 @@ async def charged_but_ledger_says_declined(w: World) -> None:
 
 async def beyond_balance(w: World) -> None:
     await w.add(payment("pay:3", "scheduled", 70_00, day=TODAY + timedelta(days=5)))
+
+
+async def balance_not_lowered(w: World) -> None:
+    async with w.database.session() as session:
+        account = await session.get(Account, 1)
+        assert account is not None
+        account.balance_cents = 120_00  # a payment marked Paid that left the balance as it was
+        await session.commit()
 
 
 async def answered_but_not_stored(w: World) -> None:
@@ -193,6 +203,7 @@ async def email_lost(w: World) -> None:
 
 
 async def receipt_missing(w: World) -> None:
+    w.stats.owed["A-1"] += 10_00
     await w.add(payment("pay:2", "paid", 10_00, intent="pi_8"))
     w.charge("pay:2", "pi_8", 10_00)
 
@@ -210,7 +221,7 @@ async def installment_left_processing(w: World) -> None:
     await w.add(left)
 
 
-SPOILED: list[tuple[Callable[[World], Awaitable[None]], str, str]] = [
+SPOILED: list[tuple[Callable[[World], Awaitable[None]], str, str | list[str]]] = [
     (double_charge, "charges match the ledger", "key pay:1: 2 intents took money (pi_1, pi_9)"),
     (charge_without_payment, "charges match the ledger",
      "key pay:7: intent pi_7 took money but no ledger payment has the key"),
@@ -218,8 +229,13 @@ SPOILED: list[tuple[Callable[[World], Awaitable[None]], str, str]] = [
      "payment PAY2 is paid (pi_8) but no charge of key pay:2 took money"),
     (charged_but_ledger_says_declined, "charges match the ledger",
      "key offer:1#2: intent pi_4 took money but payment OFFER12 is declined"),
-    (beyond_balance, "nothing collected beyond the balance",
-     "account A-1: 11000c pending, processing or scheduled beyond its balance of 10000c"),
+    (beyond_balance, "nothing collected beyond the balance", [
+        "account A-1: 11000c pending, processing or scheduled beyond its balance of 10000c",
+        "account A-1: 6500c paid and 11000c pending, processing or scheduled beyond the 16500c "
+        "it owed",
+    ]),
+    (balance_not_lowered, "nothing collected beyond the balance",
+     "account A-1: balance 12000c, but it owed 16500c and paid 6500c"),
     (answered_but_not_stored, "inbound messages stored once, answered the same",
      "SM3 ('yes') was answered but never stored"),
     (retries_answered_differently, "inbound messages stored once, answered the same",
@@ -241,11 +257,11 @@ SPOILED: list[tuple[Callable[[World], Awaitable[None]], str, str]] = [
 
 @pytest.mark.parametrize(("spoil", "name", "line"), SPOILED, ids=[s[0].__name__ for s in SPOILED])
 async def test_each_violation_is_reported_by_its_check_alone(
-    world: World, spoil: Callable[[World], Awaitable[None]], name: str, line: str
+    world: World, spoil: Callable[[World], Awaitable[None]], name: str, line: str | list[str]
 ) -> None:
     await spoil(world)
     checks = by_name(await check(world.stage, world.stats))
-    assert checks[name].violations == [line]
+    assert checks[name].violations == (line if isinstance(line, list) else [line])
     assert {n: c.violations for n, c in checks.items() if n != name and c.violations} == {}
 
 

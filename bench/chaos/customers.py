@@ -85,6 +85,11 @@ class LoadStats:
     errors: Counter[str] = field(default_factory=Counter)
     records: list[MessageRecord] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # The balance each account was seeded with, by account_ref, for the checks (not a
+        # field: the report's table lists the fields).
+        self.owed: dict[str, int] = {}
+
 
 class Twilio:
     """Twilio's side of inbound SMS: builds, signs, sends and re-sends each message."""
@@ -394,6 +399,7 @@ async def run_customers(
     once; each waits a few seconds between conversations, as people do. The installments of the
     seeded plans fall due meanwhile (``InstallmentCalendar``)."""
     stats = LoadStats()
+    stats.owed = {c.account_ref: c.balance_cents for c in customers}
     calendar = InstallmentCalendar(stage, customers)
     gate = asyncio.Semaphore(concurrency)
     connector = aiohttp.TCPConnector(limit=concurrency * 2, force_close=False)

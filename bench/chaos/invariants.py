@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from bench.chaos.stage import STRIPE_KEY, ChargeRecord, Stage
 from bot.ledger.db import Database
-from bot.ledger.models import Account, Message, OutboundEmail, Outreach, Payment
+from bot.ledger.models import Account, Message, Offer, OutboundEmail, Outreach, Payment
 from bot.payments.collectable import COMMITTED
 from bot.worker.config import WorkerConfig
 from bot.worker.rules import local_today
@@ -65,6 +65,8 @@ async def check(stage: Stage, stats: LoadStats) -> list[Check]:
             replied = set(await session.scalars(
                 select(Message.in_reply_to_id).where(Message.in_reply_to_id.is_not(None))))
             emails = list(await session.scalars(select(OutboundEmail)))
+            settlements = set(await session.scalars(
+                select(Offer.id).where(Offer.kind == "settlement")))
             copies = list(await session.scalars(
                 select(Outreach).where(Outreach.kind == "agreement_copy")))
     finally:
@@ -73,7 +75,7 @@ async def check(stage: Stage, stats: LoadStats) -> list[Check]:
     now = datetime.now(UTC)
     return [
         charges_match_ledger(stage.charges, intents, payments),
-        nothing_collected_beyond_balance(payments, accounts),
+        nothing_collected_beyond_balance(payments, accounts, stats.owed, settlements),
         messages_stored_once(stats, inbound, replied),
         emails_sent_once(emails, copies, sendgrid_sent(stage), payments, accounts),
         installments_settled(payments, accounts, now, stage.charges),
@@ -184,25 +186,45 @@ def charges_match_ledger(
 
 
 def nothing_collected_beyond_balance(
-    payments: list[Payment], accounts: dict[int, Account]
+    payments: list[Payment], accounts: dict[int, Account], owed: dict[str, int],
+    settlements: set[int],
 ) -> Check:
     """The ledger's own rule (bot/payments/collectable.py): what is Pending, Processing or
-    Scheduled never exceeds the balance, which already has the Paid taken off; and the balance
-    never goes below zero."""
+    Scheduled never exceeds the balance, which has the Paid taken off. Where the seed's figure is
+    known (`owed`, by account id): Paid + Pending + Processing + Scheduled never exceeds it, and
+    the balance is what was owed less what was paid (0 once a settlement is paid)."""
     result = Check("nothing collected beyond the balance")
     committed: Counter[int] = Counter()
+    paid: Counter[int] = Counter()
+    settled: set[int] = set()
     for payment in payments:
         if payment.status in COMMITTED:
             committed[payment.account_id] += payment.amount_cents
+        elif payment.status == "paid":
+            paid[payment.account_id] += payment.amount_cents - payment.refunded_cents
+            if payment.offer_id in settlements and payment.plan_id is None:
+                settled.add(payment.account_id)
     for account_id, account in sorted(accounts.items()):
         result.examined += 1
+        name = f"account {account.account_ref}"
         if account.balance_cents < 0:
-            result.violations.append(
-                f"account {account.account_ref}: balance {account.balance_cents}c is negative")
+            result.violations.append(f"{name}: balance {account.balance_cents}c is negative")
         if committed[account_id] > account.balance_cents:
             result.violations.append(
-                f"account {account.account_ref}: {committed[account_id]}c pending, processing "
-                f"or scheduled beyond its balance of {account.balance_cents}c")
+                f"{name}: {committed[account_id]}c pending, processing or scheduled beyond its "
+                f"balance of {account.balance_cents}c")
+        if account.account_ref not in owed:
+            continue
+        first = owed[account.account_ref]
+        if paid[account_id] + committed[account_id] > first:
+            result.violations.append(
+                f"{name}: {paid[account_id]}c paid and {committed[account_id]}c pending, "
+                f"processing or scheduled beyond the {first}c it owed")
+        expected = 0 if account_id in settled else first - paid[account_id]
+        if account.balance_cents != expected:
+            result.violations.append(
+                f"{name}: balance {account.balance_cents}c, but it owed {first}c and paid "
+                f"{paid[account_id]}c{' (settled)' if account_id in settled else ''}")
     return result
 
 
