@@ -23,6 +23,8 @@ from bot.ledger.models import (
     Payment,
     Plan,
 )
+from bot.providers.localstripe import LocalStripe
+from bot.providers.stripe_gateway import StripeGateway
 from tests.fakes.sendgrid_api import RecordedMail, SendGridFake
 from tests.fakes.twilio_api import TwilioFake
 
@@ -277,3 +279,41 @@ async def test_an_installment_cut_off_before_the_processor_is_a_note_while_recov
         "installment OFFER21 processing, never sent to the processor: recovered after the "
         "worker's delay of 0:10:00"
     ]
+
+
+async def test_localstripe_is_read_and_an_intent_the_proxy_never_saw_is_found_by_its_reference(
+    world: World, stripe_gateway: StripeGateway, localstripe: LocalStripe
+) -> None:
+    """A web process killed mid-charge takes the proxy's record with it; the intent is still in
+    localstripe, and its metadata names the payment (which the webhook then marked Paid)."""
+    world.stage.localstripe_url = localstripe.url
+    customer = await stripe_gateway.ensure_customer(
+        account_ref="A-1", name="Ana Diaz", email=None, existing_id=None)
+    card = await stripe_gateway.save_method(customer_id=customer, method_ref="pm_card_visa")
+
+    async def charge(key: str, cents: int, reference: str) -> str:
+        result = await stripe_gateway.charge(
+            customer_id=customer, method_ref=card.processor_ref, amount_cents=cents,
+            idempotency_key=key, metadata={"paybot_reference": reference}, method_kind="card")
+        assert result.status == "paid" and result.processor_id
+        return result.processor_id
+
+    unseen = await charge("checkout:9", 10_00, "CHECKOUT9")
+    await world.add(payment("checkout:9", "paid", 10_00, intent=unseen),
+                    receipt("CHECKOUT9", "mid-7"))
+    world.mail("mid-7", subject="Your payment receipt CHECKOUT9")
+    world.stats.owed["A-1"] += 10_00
+    stray = await charge("stray:1", 5_00, "P-NOPE")
+
+    checks = by_name(await check(world.stage, world.stats))
+    charges = checks["charges match the ledger"]
+    assert charges.violations == [
+        f"intent {stray} (succeeded, 500c) took money and names no ledger payment "
+        "(reference 'P-NOPE')"
+    ]
+    assert charges.notes == [
+        f"intent {unseen} (succeeded) not seen by the proxy; found by its reference CHECKOUT9"
+    ]
+    assert {n: c.violations for n, c in checks.items() if c.violations} == {
+        "charges match the ledger": charges.violations
+    }

@@ -130,26 +130,42 @@ def charges_match_ledger(
     charge."""
     result = Check("charges match the ledger")
     by_key = {p.idempotency_key: p for p in payments}
-    by_intent: dict[str, ChargeRecord] = {}
-    for charge in charges:  # the last word the proxy saw of each intent
-        by_intent[charge.intent_id] = charge
-    statuses = {c.intent_id: c.status for c in by_intent.values()}
+    by_reference = {p.reference: p for p in payments}
+    # Each intent's key and amount, as the proxy saw it created; its status, the last word.
+    keys: dict[str, str] = {}
+    amounts: dict[str, int] = {}
+    statuses: dict[str, str] = {}
+    for charge in charges:
+        keys[charge.intent_id] = charge.idempotency_key
+        amounts[charge.intent_id] = charge.amount_cents
+        statuses[charge.intent_id] = charge.status
     if intents is not None:
-        # localstripe's own list: what it holds now (a charge the proxy never saw answered too)
-        known = {c.intent_id for c in by_intent.values()}
+        # localstripe's own list: what it holds now. An intent the proxy never recorded (its
+        # caller cut off mid-request, the proxy's handler with it) is named by the reference
+        # PayBot puts in its metadata.
         for intent in intents:
-            statuses[intent["id"]] = str(intent.get("status"))
-            if intent["id"] not in known and intent.get("status") in CHARGED:
+            intent_id, status = intent["id"], str(intent.get("status"))
+            statuses[intent_id] = status
+            amounts.setdefault(intent_id, int(intent.get("amount") or 0))
+            if intent_id in keys:
+                continue
+            reference = (intent.get("metadata") or {}).get("paybot_reference")
+            payment = by_reference.get(reference or "")
+            if payment is not None:
+                keys[intent_id] = payment.idempotency_key
+                result.notes.append(f"intent {intent_id} ({status}) not seen by the proxy; "
+                                    f"found by its reference {reference}")
+            elif status in CHARGED:
                 result.violations.append(
-                    f"intent {intent['id']} ({intent.get('status')}, {intent.get('amount')}c) "
-                    "is in localstripe but the proxy never recorded it (no idempotency key known)")
+                    f"intent {intent_id} ({status}, {intent.get('amount')}c) took money and "
+                    f"names no ledger payment (reference {reference!r})")
     else:
         result.notes.append("localstripe does not list PaymentIntents: the proxy's records only")
     taken: dict[str, list[str]] = defaultdict(list)
-    for intent_id, charge in by_intent.items():
+    for intent_id, key in keys.items():
         result.examined += 1
         if statuses.get(intent_id) in CHARGED:
-            taken[charge.idempotency_key].append(intent_id)
+            taken[key].append(intent_id)
     for key, intent_ids in sorted(taken.items()):
         if len(intent_ids) > 1:
             result.violations.append(
@@ -163,7 +179,7 @@ def charges_match_ledger(
             result.violations.append(
                 f"key {key}: intent {intent_ids[0]} took money but payment {payment.reference} "
                 f"is {payment.status}")
-        charged = by_intent[intent_ids[0]].amount_cents
+        charged = amounts[intent_ids[0]]
         if charged != payment.amount_cents + payment.fee_cents:
             result.violations.append(
                 f"key {key}: charged {charged}c, payment {payment.reference} records "
