@@ -196,6 +196,13 @@ async def retries_answered_differently(w: World) -> None:
                         provider_sid="SM4", created_at=NOW))
 
 
+async def retry_answered_empty(w: World) -> None:
+    """Issue 16's case: the turn failed after the charge; Twilio's retry got `<Response/>`."""
+    w.sms("SM5", "agree", None, [])
+    await w.add(Message(id=5, direction="inbound", phone="+15558000001", body="agree",
+                        provider_sid="SM5", created_at=NOW))
+
+
 async def mail_sent_twice(w: World) -> None:
     w.mail("mid-3")  # a second copy of the receipt: no row records it
 
@@ -243,6 +250,9 @@ SPOILED: list[tuple[Callable[[World], Awaitable[None]], str, str | list[str]]] =
     (retries_answered_differently, "inbound messages stored once, answered the same",
      "SM4 ('1') has no stored reply and its retries were answered differently: "
      "'Pay now or later?' / ''"),
+    (retry_answered_empty, "inbound messages stored once, answered the same",
+     "SM5 ('agree') has no stored reply and a retry got an empty answer (timeout after 0.1s, "
+     "200 after 0.1s: [])"),
     (mail_sent_twice, "every receipt and notice sent exactly once",
      "SendGrid took a mail no ledger row records (mid-3 to ana@example.com: "
      "'Your payment receipt PAY1'): sent twice, or sent unowed"),

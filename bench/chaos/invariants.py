@@ -24,7 +24,7 @@ from bot.worker.config import WorkerConfig
 from bot.worker.rules import local_today
 
 if TYPE_CHECKING:
-    from bench.chaos.customers import LoadStats
+    from bench.chaos.customers import LoadStats, MessageRecord
 
 CHARGED = ("succeeded", "processing")  # an intent that took (or is taking) the money
 LEDGER_CHARGED = ("paid", "pending")
@@ -277,8 +277,16 @@ def messages_stored_once(
         elif len(answered) >= 1 and answered[0] == [] and len(record.attempts) > 1:
             result.violations.append(
                 f"{record.sid} ({record.body!r}) has no stored reply and a retry got an empty "
-                "answer")
+                f"answer ({attempts_of(record)})")
     return result
+
+
+def attempts_of(record: MessageRecord) -> str:
+    """Each attempt as Twilio saw it: "timeout after 15.0s, 200 in 0.2s: []"."""
+    return ", ".join(
+        f"{a.error or a.status} after {a.seconds:.1f}s"
+        + (f": {[t[:40] for t in a.texts]}" if a.texts is not None else "")
+        for a in record.attempts)
 
 
 def emails_sent_once(
