@@ -62,7 +62,8 @@ class StripeProxy:
     mode: str = "ok"
     stats: ProxyStats = field(default_factory=ProxyStats)
     port: int = 0
-    _answers: dict[tuple[str, str], asyncio.Future[_Answer]] = field(default_factory=dict)
+    _answers: dict[tuple[str, str], asyncio.Future[tuple[_Answer, bool]]] = field(
+        default_factory=dict)
     _runner: web.AppRunner | None = None
     _client: aiohttp.ClientSession | None = None
     _deliveries: set[asyncio.Task[None]] = field(default_factory=set)
@@ -111,37 +112,47 @@ class StripeProxy:
             self.stats.refused_500 += 1
             return web.Response(status=500, text=STRIPE_ERROR, content_type="application/json")
         body = await request.read()
-        key = request.headers.get("Idempotency-Key")
-        if request.method == "POST" and key and api_call:
-            answer, replayed = await self._once(key, request, body)
-        else:
-            answer, replayed = await self._send(request, body), False
+        key = request.headers.get("Idempotency-Key") or ""
+        # What localstripe does happens whether or not the caller waits for it (a caller that
+        # times out cuts its request, and aiohttp cancels this handler): the forwarding runs
+        # in a task of its own, so its answer is always recorded and kept for the key.
+        answer, replayed = await asyncio.shield(self._through(request, body, key, mode))
         if replayed:
             self.stats.replayed += 1
-        elif request.method == "POST" and request.path == "/v1/payment_intents":
-            self._record(key or "", answer, answered=0 if mode == "hang" else answer.status)
         if mode == "hang":
             self.stats.hung += 1
             await asyncio.sleep(self.hang_for)  # the caller has long given up
         return web.Response(status=answer.status, body=answer.body,
                             content_type=answer.content_type)
 
-    async def _once(self, key: str, request: web.Request, body: bytes) -> tuple[_Answer, bool]:
-        """Stripe's idempotency: the first request with a key is done; any later one with that
-        key gets the first one's answer (Stripe keeps keys 24 hours; a run is shorter)."""
+    def _through(self, request: web.Request, body: bytes, key: str, mode: str,
+                 ) -> asyncio.Future[tuple[_Answer, bool]]:
+        """Forward once per idempotency key (Stripe's rule: a later request with the key gets
+        the first one's answer; Stripe keeps keys 24 hours, a run is shorter)."""
+        if request.method != "POST" or not key or not request.path.startswith("/v1/"):
+            return asyncio.ensure_future(self._forwarded(request, body, key, mode))
         slot = (key, request.path)
         known = self._answers.get(slot)
         if known is not None:
-            return await asyncio.shield(known), True
-        future: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
-        self._answers[slot] = future
-        try:
-            answer = await self._send(request, body)
-        except BaseException as exc:
-            del self._answers[slot]  # not done: a retry may try again
-            future.cancel()
-            raise exc
-        future.set_result(answer)
+            return asyncio.ensure_future(self._replay(known))
+        first = asyncio.ensure_future(self._forwarded(request, body, key, mode))
+        self._answers[slot] = first
+        # A forwarding that failed (localstripe unreachable) did nothing: the key is free again.
+        first.add_done_callback(
+            lambda done: self._answers.pop(slot, None)
+            if done.cancelled() or done.exception() else None)
+        return first
+
+    @staticmethod
+    async def _replay(known: asyncio.Future[tuple[_Answer, bool]]) -> tuple[_Answer, bool]:
+        answer, _ = await known
+        return answer, True
+
+    async def _forwarded(self, request: web.Request, body: bytes, key: str, mode: str,
+                         ) -> tuple[_Answer, bool]:
+        answer = await self._send(request, body)
+        if request.method == "POST" and request.path == "/v1/payment_intents":
+            self._record(key, answer, answered=0 if mode == "hang" else answer.status)
         return answer, False
 
     async def _send(self, request: web.Request, body: bytes) -> _Answer:
