@@ -37,6 +37,8 @@ from bench.sms_load import twiml_texts
 
 # Twilio tries a failed webhook again a few times, after a short and growing pause.
 RETRY_BACKOFF = (1.0, 2.0, 4.0, 6.0, 8.0)
+# Seconds a person takes before starting over after an unexpected reply (or none).
+RECOVERY_PAUSE = (2.0, 8.0)
 # Replies that say the turn did not go as the customer meant: a person starts over.
 TROUBLE = ("something went wrong", "Sorry, I did not understand", "having trouble")
 LINK = re.compile(re.escape(PUBLIC_BASE_URL) + r"(/p/[A-Za-z0-9_\-]+)")
@@ -177,6 +179,8 @@ class Person:
         for _ in range(12):
             if not reply or any(word in reply for word in TROUBLE):
                 self.stats.errors["recovered_from_unexpected_reply"] += 1
+                # A person reads the apology (or waits for an answer that never came) first.
+                await asyncio.sleep(self.rng.uniform(*RECOVERY_PAUSE))
                 await self.sms("MENU")
                 return await self.sms("BALANCE")
             said = answer(reply)
