@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import re
 import secrets
 import time
@@ -154,7 +155,7 @@ class Person:
     """One customer: what it wants next, and how it reads a reply."""
 
     def __init__(self, customer: Customer, twilio: Twilio, stage: Stage, stats: LoadStats,
-                 rng) -> None:  # type: ignore[no-untyped-def]
+                 rng: random.Random) -> None:
         self.customer = customer
         self.twilio = twilio
         self.stage = stage

@@ -153,8 +153,9 @@ def charges_match_ledger(
             payment = by_reference.get(reference or "")
             if payment is not None:
                 keys[intent_id] = payment.idempotency_key
-                result.notes.append(f"intent {intent_id} ({status}) not seen by the proxy; "
-                                    f"found by its reference {reference}")
+                if status in CHARGED:  # (a decline's 402 names no intent the proxy could keep)
+                    result.notes.append(f"intent {intent_id} ({status}) not seen by the proxy; "
+                                        f"found by its reference {reference}")
             elif status in CHARGED:
                 result.violations.append(
                     f"intent {intent_id} ({status}, {intent.get('amount')}c) took money and "

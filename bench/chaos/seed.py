@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from jinja2 import Environment
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bench.chaos.stage import SECRET_KEY, STRIPE_KEY, Stage
 from bot.accounts.loading import parse_account, save_method_at_processor, upsert_account
@@ -117,7 +119,7 @@ async def seed(stage: Stage, customers: int, now: datetime, rng: random.Random) 
 
 
 async def _one(
-    database: Database, gateway: StripeGateway, env, flow: FlowSettings,  # type: ignore[no-untyped-def]
+    database: Database, gateway: StripeGateway, env: Environment, flow: FlowSettings,
     limits: FlowSettings, brand: str, i: int, now: datetime, today: date, zone: str,
     rng: random.Random,
 ) -> Customer:
@@ -172,7 +174,7 @@ async def _one(
 
 
 async def _sign_plan(
-    session, env, account: Account, method: PaymentMethod,  # type: ignore[no-untyped-def]
+    session: AsyncSession, env: Environment, account: Account, method: PaymentMethod,
     limits: FlowSettings, brand: str, customer: Customer, now: datetime, today: date,
 ) -> None:
     """A plan signed on the web: installments a day apart from today (the calendar brings the
