@@ -7,7 +7,8 @@ PUBLIC_BASE_URL + path), and sent again with the same MessageSid and body when t
 (connection error, 5xx) or takes longer than TWILIO_TIMEOUT_SECONDS, after a short backoff, to
 whichever process is up. Every attempt is recorded, so the report can compute latency during
 faults and the invariants can compare what retries were answered.
-"""
+
+Imports aiohttp, bench.chaos.stage and .seed, and bench.sms_load's TwiML reader; never bot."""
 
 from __future__ import annotations
 

@@ -4,7 +4,9 @@ things it examined and lists every violation in words a person can act on.
 Checked after the harness stopped the faults, let the workers drain and relayed every Stripe
 event: charges against the ledger (by idempotency key), what each account owes, every inbound
 MessageSid, every email owed, every installment that fell due.
-"""
+
+Imports bot.ledger (reads only), bot.payments.collectable and bot.worker's config and rules (the
+ledger's own definitions), aiohttp (localstripe's list) and bench.chaos.stage."""
 
 from __future__ import annotations
 

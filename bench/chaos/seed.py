@@ -6,14 +6,16 @@ Everything is written through the app's own code (bot.accounts.loading, bot.plan
 database the harness made (``Database`` migrates it). The one thing the app has no code for is
 time passing: a plan's installments are a day apart, so ``InstallmentCalendar`` brings the next
 one of each plan forward to today, one plan every few seconds, as the days would.
-"""
+
+Imports bot (accounts, plans, ledger, config, the Stripe gateway, localstripe's test helper) and
+bench.chaos.stage."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -63,7 +65,6 @@ class Customer:
     declines: bool = False  # its default card fails at charge
     offers: bool = False  # a settlement and a plan offer (signable by reply)
     plan_id: int | None = None  # an active plan, installments due during the run
-    installment_keys: list[str] = field(default_factory=list)
 
 
 def daytime_zone(now: datetime, hours: float = 1.0) -> str:
@@ -201,10 +202,6 @@ async def _sign_plan(
         agreement_text=text, terms_version=limits.terms_version, at=now,
     )
     customer.plan_id = plan.id
-    customer.installment_keys = list(await session.scalars(
-        select(Payment.idempotency_key).where(Payment.plan_id == plan.id)
-        .order_by(Payment.installment_number)
-    ))
 
 
 class InstallmentCalendar:
