@@ -211,6 +211,12 @@ async def email_lost(w: World) -> None:
     await w.add(receipt("SCHED1", None, status="failed"))
 
 
+async def email_cut_off_before_sendgrid(w: World) -> None:
+    """A process killed between claiming the row and SendGrid taking the mail: marked unknown,
+    never sent again (at most one copy), so the customer never got it."""
+    await w.add(receipt("SCHED2", None, status="unknown"))
+
+
 async def receipt_missing(w: World) -> None:
     w.stats.owed["A-1"] += 10_00
     await w.add(payment("pay:2", "paid", 10_00, intent="pi_8"))
@@ -257,7 +263,10 @@ SPOILED: list[tuple[Callable[[World], Awaitable[None]], str, str | list[str]]] =
      "SendGrid took a mail no ledger row records (mid-3 to ana@example.com: "
      "'Your payment receipt PAY1'): sent twice, or sent unowed"),
     (email_lost, "every receipt and notice sent exactly once",
-     "email 3 (receipt to ana@example.com) is failed: owed and not known to be sent"),
+     "email 3 (receipt to ana@example.com) is failed: owed and not sent"),
+    (email_cut_off_before_sendgrid, "every receipt and notice sent exactly once",
+     "1 email(s) to ana@example.com ('Your payment receipt SCHED2') cut off mid-send before "
+     "SendGrid took them: owed and not sent"),
     (receipt_missing, "every receipt and notice sent exactly once",
      "payment PAY2 is paid and has 0 receipts (one is owed)"),
     (receipt_twice, "every receipt and notice sent exactly once",
@@ -327,3 +336,15 @@ async def test_localstripe_is_read_and_an_intent_the_proxy_never_saw_is_found_by
     assert {n: c.violations for n, c in checks.items() if c.violations} == {
         "charges match the ledger": charges.violations
     }
+
+
+async def test_an_email_cut_off_after_sendgrid_took_it_was_sent_once(world: World) -> None:
+    """Killed after SendGrid took the mail, before the row was marked sent: the ledger says
+    unknown, but the customer got exactly one copy. A note, not a violation."""
+    await world.add(receipt("SCHED3", None, status="unknown"))
+    world.mail("mid-9", subject="Your payment receipt SCHED3")
+    checks = by_name(await check(world.stage, world.stats))
+    emails = checks["every receipt and notice sent exactly once"]
+    assert emails.violations == []
+    assert emails.notes == ["a mail to ana@example.com ('Your payment receipt SCHED3') left once; "
+                            "its row was cut off mid-send, so the ledger marks it unknown"]

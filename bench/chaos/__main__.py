@@ -99,25 +99,31 @@ async def settle(stage: Stage, proxy: StripeProxy, fleet: Fleet, within: float) 
 
 
 async def _left(stage: Stage, at: datetime | None = None) -> dict[str, int]:
+    """Payments in flight or due by the customer's own date (the worker's rule), and emails
+    not sent yet."""
+    from zoneinfo import ZoneInfo
+
     from sqlalchemy import text
 
     from bot.ledger.db import Database
 
-    today = (at or datetime.now(UTC)).date()
+    moment = at or datetime.now(UTC)
     database = Database(stage.database_url)
     try:
         async with database.session() as session:
-            return {
-                "payments due or in flight": int(await session.scalar(text(
-                    "SELECT count(*) FROM payments WHERE status = 'processing' OR "
-                    "(status = 'scheduled' AND scheduled_for <= :today)"),
-                    {"today": today}) or 0),
-                "emails not yet sent": int(await session.scalar(text(
-                    "SELECT count(*) FROM outbound_emails WHERE status IN "
-                    "('queued', 'sending')")) or 0),
-            }
+            rows = (await session.execute(text(
+                "SELECT p.status, p.scheduled_for, a.timezone FROM payments p "
+                "JOIN accounts a ON a.id = p.account_id "
+                "WHERE p.status IN ('processing', 'scheduled')"))).all()
+            emails = int(await session.scalar(text(
+                "SELECT count(*) FROM outbound_emails WHERE status IN ('queued', 'sending')"))
+                or 0)
     finally:
         await database.close()
+    due = sum(1 for status, day, zone in rows
+              if status == "processing"
+              or day <= moment.astimezone(ZoneInfo(zone or "America/New_York")).date())
+    return {"payments due or in flight": due, "emails not yet sent": emails}
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -323,8 +323,8 @@ def emails_sent_once(
                 result.violations.append(f"{name} is marked sent but SendGrid never took it")
             else:
                 recorded[row.provider_message_id] = name
-        elif row.status in ("failed", "unknown"):
-            result.violations.append(f"{name} is {row.status}: owed and not known to be sent")
+        elif row.status == "failed":
+            result.violations.append(f"{name} is failed: owed and not sent")
         elif row.status in ("queued", "sending"):
             result.notes.append(f"{name} still {row.status} (next try {row.not_before})")
     for copy in copies:
@@ -352,6 +352,8 @@ def emails_sent_once(
             continue
         if cut_off[(mail.to, mail.subject)] > 0:  # sent once; the process died before writing
             cut_off[(mail.to, mail.subject)] -= 1
+            result.notes.append(f"a mail to {mail.to} ({mail.subject!r}) left once; its row was "
+                                "cut off mid-send, so the ledger marks it unknown")
             continue
         if copies_cut_off[mail.to] > 0 and "agreement" in mail.subject.lower():
             copies_cut_off[mail.to] -= 1
@@ -359,6 +361,13 @@ def emails_sent_once(
         result.violations.append(
             f"SendGrid took a mail no ledger row records ({mail.message_id} to {mail.to}: "
             f"{mail.subject!r}): sent twice, or sent unowed")
+    # A row cut off mid-send that SendGrid never took: owed, and lost (the ledger, not knowing
+    # whether it left, never sends it again: at most one copy).
+    for (to, subject), left in cut_off.items():
+        if left > 0:
+            result.violations.append(
+                f"{left} email(s) to {to} ({subject!r}) cut off mid-send before SendGrid took "
+                "them: owed and not sent")
     return result
 
 
