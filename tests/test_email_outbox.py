@@ -415,3 +415,39 @@ async def test_a_send_cut_off_by_a_stop_is_marked_unknown_counted_once_and_never
     (row,) = await outbox_rows(app)
     assert row.status == "unknown"
     assert sendgrid_fake.requests == []
+
+
+async def test_a_worker_killed_mid_batch_leaves_only_the_email_it_was_sending_in_doubt(
+    app, client, settings, tmp_path, sendgrid_fake
+):
+    """Found by bench/chaos: a worker claimed a whole batch of overdue emails before sending
+    the first, so a kill -9 left every unsent one `sending`, later `unknown` and never sent.
+    Now each is claimed just before its send: after the kill, one is in doubt, the rest wait."""
+    from tests.test_graceful_stop import WAIT, paybot
+    from tests.test_serving import server_env
+
+    account = await add_account(app)
+    now = app[appkeys.CLOCK].now()
+    async with app[appkeys.DATABASE].session() as session:
+        for number in (1, 2, 3):
+            email_outbox.queue(session, {
+                "to": "maria@example.com", "subject": f"Your payment receipt P-TEST{number}",
+                "text": "Amount: $10.00", "html": "<p>Amount: $10.00</p>", "transactional": True,
+            }, kind="receipt", account_id=account.id, at=now - email_outbox.GRACE * 2)
+        await session.commit()
+    sendgrid_fake.stall_after = 1  # the first is taken; the second hangs at SendGrid
+    env = server_env(settings, tmp_path)
+    env.update(SENDGRID_API_KEY=sendgrid_fake.api_key, SENDGRID_HOST=sendgrid_fake.base_url,
+               PAYBOT_DATA_DIR=str(settings.data_dir))
+    at = (now + timedelta(minutes=5)).isoformat()
+    worker = await paybot(env, "worker", "--once", "--no-outreach", "--at", at)
+    async with asyncio.timeout(WAIT):
+        await sendgrid_fake.stalled.wait()
+    worker.process.kill()
+    assert await worker.exit_code() == -9
+    sendgrid_fake.release.set()
+    assert [(row.subject, row.status) for row in await outbox_rows(app)] == [
+        ("Your payment receipt P-TEST1", "sent"),
+        ("Your payment receipt P-TEST2", "sending"),  # in doubt: never sent twice
+        ("Your payment receipt P-TEST3", "queued"),  # not tried: the next pass sends it
+    ]

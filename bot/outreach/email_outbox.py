@@ -164,13 +164,18 @@ async def deliver(
     """Send the given rows that are still queued (whatever their ``not_before``); ``seal``
     opens the sealed ones."""
     report = EmailReport()
-    wanted = list(ids)
-    if not wanted:
-        return report
-    claimed = await _claim(database, wanted, clock.now())
-    senders = await sender_names(database, {row.account_id for row in claimed})
-    for row in claimed:
-        sender = senders.get(row.account_id) or notifier.brand
+    senders: dict[int, str] = {}
+    # One row claimed at a time, just before its send: a process killed mid-way leaves at
+    # most the one email it was sending in doubt (`sending`, later `unknown`), never the rest
+    # of a batch it had claimed and not yet tried (bench/chaos lost receipts that way).
+    for email_id in ids:
+        claimed = await _claim(database, [email_id], clock.now())
+        if not claimed:
+            continue  # sent or claimed meanwhile by another process
+        row = claimed[0]
+        if row.account_id is not None and row.account_id not in senders:
+            senders.update(await sender_names(database, [row.account_id]))
+        sender = senders.get(row.account_id) or notifier.brand  # type: ignore[arg-type]
         await _send(database, notifier, row, clock, seal, report, sender)
     return report
 

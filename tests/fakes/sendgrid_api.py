@@ -13,6 +13,7 @@ recorded in ``requests``; accepted bodies in ``messages``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -44,6 +45,11 @@ class SendGridFake(LocalServer):
     _failures: list[tuple[int, str]] = field(default_factory=list)
     # Non-zero: every send answers this status until set back to 0 (an outage, as in bench/chaos).
     refusing: int = 0
+    # A number: once this many mails were accepted, the next send waits until `release` is set
+    # (`stalled` is set meanwhile): a provider slow at the worst moment.
+    stall_after: int | None = None
+    stalled: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
     _runner: web.AppRunner | None = None
     port: int = 0
 
@@ -93,6 +99,9 @@ class SendGridFake(LocalServer):
             body: Any = json.loads(raw.decode("utf-8")) if raw else None
         except (UnicodeDecodeError, ValueError):
             body = None
+        if self.stall_after is not None and len(self.messages) >= self.stall_after:
+            self.stalled.set()
+            await self.release.wait()
         record = RecordedMail(path=request.path, headers=dict(request.headers), body=body)
         self.requests.append(record)
         response = self._answer(request.headers.get("Authorization", ""), body)
