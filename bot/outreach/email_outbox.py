@@ -20,6 +20,7 @@ ledger still holds no usable link, only hashes of them.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.ledger.models import Account, Creditor, OutboundEmail, Outreach
@@ -164,18 +166,25 @@ async def deliver(
     """Send the given rows that are still queued (whatever their ``not_before``); ``seal``
     opens the sealed ones."""
     report = EmailReport()
-    senders: dict[int, str] = {}
+    wanted = list(ids)
+    if not wanted:
+        return report
+    # What the send needs from the ledger is read before any row is claimed: a database lost
+    # between a claim and the provider's call would leave an email in doubt that never left.
+    async with database.session() as session:
+        account_ids = set(await session.scalars(
+            select(OutboundEmail.account_id).where(OutboundEmail.id.in_(wanted))))
+    senders = await sender_names(database, account_ids)
     # One row claimed at a time, just before its send: a process killed mid-way leaves at
     # most the one email it was sending in doubt (`sending`, later `unknown`), never the rest
     # of a batch it had claimed and not yet tried (bench/chaos lost receipts that way).
-    for email_id in ids:
+    for email_id in wanted:
         claimed = await _claim(database, [email_id], clock.now())
         if not claimed:
             continue  # sent or claimed meanwhile by another process
         row = claimed[0]
-        if row.account_id is not None and row.account_id not in senders:
-            senders.update(await sender_names(database, [row.account_id]))
-        sender = senders.get(row.account_id) or notifier.brand  # type: ignore[arg-type]
+        sender = (senders.get(row.account_id) if row.account_id is not None else None) \
+            or notifier.brand
         await _send(database, notifier, row, clock, seal, report, sender)
     return report
 
@@ -379,13 +388,28 @@ def next_try(attempts: int, now: datetime, what: str) -> datetime | None:
 
 
 async def _write_back(database: Database, row: _Claimed, values: dict[str, Any]) -> None:
+    """The provider's answer, recorded. The provider has answered: losing that answer would
+    leave a refused email in doubt for good (never sent) or a sent one marked unknown, so a
+    database away for a moment is waited for (about 15 s), as the rest of the send was."""
     if row.sealed and values["status"] != "queued":
         values = {**values, "text_body": "", "html_body": ""}  # done: the link goes with it
-    async with database.writer(), database.session() as session:
-        await session.execute(
-            update(OutboundEmail)
-            .where(OutboundEmail.id == row.id, OutboundEmail.status == "sending")
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        await session.commit()
+    for pause in (*WRITE_BACK_PAUSES, None):
+        try:
+            async with database.writer(), database.session() as session:
+                await session.execute(
+                    update(OutboundEmail)
+                    .where(OutboundEmail.id == row.id, OutboundEmail.status == "sending")
+                    .values(**values)
+                    .execution_options(synchronize_session=False)
+                )
+                await session.commit()
+            return
+        except (OperationalError, InterfaceError, DBAPIError, OSError):
+            if pause is None:
+                raise
+            log.warning("email %d (%s): its outcome not recorded yet; the database is away, "
+                        "trying again in %.1f s", row.id, row.kind, pause)
+            await asyncio.sleep(pause)
+
+
+WRITE_BACK_PAUSES = (0.5, 1.0, 2.0, 4.0, 8.0)
