@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import date, timedelta
 from typing import Any
 
@@ -22,6 +21,7 @@ from bot.outreach.notifications import Notifier, ledger_email_opt_outs
 from bot.providers import Providers
 from bot.providers.payments import PaymentGateway
 from bot.providers.sms import SandboxSms
+from tests.db_faults import messages_refused
 from tests.seed import CONFIRM_STEPS, add_account
 from tests.test_plan_sms import add_plan_offer
 from tests.test_worker import add_scheduled, local, make_worker
@@ -137,37 +137,10 @@ async def test_a_receipt_left_by_a_process_that_stopped_before_sending_it_is_sen
     assert len(accepted_receipts(sendgrid_fake)) == 1
 
 
-@asynccontextmanager
-async def replies_refused_by_the_database(app, number: str):  # type: ignore[no-untyped-def]
-    """A trigger makes the database refuse the replies to one number: a turn then fails after
-    its charge was recorded and before its own commit, as a process that stops there would."""
-    database = app[appkeys.DATABASE]
-    async with database.engine.begin() as conn:
-        if database.is_sqlite:
-            await conn.exec_driver_sql(
-                "CREATE TRIGGER refuse_replies BEFORE INSERT ON messages WHEN "
-                f"NEW.direction = 'outbound' AND NEW.phone = '{number}' "
-                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-            )
-        else:
-            await conn.exec_driver_sql(
-                "CREATE OR REPLACE FUNCTION refuse_replies() RETURNS trigger AS $$ BEGIN "
-                f"IF NEW.direction = 'outbound' AND NEW.phone = '{number}' THEN "
-                "RAISE EXCEPTION 'disk full'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
-            )
-            await conn.exec_driver_sql(
-                "CREATE TRIGGER refuse_replies BEFORE INSERT ON messages "
-                "FOR EACH ROW EXECUTE FUNCTION refuse_replies()"
-            )
-    try:
-        yield
-    finally:
-        async with database.engine.begin() as conn:
-            if database.is_sqlite:
-                await conn.exec_driver_sql("DROP TRIGGER refuse_replies")
-            else:
-                await conn.exec_driver_sql("DROP TRIGGER refuse_replies ON messages")
-                await conn.exec_driver_sql("DROP FUNCTION refuse_replies()")
+def replies_refused_by_the_database(app, number: str):  # type: ignore[no-untyped-def]
+    """The database refuses the replies to one number: a turn then fails after its charge was
+    recorded and before its own commit, as a process that stops there would."""
+    return messages_refused(app, number, direction="outbound", reason="disk full")
 
 
 @pytest.mark.parametrize(
