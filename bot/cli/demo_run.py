@@ -420,7 +420,7 @@ async def run_demo(
                 "  Or the PayPal button: the demo's sandbox PayPal approves at once."
             )
             print(
-                f"Accounts via the API: curl -H 'Authorization: Bearer {settings.api_key}' "
+                f"Accounts via the API: curl -H 'Authorization: Bearer {settings.api_keys[0]}' "
                 f"{settings.public_base_url}/api/v1/accounts/DEMO-1002"
             )
             for line in staff:
