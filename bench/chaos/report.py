@@ -125,8 +125,8 @@ def _faults(events: list[FaultEvent]) -> dict[str, Any]:
 async def figures(*, stage: Any, stats: Any, events: list[FaultEvent], checks: list[Any],
                   proxy: Any, fleet: Any, exits: dict[str, int], settled: dict[str, Any],
                   load_seconds: float, args: Any) -> dict[str, Any]:
-    invariants = [{"name": c.name, "examined": c.examined, "violations": list(c.violations)}
-                  for c in checks]
+    invariants = [{"name": c.name, "examined": c.examined, "violations": list(c.violations),
+                   "notes": list(getattr(c, "notes", []))} for c in checks]
     crashes = {m.name: m.crashes for m in fleet.members if m.crashes}
     unrecovered = sum(1 for e in events if e.recovery_seconds is None)
     violations = sum(len(c["violations"]) for c in invariants)
@@ -189,13 +189,17 @@ def table(f: dict[str, Any]) -> str:
     for kind, row in f["faults"].items():
         lines.append(f"| {kind} | {row['count']} | {row['recovery_mean_s']} / "
                      f"{row['recovery_max_s']} | {row['not_recovered']} |")
-    lines += ["", "| invariant | examined | violations |", "| --- | --- | --- |"]
+    lines += ["", "| invariant | examined | violations | notes |", "| --- | --- | --- | --- |"]
     for check in f["invariants"]:
-        lines.append(f"| {check['name']} | {check['examined']} | {len(check['violations'])} |")
-    lines.append(f"| **total** | | **{f['violations']}** |")
+        lines.append(f"| {check['name']} | {check['examined']} | {len(check['violations'])} | "
+                     f"{len(check.get('notes', []))} |")
+    lines.append(f"| **total** | | **{f['violations']}** | |")
     for check in f["invariants"]:
         for violation in check["violations"][:20]:
             lines.append(f"- {check['name']}: {violation}")
+    for check in f["invariants"]:
+        for note in check.get("notes", [])[:5]:
+            lines.append(f"- note, {check['name']}: {note}")
     if f["processes"]["unexpected_exits"]:
         lines.append(f"- unexpected exits: {f['processes']['unexpected_exits']}")
     return "\n".join(lines)
