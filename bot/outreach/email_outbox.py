@@ -171,10 +171,16 @@ async def deliver(
         return report
     # What the send needs from the ledger is read before any row is claimed: a database lost
     # between a claim and the provider's call would leave an email in doubt that never left.
-    async with database.session() as session:
-        account_ids = set(await session.scalars(
-            select(OutboundEmail.account_id).where(OutboundEmail.id.in_(wanted))))
-    senders = await sender_names(database, account_ids)
+    async with database.session() as session:  # one read: each email's creditor, if any
+        senders = {
+            email_id: Creditor(brand=brand, name=name).shown_name
+            for email_id, brand, name in await session.execute(
+                select(OutboundEmail.id, Creditor.brand, Creditor.name)
+                .join(Account, Account.id == OutboundEmail.account_id)
+                .join(Creditor, Creditor.code == Account.creditor_code)
+                .where(OutboundEmail.id.in_(wanted))
+            )
+        }
     # One row claimed at a time, just before its send: a process killed mid-way leaves at
     # most the one email it was sending in doubt (`sending`, later `unknown`), never the rest
     # of a batch it had claimed and not yet tried (bench/chaos lost receipts that way).
@@ -183,29 +189,9 @@ async def deliver(
         if not claimed:
             continue  # sent or claimed meanwhile by another process
         row = claimed[0]
-        sender = (senders.get(row.account_id) if row.account_id is not None else None) \
-            or notifier.brand
+        sender = senders.get(row.id) or notifier.brand
         await _send(database, notifier, row, clock, seal, report, sender)
     return report
-
-
-async def sender_names(database: Database, account_ids: Iterable[int | None]) -> dict[int, str]:
-    """Each account's creditor as the customer knows it (``Creditor.shown_name``): the From
-    name of the emails about that account, at PayBot's configured address. Read when the email
-    leaves, so the outbox keeps no copy of it; accounts without a creditor are left out."""
-    wanted = [i for i in account_ids if i is not None]
-    if not wanted:
-        return {}
-    async with database.session() as session:
-        rows = await session.execute(
-            select(Account.id, Creditor.brand, Creditor.name)
-            .join(Creditor, Creditor.code == Account.creditor_code)
-            .where(Account.id.in_(wanted))
-        )
-        return {
-            account_id: Creditor(brand=brand, name=name).shown_name
-            for account_id, brand, name in rows
-        }
 
 
 async def creditor_disclosure(session: AsyncSession, account: Account) -> str:
