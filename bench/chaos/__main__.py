@@ -139,6 +139,7 @@ async def run(args: argparse.Namespace) -> int:
     localstripe = twilio = sendgrid = proxy = fleet = canary = None
     health: asyncio.Task[None] | None = None
     code = 2
+    keep = False
     try:
         await asyncio.gather(postgres.start(), redis.start())
         localstripe = await asyncio.to_thread(LocalStripe.start)
@@ -203,6 +204,10 @@ async def run(args: argparse.Namespace) -> int:
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2, default=str))
         code = 0 if figures["violations"] == 0 else 1
+        # A 500 a customer met is worth its logs even when every invariant held.
+        served_500 = any("HTTP 500" in kind or kind == "http_500"
+                         for kind in figures["load"].get("errors", {}))
+        keep = keep or served_500
         return code
     finally:
         if health is not None:
@@ -218,7 +223,7 @@ async def run(args: argparse.Namespace) -> int:
             localstripe.stop()
         await redis.stop()
         await postgres.stop("immediate")
-        if args.keep or code != 0:
+        if args.keep or keep or code != 0:
             print(f"chaos: logs kept in {folder}", file=sys.stderr)
         else:
             shutil.rmtree(folder, ignore_errors=True)
