@@ -84,7 +84,10 @@ async def _outages(request: web.Request, handler: Handler) -> web.StreamResponse
                     request.path, type(error).__name__)
         headers = {"Retry-After": outage.RETRY_AFTER_SECONDS}
         if request.path.startswith(("/p/", "/portal", "/t/")):
-            response = portal.page(request, "unavailable.html", 503)
+            # A plain link (the portal's CSP forbids `javascript:`): the same page when it was
+            # one to read, else the portal's start, which shows where the customer is.
+            retry_url = request.path_qs if request.method == "GET" else "/portal/"
+            response = portal.page(request, "unavailable.html", 503, retry_url=retry_url)
             response.headers.update(headers)
             return response
         return web.Response(status=503, headers=headers,

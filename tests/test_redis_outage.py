@@ -121,3 +121,6 @@ async def test_a_page_that_needs_redis_answers_503_with_what_to_do(
     assert "<h1>We cannot open this page right now</h1>" in page
     assert ("<p>Nothing was changed and no payment was made by this request. Please try again "
             "in a minute: your link still works.</p>") in page
+    # The button is a plain link (the CSP blocks `javascript:` URLs): back to the portal's start.
+    assert '<a class="button primary" href="/portal/">Try again</a>' in page
+    assert "javascript:" not in page
