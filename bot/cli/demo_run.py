@@ -309,6 +309,11 @@ async def plans_demo(
     print("\nThe worker sends James his offer by text and email "
           "(unless it is night where he lives: then at 8 a.m. his time):", file=out)
     await run_worker(settings, WorkerConfig(), once=True)
+    # At night in James's zone the offer waits for 8 a.m. there: the demo passes that morning
+    # too, so the walkthrough shows the same messages whatever the hour it runs at.
+    morning = next_morning(app[appkeys.CLOCK].now(), ZoneInfo("America/Chicago"))
+    if morning is not None:
+        await run_worker(settings, WorkerConfig(), once=True, clock=FrozenClock(morning))
     link = await plan_link(app, offers["DEMO-1002"])
     print(f"Sign James's plan on the web (a card, then a typed or drawn signature): {link}",
           file=out)
@@ -325,6 +330,16 @@ async def plans_demo(
         file=out,
     )
     return moved
+
+
+def next_morning(now: datetime, zone: ZoneInfo) -> datetime | None:
+    """9 a.m. in `zone` after `now` when it is night there now (before 8 a.m. or from 9 p.m.),
+    else None: the moment a proactive message held for the night goes out."""
+    local = now.astimezone(zone)
+    if 8 <= local.hour < 21:
+        return None
+    day = local.date() if local.hour < 8 else local.date() + timedelta(days=1)
+    return datetime.combine(day, time(9, 0), zone)
 
 
 def clock_hint(moved: datetime) -> str:
